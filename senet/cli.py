@@ -1,0 +1,248 @@
+"""``python -m senet``: train, evaluate, info and excite from the command line.
+
+Invalid arguments print one line ``senet <command>: error: ...`` and exit 2
+without writing anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line with exit code 2."""
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model into a run directory")
+    p.add_argument("--model", default=None, help="model name (see `python -m senet info --list`); default se_airnet")
+    p.add_argument("--data", default=None, help="dataset spec: cifar10 | folder:PATH (default: $SENET_DATA or cifar10)")
+    p.add_argument("--data-dir", default=None, help="where cifar10 is downloaded and caches live (default ./data)")
+    p.add_argument("--dataset-name", default=None, help="a human name for the data, kept in the checkpoint")
+    p.add_argument("--recipe", default=None, choices=None, help="seed | fast (default fast)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float, help="learning rate for the mean loss over the global batch")
+    p.add_argument("--batch-size", type=int, help="global batch size (all processes together)")
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--schedule", help="constant | cosine | onecycle")
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--reduction", type=int, help="SE reduction ratio r")
+    p.add_argument("--width", type=int, help="width multiplier")
+    p.add_argument("--squeeze", action="store_true", default=None, help="seed_senet only: apply the squeeze")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--val-size", type=float, help="validation holdout: fraction (0.1) or count (5000)")
+    p.add_argument("--split-seed", type=int)
+    p.add_argument("--log-every", type=int, help="steps between step records in metrics.jsonl")
+    p.add_argument("--micro-batch", type=int, help="CPU only: split each batch into chunks of this size (default 256)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable CUDA mixed precision")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm under torchrun")
+    p.add_argument("--run-dir", help="new run directory (default runs/<time>-<model>)")
+    p.add_argument("--runs-root", default="runs", help="where default run directories are made")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import DataError, folder_root, parse_spec
+    from .runs import read_json
+    from .train import ConfigError, TrainConfig, make_config, make_run_dir, train
+
+    rank = int(os.environ.get("RANK", 0))
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "momentum", "weight_decay",
+                                               "label_smoothing", "schedule", "warmup_epochs", "reduction",
+                                               "width", "squeeze", "seed", "split_seed", "log_every", "micro_batch",
+                                               "device", "amp", "compile", "sync_bn", "data_dir",
+                                               "dataset_name")}
+    if args.val_size is not None:
+        overrides["val_size"] = int(args.val_size) if args.val_size >= 1 else args.val_size
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = read_json(run_dir / "config.json")
+        if saved is None:
+            raise UsageError(f"--resume {run_dir}: no readable config.json there")
+        if not (run_dir / "last.pt").is_file():
+            raise UsageError(f"--resume {run_dir}: no last.pt to resume from")
+        if args.run_dir and Path(args.run_dir) != run_dir:
+            raise UsageError("--run-dir and --resume name different directories")
+        changed = {k: v for k, v in overrides.items() if v is not None and k != "epochs" and v != saved.get(k)}
+        if changed or args.model or args.data or args.recipe:
+            raise UsageError(f"--resume {run_dir}: only --epochs can change on resume (got {sorted(changed) or 'model/data/recipe'})")
+        saved = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
+        model, recipe = saved.pop("model"), saved.pop("recipe")
+        saved.pop("world_size", None)
+        if args.epochs is not None:
+            saved["epochs"] = args.epochs
+        try:
+            config = make_config(model, recipe, **saved)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        status = train(config, run_dir, resume=True, progress=args.progress)
+        return 0 if status.get("state") in ("finished", "stopped") else 1
+    data = args.data or os.environ.get("SENET_DATA") or "cifar10"
+    try:
+        config = make_config(args.model or "se_airnet", args.recipe or "fast", data=data, **overrides)
+        kind, path = parse_spec(config.data)
+        if kind == "folder":
+            folder_root(path, "train")
+    except (ConfigError, DataError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        if rank == 0:
+            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                raise UsageError(f"--run-dir {run_dir}: already exists; use --resume {run_dir} or a new directory")
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"--run-dir {run_dir}: cannot create it ({exc.strerror})") from None
+    elif int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise UsageError("under torchrun, give --run-dir explicitly so all processes agree on it")
+    else:
+        run_dir = make_run_dir(args.runs_root, config.model)
+    if rank == 0:
+        print(f"run directory: {run_dir}", file=sys.stderr)
+    status = train(config, run_dir, progress=args.progress)
+    return 0 if status.get("state") in ("finished", "stopped") else 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .evaluate import evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.data_dir, tta=args.tta,
+                                     cache_dir=args.cache_dir)
+    except (CheckpointError, DataError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    report = result.report()
+    print(f"{args.checkpoint} on {args.data} [{args.split}{', flip TTA' if args.tta else ''}]: "
+          f"accuracy {result.accuracy:.4f} over {result.n} images")
+    print(f"{'class':>12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>7}")
+    for row in report["per_class"]:
+        print(f"{row['class']:>12} {row['precision']:9.4f} {row['recall']:7.4f} {row['f1']:7.4f} {row['support']:7d}")
+    m = report["macro"]
+    print(f"{'macro avg':>12} {m['precision']:9.4f} {m['recall']:7.4f} {m['f1']:7.4f} {result.n:7d}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .accounting import model_info
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .models import create_model, list_models
+
+    if args.list:
+        print("\n".join(list_models()))
+        return 0
+    if bool(args.checkpoint) == bool(args.model):
+        raise UsageError("give exactly one of --checkpoint PATH or --model NAME")
+    meta: dict = {}
+    try:
+        if args.checkpoint:
+            model, meta = load_checkpoint(args.checkpoint)
+        else:
+            model = create_model(args.model)
+    except (CheckpointError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    info = model_info(model, tuple(meta.get("input_size", (3, 32, 32))))
+    card = {"model": meta.get("model", args.model), **info}
+    card.update({k: v for k, v in meta.items() if k not in ("history", "config")})
+    if args.json:
+        print(json.dumps({**card, "history": meta.get("history"), "config": meta.get("config")}, default=str))
+        return 0
+    print(f"model            {card['model']}")
+    print(f"parameters       {info['params']:,}")
+    print(f"SE parameters    {info['se_params']:,} in {info['se_blocks']} blocks "
+          f"(seed's formula (2/r)*sum N_s*C_s^2 = {info['se_formula']:,.0f})")
+    print(f"multiply-adds    {info['macs'] / 1e6:,.1f} M per image")
+    for key in ("recipe", "epochs", "val_acc", "val_acc_tta", "dataset", "hardware", "wall_time_s"):
+        if meta.get(key) is not None:
+            print(f"{key:<16} {meta[key]}")
+    return 0
+
+
+def cmd_excite(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .excitation import excitations
+    from .inference import ImageError, open_image, predict, preprocess
+
+    try:
+        model, meta = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    failed = 0
+    for image_path in args.images:
+        try:
+            x = preprocess(open_image(image_path), meta)
+        except ImageError as exc:
+            print(f"senet excite: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        probs = predict(model, x)[0]
+        top = int(probs.argmax())
+        print(f"{image_path}: {meta['classes'][top]} ({float(probs[top]):.1%})")
+        gates = excitations(model, x)
+        if not gates:
+            print("  (no SE blocks)")
+        for name, g in gates.items():
+            g = g[0]
+            hi = torch.topk(g, min(args.top, len(g)))
+            lo = torch.topk(-g, min(args.top, len(g)))
+            fmt = lambda idx, val: ", ".join(f"#{int(i)} {float(v):.3f}" for i, v in zip(idx, val))  # noqa: E731
+            print(f"  {name:<16} mean {float(g.mean()):.3f}  most: {fmt(hi.indices, hi.values)}  "
+                  f"least: {fmt(lo.indices, -lo.values)}")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m senet", description="Squeeze-and-Excitation networks on CIFAR-10")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"))
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--cache-dir", default=None, help="where predictions are cached")
+    p = sub.add_parser("info", help="the model card of a checkpoint or a model")
+    p.add_argument("--checkpoint")
+    p.add_argument("--model")
+    p.add_argument("--list", action="store_true", help="list the model names")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("excite", help="prediction and SE gates for images")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top", type=int, default=3, help="channels shown at each end")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "data_dir", None) is None and args.command in ("train", "evaluate"):
+        from .data import DEFAULT_DATA_DIR
+        if args.command == "evaluate":
+            args.data_dir = DEFAULT_DATA_DIR
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info, "excite": cmd_excite}[args.command]
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"senet {args.command}: error: {exc}", file=sys.stderr)
+        return 2

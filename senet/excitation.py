@@ -1,0 +1,98 @@
+"""Reading and overriding the SE gates of a model through forward hooks.
+
+Every SE block (:class:`senet.se.SEBlock` or :class:`senet.se.SeedSEBlock`)
+computes its gate in a ``gate`` submodule. A forward hook on it reads the gate
+without changing the output; a hook that returns a tensor replaces the gate,
+which is how :func:`gate_overrides` switches SE off or substitutes a profile.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .se import SEBlock, SeedSEBlock
+
+__all__ = ["se_blocks", "excitations", "gate_overrides", "block_name"]
+
+
+def block_name(module_path: str) -> str:
+    """A readable name for an SE block's module path: ``stage2.1.se`` -> ``stage2.block2``."""
+    parts = [p for p in module_path.split(".") if p != "se"]
+    out = []
+    for p in parts:
+        if p.isdigit():
+            out.append(f"block{int(p) + 1}")
+        elif p == "res_blocks":
+            out.append("stage1")
+        else:
+            out.append(p)
+    return ".".join(out) if out else "se"
+
+
+def se_blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's SE blocks, from input to output, keyed by readable name."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    return {block_name(path): m for path, m in model.named_modules() if isinstance(m, (SEBlock, SeedSEBlock))}
+
+
+@torch.no_grad()
+def excitations(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The gate of every SE block for a batch: ``{name: (B, C) tensor in [0, 1]}``.
+
+    Blocks are ordered from input to output. The model's output is unchanged
+    and the hooks are removed afterwards, even on error. For the seed's per-pixel
+    gate (shape B x C x H x W) the spatial mean over H and W is returned. A
+    model without SE blocks gives an empty dict.
+    """
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def recorder(name: str):
+        def hook(_module, _inputs, output):
+            gate = output.float()
+            captured[name] = (gate.mean(dim=(2, 3)) if gate.dim() == 4 else gate).detach().cpu()
+        return hook
+
+    try:
+        for name, block in se_blocks(model).items():
+            handles.append(block.gate.register_forward_hook(recorder(name)))
+        if handles:
+            model(images)
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: captured[name] for name in se_blocks(model) if name in captured}
+
+
+@contextlib.contextmanager
+def gate_overrides(model: nn.Module, overrides: dict[str, torch.Tensor | float]) -> Iterator[None]:
+    """Within the context, replace the gate of the named SE blocks.
+
+    A value of ``1.0`` switches SE off in that block (the input passes
+    unscaled); a (C,) tensor, e.g. a class-mean profile, replaces the gate for
+    every image. Unknown block names raise ``ValueError``.
+    """
+    blocks = se_blocks(model)
+    unknown = sorted(set(overrides) - set(blocks))
+    if unknown:
+        raise ValueError(f"unknown SE block(s) {unknown}; known: {list(blocks)}")
+    handles = []
+
+    def replacer(value: torch.Tensor | float):
+        def hook(_module, _inputs, output):
+            v = torch.as_tensor(value, dtype=output.dtype, device=output.device)
+            if v.dim() == 1:  # (C,) profile
+                v = v.view(1, -1, *([1] * (output.dim() - 2)))
+            return torch.ones_like(output) * v
+        return hook
+
+    try:
+        for name, value in overrides.items():
+            handles.append(blocks[name].gate.register_forward_hook(replacer(value)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

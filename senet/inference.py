@@ -1,0 +1,116 @@
+"""Turning user images into model input, and model output into probabilities."""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import BinaryIO
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["ImageError", "MAX_PIXELS", "open_image", "preprocess", "predict", "to_probabilities"]
+
+MAX_PIXELS = 40_000_000  # refuse larger images before decoding them in full
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message names it and says why."""
+
+
+def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = None) -> Image.Image:
+    """Open and fully decode an image file (first frame of an animation), refusing bombs and junk."""
+    label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "uploaded image")
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            check_size(image, label)
+            image.seek(0)
+            image.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{label}: image is too large (over {MAX_PIXELS:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: not an image file PIL can read") from None
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{label}: broken or truncated image ({str(exc)[:120]})") from None
+    return image
+
+
+def check_size(image: Image.Image, label: str = "image") -> None:
+    """Raise :class:`ImageError` for an image over :data:`MAX_PIXELS` (reads only the header)."""
+    w, h = image.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{label}: image is too large ({w}x{h} = {w * h:,} pixels; the limit is {MAX_PIXELS:,})")
+    if w < 1 or h < 1:
+        raise ImageError(f"{label}: image has no pixels ({w}x{h})")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode (L, LA, P, RGBA, CMYK, I;16, I, F, ...) -> RGB; transparency over black."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        import numpy as np
+        arr = np.asarray(image, dtype=np.float64)
+        hi = 65535.0 if image.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        image = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype("uint8"), mode="L")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "CMYK":
+        return image.convert("RGB")
+    return image.convert("RGB")
+
+
+def image_to_uint8(image: Image.Image, size: tuple[int, int] = (32, 32)) -> torch.Tensor:
+    """An RGB uint8 tensor (3, H, W) of the image resized to ``size`` (H, W)."""
+    check_size(image)
+    rgb = to_rgb(image)
+    if rgb.size != (size[1], size[0]):
+        rgb = rgb.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=3.0)
+    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size[0], size[1], 3).permute(2, 0, 1).contiguous()
+
+
+def normalize(images: torch.Tensor, mean: list[float] | tuple[float, ...], std: list[float] | tuple[float, ...]) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float, scaled to [0, 1] and normalised per channel."""
+    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - m) / s
+
+
+def preprocess(image: Image.Image, meta: dict) -> torch.Tensor:
+    """A PIL image of any mode and size -> the normalised (1, 3, H, W) input the checkpoint expects."""
+    _, h, w = meta.get("input_size", (3, 32, 32))
+    pixels = image_to_uint8(image, (h, w))
+    return normalize(pixels[None], meta.get("mean", (0.4914, 0.4822, 0.4465)), meta.get("std", (0.2023, 0.1994, 0.2010)))
+
+
+def to_probabilities(output: torch.Tensor) -> torch.Tensor:
+    """Logits or log-probabilities (the seed's network outputs ``log_softmax``) -> probabilities."""
+    return torch.softmax(output.float(), dim=1)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, batch: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    """Class probabilities (B, K) for a normalised batch; ``tta`` averages with the mirror image."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        batch = batch.to(device)
+        probs = to_probabilities(model(batch))
+        if tta:
+            probs = (probs + to_probabilities(model(batch.flip(-1)))) / 2
+    finally:
+        model.train(was_training)
+    return probs.cpu()

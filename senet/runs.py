@@ -1,0 +1,171 @@
+"""The run directory: the contract between a training process and its readers.
+
+    RUN_DIR/config.json     everything needed to reproduce the run
+    RUN_DIR/status.json     state, pid, times, epoch and step, error (atomic writes)
+    RUN_DIR/metrics.jsonl   one JSON object per line, appended and flushed as it happens
+    RUN_DIR/last.pt         every epoch (and on stop), through senet.save_checkpoint
+    RUN_DIR/best.pt         the best validation accuracy so far
+
+Readers ignore an incomplete last line of ``metrics.jsonl`` and report a run
+whose process has died as ``failed`` rather than running forever.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_json_atomic", "read_json", "MetricsWriter", "read_metrics", "read_status", "write_status",
+           "list_runs", "pid_alive", "run_summary", "ACTIVE_STATES"]
+
+ACTIVE_STATES = ("starting", "running")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """A JSON object from ``path``, or None if it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+        return obj if isinstance(obj, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``metrics.jsonl`` and flushes each line."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._file = open(self.path, "a", buffering=1)
+
+    def write(self, record: dict) -> None:
+        self._file.write(json.dumps(record, allow_nan=False, default=float) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], int]:
+    """Records of ``metrics.jsonl`` from byte ``offset``; returns (records, new offset).
+
+    An incomplete last line (no newline yet) or a corrupt line is skipped; the
+    returned offset stops before an incomplete line so a later call reads it whole.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+    return records, offset + end
+
+
+def truncate_metrics(path: str | os.PathLike, max_step: int) -> None:
+    """Keep only records with ``step <= max_step`` (used on resume, so curves never double back)."""
+    records, _ = read_metrics(path)
+    kept = [r for r in records if r.get("step", 0) <= max_step]
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+    os.replace(tmp, path)
+
+
+def pid_alive(pid: Any, host: str | None = None) -> bool:
+    """Whether process ``pid`` exists (and is not a zombie) on this host."""
+    if host and host != socket.gethostname():
+        return True  # cannot tell for another machine; trust its status
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def write_status(run_dir: str | os.PathLike, **fields: Any) -> dict:
+    """Merge ``fields`` into ``status.json`` (atomically) and stamp ``updated_at``."""
+    path = Path(run_dir) / "status.json"
+    status = read_json(path) or {}
+    status.update(fields)
+    status["updated_at"] = time.time()
+    write_json_atomic(path, status)
+    return status
+
+
+def read_status(run_dir: str | os.PathLike) -> dict:
+    """``status.json``, with a run whose process has died reported as ``failed``."""
+    status = read_json(Path(run_dir) / "status.json")
+    if status is None:
+        return {"state": "unknown", "error": "no readable status.json"}
+    if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("host")):
+        status = dict(status, state="failed", error=status.get("error") or "the training process died (pid gone)")
+    return status
+
+
+def run_summary(run_dir: str | os.PathLike) -> dict:
+    """One row for a table of runs: name, state, model, epochs, best val accuracy, duration."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    config = read_json(run_dir / "config.json") or {}
+    started = status.get("started_at")
+    ended = status.get("updated_at")
+    return {
+        "run": run_dir.name,
+        "path": str(run_dir),
+        "state": status.get("state", "unknown"),
+        "model": config.get("model"),
+        "recipe": config.get("recipe"),
+        "epoch": status.get("epoch"),
+        "epochs": config.get("epochs"),
+        "best_val_acc": status.get("best_val_acc"),
+        "duration_s": (ended - started) if started and ended else None,
+        "started_at": started,
+        "error": status.get("error"),
+    }
+
+
+def list_runs(root: str | os.PathLike) -> list[dict]:
+    """Summaries of the run directories under ``root``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    rows = [run_summary(d) for d in root.iterdir() if (d / "status.json").is_file() or (d / "config.json").is_file()]
+    return sorted(rows, key=lambda r: r.get("started_at") or 0, reverse=True)

@@ -1,0 +1,84 @@
+"""Squeeze-and-Excitation blocks.
+
+Hu, Shen, Sun, "Squeeze-and-Excitation Networks" (arXiv 1709.01507):
+
+    z = mean over H, W of u              squeeze: one number per channel
+    s = sigmoid(W2 relu(W1 z))           excitation, W1: C/r x C, W2: C x C/r
+    out = s * u                          scale, channel by channel
+
+The sigmoid is its own submodule, ``block.gate``: a forward hook on it reads
+the gate ``s`` (and a hook that returns a tensor replaces it), which is how
+:mod:`senet.excitation` captures and intervenes without touching the model.
+
+``SeedSEBlock`` reproduces the SE block of the seed blog post, which computes
+the pooled tensor and then discards it (``w = F.adaptive_avg_pool2d(x, 1);
+w = self.fc(x)``), so its gate is computed per pixel: the paper's "NoSqueeze"
+ablation (Table 16) plus a learned additive bias.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SEBlock", "SeedSEBlock", "check_reduction"]
+
+
+def check_reduction(reduction: object) -> int:
+    """Return ``reduction`` if it is a positive integer, else raise ValueError."""
+    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
+        raise ValueError(f"reduction must be a positive integer, got {reduction!r}")
+    return reduction
+
+
+class SEBlock(nn.Module):
+    """The paper's SE block: global average pool, FC-ReLU-FC (no bias), sigmoid, scale.
+
+    Args:
+        channels: number of channels C of the input.
+        reduction: ratio r; the hidden width is ``max(1, C // r)``.
+        hidden: explicit hidden width, overriding ``reduction``.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None) -> None:
+        super().__init__()
+        self.channels = channels
+        self.reduction = check_reduction(reduction)
+        self.hidden = hidden if hidden is not None else max(1, channels // reduction)
+        self.fc1 = nn.Linear(channels, self.hidden, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Linear(self.hidden, channels, bias=False)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.mean(dim=(2, 3))
+        s = self.gate(self.fc2(self.relu(self.fc1(z))))
+        return x * s[:, :, None, None]
+
+
+class SeedSEBlock(nn.Module):
+    """The seed blog post's SE variant: 1x1 convs C -> C/r -> 2C, output ``x * sigmoid(w) + b``.
+
+    With ``squeeze=False`` (the seed as published) the convs run on every pixel
+    of ``x``: the pooled tensor is thrown away, so the gate ``w`` has shape
+    (B, C, H, W) and depends on spatial layout. ``squeeze=True`` applies them to
+    the pooled tensor, as the seed intended.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, squeeze: bool = False) -> None:
+        super().__init__()
+        self.channels = channels
+        self.reduction = check_reduction(reduction)
+        self.hidden = max(1, channels // reduction)
+        self.squeeze = squeeze
+        self.fc = nn.Sequential(
+            nn.Conv2d(channels, self.hidden, kernel_size=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(self.hidden, 2 * channels, kernel_size=1),
+        )
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = F.adaptive_avg_pool2d(x, 1) if self.squeeze else x
+        w, b = self.fc(w).split(self.channels, dim=1)
+        return x * self.gate(w) + b
