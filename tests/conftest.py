@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny synthetic datasets and checkpoints, and the real data when present."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_TARBALL = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg-train.tar.gz"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def make_folder_dataset(root: Path, classes: tuple[str, ...] = ("red", "green", "blue"), per_class: int = 20,
+                        size: int = 32, seed: int = 0, test_split: bool = False) -> Path:
+    """An ImageFolder tree ``root/train/<class>/*.png`` whose classes differ by dominant colour (learnable)."""
+    rng = np.random.default_rng(seed)
+    parts = ["train", "test"] if test_split else ["train"]
+    for part in parts:
+        for k, name in enumerate(classes):
+            d = root / part / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                img = rng.integers(0, 80, size=(size, size, 3), dtype=np.uint8)
+                img[..., k % 3] = rng.integers(150, 256, size=(size, size), dtype=np.uint8)
+                if k >= 3:  # more classes than colours: add a stripe pattern
+                    img[:: 2 + k % 3] = 255
+                Image.fromarray(img).save(d / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    """A 3-class, 20-images-per-class folder dataset (train only)."""
+    return make_folder_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """An untrained se_resnet20 checkpoint with three classes."""
+    from senet import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("se_resnet20", num_classes=3)
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, model_name="se_resnet20", model_options={"num_classes": 3, "reduction": 16},
+                    classes=("red", "green", "blue"), val_acc=0.5, history=[])
+    return path
+
+
+def senet_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m senet ARGS`` and capture its output."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "senet", *args], cwd=cwd or ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The development CIFAR-10 JPEG copy as an ImageFolder root, or skip.
+
+    Found through $SENET_TEST_DATA (a folder with train/<class>/), else unpacked
+    once from ../shared/datasets/cifar10-jpeg-train.tar.gz into $SENET_TEST_CACHE
+    (default /tmp/senet-test-data).
+    """
+    env = os.environ.get("SENET_TEST_DATA")
+    if env:
+        if not (Path(env) / "train").is_dir():
+            pytest.skip(f"SENET_TEST_DATA={env} has no train/ folder")
+        return Path(env)
+    if not SHARED_TARBALL.is_file():
+        pytest.skip(f"real CIFAR-10 data absent: set SENET_TEST_DATA or provide {SHARED_TARBALL}")
+    cache = Path(os.environ.get("SENET_TEST_CACHE", "/tmp/senet-test-data"))
+    root = cache / "cifar10-jpeg"
+    done = cache / ".unpacked"
+    if not done.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(SHARED_TARBALL) as tar:
+            tar.extractall(cache, filter="data")
+        done.write_text("ok")
+    return root
