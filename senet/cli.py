@@ -99,7 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.run_dir:
         run_dir = Path(args.run_dir)
         if rank == 0:
-            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            launcher_files = {"train.log", "launch.json"}  # written by senet.launcher before the process starts
+            if run_dir.exists() and (not run_dir.is_dir() or any(p.name not in launcher_files for p in run_dir.iterdir())):
                 raise UsageError(f"--run-dir {run_dir}: already exists; use --resume {run_dir} or a new directory")
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
