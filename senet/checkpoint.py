@@ -31,8 +31,18 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be loaded; the message names the file and the reason."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``.
+
+    If anything fails (or the process is interrupted before the replace), the
+    previous file at ``path`` is untouched and the temporary file is removed.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -40,6 +50,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -47,6 +58,14 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         except OSError:
             pass
         raise
+    try:  # make the rename itself durable; not possible on every platform
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
 
 
 def _plain(value: Any) -> Any:
@@ -92,26 +111,68 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate the raw checkpoint dict, raising :class:`CheckpointError` on any fault."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- torch raises many types for bad files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        if "weights_only" in text or "Unsupported global" in text:
             reason = "it contains pickled objects that are not allowed (refused to run code on load)"
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a senet checkpoint (no '{FORMAT}' format tag)")
     version = payload.get("version")
-    if not isinstance(version, int) or version > VERSION or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version > VERSION or version < 1:
         raise CheckpointError(f"{path}: unsupported checkpoint version {version!r} (this senet reads up to {VERSION})")
     for key in ("model", "model_options", "state_dict", "classes", "mean", "std", "input_size"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint is missing '{key}'")
+    _check_fields(path, payload)
     return payload
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_fields(path: Path, payload: dict) -> None:
+    """Refuse metadata of the wrong type or shape, so that users of ``meta`` can rely on it."""
+    def bad(key: str, expected: str) -> CheckpointError:
+        return CheckpointError(f"{path}: bad '{key}' in checkpoint (expected {expected}, got {payload[key]!r:.80})")
+
+    if not isinstance(payload["model"], str):
+        raise bad("model", "a model name")
+    if not isinstance(payload["model_options"], dict):
+        raise bad("model_options", "a dict")
+    if not isinstance(payload["state_dict"], dict):
+        raise bad("state_dict", "a dict of tensors")
+    classes = payload["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise bad("classes", "a non-empty list of class names")
+    size = payload["input_size"]
+    if not isinstance(size, list) or len(size) != 3 or not all(
+            isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in size):
+        raise bad("input_size", "[channels, height, width]")
+    for key in ("mean", "std"):
+        v = payload[key]
+        if not isinstance(v, list) or len(v) != size[0] or not all(_is_number(x) for x in v):
+            raise bad(key, f"{size[0]} numbers, one per input channel")
+    if not all(x > 0 for x in payload["std"]):
+        raise bad("std", "positive numbers")
+    if "meta" in payload and not isinstance(payload["meta"], dict):
+        raise bad("meta", "a dict")
+
+
+def _num_outputs(model: nn.Module) -> int | None:
+    """The number of classes a model predicts: the width of its last linear layer."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -128,10 +189,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: {exc}") from None
     try:
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, TypeError, AttributeError) as exc:
+    except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])[:240]
         raise CheckpointError(f"{path}: weights do not fit model {payload['model']!r} ({detail})") from None
+    outputs, n_classes = _num_outputs(model), len(payload["classes"])
+    if outputs is not None and outputs != n_classes:
+        raise CheckpointError(f"{path}: the model predicts {outputs} classes but the checkpoint names {n_classes}")
     model.to(map_location).eval()
     meta = dict(payload.get("meta") or {})
     meta.update({k: payload[k] for k in ("model", "model_options", "classes", "mean", "std", "input_size")})

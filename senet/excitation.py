@@ -42,13 +42,17 @@ def se_blocks(model: nn.Module) -> dict[str, nn.Module]:
 def excitations(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
     """The gate of every SE block for a batch: ``{name: (B, C) tensor in [0, 1]}``.
 
-    Blocks are ordered from input to output. The model's output is unchanged
-    and the hooks are removed afterwards, even on error. For the seed's per-pixel
-    gate (shape B x C x H x W) the spatial mean over H and W is returned. A
-    model without SE blocks gives an empty dict.
+    Blocks are ordered from input to output. The forward pass runs without
+    gradient and in eval mode (the model's mode is restored afterwards, so a
+    training model's BatchNorm statistics are not touched); the hooks only read,
+    so the model's output is unchanged, and they are removed afterwards, even on
+    error. For the seed's per-pixel gate (``SeedSEBlock(squeeze=False)``, shape
+    B x C x H x W) the spatial mean over H and W is returned. A model without SE
+    blocks gives an empty dict. Tensors come back as float32 on the CPU.
     """
     captured: dict[str, torch.Tensor] = {}
     handles = []
+    was_training = model.training
 
     def recorder(name: str):
         def hook(_module, _inputs, output):
@@ -60,10 +64,12 @@ def excitations(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tenso
         for name, block in se_blocks(model).items():
             handles.append(block.gate.register_forward_hook(recorder(name)))
         if handles:
+            model.eval()
             model(images)
     finally:
         for h in handles:
             h.remove()
+        model.train(was_training)
     return {name: captured[name] for name in se_blocks(model) if name in captured}
 
 
@@ -73,12 +79,18 @@ def gate_overrides(model: nn.Module, overrides: dict[str, torch.Tensor | float])
 
     A value of ``1.0`` switches SE off in that block (the input passes
     unscaled); a (C,) tensor, e.g. a class-mean profile, replaces the gate for
-    every image. Unknown block names raise ``ValueError``.
+    every image. Unknown block names and values that are neither a number nor
+    a (C,) tensor raise ``ValueError``. The hooks are removed on exit.
     """
     blocks = se_blocks(model)
     unknown = sorted(set(overrides) - set(blocks))
     if unknown:
         raise ValueError(f"unknown SE block(s) {unknown}; known: {list(blocks)}")
+    for name, value in overrides.items():
+        shape = tuple(torch.as_tensor(value).shape)
+        if shape not in ((), (blocks[name].channels,)):
+            raise ValueError(f"gate override for {name!r} must be a number or a ({blocks[name].channels},) tensor, "
+                             f"got shape {shape}")
     handles = []
 
     def replacer(value: torch.Tensor | float):

@@ -7,7 +7,7 @@ import warnings
 from typing import BinaryIO
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageError", "MAX_PIXELS", "open_image", "preprocess", "predict", "to_probabilities"]
 
@@ -18,10 +18,19 @@ class ImageError(ValueError):
     """An image that cannot be used; the message names it and says why."""
 
 
+def _one_line(text: object, limit: int = 120) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
 def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = None) -> Image.Image:
-    """Open and fully decode an image file (first frame of an animation), refusing bombs and junk."""
-    label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "uploaded image")
-    if isinstance(source, bytes):
+    """Open and fully decode an image file, refusing bombs and junk with :class:`ImageError`.
+
+    Animations give their first frame; an EXIF orientation tag (phone photos)
+    is applied. The size is checked from the header, before the pixels are
+    decoded. ``name`` labels the image in error messages.
+    """
+    label = _one_line(name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "uploaded image"), 200)
+    if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
         with warnings.catch_warnings():
@@ -30,6 +39,8 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
             check_size(image, label)
             image.seek(0)
             image.load()
+            if image.getexif().get(0x0112, 1) != 1:  # EXIF Orientation
+                image = ImageOps.exif_transpose(image)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -38,8 +49,12 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
         raise ImageError(f"{label}: not an image file PIL can read") from None
     except FileNotFoundError:
         raise ImageError(f"{label}: no such file") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{label}: broken or truncated image ({str(exc)[:120]})") from None
+    except IsADirectoryError:
+        raise ImageError(f"{label}: is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{label}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{label}: broken or truncated image ({_one_line(exc)})") from None
     return image
 
 
@@ -75,7 +90,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def image_to_uint8(image: Image.Image, size: tuple[int, int] = (32, 32)) -> torch.Tensor:
     """An RGB uint8 tensor (3, H, W) of the image resized to ``size`` (H, W)."""
     check_size(image)
-    rgb = to_rgb(image)
+    try:
+        rgb = to_rgb(image)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # unsupported mode, or pixels that fail to decode
+        raise ImageError(f"image: cannot convert {image.mode} image to RGB ({_one_line(exc)})") from None
     if rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=3.0)
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size[0], size[1], 3).permute(2, 0, 1).contiguous()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .se import SEBlock, SeedSEBlock, check_reduction
+from .se import SEBlock, SeedSEBlock, _positive_int, check_reduction
 
 __all__ = ["CifarResNet", "SeedNetwork", "AirNet", "create_model", "list_models", "MODEL_REGISTRY"]
 
@@ -35,6 +35,17 @@ def check_reduction_fits(reduction: object, channels: int) -> None:
     check_reduction(reduction)
     if reduction > channels:
         raise ValueError(f"reduction {reduction} is larger than the narrowest SE stage ({channels} channels)")
+
+
+def check_common(se: bool, reduction: object, width: object, num_classes: object, in_channels: object,
+                 narrowest: int) -> None:
+    """Validate the options every model takes; each fault is one ValueError naming the value."""
+    check_reduction(reduction)
+    _positive_int("width", width)
+    _positive_int("num_classes", num_classes)
+    _positive_int("in_channels", in_channels)
+    if se:
+        check_reduction_fits(reduction, narrowest * width)
 
 
 # --------------------------------------------------------------------------- ResNet
@@ -73,14 +84,11 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int = 20, se: bool = False, reduction: int = 16, width: int = 1,
                  num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
-        if (depth - 2) % 6 != 0 or depth < 8:
-            raise ValueError(f"depth must be 6n+2 with n >= 1, got {depth}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, got {width!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or (depth - 2) % 6 != 0 or depth < 8:
+            raise ValueError(f"depth must be 6n+2 with n >= 1, got {depth!r}")
+        check_common(se, reduction, width, num_classes, in_channels, narrowest=16)
         n = (depth - 2) // 6
         widths = [16 * width, 32 * width, 64 * width]
-        if se:
-            check_reduction_fits(reduction, widths[0])
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         stages, in_planes = [], widths[0]
@@ -126,14 +134,22 @@ class SeedNetwork(nn.Module):
 
     A 3x3 conv stem, ``blocks - 1`` residual blocks of ``filters`` channels at
     full resolution, a 1x1 conv to 128, global average pooling, a linear layer,
-    and ``log_softmax`` output. Its SE blocks discard the squeeze (see
-    :class:`senet.se.SeedSEBlock`); ``squeeze=True`` restores it.
+    and ``log_softmax`` output.
+
+    The seed's bug, reproduced on purpose: its SE block computes the pooled
+    tensor and then applies its 1x1 convs to the unpooled input, so the gate
+    is computed per pixel and never sees global context -- the paper's
+    "NoSqueeze" ablation (Table 16) plus a learned bias, not an SE block (see
+    :class:`senet.se.SeedSEBlock`). ``squeeze=True`` applies the convs to the
+    pooled tensor, as the seed intended.
     """
 
     def __init__(self, in_channels: int = 3, filters: int = 128, blocks: int = 10, num_classes: int = 10,
                  reduction: int = 16, squeeze: bool = False) -> None:
         super().__init__()
-        check_reduction_fits(reduction, filters)
+        _positive_int("filters", filters)
+        _positive_int("blocks", blocks)
+        check_common(True, reduction, 1, num_classes, in_channels, narrowest=filters)
         self.conv = nn.Conv2d(in_channels, filters, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(filters)
         self.res_blocks = nn.Sequential(*[SeedResBlock(filters, reduction, squeeze) for _ in range(blocks - 1)])
@@ -194,11 +210,8 @@ class AirNet(nn.Module):
     def __init__(self, se: bool = False, reduction: int = 16, width: int = 1, num_classes: int = 10,
                  in_channels: int = 3) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, got {width!r}")
+        check_common(se, reduction, width, num_classes, in_channels, narrowest=64)
         widths = (64 * width, 256 * width, 256 * width)
-        if se:
-            check_reduction_fits(reduction, widths[0])
         whiten_width = 2 * in_channels * 2 * 2
         self.whiten = nn.Conv2d(in_channels, whiten_width, kernel_size=2, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)

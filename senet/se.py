@@ -26,9 +26,13 @@ __all__ = ["SEBlock", "SeedSEBlock", "check_reduction"]
 
 def check_reduction(reduction: object) -> int:
     """Return ``reduction`` if it is a positive integer, else raise ValueError."""
-    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-        raise ValueError(f"reduction must be a positive integer, got {reduction!r}")
-    return reduction
+    return _positive_int("reduction", reduction)
+
+
+def _positive_int(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return value
 
 
 class SEBlock(nn.Module):
@@ -42,9 +46,9 @@ class SEBlock(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None) -> None:
         super().__init__()
-        self.channels = channels
+        self.channels = _positive_int("channels", channels)
         self.reduction = check_reduction(reduction)
-        self.hidden = hidden if hidden is not None else max(1, channels // reduction)
+        self.hidden = _positive_int("hidden", hidden) if hidden is not None else max(1, channels // reduction)
         self.fc1 = nn.Linear(channels, self.hidden, bias=False)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Linear(self.hidden, channels, bias=False)
@@ -67,10 +71,10 @@ class SeedSEBlock(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, squeeze: bool = False) -> None:
         super().__init__()
-        self.channels = channels
+        self.channels = _positive_int("channels", channels)
         self.reduction = check_reduction(reduction)
         self.hidden = max(1, channels // reduction)
-        self.squeeze = squeeze
+        self.squeeze = bool(squeeze)
         self.fc = nn.Sequential(
             nn.Conv2d(channels, self.hidden, kernel_size=1),
             nn.ReLU(inplace=True),
