@@ -39,7 +39,7 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
             check_size(image, label)
             image.seek(0)
             image.load()
-            if image.getexif().get(0x0112, 1) != 1:  # EXIF Orientation
+            if "exif" in image.info and image.getexif().get(0x0112, 1) != 1:  # EXIF Orientation (phone photos)
                 image = ImageOps.exif_transpose(image)
     except ImageError:
         raise
