@@ -8,6 +8,7 @@ followed by ``os.replace``, so a crash never leaves a half-written file.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -120,11 +121,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- torch raises many types for bad files
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
-        if "weights_only" in text or "Unsupported global" in text:
-            reason = "it contains pickled objects that are not allowed (refused to run code on load)"
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason[:200]})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a senet checkpoint (no '{FORMAT}' format tag)")
     version = payload.get("version")
@@ -135,6 +132,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"{path}: checkpoint is missing '{key}'")
     _check_fields(path, payload)
     return payload
+
+
+def _load_failure(exc: Exception) -> str:
+    """A short, one-line reason from the many-line errors ``torch.load`` raises."""
+    text = str(exc)
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if match:
+        return f"it contains a pickled {match.group(1)} object; refused, loading it could run code"
+    if "Weights only load failed" in text:
+        match = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        detail = match.group(1).strip() if match else "corrupt data"
+        return f"not a valid torch file: {detail}"[:200]
+    first = " ".join(text.split()).split(". ")[0]
+    return (first or type(exc).__name__)[:200]
 
 
 def _is_number(x: Any) -> bool:
