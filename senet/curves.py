@@ -1,0 +1,169 @@
+"""Training curves from a run's ``metrics.jsonl`` or a checkpoint's ``history``.
+
+:class:`MetricsTail` follows a growing ``metrics.jsonl`` by byte offset (and
+starts over when a resume rewrites the file); :func:`curves_from_records`
+turns records into plain columns; :func:`smooth` is TensorBoard's
+de-biased exponential moving average; :func:`progress` gives epoch, step,
+throughput and ETA for a progress bar.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runs import read_metrics
+
+__all__ = ["MetricsTail", "Curves", "curves_from_records", "curves_from_history", "smooth", "progress",
+           "format_duration"]
+
+
+class MetricsTail:
+    """Incremental reader of one ``metrics.jsonl``: :meth:`read` returns all records so far."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.records: list[dict] = []
+        self._offset = 0
+        self._inode: int | None = None
+
+    def read(self) -> list[dict]:
+        try:
+            st = self.path.stat()
+        except OSError:
+            self.records, self._offset, self._inode = [], 0, None
+            return self.records
+        if st.st_ino != self._inode or st.st_size < self._offset:  # replaced (resume truncates) or shrunk
+            self.records, self._offset, self._inode = [], 0, st.st_ino
+        if st.st_size > self._offset:
+            new, self._offset = read_metrics(self.path, self._offset)
+            self.records.extend(new)
+        return self.records
+
+
+@dataclass
+class Curves:
+    """Columns for plotting: per logged step and per finished epoch."""
+
+    step: list[int] = field(default_factory=list)
+    step_epoch: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    images_per_s: list[float] = field(default_factory=list)
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    epoch_lr: list[float] = field(default_factory=list)
+    elapsed_s: list[float] = field(default_factory=list)
+    resumes: list[int] = field(default_factory=list)  # steps at which the run was resumed
+
+    @property
+    def points(self) -> int:
+        return len(self.step) + len(self.epoch)
+
+
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def curves_from_records(records: list[dict]) -> Curves:
+    """Split ``metrics.jsonl`` records into step and epoch columns (unknown types are ignored)."""
+    c = Curves()
+    for r in records:
+        kind = r.get("type")
+        if kind == "step":
+            c.step.append(int(r.get("step", 0)))
+            c.step_epoch.append(_num(r.get("epoch")))
+            c.step_loss.append(_num(r.get("loss")))
+            c.lr.append(_num(r.get("lr")))
+            c.images_per_s.append(_num(r.get("images_per_s")))
+        elif kind == "epoch":
+            _add_epoch(c, r)
+        elif kind == "resume":
+            c.resumes.append(int(r.get("step", 0)))
+    return c
+
+
+def _add_epoch(c: Curves, row: dict) -> None:
+    c.epoch.append(int(row.get("epoch", len(c.epoch) + 1)))
+    for name in ("train_loss", "train_acc", "val_loss", "val_acc", "elapsed_s"):
+        getattr(c, name).append(_num(row.get(name)))
+    c.epoch_lr.append(_num(row.get("lr")))
+
+
+def curves_from_history(history: list[dict] | None) -> Curves:
+    """Epoch columns from a checkpoint's ``history`` (a list of epoch rows)."""
+    c = Curves()
+    for row in history or []:
+        if isinstance(row, dict):
+            _add_epoch(c, row)
+    return c
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: a de-biased exponential moving average; NaNs pass through.
+
+    ``weight`` in [0, 1): 0 returns the values unchanged.
+    """
+    if not 0 <= weight < 1:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight!r}")
+    out, last, count = [], 0.0, 0
+    for v in values:
+        if math.isnan(v):
+            out.append(v)
+            continue
+        last = last * weight + (1 - weight) * v
+        count += 1
+        out.append(last / (1 - weight ** count))
+    return out
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3725`` -> ``'1h 02m'``, ``125`` -> ``'2m 05s'``, ``9`` -> ``'9s'``; None -> ``'–'``."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
+
+
+def progress(status: dict, curves: Curves, now: float | None = None) -> dict:
+    """Figures for a progress bar: ``fraction``, ``epoch``, ``epochs``, ``step``, ``total_steps``,
+    ``images_per_s`` (latest), ``eta_s`` (remaining steps at the recent step rate) and ``text``."""
+    now = time.time() if now is None else now
+    total = status.get("total_steps") or 0
+    step = status.get("step") or (curves.step[-1] if curves.step else 0)
+    epochs = status.get("epochs")
+    spe = status.get("steps_per_epoch")
+    epoch = (min(step // spe + 1, epochs) if spe and epochs else status.get("epoch"))
+    ips = curves.images_per_s[-1] if curves.images_per_s else status.get("images_per_s")
+    eta = None
+    if total and step and status.get("state") in ("running", "starting"):
+        elapsed = status.get("elapsed_s")
+        if elapsed:
+            eta = (total - step) * elapsed / step
+            # elapsed_s is written at the last log; count the time since then as spent
+            updated = status.get("updated_at")
+            if updated:
+                eta = max(0.0, eta - max(0.0, now - updated))
+    fraction = min(1.0, step / total) if total else 0.0
+    if status.get("state") == "finished":
+        fraction = 1.0
+    parts = []
+    if epoch is not None and epochs:
+        parts.append(f"epoch {epoch}/{epochs}")
+    if total:
+        parts.append(f"step {step}/{total}")
+    if ips:
+        parts.append(f"{ips:,.0f} images/s")
+    if eta is not None:
+        parts.append(f"ETA {format_duration(eta)}")
+    return {"fraction": fraction, "epoch": epoch, "epochs": epochs, "step": step, "total_steps": total,
+            "images_per_s": ips, "eta_s": eta, "text": " · ".join(parts) or status.get("state", "")}

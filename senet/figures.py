@@ -1,0 +1,246 @@
+"""Plotly figures for the dashboard (pure functions of data; no Streamlit).
+
+Each function returns a ``plotly.graph_objects.Figure`` sized for a dashboard
+card. The confusion matrix carries a transparent scatter overlay, one marker
+per cell with ``customdata = [true, predicted, count, row share]``: Plotly
+heatmap clicks return no selection in Streamlit (streamlit issue 8760), a
+scatter's do.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .curves import Curves, smooth
+
+__all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_bars_figure",
+           "gate_heatmap_figure", "profiles_figure", "separation_figure", "topk_figure", "intervention_figure",
+           "confusion_figure", "overlay_figure", "ablation_figure"]
+
+PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#FF9DA6",
+           "#9D755D", "#BAB0AC"]
+TRAIN, VAL, RAW, ACCENT = "#4C78A8", "#F58518", "rgba(76,120,168,0.25)", "#E45756"
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int = 300, **kwargs) -> go.Figure:
+    layout = dict(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)) if title else None,
+                  height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                  legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+                  hovermode="x unified")
+    layout.update(kwargs)
+    fig.update_layout(**layout)
+    return fig
+
+
+def line_figure(title: str, x_title: str, y_title: str, height: int = 300) -> go.Figure:
+    """An empty line chart with titles, for callers that add their own traces."""
+    fig = go.Figure()
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title)
+    return _layout(fig, title, height)
+
+
+def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300) -> go.Figure:
+    """Training loss per logged step: raw (faint) and smoothed (TensorBoard-style EMA)."""
+    fig = line_figure("Training loss per step", "step", "loss (EMA of batches)", height)
+    if c.step:
+        fig.add_scatter(x=c.step, y=c.step_loss, mode="lines", name="raw", line=dict(color=RAW, width=1),
+                        hovertemplate="%{y:.4f}")
+        fig.add_scatter(x=c.step, y=smooth(c.step_loss, weight), mode="lines", name=f"smoothed ({weight:g})",
+                        line=dict(color=TRAIN, width=2), hovertemplate="%{y:.4f}")
+    for s in c.resumes:
+        fig.add_vline(x=s, line=dict(color="#999", dash="dot", width=1))
+    return fig
+
+
+def epoch_figure(c: Curves, metric: str, height: int = 300) -> go.Figure:
+    """Train and validation ``metric`` ('loss' or 'acc') per epoch."""
+    label = "accuracy" if metric == "acc" else "loss"
+    fig = line_figure(f"{label.capitalize()} per epoch", "epoch", label, height)
+    fmt = "%{y:.2%}" if metric == "acc" else "%{y:.4f}"
+    for split, color in (("train", TRAIN), ("val", VAL)):
+        ys = getattr(c, f"{split}_{metric}")
+        if any(not math.isnan(v) for v in ys):
+            fig.add_scatter(x=c.epoch, y=ys, mode="lines+markers", name=split, line=dict(color=color, width=2),
+                            marker=dict(size=6), hovertemplate=fmt)
+    if metric == "acc":
+        fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def lr_figure(c: Curves, height: int = 300) -> go.Figure:
+    """The learning rate per logged step (or per epoch when only epochs are known)."""
+    fig = line_figure("Learning rate", "step" if c.step else "epoch", "lr", height)
+    x, y = (c.step, c.lr) if c.step else (c.epoch, c.epoch_lr)
+    if x:
+        fig.add_scatter(x=x, y=y, mode="lines", name="lr", line=dict(color="#54A24B", width=2),
+                        hovertemplate="%{y:.4g}", showlegend=False)
+    return fig
+
+
+def gate_bars_figure(gates: dict[str, np.ndarray], columns: int = 3, row_height: int = 170,
+                     reference: dict[str, np.ndarray] | None = None) -> go.Figure:
+    """One bar chart per SE block (channel on x, gate on y, 0..1), optionally with a reference line."""
+    names = list(gates)
+    columns = max(1, min(columns, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.04,
+                        vertical_spacing=min(0.12, 0.5 / rows) if rows > 1 else 0.1)
+    for i, name in enumerate(names):
+        r, col = i // columns + 1, i % columns + 1
+        g = np.asarray(gates[name], dtype=float)
+        fig.add_bar(x=np.arange(len(g)), y=g, marker=dict(color=g, colorscale="Viridis", cmin=0, cmax=1),
+                    name=name, showlegend=False, row=r, col=col,
+                    hovertemplate=f"{name}<br>channel %{{x}}<br>gate %{{y:.3f}}<extra></extra>")
+        if reference and name in reference:
+            fig.add_scatter(x=np.arange(len(g)), y=reference[name], mode="lines", line=dict(color=ACCENT, width=1),
+                            name="all-class mean", showlegend=i == 0, row=r, col=col,
+                            hovertemplate="mean %{y:.3f}<extra></extra>")
+        fig.update_yaxes(range=[0, 1], row=r, col=col, showticklabels=col == 1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=rows * row_height + 40, margin=dict(l=10, r=10, t=30, b=10), bargap=0.05,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
+    return fig
+
+
+def gate_heatmap_figure(gates: dict[str, np.ndarray], height: int | None = None) -> go.Figure:
+    """All blocks x channels in one heatmap (blocks of fewer channels are padded with gaps)."""
+    names = list(gates)
+    width = max((len(g) for g in gates.values()), default=0)
+    z = np.full((len(names), width), np.nan)
+    for i, g in enumerate(gates.values()):
+        z[i, :len(g)] = g
+    fig = go.Figure(go.Heatmap(z=z, x=np.arange(width), y=names, zmin=0, zmax=1, colorscale="Viridis",
+                               colorbar=dict(title="gate", thickness=12),
+                               hovertemplate="%{y}<br>channel %{x}<br>gate %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="channel")
+    return _layout(fig, "Gates: blocks × channels", height or max(220, 34 * len(names) + 90), hovermode="closest")
+
+
+def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarray], classes: list[str],
+                    chosen: list[int], image_gates: dict[str, np.ndarray] | None = None,
+                    columns: int = 3, row_height: int = 200) -> go.Figure:
+    """The paper's Fig. 6 for this model: mean gate per channel of chosen classes at every block,
+    against the all-class mean (dashed) and this image's gate (dots)."""
+    names = list(profiles)
+    columns = max(1, min(columns, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.04,
+                        vertical_spacing=min(0.12, 0.5 / rows) if rows > 1 else 0.1)
+    for i, name in enumerate(names):
+        r, col = i // columns + 1, i % columns + 1
+        x = np.arange(profiles[name].shape[1])
+        for k in chosen:
+            fig.add_scatter(x=x, y=profiles[name][k], mode="lines", name=classes[k], legendgroup=classes[k],
+                            line=dict(color=PALETTE[k % len(PALETTE)], width=1.6), showlegend=i == 0,
+                            row=r, col=col, hovertemplate=f"{classes[k]} %{{y:.3f}}<extra></extra>")
+        fig.add_scatter(x=x, y=overall[name], mode="lines", name="all classes", legendgroup="all",
+                        line=dict(color="#444", width=1.4, dash="dash"), showlegend=i == 0, row=r, col=col,
+                        hovertemplate="all classes %{y:.3f}<extra></extra>")
+        if image_gates and name in image_gates:
+            fig.add_scatter(x=x, y=image_gates[name], mode="markers", name="this image", legendgroup="image",
+                            marker=dict(color="black", size=4), showlegend=i == 0, row=r, col=col,
+                            hovertemplate="this image %{y:.3f}<extra></extra>")
+        fig.update_yaxes(range=[0, 1], row=r, col=col, showticklabels=col == 1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=rows * row_height + 60, margin=dict(l=10, r=10, t=50, b=10), hovermode="x",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.03, xanchor="left", x=0))
+    return fig
+
+
+def separation_figure(separation: dict[str, float], height: int = 260) -> go.Figure:
+    """How class-specific each block's gate is (std across class profiles, mean over channels)."""
+    names = list(separation)
+    fig = go.Figure(go.Bar(x=names, y=[separation[n] for n in names], marker_color=TRAIN,
+                           hovertemplate="%{x}<br>spread %{y:.4f}<extra></extra>"))
+    fig.update_yaxes(title_text="std across classes")
+    return _layout(fig, "Class specificity by depth", height, hovermode="closest")
+
+
+def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:
+    """Horizontal bars of the top-k class probabilities, best on top."""
+    labels = [c for c, _ in top][::-1]
+    values = [p for _, p in top][::-1]
+    colors = [TRAIN] * (len(values) - 1) + [VAL] if values else []
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colors,
+                           text=[f"{v:.1%}" for v in values], textposition="auto",
+                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    return _layout(fig, None, height, hovermode="closest")
+
+
+def intervention_figure(classes: list[str], before: np.ndarray, after: np.ndarray, height: int = 300) -> go.Figure:
+    """Class probabilities before and after an intervention, grouped bars."""
+    fig = go.Figure()
+    fig.add_bar(x=classes, y=before, name="as trained", marker_color=TRAIN, hovertemplate="%{x}: %{y:.2%}")
+    fig.add_bar(x=classes, y=after, name="with intervention", marker_color=VAL, hovertemplate="%{x}: %{y:.2%}")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text="probability")
+    return _layout(fig, "Prediction before and after", height, barmode="group", hovermode="x")
+
+
+def ablation_figure(ablation: dict[str, float], baseline: float, label: str, height: int = 260) -> go.Figure:
+    """For each block switched off alone: the probability of the predicted class, against the baseline."""
+    names = list(ablation)
+    fig = go.Figure(go.Bar(x=names, y=[ablation[n] for n in names], marker_color=TRAIN,
+                           hovertemplate="SE off in %{x}<br>p(" + label + ") %{y:.2%}<extra></extra>"))
+    fig.add_hline(y=baseline, line=dict(color=ACCENT, dash="dash"), annotation_text="all gates on",
+                  annotation_position="top left")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text=f"p({label})")
+    return _layout(fig, f"SE off in one block at a time: p({label})", height, hovermode="closest")
+
+
+def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool = False,
+                     selected: tuple[int, int] | None = None, height: int = 560) -> go.Figure:
+    """A heatmap (rows true, columns predicted) of counts or row rates, with a clickable scatter overlay."""
+    cm = np.asarray(confusion)
+    k = len(classes)
+    totals = cm.sum(axis=1, keepdims=True)
+    rates = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
+    z = rates if normalise else cm
+    text = [[(f"{rates[t, p]:.0%}" if normalise else f"{cm[t, p]:d}") for p in range(k)] for t in range(k)]
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", hoverinfo="skip",
+                               text=text, texttemplate="%{text}", textfont=dict(size=11 if k > 6 else 14),
+                               colorbar=dict(title="rate" if normalise else "images", thickness=12),
+                               zmin=0, zmax=1 if normalise else max(1, int(cm.max()))))
+    tt, pp = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    custom = np.stack([tt.ravel(), pp.ravel(), cm.ravel(), rates.ravel()], axis=1)
+    cell = max(8, int((height - 120) / k * 0.92))
+    fig.add_trace(go.Scatter(
+        x=[classes[p] for p in pp.ravel()], y=[classes[t] for t in tt.ravel()], mode="markers",
+        marker=dict(symbol="square", size=cell, color="rgba(0,0,0,0)", line=dict(width=0)),
+        customdata=custom, showlegend=False, name="cells",
+        hovertemplate="true: %{y}<br>predicted: %{x}<br>images: %{customdata[2]}<br>"
+                      "share of true class: %{customdata[3]:.1%}<extra></extra>",
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
+    if selected is not None:
+        t, p = selected
+        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5, xref="x", yref="y",
+                      line=dict(color=ACCENT, width=3))
+    fig.update_xaxes(title_text="predicted class", side="bottom", tickangle=-30 if k > 6 else 0)
+    fig.update_yaxes(title_text="true class", autorange="reversed")
+    return _layout(fig, None, height, hovermode="closest", clickmode="event+select", dragmode=False,
+                   plot_bgcolor="white")
+
+
+def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320) -> go.Figure:
+    """One metric of several runs on one chart: ``val_acc``, ``val_loss``, ``train_loss``, ``train_acc``
+    (per epoch) or ``step_loss`` (per step)."""
+    per_step = metric == "step_loss"
+    title = {"val_acc": "Validation accuracy", "val_loss": "Validation loss", "train_loss": "Training loss",
+             "train_acc": "Training accuracy", "step_loss": "Training loss per step (smoothed)"}.get(metric, metric)
+    fig = line_figure(title, "step" if per_step else "epoch", metric.replace("_", " "), height)
+    for i, (name, c) in enumerate(series.items()):
+        x = c.step if per_step else c.epoch
+        y = smooth(c.step_loss, 0.6) if per_step else getattr(c, metric)
+        if not x:
+            continue
+        fig.add_scatter(x=x, y=y, mode="lines" if per_step else "lines+markers", name=name,
+                        line=dict(color=PALETTE[i % len(PALETTE)], width=2), marker=dict(size=5),
+                        hovertemplate="%{y:.2%}" if metric.endswith("acc") else "%{y:.4f}")
+    if metric.endswith("acc"):
+        fig.update_yaxes(tickformat=".0%")
+    return fig

@@ -1,0 +1,140 @@
+"""What the SE gates do for one image and for whole classes, and what happens when they are changed.
+
+* :func:`explain`: class probabilities and every SE block's gate for one image.
+* :func:`class_profiles`: the mean gate per channel for each class over N
+  images of a split -- the SENet paper's Fig. 6 for any checkpoint -- and the
+  all-class mean; :meth:`ClassProfiles.separation` measures how class-specific
+  each block is.
+* :func:`intervene` / :func:`block_ablation`: predictions with SE switched off
+  (gate = 1) or the gate replaced by a class profile in chosen blocks.
+
+Hooks on a shared model are not safe to mix between threads (a dashboard
+serves several sessions at once), so every hook-based call here holds one
+process-wide lock.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import TensorDataset
+from .excitation import excitations, gate_overrides, se_blocks
+from .inference import normalize, predict
+from .se import SeedSEBlock
+
+__all__ = ["Explanation", "ClassProfiles", "explain", "class_profiles", "intervene", "block_ablation",
+           "gate_description", "HOOK_LOCK"]
+
+HOOK_LOCK = threading.RLock()
+
+
+@dataclass
+class Explanation:
+    """One image through the model: probabilities (K,) and each SE block's gate (C,), input to output."""
+
+    probs: np.ndarray
+    gates: dict[str, np.ndarray]
+    classes: list[str]
+
+    @property
+    def predicted(self) -> int:
+        return int(self.probs.argmax())
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probs)[:k]
+        return [(self.classes[i], float(self.probs[i])) for i in order]
+
+
+@dataclass
+class ClassProfiles:
+    """Mean gates per class: ``profiles[block]`` is (K, C), ``overall[block]`` (C,) the all-image mean."""
+
+    classes: list[str]
+    counts: np.ndarray
+    profiles: dict[str, np.ndarray]
+    overall: dict[str, np.ndarray]
+
+    def separation(self) -> dict[str, float]:
+        """Per block: the mean over channels of the standard deviation across class profiles.
+
+        Near 0 means every class gets the same gate (the paper's early blocks);
+        larger values mean class-specific re-weighting (its late blocks).
+        """
+        present = self.counts > 0
+        return {b: float(p[present].std(axis=0).mean()) if present.sum() > 1 else 0.0
+                for b, p in self.profiles.items()}
+
+
+def gate_description(model: nn.Module) -> str | None:
+    """A label for gates that are not the paper's per-channel gate (the seed's per-pixel gate), else None."""
+    if any(isinstance(b, SeedSEBlock) and not b.squeeze for b in se_blocks(model).values()):
+        return ("this model's SE gate is computed per pixel (the seed's block discards the squeeze); "
+                "each bar is the gate's spatial mean over H x W")
+    return None
+
+
+@torch.no_grad()
+def explain(model: nn.Module, image: torch.Tensor, classes: list[str]) -> Explanation:
+    """Probabilities and gates for one normalised image (1, 3, H, W)."""
+    with HOOK_LOCK:
+        gates = excitations(model, image)
+        probs = predict(model, image)[0]
+    return Explanation(probs.numpy(), {k: v[0].numpy() for k, v in gates.items()}, list(classes))
+
+
+def sample_per_class(labels: torch.Tensor, per_class: int, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """Up to ``per_class`` positions of each class, chosen by a seeded permutation; sorted."""
+    g = torch.Generator().manual_seed(seed)
+    chosen = []
+    for k in range(num_classes):
+        idx = torch.nonzero(labels == k).flatten()
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.sort(torch.cat(chosen)).values if chosen else torch.empty(0, dtype=torch.long)
+
+
+@torch.no_grad()
+def class_profiles(model: nn.Module, data: TensorDataset, mean: list[float] | tuple[float, ...],
+                   std: list[float] | tuple[float, ...], per_class: int = 50, seed: int = 0,
+                   batch_size: int = 250) -> ClassProfiles:
+    """Mean gate per channel for every class over up to ``per_class`` images of ``data``."""
+    k = len(data.classes)
+    idx = sample_per_class(data.labels, per_class, k, seed)
+    sums: dict[str, torch.Tensor] = {}
+    for start in range(0, len(idx), batch_size):
+        batch = idx[start:start + batch_size]
+        x = normalize(data.images[batch], mean, std)
+        with HOOK_LOCK:
+            gates = excitations(model, x)
+        onehot = torch.nn.functional.one_hot(data.labels[batch], k).float()  # (B, K)
+        for name, g in gates.items():
+            sums[name] = sums.get(name, 0) + onehot.T @ g.float()  # (K, C)
+    counts = torch.bincount(data.labels[idx], minlength=k).float()
+    profiles = {name: (s / counts.clamp(min=1)[:, None]).numpy() for name, s in sums.items()}
+    overall = {name: (s.sum(0) / counts.sum().clamp(min=1)).numpy() for name, s in sums.items()}
+    return ClassProfiles(list(data.classes), counts.numpy().astype(int), profiles, overall)
+
+
+@torch.no_grad()
+def intervene(model: nn.Module, image: torch.Tensor, overrides: dict[str, float | np.ndarray | torch.Tensor]) -> np.ndarray:
+    """Class probabilities (K,) for one image with the named blocks' gates replaced.
+
+    A value of 1.0 switches SE off in that block; a (C,) array (a class
+    profile) replaces the gate.
+    """
+    values = {b: (torch.as_tensor(v, dtype=torch.float32) if not isinstance(v, float) else v)
+              for b, v in overrides.items()}
+    with HOOK_LOCK, gate_overrides(model, values):
+        return predict(model, image)[0].numpy()
+
+
+@torch.no_grad()
+def block_ablation(model: nn.Module, image: torch.Tensor, target: int) -> dict[str, float]:
+    """For each SE block alone switched off (gate = 1): the probability of class ``target``."""
+    out = {}
+    for name in se_blocks(model):
+        out[name] = float(intervene(model, image, {name: 1.0})[target])
+    return out

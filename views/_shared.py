@@ -1,0 +1,295 @@
+"""Shared dashboard plumbing: settings, the sidebar, and cached loading of checkpoints and data.
+
+Pages import this module; it holds no computation of its own -- everything is
+a call into ``senet`` -- only the Streamlit caching and messages around it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from senet import CheckpointError, DataError, load_checkpoint, model_info
+from senet.catalog import CheckpointEntry, default_entry, discover_checkpoints
+from senet.data import TensorDataset, load_split, parse_spec
+from senet.evaluate import checkpoint_split_options
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLITS = ("val", "test", "train")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the dashboard looks for things; each can be set by an environment variable."""
+
+    checkpoints_dir: Path
+    runs_root: Path
+    data_dir: Path
+    default_data: str
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(Path(os.environ.get("SENET_CHECKPOINTS", ROOT / "checkpoints")),
+                   Path(os.environ.get("SENET_RUNS", ROOT / "runs")),
+                   Path(os.environ.get("SENET_DATA_DIR", ROOT / "data")),
+                   os.environ.get("SENET_DATA", "cifar10"))
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+# --------------------------------------------------------------------------- checkpoints
+@st.cache_resource(max_entries=8, show_spinner="Loading checkpoint…")
+def _load_checkpoint(path: str, mtime: float) -> tuple[torch.nn.Module, dict]:
+    model, meta = load_checkpoint(path)
+    return model, meta
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _model_info(path: str, mtime: float) -> dict:
+    model, meta = _load_checkpoint(path, mtime)
+    return model_info(model, tuple(meta.get("input_size", (3, 32, 32))))
+
+
+def entries() -> list[CheckpointEntry]:
+    s = settings()
+    return discover_checkpoints(s.checkpoints_dir, s.runs_root, st.session_state.get("extra_checkpoints", []))
+
+
+def load_entry(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """The model and metadata of a checkpoint file (cached by path and modification time).
+
+    Raises :class:`senet.CheckpointError` with a one-line reason.
+    """
+    p = Path(path)
+    try:
+        mtime = p.stat().st_mtime
+    except OSError:
+        raise CheckpointError(f"{p}: no such checkpoint file") from None
+    return _load_checkpoint(str(p), mtime)
+
+
+def info_for(path: str | Path) -> dict:
+    p = Path(path)
+    return _model_info(str(p), p.stat().st_mtime)
+
+
+def selected_path() -> str | None:
+    return st.session_state.get("checkpoint")
+
+
+def selected_model(show_error: bool = True) -> tuple[torch.nn.Module, dict] | None:
+    """The sidebar's checkpoint, loaded; None (after an ``st.error``) when there is none or it is broken."""
+    path = selected_path()
+    if not path:
+        if show_error:
+            no_checkpoint_message()
+        return None
+    try:
+        return load_entry(path)
+    except CheckpointError as exc:
+        if show_error:
+            st.error(f"Cannot use this checkpoint: {exc}", icon=":material/error:")
+        return None
+
+
+def no_checkpoint_message() -> None:
+    s = settings()
+    st.info(
+        f"No checkpoint yet. Train one on the **Train** page, or from a shell: "
+        f"`python -m senet train --model se_resnet20 --epochs 5`. Shipped checkpoints are read from "
+        f"`{s.checkpoints_dir}`, runs from `{s.runs_root}`.", icon=":material/info:")
+
+
+# --------------------------------------------------------------------------- data
+def data_spec() -> str:
+    return st.session_state.get("data_spec") or settings().default_data
+
+
+def data_available(spec: str | None = None) -> str | None:
+    """None when the data source can be read without a download, else a one-line reason."""
+    spec = spec or data_spec()
+    try:
+        kind, path = parse_spec(spec)
+    except DataError as exc:
+        return str(exc)
+    if kind == "cifar10":
+        if (settings().data_dir / "cifar-10-batches-py").is_dir():
+            return None
+        return f"CIFAR-10 is not downloaded yet (into {settings().data_dir})"
+    if not path.is_dir():
+        return f"folder:{path}: no such directory"
+    if not (path / "train").is_dir():
+        return f"folder:{path}: no 'train' folder (expected {path}/train/<class>/<image>)"
+    return None
+
+
+def _source_stamp(spec: str) -> float:
+    kind, path = parse_spec(spec)
+    root = settings().data_dir / "cifar-10-batches-py" if kind == "cifar10" else path / "train"
+    try:
+        return root.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=6, show_spinner="Reading images…")
+def _load_split(spec: str, split: str, data_dir: str, val_size: float, split_seed: int, stamp: float) -> TensorDataset:
+    return load_split(spec, split, data_dir, val_size, split_seed)
+
+
+def load_data(split: str, meta: dict | None = None, spec: str | None = None) -> TensorDataset:
+    """A split of the sidebar's data source (the checkpoint's own validation split when ``meta`` is given).
+
+    Raises :class:`senet.DataError` with a one-line reason.
+    """
+    spec = spec or data_spec()
+    val_size, split_seed = checkpoint_split_options(meta or {})
+    return _load_split(spec, split, str(settings().data_dir), val_size, split_seed, _source_stamp(spec))
+
+
+def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorDataset | None:
+    """:func:`load_data` or None after a message saying how to get data and what still works."""
+    reason = data_available()
+    if reason is None:
+        try:
+            data = load_data(split, meta)
+        except DataError as exc:
+            reason = str(exc)
+        else:
+            if meta and list(meta.get("classes", [])) != list(data.classes):
+                st.warning(f"The data's classes {data.classes} differ from the checkpoint's "
+                           f"{meta.get('classes')}; choose a matching data source in the sidebar.",
+                           icon=":material/warning:")
+                return None
+            return data
+    no_data_message(reason, what_still_works)
+    return None
+
+
+def no_data_message(reason: str, what_still_works: str) -> None:
+    st.info(
+        f"**No data: {reason}.**  \n"
+        f"Get data: in the sidebar, download CIFAR-10 (about 170 MB, into `{settings().data_dir}`), or set the "
+        f"data source to `folder:PATH` with images in `PATH/train/<class>/` (optionally `PATH/test/<class>/`); "
+        f"`SENET_DATA` sets the default.  \n{what_still_works}", icon=":material/cloud_off:")
+
+
+def split_choice() -> str:
+    return st.session_state.get("split", "val")
+
+
+# --------------------------------------------------------------------------- images
+def enlarge(pixels: torch.Tensor | np.ndarray, scale: int = 8) -> Image.Image:
+    """A (3, H, W) uint8 tensor or (H, W, 3) array as a PIL image enlarged ``scale`` x, nearest neighbour."""
+    arr = pixels.permute(1, 2, 0).numpy() if isinstance(pixels, torch.Tensor) else np.asarray(pixels)
+    img = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint8)))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}%}"
+
+
+def human(n: float | None) -> str:
+    """1234567 -> '1.23 M'."""
+    if n is None:
+        return "–"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:g}"
+
+
+# --------------------------------------------------------------------------- sidebar
+def _checkpoint_label(entries_by_key: dict[str, CheckpointEntry]):
+    def fmt(key: str) -> str:
+        e = entries_by_key.get(key)
+        if e is None:
+            return key
+        return ("⚠ " if e.problem else "") + e.label
+    return fmt
+
+
+def sidebar() -> None:
+    """The shared sidebar: checkpoint, data source, split."""
+    s = settings()
+    with st.sidebar:
+        st.markdown("### :material/neurology: SENet Explorer")
+        pending = st.session_state.pop("pending_checkpoint", None)
+        if pending:
+            known = {e.key for e in entries()}
+            if pending not in known:
+                st.session_state["extra_checkpoints"] = list(st.session_state.get("extra_checkpoints", [])) + [pending]
+            st.session_state["checkpoint"] = pending
+        found = entries()
+        by_key = {e.key: e for e in found}
+        if found:
+            keys = list(by_key)
+            current = st.session_state.get("checkpoint")
+            if current not in by_key:
+                default = default_entry(found)
+                st.session_state["checkpoint"] = default.key if default else keys[0]
+            st.selectbox("Checkpoint", keys, key="checkpoint", format_func=_checkpoint_label(by_key),
+                         help="Shipped checkpoints (checkpoints/) and the best checkpoint of each run (runs/).")
+            chosen = by_key.get(st.session_state.get("checkpoint"))
+            if chosen is not None and chosen.problem:
+                st.error(chosen.problem, icon=":material/error:")
+        else:
+            st.session_state["checkpoint"] = None
+            st.caption(f"No checkpoints in `{s.checkpoints_dir}` or `{s.runs_root}` yet.")
+        with st.popover("Open a checkpoint file…", width="stretch"):
+            path = st.text_input("Path to a .pt file", key="open_checkpoint_path", placeholder="/path/to/best.pt")
+            if st.button("Open", key="open_checkpoint_button") and path:
+                p = Path(path).expanduser()
+                if not p.is_file():
+                    st.error(f"{p}: no such file")
+                else:
+                    extra = list(st.session_state.get("extra_checkpoints", []))
+                    if str(p) not in extra:
+                        extra.append(str(p))
+                    st.session_state["extra_checkpoints"] = extra
+                    st.session_state["checkpoint"] = str(p)
+                    st.rerun()
+
+        st.divider()
+        if "data_spec" not in st.session_state:
+            st.session_state["data_spec"] = s.default_data
+        st.text_input("Data source", key="data_spec",
+                      help="`cifar10` (downloaded into the data directory on first use) or `folder:PATH` with "
+                           "images in PATH/train/<class>/ and optionally PATH/test/<class>/.")
+        reason = data_available()
+        if reason is None:
+            st.caption(":material/check_circle: data ready")
+        else:
+            st.caption(f":material/cloud_off: {reason}")
+            if data_spec().strip() == "cifar10" and st.button("Download CIFAR-10", icon=":material/download:"):
+                download_cifar10()
+        if st.session_state.get("split") not in SPLITS:
+            st.session_state["split"] = "val"
+        st.segmented_control("Split", SPLITS, key="split", required=True,
+                             help="val: the checkpoint's own held-out part of the training images; "
+                                  "test: the source's test images.")
+
+
+def download_cifar10() -> None:
+    from senet.data import load_source
+
+    with st.status("Downloading CIFAR-10 (about 170 MB) into "
+                   f"{settings().data_dir}…", expanded=True) as status:
+        try:
+            st.write("Training images…")
+            load_source("cifar10", "train", settings().data_dir)
+            st.write("Test images…")
+            load_source("cifar10", "test", settings().data_dir)
+        except DataError as exc:
+            status.update(label="Download failed", state="error")
+            st.error(str(exc))
+            return
+        status.update(label="CIFAR-10 is ready", state="complete")

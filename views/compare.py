@@ -1,0 +1,110 @@
+"""Compare: overlay the curves of several runs or checkpoints; SE against plain, side by side."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from views import _shared as ui
+from senet import CheckpointError
+from senet.catalog import default_entry
+from senet.compare import cpu_latency, model_row
+from senet.curves import Curves, curves_from_history, curves_from_records
+from senet.figures import overlay_figure
+from senet.runs import read_metrics
+from senet.train import model_family
+
+st.title("Compare")
+st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives.")
+
+found = [e for e in ui.entries()]
+if not found:
+    ui.no_checkpoint_message()
+    st.stop()
+by_key = {e.key: e for e in found}
+if "compare_keys" not in st.session_state:
+    healthy = [e for e in found if not e.problem]
+    shipped = [e.key for e in healthy if e.source == "shipped"]
+    first = default_entry(found)
+    st.session_state["compare_keys"] = shipped[:4] or [e.key for e in healthy[:3]] or ([first.key] if first else [])
+st.session_state["compare_keys"] = [k for k in st.session_state["compare_keys"] if k in by_key]
+keys = st.multiselect("Runs and checkpoints", list(by_key), key="compare_keys",
+                      format_func=lambda k: ("⚠ " if by_key[k].problem else "") + by_key[k].label)
+if not keys:
+    st.info("Choose one or more runs or checkpoints above.")
+    st.stop()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _latency(path: str, mtime: float) -> float:
+    model, meta = ui.load_entry(path)
+    return cpu_latency(model, tuple(meta.get("input_size", (3, 32, 32))))
+
+
+series: dict[str, Curves] = {}
+rows = []
+for k in keys:
+    e = by_key[k]
+    name = e.path.parent.name if e.source == "run" else e.path.stem
+    try:
+        model, meta = ui.load_entry(e.path)
+    except CheckpointError as exc:
+        st.error(str(exc), icon=":material/error:")
+        continue
+    metrics = e.path.parent / "metrics.jsonl"
+    curves = curves_from_records(read_metrics(metrics)[0]) if e.source == "run" and metrics.is_file() else None
+    if curves is None or not curves.epoch:
+        history = curves_from_history(meta.get("history"))
+        if curves is not None:
+            history.step, history.step_loss = curves.step, curves.step_loss
+        curves = history
+    series[name] = curves
+    row = {"name": name, **model_row(model, meta, ui.info_for(e.path)), "family": model_family(meta["model"]),
+           "path": str(e.path), "mtime": e.mtime}
+    rows.append(row)
+
+if not rows:
+    st.stop()
+
+tabs = st.tabs(["Validation accuracy", "Validation loss", "Training loss", "Loss per step"])
+for tab, metric in zip(tabs, ("val_acc", "val_loss", "train_loss", "step_loss")):
+    with tab:
+        st.plotly_chart(overlay_figure(series, metric, height=380), key=f"overlay_{metric}")
+
+st.subheader("SE against plain")
+measure = st.toggle("Measure CPU latency per image (batch 1)", key="compare_latency",
+                    help="Median of 30 forward passes on this machine's CPU; busy cores make it slower.")
+table = []
+for r in rows:
+    lat = _latency(r["path"], r["mtime"]) if measure else None
+    table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–", "r": r["r"],
+                  "val acc": r["val_acc"], "val acc (flip TTA)": r["val_acc_tta"], "params": r["params"],
+                  "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"],
+                  "CPU ms / image": round(lat, 2) if lat is not None else None})
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "val acc": st.column_config.NumberColumn(format="percent"),
+    "val acc (flip TTA)": st.column_config.NumberColumn(format="percent"),
+    "params": st.column_config.NumberColumn(format="localized"),
+    "SE params": st.column_config.NumberColumn(format="localized"),
+    "MACs / image": st.column_config.NumberColumn(format="compact"),
+})
+
+pairs = []
+for se in (r for r in rows if r["SE"]):
+    for plain in (r for r in rows if not r["SE"] and r["family"] == se["family"]):
+        pairs.append((se, plain))
+for se, plain in pairs[:3]:
+    with st.container(border=True):
+        st.markdown(f"**{se['name']}** (SE) vs **{plain['name']}** (plain)")
+        c = st.columns(4)
+        if se["val_acc"] is not None and plain["val_acc"] is not None:
+            c[0].metric("Accuracy", ui.pct(se["val_acc"]), delta=f"{(se['val_acc'] - plain['val_acc']) * 100:+.2f} pts")
+        c[1].metric("Parameters", f"{se['params']:,}", delta=f"{se['params'] / plain['params'] - 1:+.2%}",
+                    delta_color="inverse")
+        c[2].metric("MACs / image", ui.human(se["macs"]), delta=f"{se['macs'] / plain['macs'] - 1:+.2%}",
+                    delta_color="inverse")
+        if measure:
+            a, b = _latency(se["path"], se["mtime"]), _latency(plain["path"], plain["mtime"])
+            c[3].metric("CPU latency", f"{a:.2f} ms", delta=f"{a / b - 1:+.1%}", delta_color="inverse")
+if not pairs:
+    st.caption("Add an SE checkpoint and its plain twin (same family) to see the difference side by side.")

@@ -1,0 +1,215 @@
+"""Excitation explorer: every SE block's channel gates for one image, class profiles, interventions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from views import _shared as ui
+from senet import ImageError, open_image, preprocess
+from senet.excitation import se_blocks
+from senet.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
+                           profiles_figure, separation_figure, topk_figure)
+from senet.inference import image_to_uint8, normalize
+from senet.profiles import block_ablation, class_profiles, explain, gate_description, intervene
+
+st.title("Excitation explorer")
+st.caption("Pick an image and see how every SE block re-weights its channels (gate 0 = channel suppressed, "
+           "1 = passed through), how that compares with whole classes, and what changes when you switch gates.")
+
+loaded = ui.selected_model()
+if loaded is None:
+    st.stop()
+model, meta = loaded
+classes = list(meta["classes"])
+blocks = list(se_blocks(model))
+path = ui.selected_path()
+mtime = Path(path).stat().st_mtime
+split = ui.split_choice()
+if not blocks:
+    st.warning("This checkpoint has no SE blocks (a plain twin): there are no gates to show. Its predictions are "
+               "shown below; choose an SE checkpoint in the sidebar to see excitations.", icon=":material/info:")
+gate_note = gate_description(model)
+
+
+# --------------------------------------------------------------------------- choosing the image
+def _pick(cls: int, idx: int) -> None:
+    st.session_state["exc_class"] = cls
+    st.session_state["exc_idx"] = idx
+
+
+def _random(labels: np.ndarray) -> None:
+    rng = np.random.default_rng()
+    pos = int(rng.integers(len(labels)))
+    cls = int(labels[pos])
+    _pick(cls, int(np.nonzero(labels == cls)[0].tolist().index(pos)))
+
+
+def _reset_index() -> None:
+    st.session_state["exc_idx"] = 0
+
+
+mode = st.segmented_control("Image source", ["From the data", "Upload"], key="exc_mode", default="From the data",
+                            required=True, label_visibility="collapsed")
+x = pixels = None
+caption = ""
+true_class = None
+if mode == "From the data":
+    data = ui.get_data(split, meta, "**What still works:** *Upload* an image of your own above; the model card and "
+                                    "Compare pages need no data.")
+    if data is not None:
+        labels = data.labels.numpy()
+        c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+        if st.session_state.get("exc_class", 0) >= len(classes):
+            st.session_state["exc_class"] = 0
+        cls = c1.selectbox("Class", range(len(classes)), format_func=classes.__getitem__, key="exc_class",
+                           on_change=_reset_index)
+        members = np.nonzero(labels == cls)[0]
+        if len(members) == 0:
+            st.warning(f"No images of class {classes[cls]} in the {split} split.")
+        else:
+            if st.session_state.get("exc_idx", 0) >= len(members):
+                st.session_state["exc_idx"] = 0
+            idx = c2.number_input(f"Index within {classes[cls]} ({len(members)} images in {split})", 0,
+                                  len(members) - 1, key="exc_idx")
+            c3.button("Random", icon=":material/casino:", on_click=_random, args=(labels,), width="stretch")
+            pos = int(members[idx])
+            pixels = data.images[pos]
+            x = normalize(pixels[None], meta["mean"], meta["std"])
+            true_class = int(labels[pos])
+            caption = f"{split} image #{pos} · true class **{classes[true_class]}**"
+            with st.expander("Gallery: click an image", expanded=False, icon=":material/photo_library:"):
+                rng = np.random.default_rng(st.session_state.get("gallery_seed", 0))
+                shown = rng.choice(len(labels), size=min(12, len(labels)), replace=False)
+                cols = st.columns(6)
+                for i, p in enumerate(shown):
+                    with cols[i % 6]:
+                        st.image(ui.enlarge(data.images[p], 3), width="stretch")
+                        k = int(labels[p])
+                        within = int(np.searchsorted(np.nonzero(labels == k)[0], p))
+                        st.button(classes[k], key=f"gallery_{i}", on_click=_pick, args=(k, within), width="stretch")
+                if st.button("More images", icon=":material/refresh:", key="gallery_more"):
+                    st.session_state["gallery_seed"] = st.session_state.get("gallery_seed", 0) + 1
+                    st.rerun()
+else:
+    upload = st.file_uploader("A PNG or JPEG image (any size; it is resized to the model's input)",
+                              type=["png", "jpg", "jpeg"], key="exc_upload")
+    if upload is None:
+        st.info("Upload an image to see its excitations. Works without any dataset.", icon=":material/upload:")
+    else:
+        try:
+            image = open_image(upload.getvalue(), upload.name)
+            x = preprocess(image, meta)
+            _, h, w = meta.get("input_size", (3, 32, 32))
+            pixels = image_to_uint8(image, (h, w))
+            caption = f"uploaded **{upload.name}** ({image.width}×{image.height}, {image.mode}) as the model sees it"
+        except ImageError as exc:
+            st.error(str(exc), icon=":material/broken_image:")
+        except Exception as exc:  # noqa: BLE001 -- any other decoder fault: one line, the page keeps working
+            st.error(f"{upload.name}: cannot use this image ({type(exc).__name__}: {str(exc)[:120]})",
+                     icon=":material/broken_image:")
+
+if x is None:
+    st.stop()
+
+# --------------------------------------------------------------------------- the answer for this image
+result = explain(model, x, classes)
+pred = result.predicted
+left, right = st.columns([1, 2], gap="large")
+with left:
+    st.image(ui.enlarge(pixels, 8), caption=None, width=256)
+    st.markdown(caption)
+with right:
+    verdict = "✅ correct" if true_class is not None and pred == true_class else (
+        "❌ wrong" if true_class is not None else "")
+    st.markdown(f"Predicted **{classes[pred]}** ({result.probs[pred]:.1%}) {verdict}")
+    st.plotly_chart(topk_figure(result.top(5)), key="exc_top5", config={"displayModeBar": False})
+
+if not blocks:
+    st.stop()
+
+st.subheader("Gates of this image")
+if gate_note:
+    st.warning(gate_note, icon=":material/info:")
+tab_bars, tab_heat = st.tabs(["Per block", "Blocks × channels"])
+with tab_bars:
+    reference = st.session_state.get(f"overall_{path}_{mtime}")
+    st.plotly_chart(gate_bars_figure(result.gates, columns=3 if len(blocks) > 4 else len(blocks),
+                                     reference=reference), key="exc_bars")
+    st.caption("Bars: this image's gate per channel" + (" (spatial mean of the per-pixel gate)" if gate_note else "")
+               + (". Red line: the all-class mean from the class profiles below." if reference else "."))
+with tab_heat:
+    st.plotly_chart(gate_heatmap_figure(result.gates), key="exc_heatmap")
+
+# --------------------------------------------------------------------------- class profiles
+st.subheader("Class profiles (the paper's Fig. 6, for this model)")
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
+    model, meta = ui.load_entry(path)
+    data = ui.load_data(split, meta, spec)
+    p = class_profiles(model, data, meta["mean"], meta["std"], per_class=per_class)
+    return p.profiles, p.overall, p.counts, p.separation()
+
+
+profile_data = None
+if mode == "Upload" and ui.data_available() is not None:
+    ui.no_data_message(ui.data_available(), "Class profiles need images of each class; this image's gates are above.")
+else:
+    p1, p2 = st.columns([3, 1])
+    default_classes = sorted({pred, true_class if true_class is not None else pred, *range(min(3, len(classes)))})
+    chosen = p1.multiselect("Classes", range(len(classes)), default=default_classes[:4], format_func=classes.__getitem__,
+                            key="exc_profile_classes")
+    per_class = p2.select_slider("Images per class", [10, 25, 50, 100, 200], value=50, key="exc_per_class")
+    try:
+        with st.spinner(f"Averaging gates over {per_class} images per class…"):
+            profile_data = _profiles(path, mtime, ui.data_spec(), split, per_class)
+    except Exception as exc:  # noqa: BLE001 -- DataError and friends: one line
+        st.error(f"Cannot compute class profiles: {exc}")
+    if profile_data is not None:
+        profiles, overall, counts, separation = profile_data
+        st.session_state[f"overall_{path}_{mtime}"] = overall
+        st.plotly_chart(profiles_figure(profiles, overall, classes, list(chosen), result.gates,
+                                        columns=3 if len(blocks) > 4 else len(blocks)), key="exc_profiles")
+        s1, s2 = st.columns([2, 3], vertical_alignment="center")
+        s1.plotly_chart(separation_figure(separation), key="exc_separation")
+        s2.markdown(
+            f"Each line is a class's mean gate over {int(counts.min())}–{int(counts.max())} images of the "
+            f"**{split}** split; dashed is the mean over all classes, dots are this image. In the paper, early "
+            "blocks excite alike for every class and late blocks become class-specific. The bars at the left "
+            "measure that for this model: the spread of the class profiles (std across classes, mean over "
+            "channels) at each block.")
+
+# --------------------------------------------------------------------------- interventions
+st.subheader("Interventions")
+i1, i2, i3 = st.columns([2, 2, 1])
+off = i1.multiselect("Switch SE off (gate = 1) in", blocks, key="exc_off")
+mean_blocks = i2.multiselect("Replace the gate with a class mean in", blocks, key="exc_mean_blocks",
+                             disabled=profile_data is None,
+                             help="Needs the class profiles above.")
+mean_class = i3.selectbox("Class mean of", range(len(classes)), format_func=classes.__getitem__,
+                          key="exc_mean_class", disabled=profile_data is None)
+overrides: dict = {}
+if profile_data is not None:
+    for b in mean_blocks:
+        overrides[b] = profile_data[0][b][mean_class]
+for b in off:
+    overrides[b] = 1.0
+if overrides:
+    after = intervene(model, x, overrides)
+    new = int(after.argmax())
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Prediction", classes[new], delta="changed" if new != pred else "unchanged",
+              delta_color="inverse" if new != pred else "off")
+    c2.metric(f"p({classes[pred]})", f"{after[pred]:.1%}", delta=f"{after[pred] - result.probs[pred]:+.1%}")
+    if true_class is not None:
+        c3.metric(f"p(true: {classes[true_class]})", f"{after[true_class]:.1%}",
+                  delta=f"{after[true_class] - result.probs[true_class]:+.1%}")
+    st.plotly_chart(intervention_figure(classes, result.probs, after), key="exc_intervention")
+else:
+    st.caption("Choose blocks above to see how the prediction changes.")
+with st.expander("SE off in one block at a time", icon=":material/science:", expanded=not overrides):
+    st.plotly_chart(ablation_figure(block_ablation(model, x, pred), float(result.probs[pred]), classes[pred]),
+                    key="exc_ablation")

@@ -1,0 +1,272 @@
+"""Train: launch a training process, follow it live, stop and resume it, browse past runs."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from pathlib import Path
+
+import streamlit as st
+
+from views import _shared as ui
+from senet.curves import MetricsTail, curves_from_records, format_duration, progress
+from senet.figures import epoch_figure, lr_figure, step_loss_figure
+from senet.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
+    start_run, stop_run
+from senet.models import list_models
+from senet.runs import ACTIVE_STATES, read_json
+from senet.train import RECIPES, ConfigError, make_config
+
+S = ui.settings()
+STATE_ICON = {"running": "🟢", "starting": "🟡", "finished": "✅", "stopped": "⏹️", "failed": "🔴", "unknown": "❔"}
+STATE_COLOR = {"running": "green", "starting": "orange", "finished": "blue", "stopped": "gray", "failed": "red"}
+FAMILIES = {"airnet": "AirNet (airbench94 network, fast on CIFAR-10)", "resnet20": "ResNet-20",
+            "resnet32": "ResNet-32", "resnet56": "ResNet-56", "resnet110": "ResNet-110",
+            "seed_senet": "Seed network (blog post; per-pixel SE, very slow on CPU)"}
+FAMILIES = {k: v for k, v in FAMILIES.items() if k in list_models() or f"se_{k}" in list_models()}
+
+st.title("Train")
+st.caption(f"Each run is its own `python -m senet train` process writing a run directory under `{S.runs_root}`; "
+           "this page only reads that directory, so you can reload, switch pages or restart the dashboard.")
+
+
+# --------------------------------------------------------------------------- actions (callbacks)
+def _open_run(path: str) -> None:
+    extra = st.session_state.setdefault("extra_runs", [])
+    if path not in extra and Path(path).parent.resolve() != S.runs_root.resolve():
+        extra.append(path)
+    st.session_state["train_run"] = path
+
+
+def _launch(config_dict: dict) -> None:
+    st.session_state.pop("pending_config", None)
+    try:
+        config = make_config(**config_dict)
+        run_dir = start_run(config, S.runs_root)
+    except (ConfigError, LaunchError, OSError) as exc:
+        st.session_state["train_error"] = f"Could not start the run: {exc}"
+        return
+    _open_run(str(run_dir))
+    st.session_state["train_notice"] = f"Started {run_dir.name}"
+
+
+def _request_start(config_dict: dict) -> None:
+    if active_runs(S.runs_root):
+        st.session_state["pending_config"] = config_dict
+    else:
+        _launch(config_dict)
+
+
+def _stop(run_dir: str) -> None:
+    try:
+        sent = stop_run(run_dir)
+    except LaunchError as exc:
+        st.session_state["train_error"] = str(exc)
+        return
+    st.session_state["train_notice"] = ("Stop requested: the run finishes its step and saves last.pt."
+                                        if sent else "The run was not running.")
+
+
+def _resume(run_dir: str, epochs: int) -> None:
+    try:
+        resume_run(run_dir, epochs)
+    except LaunchError as exc:
+        st.session_state["train_error"] = str(exc)
+        return
+    st.session_state["train_notice"] = f"Resumed {Path(run_dir).name}"
+
+
+def _open_typed_run() -> None:
+    raw = (st.session_state.get("open_run_path") or "").strip()
+    p = Path(raw).expanduser()
+    if not raw:
+        return
+    if not p.is_dir():
+        st.session_state["train_error"] = f"{p}: no such directory"
+    elif not any((p / f).is_file() for f in ("status.json", "metrics.jsonl", "config.json")):
+        st.session_state["train_error"] = f"{p}: not a run directory (no status.json, config.json or metrics.jsonl)"
+    else:
+        _open_run(str(p.resolve()))
+
+
+def _use_checkpoint(path: str) -> None:
+    st.session_state["pending_checkpoint"] = path
+
+
+def _pick_from_table() -> None:
+    sel = st.session_state.get("runs_table", {}).get("selection", {}).get("rows", [])
+    rows = st.session_state.get("runs_table_paths", [])
+    if sel and sel[0] < len(rows):
+        _open_run(rows[sel[0]])
+
+
+# --------------------------------------------------------------------------- messages
+for key, show in (("train_error", st.error), ("train_notice", st.toast)):
+    message = st.session_state.pop(key, None)
+    if message:
+        show(message)
+
+rows = list_run_rows(S.runs_root)
+active = [r for r in rows if r["state"] in ACTIVE_STATES]
+
+# --------------------------------------------------------------------------- new run
+with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
+    family = c1.selectbox("Model", list(FAMILIES), format_func=FAMILIES.get, key="new_family")
+    se_fixed = family == "seed_senet"
+    use_se = c2.toggle("SE blocks", value=True, key="new_se", disabled=se_fixed,
+                       help="Off trains the plain twin (the same network without SE).")
+    reduction = c3.number_input("r", min_value=1, max_value=64, value=16, step=1, key="new_r",
+                                disabled=not (use_se or se_fixed), help="SE reduction ratio")
+    recipe = c4.segmented_control("Recipe", list(RECIPES), key="new_recipe", default="fast", required=True,
+                                  help="fast: the project's time-to-accuracy recipe; seed: the blog post's.")
+    model_name = family if se_fixed or not use_se else f"se_{family}"
+    if family != "seed_senet" and not use_se:
+        model_name = family
+    defaults = make_config(model_name, recipe or "fast")
+    tag = f"{model_name}_{recipe}"
+    with st.form("new_run_form", border=False):
+        f1, f2, f3, f4 = st.columns(4)
+        epochs = f1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"new_epochs_{tag}")
+        lr = f2.number_input("Learning rate", 1e-5, 100.0, float(defaults.lr), format="%.4g", key=f"new_lr_{tag}")
+        batch = f3.number_input("Batch size", 1, 8192, defaults.batch_size, key=f"new_batch_{tag}")
+        seed = f4.number_input("Seed", 0, 2**31 - 1, 0, key="new_seed")
+        g1, g2, g3 = st.columns([2, 1, 1])
+        data = g1.text_input("Data source", value=ui.data_spec(), key=f"new_data_{ui.data_spec()}",
+                             help="cifar10 or folder:PATH")
+        val_size = g2.number_input("Validation images", 0.0, 100000.0, 0.1, format="%g", key="new_val",
+                                   help="A fraction (0.1) or a count (5000) of the training images.")
+        log_every = g3.number_input("Log every (steps)", 1, 1000, defaults.log_every, key="new_log_every")
+        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    if submitted:
+        config = dict(model=model_name, recipe=recipe or "fast", data=data.strip(), data_dir=str(S.data_dir),
+                      epochs=int(epochs), lr=float(lr), batch_size=int(batch), seed=int(seed),
+                      val_size=int(val_size) if val_size >= 1 else float(val_size), log_every=int(log_every))
+        if use_se or se_fixed:
+            config["reduction"] = int(reduction)
+        reason = ui.data_available(config["data"])
+        try:
+            make_config(**config)
+        except ConfigError as exc:
+            st.error(f"Not started: {exc}")
+        else:
+            if reason:
+                st.error(f"Not started: {reason}. Choose a data source you have, e.g. folder:PATH.")
+            else:
+                _request_start(config)
+                st.rerun()
+
+pending = st.session_state.get("pending_config")
+if pending:
+    with st.container(border=True):
+        names = ", ".join(r["run"] for r in active) or "another run"
+        st.warning(f"**{len(active) or 1} run(s) already active ({names}).** Two runs share this machine's "
+                   "CPU cores and both slow down. Start another anyway?", icon=":material/warning:")
+        b1, b2, _ = st.columns([1, 1, 4])
+        b1.button("Start anyway", type="primary", on_click=_launch, args=(pending,), key="confirm_start")
+        b2.button("Cancel", on_click=lambda: st.session_state.pop("pending_config", None), key="cancel_start")
+
+# --------------------------------------------------------------------------- run view
+run_paths = [r["path"] for r in rows] + [p for p in st.session_state.get("extra_runs", [])
+                                         if p not in {r["path"] for r in rows}]
+labels = {r["path"]: f"{STATE_ICON.get(r['state'], '❔')} {r['run']}  ·  {r['state']}" for r in rows}
+if st.session_state.get("train_run") not in run_paths:
+    st.session_state["train_run"] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
+
+st.subheader("Run")
+h1, h2 = st.columns([4, 1], vertical_alignment="bottom")
+if run_paths:
+    h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, f"📂 {p}"),
+                 label_visibility="collapsed")
+with h2.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
+    st.text_input("Path of a run directory", key="open_run_path",
+                  help="Any run directory, e.g. one trained on another machine or under torchrun on a shared disk.")
+    st.button("Open", on_click=_open_typed_run, key="open_run_button")
+
+run_dir = st.session_state.get("train_run")
+if not run_dir:
+    st.info("No runs yet. Start one above; its curves appear here as it trains.", icon=":material/info:")
+    st.stop()
+
+smoothing = st.session_state.get("smoothing", 0.6)
+started_active = run_state(run_dir).get("state") in ACTIVE_STATES
+
+
+@st.fragment(run_every=1.0 if started_active else None)
+def live_panel(run_dir: str) -> None:
+    status = run_state(run_dir)
+    state = status.get("state", "unknown")
+    tails = st.session_state.setdefault("metric_tails", {})
+    tail = tails.setdefault(run_dir, MetricsTail(Path(run_dir) / "metrics.jsonl"))
+    curves = curves_from_records(tail.read())
+    config = read_json(Path(run_dir) / "config.json") or {}
+    prog = progress(status, curves)
+
+    top = st.container(horizontal=True, vertical_alignment="center")
+    with top:
+        st.badge(state, color=STATE_COLOR.get(state, "gray"), icon=":material/circle:")
+        st.markdown(f"**{Path(run_dir).name}** · {config.get('model', '?')} · recipe {config.get('recipe', '?')} "
+                    f"· data `{config.get('data', '?')}`")
+    if state == "failed":
+        st.error(f"The run failed: {status.get('error') or 'no reason recorded'}", icon=":material/error:")
+    st.progress(prog["fraction"], text=prog["text"] or state)
+
+    best = status.get("best_val_acc")
+    last_val = curves.val_acc[-1] if curves.val_acc else None
+    m = st.columns(5)
+    m[0].metric("Best val accuracy", ui.pct(best))
+    m[1].metric("Last val accuracy", ui.pct(last_val),
+                delta=f"{curves.val_acc[-1] - curves.val_acc[-2]:+.2%}" if len(curves.val_acc) > 1 else None)
+    m[2].metric("Loss (smoothed)", f"{curves.step_loss[-1]:.4f}" if curves.step_loss else "–")
+    m[3].metric("Images/s", f"{prog['images_per_s']:,.0f}" if prog["images_per_s"] else "–")
+    m[4].metric("Elapsed", format_duration(status.get("elapsed_s")))
+
+    g1, g2 = st.columns(2)
+    g1.plotly_chart(step_loss_figure(curves, smoothing, height=290), key="live_step_loss")
+    g2.plotly_chart(lr_figure(curves, height=290), key="live_lr")
+    g3, g4 = st.columns(2)
+    g3.plotly_chart(epoch_figure(curves, "loss", height=290), key="live_epoch_loss")
+    g4.plotly_chart(epoch_figure(curves, "acc", height=290), key="live_epoch_acc")
+    st.caption(f"{len(curves.step)} step records · {len(curves.epoch)} epochs logged · "
+               f"updated {dt.datetime.now():%H:%M:%S}" + (" · live" if state in ACTIVE_STATES else ""))
+
+    a1, a2, a3, a4 = st.columns([1, 1.2, 1, 2.8], vertical_alignment="bottom")
+    if state in ACTIVE_STATES:
+        a1.button("Stop", icon=":material/stop:", on_click=_stop, args=(run_dir,), key="stop_run")
+    elif can_resume(run_dir):
+        more = a2.number_input("Epochs in total", 1, 1000, int(config.get("epochs") or 1), key=f"resume_{run_dir}")
+        if a1.button("Resume", icon=":material/play_arrow:", key="resume_run"):
+            _resume(run_dir, int(more))
+            st.rerun(scope="app")
+    best_pt = Path(run_dir) / "best.pt"
+    if best_pt.is_file():
+        if a3.button("Open in model card", icon=":material/visibility:", key="use_best"):
+            _use_checkpoint(str(best_pt))
+            st.switch_page("views/home.py")
+    with st.expander("Log", icon=":material/terminal:"):
+        st.code(log_tail(run_dir, 30) or "(no train.log: the run was not launched from this dashboard)",
+                language=None)
+    if started_active and state not in ACTIVE_STATES:
+        st.rerun(scope="app")  # the run ended: redraw the page once and stop polling
+
+
+live_panel(run_dir)
+st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+          help="TensorBoard-style exponential moving average of the step loss.")
+
+# --------------------------------------------------------------------------- past runs
+st.subheader("Past runs")
+if rows:
+    table = [{"state": f"{STATE_ICON.get(r['state'], '❔')} {r['state']}", "run": r["run"], "model": r["model"],
+              "recipe": r["recipe"], "epochs": f"{r['epoch'] or 0}/{r['epochs'] or '?'}",
+              "best val acc": r["best_val_acc"], "duration": format_duration(r["duration_s"]),
+              "started": dt.datetime.fromtimestamp(r["started_at"]) if r.get("started_at") else None,
+              "error": r.get("error") or ""} for r in rows]
+    st.session_state["runs_table_paths"] = [r["path"] for r in rows]
+    st.dataframe(table, hide_index=True, width="stretch", key="runs_table", on_select=_pick_from_table,
+                 selection_mode="single-row",
+                 column_config={"best val acc": st.column_config.ProgressColumn("best val acc", format="percent",
+                                                                               min_value=0, max_value=1),
+                                "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
+    st.caption("Select a row to open that run above.")
+else:
+    st.caption("None yet.")
