@@ -1,6 +1,9 @@
 """The model family: parameter counts from the papers, SE placement, the seed's network, the registry."""
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -154,3 +157,14 @@ def test_create_model_unknown_name_lists_known_models():
 def test_create_model_bad_options_raise_value_error_naming_them(options, named):
     with pytest.raises(ValueError, match=named):
         create_model("se_resnet20", **options)
+
+
+def test_senet_package_imports_no_streamlit():
+    package = Path(__file__).resolve().parents[1] / "senet"
+    offenders = []
+    for source in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{source.name}:{node.lineno}" for n in names if n.split(".")[0] == "streamlit"]
+    assert not offenders, f"senet/ must not import streamlit (pages are the only UI): {offenders}"
