@@ -19,6 +19,13 @@ class UsageError(Exception):
     """Bad command-line input: reported in one line with exit code 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``PROG: error: ...``) and exit code 2, no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model into a run directory")
     p.add_argument("--model", default=None, help="model name (see `python -m senet info --list`); default se_airnet")
@@ -40,6 +47,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--val-size", type=float, help="validation holdout: fraction (0.1) or count (5000)")
     p.add_argument("--split-seed", type=int)
+    p.add_argument("--train-limit", type=int, help="train on a stratified subset of N training images (short runs)")
     p.add_argument("--log-every", type=int, help="steps between step records in metrics.jsonl")
     p.add_argument("--micro-batch", type=int, help="CPU only: split each batch into chunks of this size (default 256)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
@@ -53,18 +61,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import DataError, folder_root, parse_spec
-    from .runs import read_json
-    from .train import ConfigError, TrainConfig, make_config, make_run_dir, train
+    from .data import DataError
+    from .runs import ACTIVE_STATES, read_json, read_status
+    from .train import ConfigError, TrainConfig, make_config, make_run_dir
 
     rank = int(os.environ.get("RANK", 0))
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "momentum", "weight_decay",
                                                "label_smoothing", "schedule", "warmup_epochs", "reduction",
                                                "width", "squeeze", "seed", "split_seed", "log_every", "micro_batch",
                                                "device", "amp", "compile", "sync_bn", "data_dir",
-                                               "dataset_name")}
+                                               "dataset_name", "train_limit")}
     if args.val_size is not None:
-        overrides["val_size"] = int(args.val_size) if args.val_size >= 1 else args.val_size
+        v = args.val_size
+        overrides["val_size"] = int(v) if v >= 1 and float(v).is_integer() else v
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
     if args.resume:
         run_dir = Path(args.resume)
         saved = read_json(run_dir / "config.json")
@@ -72,6 +82,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume {run_dir}: no readable config.json there")
         if not (run_dir / "last.pt").is_file():
             raise UsageError(f"--resume {run_dir}: no last.pt to resume from")
+        current = read_status(run_dir)
+        if rank == 0 and current.get("state") in ACTIVE_STATES:
+            raise UsageError(f"--resume {run_dir}: the run is still {current['state']} "
+                             f"(pid {current.get('pid')}); stop it first")
         if args.run_dir and Path(args.run_dir) != run_dir:
             raise UsageError("--run-dir and --resume name different directories")
         changed = {k: v for k, v in overrides.items() if v is not None and k != "epochs" and v != saved.get(k)}
@@ -79,21 +93,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume {run_dir}: only --epochs can change on resume (got {sorted(changed) or 'model/data/recipe'})")
         saved = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
         model, recipe = saved.pop("model"), saved.pop("recipe")
-        saved.pop("world_size", None)
+        saved["world_size"] = world_size
         if args.epochs is not None:
             saved["epochs"] = args.epochs
         try:
             config = make_config(model, recipe, **saved)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-        status = train(config, run_dir, resume=True, progress=args.progress)
-        return 0 if status.get("state") in ("finished", "stopped") else 1
+        return _run(config, run_dir, resume=True, progress=args.progress)
     data = args.data or os.environ.get("SENET_DATA") or "cifar10"
     try:
-        config = make_config(args.model or "se_airnet", args.recipe or "fast", data=data, **overrides)
-        kind, path = parse_spec(config.data)
-        if kind == "folder":
-            folder_root(path, "train")
+        config = make_config(args.model or "se_airnet", args.recipe or "fast", data=data, world_size=world_size,
+                             **overrides)
+        if rank == 0:
+            _check_data(config)
     except (ConfigError, DataError) as exc:
         raise UsageError(str(exc)) from None
     if args.run_dir:
@@ -106,13 +119,39 @@ def cmd_train(args: argparse.Namespace) -> int:
                 run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UsageError(f"--run-dir {run_dir}: cannot create it ({exc.strerror})") from None
-    elif int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    elif world_size > 1:
         raise UsageError("under torchrun, give --run-dir explicitly so all processes agree on it")
     else:
         run_dir = make_run_dir(args.runs_root, config.model)
     if rank == 0:
         print(f"run directory: {run_dir}", file=sys.stderr)
-    status = train(config, run_dir, progress=args.progress)
+    return _run(config, run_dir, resume=False, progress=args.progress)
+
+
+def _check_data(config) -> None:
+    """Load the training split once before anything is written (downloads cifar10 and fills the cache),
+    so that a dataset that cannot be used is reported as a usage error with nothing written."""
+    from .data import load_split
+    from .train import ConfigError
+
+    train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
+    n = min(len(train_set), config.train_limit or len(train_set))
+    if config.batch_size > n:
+        raise ConfigError(f"batch_size {config.batch_size} is larger than the {n} training images of {config.data}")
+
+
+def _run(config, run_dir: Path, resume: bool, progress: bool) -> int:
+    """Train; a data or configuration fault found on the way is one line on stderr and exit code 1
+    (the run's status.json says ``failed`` with the same message)."""
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import ConfigError, train
+
+    try:
+        status = train(config, run_dir, resume=resume, progress=progress)
+    except (ConfigError, DataError, CheckpointError) as exc:
+        print(f"senet train: error: {exc}", file=sys.stderr)
+        return 1
     return 0 if status.get("state") in ("finished", "stopped") else 1
 
 
@@ -211,7 +250,7 @@ def cmd_excite(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m senet", description="Squeeze-and-Excitation networks on CIFAR-10")
+    parser = OneLineParser(prog="python -m senet", description="Squeeze-and-Excitation networks on CIFAR-10")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")

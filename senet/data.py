@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .checkpoint import CIFAR_MEAN, CIFAR_STD, atomic_save
 from .inference import ImageError, image_to_uint8, normalize, open_image
 
-__all__ = ["DataError", "TensorDataset", "parse_spec", "load_split", "stratified_split", "Augment",
+__all__ = ["DataError", "TensorDataset", "parse_spec", "load_split", "stratified_split", "limit_split", "Augment",
            "epoch_indices", "train_batches", "eval_batches", "DEFAULT_DATA_DIR", "SPLITS"]
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,14 @@ def _class_dirs(root: Path) -> list[Path]:
     if not dirs:
         raise DataError(f"{root}: no class subfolders (expected {root}/<class>/<image>)")
     return dirs
+
+
+def _check_same_classes(path: Path) -> None:
+    """A folder's test split must have exactly the train split's classes (labels are folder positions)."""
+    train = [d.name for d in _class_dirs(folder_root(path, "train"))]
+    test = [d.name for d in _class_dirs(folder_root(path, "test"))]
+    if train != test:
+        raise DataError(f"folder:{path}: test classes {test} differ from train classes {train}")
 
 
 def _source_key(kind: str, root: Path) -> str:
@@ -148,6 +156,8 @@ def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DE
             except Exception:  # noqa: BLE001 -- a broken cache is rebuilt
                 log.warning("%s: unreadable cache, decoding again", cache_file)
     if kind == "folder":
+        if part == "test":
+            _check_same_classes(path)
         images, labels, classes = _decode_folder(root)
     else:
         images, labels, classes = _decode_cifar10(data_dir, train=(part == "train"))
@@ -165,9 +175,10 @@ def resolve_val_size(val_size: int | float, n: int) -> int:
     """A validation size given as a count or as a fraction of ``n``."""
     if isinstance(val_size, float) and 0 < val_size < 1:
         return int(round(val_size * n))
-    if isinstance(val_size, (int, float)) and float(val_size).is_integer() and 0 <= val_size < n:
+    if (isinstance(val_size, (int, float)) and not isinstance(val_size, bool) and math.isfinite(val_size)
+            and float(val_size).is_integer() and 1 <= val_size < n):
         return int(val_size)
-    raise DataError(f"val_size {val_size!r}: must be a fraction in (0, 1) or a count below {n}")
+    raise DataError(f"val_size {val_size!r}: must be a fraction in (0, 1) or a whole count from 1 to {n - 1}")
 
 
 def stratified_split(labels: torch.Tensor, val_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,6 +229,19 @@ def load_split(spec: str, split: str, data_dir: str | os.PathLike = DEFAULT_DATA
     train_idx, val_idx = stratified_split(full.labels, k, split_seed)
     idx = train_idx if split == "train" else val_idx
     return TensorDataset(full.images[idx], full.labels[idx], full.classes, spec, split, idx)
+
+
+def limit_split(data: TensorDataset, limit: int, seed: int = 0) -> TensorDataset:
+    """A deterministic, class-stratified subset of ``limit`` images of ``data`` (all of it if smaller).
+
+    Used by ``--train-limit`` for short runs (smoke tests, integration tests);
+    the validation split is unaffected.
+    """
+    if limit >= len(data):
+        return data
+    _, keep = stratified_split(data.labels, limit, seed)
+    indices = data.indices[keep] if data.indices is not None else keep
+    return TensorDataset(data.images[keep], data.labels[keep], data.classes, data.source, data.split, indices)
 
 
 # --------------------------------------------------------------------------- batches

@@ -18,7 +18,7 @@ import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .checkpoint import load_checkpoint
-from .data import DEFAULT_DATA_DIR, TensorDataset, eval_batches, load_split
+from .data import DEFAULT_DATA_DIR, DataError, TensorDataset, eval_batches, load_split
 from .inference import to_probabilities
 
 __all__ = ["Evaluation", "evaluate", "evaluate_checkpoint", "class_report"]
@@ -127,6 +127,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: str, split: str = "
     model, meta = model_and_meta or load_checkpoint(path)
     val_size, split_seed = checkpoint_split_options(meta)
     data = load_split(spec, split, data_dir, val_size, split_seed)
+    trained_on = list(meta.get("classes") or [])
+    if trained_on and trained_on != list(data.classes):
+        raise DataError(f"{spec}: its classes {list(data.classes)} differ from the {len(trained_on)} classes "
+                        f"{path.name} was trained on {trained_on}")
     cache_dir = Path(cache_dir) if cache_dir else Path(data_dir) / ".senet-cache" / "predictions"
     cache_file = cache_dir / f"{_cache_key(path, spec, split, tta, data)}.npz"
     if cache_file.is_file():

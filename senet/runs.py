@@ -12,6 +12,7 @@ whose process has died as ``failed`` rather than running forever.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import tempfile
@@ -59,11 +60,23 @@ class MetricsWriter:
         self._file = open(self.path, "a", buffering=1)
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record, allow_nan=False, default=float) + "\n")
+        """Append ``record`` as one line; non-finite numbers (NaN, inf) are written as null."""
+        self._file.write(json.dumps(_finite(record), allow_nan=False, default=float) + "\n")
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinite floats replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_metrics(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], int]:
@@ -71,9 +84,15 @@ def read_metrics(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], 
 
     An incomplete last line (no newline yet) or a corrupt line is skipped; the
     returned offset stops before an incomplete line so a later call reads it whole.
+    If the file is now shorter than ``offset`` (a resumed run rewrote it without
+    the records past its checkpoint), reading continues from its last complete line.
     """
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if offset > size:
+                f.seek(0)
+                offset = f.read().rfind(b"\n") + 1
             f.seek(offset)
             data = f.read()
     except OSError:

@@ -13,6 +13,7 @@ over that global batch.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -29,14 +30,14 @@ from torch import nn
 
 from .accounting import model_info
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from .data import (DEFAULT_DATA_DIR, Augment, DataError, TensorDataset, eval_batches, folder_root, load_split,
-                   parse_spec, steps_per_epoch, train_batches)
+from .data import (DEFAULT_DATA_DIR, Augment, DataError, TensorDataset, eval_batches, folder_root, limit_split,
+                   load_split, parse_spec, steps_per_epoch, train_batches)
 from .inference import to_probabilities
 from .models import create_model, list_models
 from .runs import MetricsWriter, read_json, truncate_metrics, write_json_atomic, write_status
 
 __all__ = ["RECIPES", "FAST_FAMILY_OVERRIDES", "TrainConfig", "ConfigError", "make_config", "train",
-           "lr_factor", "model_family", "make_run_dir"]
+           "lr_factor", "model_family", "make_run_dir", "make_optimizer", "param_groups", "check_world_size"]
 
 # One visible table of hyperparameters per recipe. ``seed`` is the blog post's
 # recipe exactly; ``fast`` is the project's default, tuned for time to accuracy
@@ -99,6 +100,7 @@ class TrainConfig:
     seed: int = 0
     val_size: float = 0.1
     split_seed: int = 0
+    train_limit: int = 0  # train on a stratified subset of this many images (0: the whole train split)
     log_every: int = 10
     micro_batch: int = 256
     device: str = "auto"
@@ -171,8 +173,24 @@ def validate_config(c: TrainConfig) -> None:
         raise ConfigError(f"pad_mode/flip not understood: {c.pad_mode!r}/{c.flip!r}")
     if isinstance(c.crop_pad, bool) or not isinstance(c.crop_pad, int) or not 0 <= c.crop_pad <= 16:
         raise ConfigError(f"crop_pad must be an integer in 0..16, got {c.crop_pad!r}")
-    if c.world_size > 1 and c.batch_size % c.world_size:
-        raise ConfigError(f"batch_size {c.batch_size} is not divisible by the {c.world_size} processes")
+    check_world_size(c.batch_size, c.world_size)
+    v = c.val_size
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
+            or (v >= 1 and not float(v).is_integer())):
+        raise ConfigError(f"val_size must be a fraction in (0, 1) or a whole count of images, got {v!r}")
+    for name in ("seed", "split_seed", "train_limit"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
+    if c.device != "auto":
+        try:
+            device = torch.device(c.device)
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}") from None
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {c.device!r}: CUDA is not available on this machine")
     try:
         parse_spec(c.data)
     except DataError as exc:
@@ -181,6 +199,12 @@ def validate_config(c: TrainConfig) -> None:
         create_model(c.model, **c.model_options())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def check_world_size(batch_size: int, world_size: int) -> None:
+    """The global batch must split evenly over the processes (each rank takes batch_size / world_size)."""
+    if world_size > 1 and batch_size % world_size:
+        raise ConfigError(f"batch_size {batch_size} (global) is not divisible by the {world_size} processes")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, start_frac: float) -> float:
@@ -208,6 +232,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.requested = False
         self.signal_name = ""
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
         def handler(signum, _frame):
@@ -215,9 +240,15 @@ class StopFlag:
             self.signal_name = signal.Signals(signum).name
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                signal.signal(sig, handler)
+                self._previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread
                 pass
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
 
 
 def pick_device(name: str) -> torch.device:
@@ -260,6 +291,12 @@ def param_groups(model: nn.Module, c: TrainConfig) -> list[dict]:
     return groups
 
 
+def make_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.SGD:
+    """SGD with (Nesterov) momentum and weight decay, over :func:`param_groups`."""
+    return torch.optim.SGD(param_groups(model, c), lr=c.lr, momentum=c.momentum,
+                           nesterov=c.nesterov and c.momentum > 0)
+
+
 # --------------------------------------------------------------------------- distributed
 class Dist:
     """This process's place in a torchrun job (world_size 1 without torchrun)."""
@@ -287,7 +324,20 @@ class Dist:
         return t.tolist()
 
     def any(self, flag: bool, device: torch.device) -> bool:
+        """Whether ``flag`` is set on any rank (one all-reduce)."""
         return bool(self.sum([float(flag)], device)[0]) if self.active else flag
+
+    def broadcast_buffers(self, model: nn.Module) -> None:
+        """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+        Each rank updates its running statistics from its own shard, so
+        without this an evaluation sharded over ranks would mix the
+        statistics of different ranks, and would not match the checkpoint
+        that rank 0 saves.
+        """
+        if self.active:
+            for buffer in model.buffers():
+                torch.distributed.broadcast(buffer.data, src=0)
 
     def barrier(self) -> None:
         if self.active:
@@ -303,6 +353,7 @@ class Dist:
 def evaluate_loss_acc(model: nn.Module, data: TensorDataset, criterion: Callable, device: torch.device,
                       dist: Dist, tta: bool = False, amp_dtype: torch.dtype | None = None) -> tuple[float, float]:
     """(mean loss, accuracy) over the whole split, reduced across ranks."""
+    dist.broadcast_buffers(model)
     model.eval()
     loss_sum = correct = count = 0.0
     for x, y, _ in eval_batches(data, 250, rank=dist.rank, world_size=dist.world_size, device=device):
@@ -331,6 +382,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
     """
     run_dir = Path(run_dir)
     dist = Dist()
+    check_world_size(config.batch_size, dist.world_size)
     device = pick_device(config.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -341,16 +393,19 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
     stop.install()
     metrics = None
     started = time.time()
+    trace = IndexTrace(dist.rank)
     try:
         if main:
             write_status(run_dir, state="starting", pid=os.getpid(), host=socket.gethostname(),
                          started_at=(read_json(run_dir / "status.json") or {}).get("started_at", started)
                          if resume else started, error=None)
             if not resume:
-                write_json_atomic(run_dir / "config.json", asdict(config))
+                write_json_atomic(run_dir / "config.json", config_record(config))
         torch.manual_seed(config.seed)
         train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
         val_set = load_split(config.data, "val", config.data_dir, config.val_size, config.split_seed)
+        if config.train_limit:
+            train_set = limit_split(train_set, config.train_limit, config.split_seed)
         if config.batch_size > len(train_set):
             raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
         model = create_model(config.model, num_classes=len(train_set.classes), **config.model_options())
@@ -360,8 +415,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
         model = model.to(device)
         if device.type == "cuda" or dist.world_size == 1:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(param_groups(model, config), lr=config.lr, momentum=config.momentum,
-                                    nesterov=config.nesterov and config.momentum > 0)
+        optimizer = make_optimizer(model, config)
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_acc": -1.0, "history": [],
                  "elapsed_s": 0.0, "loss_ema": None, "epoch_sums": [0.0, 0.0, 0.0]}
         if resume:
@@ -369,6 +423,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
             model.load_state_dict(payload["state_dict"])
             optimizer.load_state_dict(payload["extra_state"]["optimizer"])
             state.update(payload["extra_state"]["train_state"])
+            if isinstance(payload["extra_state"].get("rng_state"), torch.Tensor):
+                torch.set_rng_state(payload["extra_state"]["rng_state"])
         if main:
             if resume:
                 truncate_metrics(run_dir / "metrics.jsonl", state["global_step"])
@@ -380,10 +436,12 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         net: nn.Module = model
+        ddp: nn.parallel.DistributedDataParallel | None = None
         if dist.active:
             if config.sync_bn:
                 net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+            net = ddp = nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None)
         if config.compile:
             net = torch.compile(net)
         criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -404,7 +462,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
                         macs=info["macs"], run_dir=str(run_dir))
 
         def save(name: str, val_acc: float | None, val_acc_tta: float | None = None, with_state: bool = True) -> None:
-            extra = {"optimizer": optimizer.state_dict(), "train_state": dict(state)} if with_state else None
+            extra = ({"optimizer": optimizer.state_dict(), "train_state": dict(state), "rng_state": torch.get_rng_state()}
+                     if with_state else None)
             save_checkpoint(run_dir / name, model, model_name=config.model,
                             model_options=dict(config.model_options(), num_classes=len(train_set.classes)),
                             classes=train_set.classes, extra_state=extra, **checkpoint_meta(val_acc, val_acc_tta))
@@ -427,7 +486,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
             loss_sum, correct, seen = state["epoch_sums"]
             batches = train_batches(train_set, config.batch_size, epoch, config.seed, aug, dist.rank,
                                     dist.world_size, state["step_in_epoch"], device)
-            for x, y, _ in batches:
+            for x, y, idx in batches:
+                trace.add(epoch, idx)
                 factor = lr_factor(state["global_step"], total_steps, warmup_steps, config.schedule, config.start_lr_frac)
                 for g in optimizer.param_groups:
                     g["lr"] = g["base_lr"] * factor
@@ -438,13 +498,16 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
                 chunk = len(x) if device.type == "cuda" else config.micro_batch
                 for start in range(0, len(x), chunk):
                     xs, ys = x[start:start + chunk], y[start:start + chunk]
-                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        out = net(xs)
-                        loss = criterion(out.float(), ys)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"training loss became {loss.item()} at step {state['global_step']}; "
-                                                 "try a smaller --lr")
-                    scaler.scale(loss * (len(ys) / len(y))).backward()
+                    last_chunk = start + chunk >= len(x)
+                    # under DDP, gradients are all-reduced once, on the last chunk of the step
+                    with ddp.no_sync() if ddp is not None and not last_chunk else contextlib.nullcontext():
+                        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                            out = net(xs)
+                            loss = criterion(out.float(), ys)
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(f"training loss became {loss.item()} at step "
+                                                     f"{state['global_step']}; try a smaller --lr")
+                        scaler.scale(loss * (len(ys) / len(y))).backward()
                     loss_total += float(loss.detach()) * len(ys)
                     correct_step += float((out.detach().argmax(1) == ys).sum())
                 scaler.step(optimizer)
@@ -525,7 +588,38 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
     finally:
         if metrics:
             metrics.close()
+        trace.save()
+        stop.restore()
         dist.close()
+
+
+def config_record(config: TrainConfig) -> dict:
+    """``config.json``: the configuration plus the batch/lr semantics spelled out."""
+    record = asdict(config)
+    record["batch_size_per_process"] = config.batch_size // max(config.world_size, 1)
+    record["batch_semantics"] = ("batch_size is the global batch (all processes together; each of the world_size "
+                                 "processes takes batch_size/world_size); lr applies to the mean loss over the "
+                                 "global batch and is not rescaled with world_size")
+    return record
+
+
+class IndexTrace:
+    """Test hook: with ``$SENET_TRACE_INDICES=DIR`` each rank saves the training indices it saw
+    (``DIR/rank<r>.pt``: {epoch: tensor}); off (and free) otherwise. It writes outside the run directory."""
+
+    def __init__(self, rank: int) -> None:
+        folder = os.environ.get("SENET_TRACE_INDICES")
+        self.path = Path(folder) / f"rank{rank}.pt" if folder else None
+        self.seen: dict[int, list[torch.Tensor]] = {}
+
+    def add(self, epoch: int, indices: torch.Tensor) -> None:
+        if self.path is not None:
+            self.seen.setdefault(epoch, []).append(indices.cpu())
+
+    def save(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({e: torch.cat(v) for e, v in self.seen.items()}, self.path)
 
 
 def eval_norm(images: torch.Tensor) -> torch.Tensor:

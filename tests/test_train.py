@@ -1,0 +1,282 @@
+"""senet.train: recipes, configuration checks, learning, the run directory, resume and stop."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_folder_dataset, senet_cli
+from senet import create_model, load_checkpoint
+from senet.checkpoint import read_checkpoint
+from senet.runs import read_json, read_metrics
+from senet.train import (RECIPES, ConfigError, TrainConfig, lr_factor, make_config, make_optimizer, train)
+
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train fastest on one thread, and do not fight other processes for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_texture_dataset(root: Path, per_class: int = 40, seed: int = 0) -> Path:
+    """Four classes that differ by texture, not by colour: horizontal stripes, vertical stripes,
+    diagonal stripes, a checkerboard; random colours, phases and noise. Learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:32, 0:32]
+    patterns = [lambda p: (yy + p) // 3 % 2, lambda p: (xx + p) // 3 % 2, lambda p: (xx + yy + p) // 3 % 2,
+                lambda p: ((xx + p) // 4 + (yy + p) // 4) % 2]
+    for k, pattern in enumerate(patterns):
+        d = root / "train" / f"class{k}"
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            fg, bg = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+            mask = pattern(int(rng.integers(0, 6)))[..., None].astype(bool)
+            img = np.where(mask, fg, bg) + rng.normal(0, 25, (32, 32, 3))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(d / f"{i:03d}.png")
+    return root
+
+
+def tiny_config(data: Path, tmp_path: Path, model: str = "resnet20", recipe: str = "fast", **overrides) -> TrainConfig:
+    options = dict(data=f"folder:{data}", data_dir=str(tmp_path / "cache"), epochs=2, batch_size=8, lr=0.05,
+                   val_size=6, log_every=1, micro_batch=256)
+    options.update(overrides)
+    return make_config(model, recipe, **options)
+
+
+def run(config: TrainConfig, run_dir: Path, **kwargs) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return train(config, run_dir, progress=False, **kwargs)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(run_dir / "last.pt")["state_dict"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"expected identical weights, these differ: {different[:5]}"
+
+
+# --------------------------------------------------------------------------- recipes and configuration
+def test_seed_recipe_is_the_blog_posts_hyperparameters_exactly() -> None:
+    config = make_config("seed_senet", "seed")
+    assert (config.lr, config.momentum, config.nesterov, config.weight_decay) == (0.1, 0.9, True, 1e-4)
+    assert (config.batch_size, config.epochs, config.schedule) == (128, 40, "constant")
+    assert (config.label_smoothing, config.warmup_epochs) == (0.0, 0.0)
+    assert (config.crop_pad, config.pad_mode, config.flip) == (4, "zeros", "random"), \
+        "RandomCrop(32, padding=4) pads with zeros; RandomHorizontalFlip flips a coin per image"
+    assert all(lr_factor(s, 40 * 390, 0, config.schedule, config.start_lr_frac) == 1.0 for s in (0, 100, 15599)), \
+        "the seed's learning rate never changes"
+    optimizer = make_optimizer(create_model("seed_senet"), config)
+    assert len(optimizer.param_groups) == 1, "every parameter in one group, as optim.SGD(model.parameters(), ...)"
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.1, 0.9, True, 1e-4)
+
+
+def test_seed_recipe_ignores_the_fast_family_overrides() -> None:
+    assert make_config("se_airnet", "seed").lr == 0.1
+    assert make_config("se_airnet", "fast").batch_size == 1024
+
+
+def test_overrides_replace_recipe_values_and_none_keeps_them() -> None:
+    config = make_config("se_resnet20", "fast", epochs=3, lr=None)
+    assert config.epochs == 3 and config.lr == RECIPES["fast"]["lr"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(epochs=0), "epochs must be a positive integer"),
+    (dict(epochs=2.5), "epochs must be a positive integer"),
+    (dict(lr=float("nan")), "lr must be a positive number"),
+    (dict(lr=-0.1), "lr must be a positive number"),
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(momentum=1.0), "momentum must be below 1"),
+    (dict(reduction=0), "reduction"),
+    (dict(reduction=17), "larger than the narrowest SE stage"),
+    (dict(schedule="step"), "schedule must be one of"),
+    (dict(val_size=0), "val_size"),
+    (dict(val_size=2.5), "val_size"),
+    (dict(data="imagenet"), "unknown dataset"),
+    (dict(device="tpu"), "device"),
+    (dict(train_limit=-1), "train_limit"),
+    (dict(batch_size=100, world_size=3), "not divisible by the 3 processes"),
+])
+def test_invalid_configurations_are_refused_with_the_field_named(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_config("se_resnet20", "fast", **overrides)
+
+
+def test_unknown_model_recipe_and_field_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown model"):
+        make_config("resnet21")
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        make_config("resnet20", "slow")
+    with pytest.raises(ConfigError, match="unknown configuration field"):
+        make_config("resnet20", learning_rate=0.1)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_schedules_warm_up_from_start_frac_and_decay_to_zero(schedule: str) -> None:
+    total, warm = 100, 10
+    assert lr_factor(0, total, warm, schedule, 0.2) == pytest.approx(0.2)
+    assert lr_factor(warm, total, warm, schedule, 0.2) == pytest.approx(1.0)
+    assert lr_factor(total, total, warm, schedule, 0.2) == pytest.approx(0.0)
+    mid = lr_factor(55, total, warm, schedule, 0.2)
+    assert mid == pytest.approx(0.5) if schedule == "onecycle" else mid == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+    values = [lr_factor(s, total, warm, schedule, 0.2) for s in range(warm, total)]
+    assert all(a >= b for a, b in zip(values, values[1:])), "decays monotonically after warm-up"
+
+
+# --------------------------------------------------------------------------- learning
+def test_a_few_hundred_steps_on_a_learnable_dataset_reduce_the_loss_and_beat_chance(tmp_path: Path) -> None:
+    data = make_texture_dataset(tmp_path / "textures", per_class=40)
+    config = tiny_config(data, tmp_path, epochs=25, batch_size=16, lr=0.05, val_size=32, log_every=4,
+                         warmup_epochs=1.0)
+    run_dir = tmp_path / "run"
+    status = run(config, run_dir)
+    assert status["state"] == "finished" and status["step"] == 25 * 8 == 200
+    records, _ = read_metrics(run_dir / "metrics.jsonl")
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert len(epochs) == 25 and [r["epoch"] for r in epochs] == list(range(1, 26))
+    assert {"loss", "lr", "images_per_s", "step", "epoch", "time"} <= steps[0].keys()
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "elapsed_s", "lr"} <= epochs[0].keys()
+    first, last = epochs[0]["train_loss"], epochs[-1]["train_loss"]
+    assert last < 0.5 * first, f"expected the training loss to halve at least: {first:.3f} -> {last:.3f}"
+    assert epochs[-1]["val_acc"] >= 0.75, f"expected >= 75% on held-out images (chance 25%), got {epochs[-1]['val_acc']}"
+    assert epochs[-1]["train_acc"] >= 0.75
+    best = load_checkpoint(run_dir / "best.pt")[1]
+    assert best["val_acc"] == max(r["val_acc"] for r in epochs)
+    assert read_checkpoint(run_dir / "best.pt")["extra_state"] == {}, "best.pt carries no optimiser state"
+
+
+def test_run_directory_has_config_status_metrics_and_checkpoints(tmp_path: Path) -> None:
+    data = make_folder_dataset(tmp_path / "tiny", per_class=12)
+    config = tiny_config(data, tmp_path, epochs=2, train_limit=24)
+    run_dir = tmp_path / "run"
+    handler_before = signal.getsignal(signal.SIGTERM)
+    run(config, run_dir)
+    assert signal.getsignal(signal.SIGTERM) is handler_before, "train() must restore the signal handlers"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.jsonl",
+                                                         "status.json"]
+    saved = read_json(run_dir / "config.json")
+    rebuilt = make_config(saved["model"], saved["recipe"], **{k: v for k, v in saved.items()
+                                                               if k in TrainConfig.__dataclass_fields__
+                                                               and k not in ("model", "recipe")})
+    assert rebuilt == config, "config.json reproduces the configuration"
+    assert saved["world_size"] == 1 and saved["batch_size_per_process"] == 8 and "global" in saved["batch_semantics"]
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "finished" and status["pid"] == os.getpid() and status["epoch"] == 2
+    assert status["steps_per_epoch"] == 3, "train_limit 24 at batch 8 is 3 steps per epoch"
+    model, meta = load_checkpoint(run_dir / "last.pt")
+    assert meta["val_size"] == 6 and meta["split_seed"] == 0 and len(meta["history"]) == 2
+    assert meta["config"]["train_limit"] == 24
+
+
+def test_training_is_deterministic_on_cpu(tmp_path: Path) -> None:
+    data = make_folder_dataset(tmp_path / "tiny", per_class=12)
+    config = tiny_config(data, tmp_path, epochs=1)
+    run(config, tmp_path / "a")
+    run(config, tmp_path / "b")
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
+# --------------------------------------------------------------------------- resume
+def test_two_epochs_equal_one_epoch_plus_resume_of_one(tmp_path: Path) -> None:
+    """The seed's constant schedule: `--epochs 1`, then `--resume --epochs 2`, equals `--epochs 2`."""
+    data = make_folder_dataset(tmp_path / "tiny", per_class=12)
+    straight = tiny_config(data, tmp_path, recipe="seed", epochs=2, lr=0.02)
+    run(straight, tmp_path / "straight")
+    first = tiny_config(data, tmp_path, recipe="seed", epochs=1, lr=0.02)
+    run(first, tmp_path / "resumed")
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["extra_state"]["train_state"]["epoch"] == 1
+    status = run(tiny_config(data, tmp_path, recipe="seed", epochs=2, lr=0.02), tmp_path / "resumed", resume=True)
+    assert status["state"] == "finished" and status["epoch"] == 2
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    records = read_metrics(tmp_path / "resumed" / "metrics.jsonl")[0]
+    assert [r["type"] for r in records].count("resume") == 1
+    straight_epochs = [r for r in read_metrics(tmp_path / "straight" / "metrics.jsonl")[0] if r["type"] == "epoch"]
+    resumed_epochs = [r for r in records if r["type"] == "epoch"]
+    for a, b in zip(straight_epochs, resumed_epochs, strict=True):
+        assert (a["train_loss"], a["val_loss"], a["val_acc"]) == (b["train_loss"], b["val_loss"], b["val_acc"])
+
+
+def test_a_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    """SIGTERM in the middle of the second epoch (warm-up + decay schedule), then resume: same weights."""
+    data = make_folder_dataset(tmp_path / "tiny", per_class=12)
+    config = tiny_config(data, tmp_path, epochs=3)
+    run(config, tmp_path / "straight")
+
+    def stop_at_step_5(record: dict) -> None:
+        if record["step"] == 5:  # step 2 of 3 in epoch 2
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    status = run(config, tmp_path / "resumed", on_log=stop_at_step_5)
+    assert status["state"] == "stopped" and status["stopped_by"] == "SIGTERM" and status["step"] == 5
+    saved = read_checkpoint(tmp_path / "resumed" / "last.pt")["extra_state"]["train_state"]
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 2, 5)
+    run(config, tmp_path / "resumed", resume=True)
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    steps = [r["step"] for r in read_metrics(tmp_path / "resumed" / "metrics.jsonl")[0] if r["type"] == "step"]
+    assert steps == list(range(1, 10)), f"every step logged exactly once across the stop: {steps}"
+
+
+def test_cli_sigterm_leaves_a_loadable_last_checkpoint_and_status_stopped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    data = make_folder_dataset(tmp_path / "tiny", per_class=12)
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **SINGLE_THREAD)
+    cmd = [sys.executable, "-m", "senet", "train", "--model", "resnet20", "--data", f"folder:{data}",
+           "--data-dir", str(tmp_path / "cache"), "--epochs", "500", "--batch-size", "8", "--lr", "0.05",
+           "--val-size", "6", "--log-every", "1", "--run-dir", str(run_dir), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            records, _ = read_metrics(run_dir / "metrics.jsonl")
+            if sum(r["type"] == "step" for r in records) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, f"training ended early: {proc.communicate()[1][-2000:]}"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, f"expected exit 0 after SIGTERM, got {proc.returncode}: {err[-2000:]}"
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "stopped" and status["stopped_by"] == "SIGTERM", status
+    payload = read_checkpoint(run_dir / "last.pt")
+    assert payload["extra_state"]["train_state"]["global_step"] == status["step"] >= 2
+    model, meta = load_checkpoint(run_dir / "last.pt")
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+    # the stopped run resumes from the CLI and finishes
+    resumed = senet_cli("train", "--resume", str(run_dir), "--epochs", str(status["epoch"] + 1), "--no-progress",
+                        cwd=tmp_path, env=SINGLE_THREAD, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert read_json(run_dir / "status.json")["state"] == "finished"
+
+
+def test_a_failing_run_records_failed_with_the_reason(tmp_path: Path) -> None:
+    data = make_folder_dataset(tmp_path / "tiny", per_class=12)
+    config = tiny_config(data, tmp_path, epochs=2, lr=1e6)
+    with pytest.raises(FloatingPointError):
+        run(config, tmp_path / "run")
+    status = read_json(tmp_path / "run" / "status.json")
+    assert status["state"] == "failed" and "FloatingPointError" in status["error"] and "--lr" in status["error"]
