@@ -105,24 +105,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         config = make_config(args.model or "se_airnet", args.recipe or "fast", data=data, world_size=world_size,
                              **overrides)
-        if rank == 0:
-            _check_data(config)
-    except (ConfigError, DataError) as exc:
+    except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    if args.run_dir:
-        run_dir = Path(args.run_dir)
-        if rank == 0:
-            launcher_files = {"train.log", "launch.json"}  # written by senet.launcher before the process starts
-            if run_dir.exists() and (not run_dir.is_dir() or any(p.name not in launcher_files for p in run_dir.iterdir())):
-                raise UsageError(f"--run-dir {run_dir}: already exists; use --resume {run_dir} or a new directory")
-            try:
-                run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(f"--run-dir {run_dir}: cannot create it ({exc.strerror})") from None
-    elif world_size > 1:
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is None and world_size > 1:
         raise UsageError("under torchrun, give --run-dir explicitly so all processes agree on it")
-    else:
+    if run_dir is not None and rank == 0:
+        launcher_files = {"train.log", "launch.json"}  # written by senet.launcher before the process starts
+        if run_dir.exists() and (not run_dir.is_dir() or any(p.name not in launcher_files for p in run_dir.iterdir())):
+            raise UsageError(f"--run-dir {run_dir}: already exists; use --resume {run_dir} or a new directory")
+    if rank == 0:
+        try:
+            _check_data(config)
+        except (ConfigError, DataError) as exc:
+            raise UsageError(str(exc)) from None
+    if run_dir is None:
         run_dir = make_run_dir(args.runs_root, config.model)
+    elif rank == 0:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--run-dir {run_dir}: cannot create it ({exc.strerror})") from None
     if rank == 0:
         print(f"run directory: {run_dir}", file=sys.stderr)
     return _run(config, run_dir, resume=False, progress=args.progress)

@@ -1,0 +1,218 @@
+"""``python -m senet``: one-line usage errors with exit 2 and nothing written; evaluate, info, excite."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import make_folder_dataset, senet_cli
+from senet.cli import main
+from senet.runs import write_status
+
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def call(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(root: Path) -> set[str]:
+    """Every path under ``root``, except the decoded-data cache (checking a valid dataset may fill it)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*") if ".senet-cache" not in p.parts
+            and not (p.name == "data" and (p / ".senet-cache").is_dir())}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty current directory (so default runs/ and data/ would show up here) and a tiny dataset beside it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    make_folder_dataset(tmp_path / "tiny", per_class=6)
+    monkeypatch.chdir(work)
+    return work
+
+
+def _one_class_folder(tmp_path: Path) -> str:
+    make_folder_dataset(tmp_path / "one", classes=("only",), per_class=4)
+    return f"folder:{tmp_path / 'one'}"
+
+
+def _empty_class_folder(tmp_path: Path) -> str:
+    make_folder_dataset(tmp_path / "holes", per_class=4)
+    (tmp_path / "holes" / "train" / "empty").mkdir()
+    return f"folder:{tmp_path / 'holes'}"
+
+
+BAD_TRAIN_ARGS = [
+    (["--model", "resnet21"], "unknown model 'resnet21'"),
+    (["--data", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--data", "folder:/no/such/place"], "no such directory"),
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--epochs", "-3"], "epochs must be a positive integer"),
+    (["--epochs", "nan"], "argument --epochs: invalid int value"),
+    (["--lr", "nan"], "lr must be a positive number"),
+    (["--lr", "0"], "lr must be a positive number"),
+    (["--lr", "-1"], "lr must be a positive number"),
+    (["--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--batch-size", "-8"], "batch_size must be a positive integer"),
+    (["--batch-size", "1000"], "larger than the"),
+    (["--model", "se_resnet20", "--reduction", "0"], "reduction must be a positive integer"),
+    (["--model", "se_resnet20", "--reduction", "17"], "larger than the narrowest SE stage (16 channels)"),
+    (["--model", "se_airnet", "--reduction", "65"], "larger than the narrowest SE stage (64 channels)"),
+    (["--recipe", "turbo"], "unknown recipe 'turbo'"),
+    (["--schedule", "step"], "schedule must be one of"),
+    (["--val-size", "0"], "val_size"),
+    (["--val-size", "2.5"], "val_size"),
+    (["--train-limit", "-1"], "train_limit"),
+    (["--seed", "-1"], "seed must be a non-negative integer"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_TRAIN_ARGS, ids=[" ".join(a) for a, _ in BAD_TRAIN_ARGS])
+def test_invalid_train_arguments_give_one_line_exit_2_and_write_nothing(workdir: Path, capsys, extra, message) -> None:
+    before = snapshot(workdir.parent)
+    args = ["train", "--model", "resnet20", "--data", f"folder:{workdir.parent / 'tiny'}", "--epochs", "1",
+            "--batch-size", "4", "--val-size", "3", "--run-dir", str(workdir / "run"), *extra]
+    code, out, err = call(capsys, *args)
+    assert code == 2, f"expected exit 2, got {code}: {err}"
+    assert len(err.strip().splitlines()) == 1, f"expected one line on stderr, got:\n{err}"
+    assert message in err and "error" in err, f"expected {message!r} in {err!r}"
+    assert snapshot(workdir.parent) == before, "an invalid command must not write anything"
+
+
+@pytest.mark.parametrize("make_spec, message", [(_one_class_folder, "only one class"),
+                                                (_empty_class_folder, "class folder 'empty' has no readable images")])
+def test_unusable_folders_are_usage_errors_before_a_run_directory_exists(workdir: Path, capsys, make_spec,
+                                                                        message) -> None:
+    spec = make_spec(workdir.parent)
+    code, _, err = call(capsys, "train", "--model", "resnet20", "--data", spec, "--data-dir", str(workdir.parent / "c"),
+                        "--run-dir", str(workdir / "run"))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "run").exists()
+
+
+def test_existing_run_directory_without_resume_is_refused_untouched(workdir: Path, capsys) -> None:
+    run_dir = workdir / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    code, _, err = call(capsys, "train", "--model", "resnet20", "--data", f"folder:{workdir.parent / 'tiny'}",
+                        "--run-dir", str(run_dir))
+    assert code == 2 and "already exists; use --resume" in err
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.jsonl"]
+    assert (run_dir / "metrics.jsonl").read_text() == '{"step": 1}\n'
+    assert not (workdir / "data").exists(), "the dataset is not even loaded"
+
+
+def test_resume_refuses_a_missing_run_a_changed_setting_and_a_live_run(workdir: Path, capsys) -> None:
+    code, _, err = call(capsys, "train", "--resume", str(workdir / "nope"))
+    assert code == 2 and "no readable config.json" in err
+    run_dir = workdir / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"model": "resnet20", "recipe": "fast", "lr": 0.05}))
+    (run_dir / "last.pt").write_bytes(b"x")
+    code, _, err = call(capsys, "train", "--resume", str(run_dir), "--lr", "0.1")
+    assert code == 2 and "only --epochs can change on resume" in err
+    write_status(run_dir, state="running", pid=os.getpid())
+    code, _, err = call(capsys, "train", "--resume", str(run_dir))
+    assert code == 2 and "still running" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_subcommand_and_option_are_one_line_errors(capsys) -> None:
+    for argv in (["fly"], ["train", "--speed", "9"], ["evaluate"]):
+        code, _, err = call(capsys, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, f"{argv}: {err}"
+
+
+# --------------------------------------------------------------------------- evaluate, info, excite
+@pytest.fixture
+def folder_checkpoint(tmp_path: Path) -> Path:
+    """An untrained se_resnet20 whose classes are make_folder_dataset's, in folder (sorted) order."""
+    import torch
+
+    from senet import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path / "folder.pt"
+    save_checkpoint(path, create_model("se_resnet20", num_classes=3), model_name="se_resnet20",
+                    model_options={"num_classes": 3, "reduction": 16}, classes=("blue", "green", "red"), val_acc=0.5)
+    return path
+
+
+def test_evaluate_json_reports_accuracy_confusion_classes_and_n(tmp_path: Path, folder_checkpoint: Path, capsys) -> None:
+    make_folder_dataset(tmp_path / "ds", per_class=10)
+    code, out, err = call(capsys, "evaluate", "--checkpoint", str(folder_checkpoint), "--data", f"folder:{tmp_path / 'ds'}",
+                          "--data-dir", str(tmp_path), "--split", "train", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert {"accuracy", "confusion_matrix", "classes", "n"} <= result.keys()
+    cm = result["confusion_matrix"]
+    assert result["n"] == 27 and sum(map(sum, cm)) == 27, "train split: 30 images minus the 3 held out"
+    assert result["classes"] == ["blue", "green", "red"] and len(cm) == 3
+    assert sum(cm[i][i] for i in range(3)) / 27 == pytest.approx(result["accuracy"])
+    assert [sum(row) for row in cm] == [9, 9, 9], "rows are the true classes (9 of each)"
+
+
+def test_evaluate_prints_accuracy_and_per_class_table(tmp_path: Path, folder_checkpoint: Path, capsys) -> None:
+    make_folder_dataset(tmp_path / "ds", per_class=10)
+    code, out, _ = call(capsys, "evaluate", "--checkpoint", str(folder_checkpoint), "--data", f"folder:{tmp_path / 'ds'}",
+                        "--data-dir", str(tmp_path))
+    assert code == 0 and "accuracy" in out and "over 3 images" in out
+    assert all(name in out for name in ("blue", "green", "red", "macro avg"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint", "missing.pt"], "no such checkpoint file"),
+    (["--split", "test"], "has no test split"),
+])
+def test_evaluate_errors_are_one_line_exit_2(tmp_path: Path, folder_checkpoint: Path, capsys, argv, message) -> None:
+    make_folder_dataset(tmp_path / "ds", per_class=4)
+    base = ["evaluate", "--checkpoint", str(folder_checkpoint), "--data", f"folder:{tmp_path / 'ds'}",
+            "--data-dir", str(tmp_path)]
+    code, _, err = call(capsys, *base, *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_evaluate_json_stdout_is_pure_json_from_a_real_process(tmp_path: Path, folder_checkpoint: Path) -> None:
+    make_folder_dataset(tmp_path / "ds", per_class=4)
+    proc = senet_cli("evaluate", "--checkpoint", str(folder_checkpoint), "--data", f"folder:{tmp_path / 'ds'}",
+                     "--data-dir", str(tmp_path), "--split", "train", "--json", cwd=tmp_path, env=SINGLE_THREAD,
+                     timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n"] == 11
+
+
+def test_info_prints_the_model_card_of_a_model_and_a_checkpoint(tiny_checkpoint: Path, capsys) -> None:
+    code, out, _ = call(capsys, "info", "--model", "se_resnet20")
+    assert code == 0 and "SE parameters    2,016" in out and "= 2,016" in out, out
+    code, out, _ = call(capsys, "info", "--checkpoint", str(tiny_checkpoint), "--json")
+    card = json.loads(out)
+    assert code == 0 and card["model"] == "se_resnet20" and card["se_params"] == 2016 and card["val_acc"] == 0.5
+    code, out, _ = call(capsys, "info", "--list")
+    assert "se_airnet" in out.split() and "seed_senet" in out.split()
+    code, _, err = call(capsys, "info")
+    assert code == 2 and "exactly one of" in err
+
+
+def test_excite_prints_prediction_and_channel_extremes_per_se_block(tmp_path: Path, tiny_checkpoint: Path,
+                                                                   capsys) -> None:
+    image = tmp_path / "red.png"
+    Image.new("RGB", (40, 30), (220, 10, 10)).save(image)
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    code, out, err = call(capsys, "excite", "--checkpoint", str(tiny_checkpoint), str(image), str(junk), "--top", "2")
+    assert code == 1, "one of the two images failed"
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{image}: ") and lines[0].split(": ")[1].split()[0] in ("red", "green", "blue")
+    block_lines = [line for line in lines[1:] if "most:" in line and "least:" in line]
+    assert len(block_lines) == 9, "se_resnet20 has nine SE blocks"
+    assert all(line.split("most:")[1].count("#") == 4 for line in block_lines), "two most and two least excited"
+    assert "junk.png" in err and "not an image" in err

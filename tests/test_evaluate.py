@@ -1,0 +1,127 @@
+"""senet.evaluate: whole-split predictions, the confusion matrix's orientation, the report, the cache."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_folder_dataset
+from senet import save_checkpoint
+from senet.checkpoint import CIFAR_MEAN, CIFAR_STD
+from senet.data import DataError, load_split
+from senet.evaluate import Evaluation, class_report, evaluate, evaluate_checkpoint
+
+META = {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+
+
+class ColourModel(nn.Module):
+    """Predicts the class of make_folder_dataset's colour images from the channel means.
+
+    Classes are sorted folder names: blue (channel 2), green (channel 1), red (channel 0).
+    ``bias`` shifts the logits, to make it predict one class for everything.
+    """
+
+    def __init__(self, bias: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor(bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        means = x.mean(dim=(2, 3))
+        return 10 * means[:, [2, 1, 0]] + self.bias
+
+
+def test_confusion_rows_are_true_classes_and_columns_predictions() -> None:
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    probs = np.eye(3)[[1, 1, 0, 1, 2, 0]].astype(np.float32)  # predictions 1, 1, 0, 1, 2, 0
+    ev = Evaluation(probs, labels, np.arange(6), ["a", "b", "c"])
+    expected = np.array([[1, 2, 0],   # true a: once a, twice b
+                         [0, 1, 0],   # true b: b
+                         [1, 0, 1]])  # true c: once a, once c
+    assert (ev.confusion == expected).all(), f"expected rows = true class:\n{expected}\ngot\n{ev.confusion}"
+    assert ev.confusion.sum() == ev.n == 6
+    assert np.trace(ev.confusion) / ev.n == pytest.approx(ev.accuracy) == pytest.approx(3 / 6)
+
+
+def test_class_report_per_class_and_averages() -> None:
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    preds = np.array([1, 1, 0, 1, 2, 0])
+    report = class_report(labels, preds, ["a", "b", "c"])
+    a, b, c = report["per_class"]
+    assert (a["support"], b["support"], c["support"]) == (3, 1, 2)
+    assert a["recall"] == pytest.approx(1 / 3) and a["precision"] == pytest.approx(1 / 2)
+    assert b["precision"] == pytest.approx(1 / 3) and b["recall"] == 1.0
+    assert report["micro"]["f1"] == pytest.approx(0.5), "micro-averaged F1 equals accuracy for single-label data"
+    assert report["macro"]["recall"] == pytest.approx((1 / 3 + 1 + 1 / 2) / 3)
+
+
+def test_evaluate_covers_the_whole_split_in_batches(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "ds", per_class=15)
+    data = load_split(f"folder:{root}", "val", data_dir=tmp_path, val_size=21)
+    seen = []
+    ev = evaluate(ColourModel(), data, META, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    assert ev.n == 21 and ev.probs.shape == (21, 3), "every image of the split, not one batch"
+    assert seen[-1] == (21, 21) and len(seen) == 6
+    assert np.allclose(ev.probs.sum(1), 1.0)
+    assert ev.accuracy == 1.0, "the colour rule classifies these images perfectly"
+    assert ev.confusion.sum() == 21 and (np.diag(ev.confusion) == np.bincount(ev.labels)).all()
+
+
+def test_confusion_of_a_constant_predictor_fills_one_column_with_the_class_supports(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "ds", per_class=10)
+    data = load_split(f"folder:{root}", "train", data_dir=tmp_path, val_size=3)
+    ev = evaluate(ColourModel(bias=(0.0, 0.0, 1e3)), data, META, batch_size=7)  # always "red"
+    cm = ev.confusion
+    assert (cm[:, 2] == np.bincount(data.labels.numpy(), minlength=3)).all() and cm[:, :2].sum() == 0
+    assert ev.accuracy == pytest.approx(np.trace(cm) / cm.sum()) == pytest.approx(9 / 27)
+
+
+def test_flip_tta_averages_the_mirrored_prediction(tmp_path: Path) -> None:
+    class LeftRight(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            left, right = x[..., :16].mean(dim=(1, 2, 3)), x[..., 16:].mean(dim=(1, 2, 3))
+            return torch.stack([left - right, right - left, torch.zeros_like(left)], 1) * self.w
+
+    root = make_folder_dataset(tmp_path / "ds", per_class=4)
+    data = load_split(f"folder:{root}", "train", data_dir=tmp_path, val_size=3)
+    plain = evaluate(LeftRight(), data, META)
+    tta = evaluate(LeftRight(), data, META, tta=True)
+    assert not np.allclose(plain.probs, tta.probs)
+    assert np.allclose(tta.probs[:, 0], tta.probs[:, 1]), "a mirror-antisymmetric model averages to a tie"
+
+
+def _save(model: nn.Module, path: Path, classes=("blue", "green", "red")) -> Path:
+    save_checkpoint(path, model, model_name="se_resnet20", model_options={"num_classes": len(classes)},
+                    classes=classes, config={"val_size": 6, "split_seed": 3}, split_seed=3)
+    return path
+
+
+def test_evaluate_checkpoint_uses_the_recorded_split_and_caches_predictions(tmp_path: Path, tiny_checkpoint: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from senet import load_checkpoint
+
+    root = make_folder_dataset(tmp_path / "ds", classes=("blue", "green", "red"), per_class=10)
+    model, _ = load_checkpoint(tiny_checkpoint)
+    ckpt = _save(model, tmp_path / "m.pt")
+    first = evaluate_checkpoint(ckpt, f"folder:{root}", "val", data_dir=tmp_path)
+    expected = load_split(f"folder:{root}", "val", data_dir=tmp_path, val_size=6, split_seed=3)
+    assert first.n == 6 and (first.labels == expected.labels.numpy()).all()
+    assert list((tmp_path / ".senet-cache" / "predictions").glob("*.npz")), "expected a prediction cache file"
+
+    ev_module = importlib.import_module("senet.evaluate")  # the package's `evaluate` attribute is the function
+    monkeypatch.setattr(ev_module, "evaluate", lambda *a, **k: pytest.fail("predictions were computed again"))
+    again = evaluate_checkpoint(ckpt, f"folder:{root}", "val", data_dir=tmp_path)
+    assert np.array_equal(again.probs, first.probs)
+
+
+def test_evaluating_on_data_with_other_classes_is_refused(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    root = make_folder_dataset(tmp_path / "ds", classes=("cat", "dog"), per_class=5)
+    with pytest.raises(DataError, match="differ from the 3 classes"):
+        evaluate_checkpoint(tiny_checkpoint, f"folder:{root}", "val", data_dir=tmp_path)
