@@ -155,6 +155,9 @@ def _run(config, run_dir: Path, resume: bool, progress: bool) -> int:
     except (ConfigError, DataError, CheckpointError) as exc:
         print(f"senet train: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the disk refused a write (full, read-only, gone); status.json says failed
+        print(f"senet train: error: {run_dir}: {exc}", file=sys.stderr)
+        return 1
     return 0 if status.get("state") in ("finished", "stopped") else 1
 
 
