@@ -7,8 +7,11 @@ followed by ``os.replace``, so a crash never leaves a half-written file.
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
 import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,8 @@ from torch import nn
 
 from .models import create_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "FORMAT", "VERSION",
-           "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "atomic_save",
+           "remove_stale_temporaries", "FORMAT", "VERSION", "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES"]
 
 FORMAT = "senet-checkpoint"
 VERSION = 1
@@ -42,10 +45,12 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``.
 
     If anything fails (or the process is interrupted before the replace), the
-    previous file at ``path`` is untouched and the temporary file is removed.
+    previous file at ``path`` is untouched and the temporary file is removed;
+    the temporary file of a process killed mid-write (``kill -9``) is removed
+    by the next successful write of ``path``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -67,6 +72,39 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+    remove_stale_temporaries(path)
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _writer_tag() -> str:
+    """``PID-HOST`` in a temporary file's name: who wrote it, so that leftovers can be recognised."""
+    return f"{os.getpid()}-{_host_tag()}"
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of earlier writes of ``path`` whose writer died (``kill -9`` mid-write).
+
+    Only files written on this host by a process that no longer exists are
+    removed; a write in progress elsewhere is left alone. Returns what was removed.
+    """
+    from .runs import pid_alive
+
+    path = Path(path)
+    removed = []
+    host = _host_tag()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-{host}.*.tmp"):
+        pid_text = tmp.name[len(path.name) + 2:].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
 
 
 def _plain(value: Any) -> Any:
