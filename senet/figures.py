@@ -68,6 +68,8 @@ def epoch_figure(c: Curves, metric: str, height: int = 300) -> go.Figure:
                             marker=dict(size=6), hovertemplate=fmt)
     if metric == "acc":
         fig.update_yaxes(tickformat=".0%")
+    if len(c.epoch) <= 12:
+        fig.update_xaxes(dtick=1)
     return fig
 
 
@@ -78,6 +80,8 @@ def lr_figure(c: Curves, height: int = 300) -> go.Figure:
     if x:
         fig.add_scatter(x=x, y=y, mode="lines", name="lr", line=dict(color="#54A24B", width=2),
                         hovertemplate="%{y:.4g}", showlegend=False)
+    if not c.step and len(c.epoch) <= 12:
+        fig.update_xaxes(dtick=1)
     return fig
 
 
@@ -202,7 +206,7 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
     rates = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
     z = rates if normalise else cm
     text = [[(f"{rates[t, p]:.0%}" if normalise else f"{cm[t, p]:d}") for p in range(k)] for t in range(k)]
-    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", hoverinfo="skip",
+    fig = go.Figure(go.Heatmap(z=np.asarray(z).tolist(), x=classes, y=classes, colorscale="Blues", hoverinfo="skip",
                                text=text, texttemplate="%{text}", textfont=dict(size=11 if k > 6 else 14),
                                colorbar=dict(title="rate" if normalise else "images", thickness=12),
                                zmin=0, zmax=1 if normalise else max(1, int(cm.max()))))
@@ -212,7 +216,7 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
     fig.add_trace(go.Scatter(
         x=[classes[p] for p in pp.ravel()], y=[classes[t] for t in tt.ravel()], mode="markers",
         marker=dict(symbol="square", size=cell, color="rgba(0,0,0,0)", line=dict(width=0)),
-        customdata=custom, showlegend=False, name="cells",
+        customdata=custom.tolist(), showlegend=False, name="cells",
         hovertemplate="true: %{y}<br>predicted: %{x}<br>images: %{customdata[2]}<br>"
                       "share of true class: %{customdata[3]:.1%}<extra></extra>",
         selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))

@@ -121,8 +121,8 @@ with left:
     st.image(ui.enlarge(pixels, 8), caption=None, width=256)
     st.markdown(caption)
 with right:
-    verdict = "✅ correct" if true_class is not None and pred == true_class else (
-        "❌ wrong" if true_class is not None else "")
+    verdict = ":green-badge[:material/check: correct]" if true_class is not None and pred == true_class else (
+        ":red-badge[:material/close: wrong]" if true_class is not None else "")
     st.markdown(f"Predicted **{classes[pred]}** ({result.probs[pred]:.1%}) {verdict}")
     st.plotly_chart(topk_figure(result.top(5)), key="exc_top5", config={"displayModeBar": False})
 

@@ -18,11 +18,11 @@ with st.container(border=True):
             "lets a convolutional block re-weight its own channels. It *squeezes* each channel of the feature map "
             "**u** (C × H × W) to one number by global average pooling, *excites* through a small bottleneck "
             "(reduction ratio r) ending in a sigmoid, and *scales* every channel by its gate. The gate depends "
-            "on the image, so the network can emphasise the features that matter for this input.")
+            "on the image, so the network can emphasise the features that matter for this input. "
+            "W₁ is C/r × C and W₂ is C × C/r, so a block adds 2C²/r parameters.")
     with right:
         st.latex(r"z_c = \frac{1}{HW}\sum_{i,j} u_c(i,j)")
-        st.latex(r"s = \sigma\!\left(W_2\,\mathrm{ReLU}(W_1 z)\right),\quad W_1\in\mathbb{R}^{\frac{C}{r}\times C}"
-                 r",\; W_2\in\mathbb{R}^{C\times\frac{C}{r}}")
+        st.latex(r"s = \sigma\!\left(W_2\,\mathrm{ReLU}(W_1 z)\right)")
         st.latex(r"\tilde{u}_c = s_c \cdot u_c")
 
 loaded = ui.selected_model()
@@ -46,7 +46,8 @@ with badges:
     if meta.get("dataset"):
         st.badge(str(meta["dataset"]), icon=":material/dataset:", color="green")
     st.badge(f"{len(meta.get('classes', []))} classes", color="gray")
-st.caption(f"`{path}`")
+trained = f" · trained in {format_duration(meta['wall_time_s'])}" if meta.get("wall_time_s") else ""
+st.caption(f"`{path}`{trained}" + (f" on {meta['hardware']}" if trained and meta.get("hardware") else ""))
 
 cols = st.columns(5)
 cols[0].metric("Validation accuracy", ui.pct(meta.get("val_acc")),
@@ -57,8 +58,9 @@ cols[1].metric("Parameters", f"{info['params']:,}")
 cols[2].metric("SE parameters", f"{info['se_params']:,}",
                help="Parameters inside the SE blocks, next to the seed's formula (2/r)·Σ N_s·C_s².")
 cols[3].metric("Multiply-adds / image", ui.human(info["macs"]))
-cols[4].metric("Epochs · training time", f"{meta.get('epochs', '–')} · {format_duration(meta.get('wall_time_s'))}",
-               help=meta.get("hardware"))
+epochs = meta.get("epochs") or len(history) or None
+cols[4].metric("Epochs", epochs if epochs is not None else "–",
+               help=f"Trained in {format_duration(meta.get('wall_time_s'))} on {meta.get('hardware') or 'unrecorded hardware'}")
 
 terms = se_stage_terms(model)
 if terms:

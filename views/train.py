@@ -17,7 +17,6 @@ from senet.runs import ACTIVE_STATES, read_json
 from senet.train import RECIPES, ConfigError, make_config
 
 S = ui.settings()
-STATE_ICON = {"running": "🟢", "starting": "🟡", "finished": "✅", "stopped": "⏹️", "failed": "🔴", "unknown": "❔"}
 STATE_COLOR = {"running": "green", "starting": "orange", "finished": "blue", "stopped": "gray", "failed": "red"}
 FAMILIES = {"airnet": "AirNet (airbench94 network, fast on CIFAR-10)", "resnet20": "ResNet-20",
             "resnet32": "ResNet-32", "resnet56": "ResNet-56", "resnet110": "ResNet-110",
@@ -168,16 +167,17 @@ if pending:
 # --------------------------------------------------------------------------- run view
 run_paths = [r["path"] for r in rows] + [p for p in st.session_state.get("extra_runs", [])
                                          if p not in {r["path"] for r in rows}]
-labels = {r["path"]: f"{STATE_ICON.get(r['state'], '❔')} {r['run']}  ·  {r['state']}" for r in rows}
+labels = {r["path"]: r["run"] for r in rows}
 if st.session_state.get("train_run") not in run_paths:
     st.session_state["train_run"] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
 
 st.subheader("Run")
-h1, h2 = st.columns([4, 1], vertical_alignment="bottom")
+h1, h2, h3 = st.columns([3, 1.2, 1.2], vertical_alignment="bottom")
 if run_paths:
-    h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, f"📂 {p}"),
-                 label_visibility="collapsed")
-with h2.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
+    h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, p))
+h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+          help="TensorBoard-style exponential moving average of the step loss.")
+with h3.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
     st.text_input("Path of a run directory", key="open_run_path",
                   help="Any run directory, e.g. one trained on another machine or under torchrun on a shared disk.")
     st.button("Open", on_click=_open_typed_run, key="open_run_button")
@@ -229,17 +229,19 @@ def live_panel(run_dir: str) -> None:
     st.caption(f"{len(curves.step)} step records · {len(curves.epoch)} epochs logged · "
                f"updated {dt.datetime.now():%H:%M:%S}" + (" · live" if state in ACTIVE_STATES else ""))
 
-    a1, a2, a3, a4 = st.columns([1, 1.2, 1, 2.8], vertical_alignment="bottom")
-    if state in ACTIVE_STATES:
-        a1.button("Stop", icon=":material/stop:", on_click=_stop, args=(run_dir,), key="stop_run")
-    elif can_resume(run_dir):
-        more = a2.number_input("Epochs in total", 1, 1000, int(config.get("epochs") or 1), key=f"resume_{run_dir}")
-        if a1.button("Resume", icon=":material/play_arrow:", key="resume_run"):
-            _resume(run_dir, int(more))
-            st.rerun(scope="app")
-    best_pt = Path(run_dir) / "best.pt"
-    if best_pt.is_file():
-        if a3.button("Open in model card", icon=":material/visibility:", key="use_best"):
+    actions = st.container(horizontal=True, vertical_alignment="bottom")
+    with actions:
+        if state in ACTIVE_STATES:
+            st.button("Stop", icon=":material/stop:", on_click=_stop, args=(run_dir,), key="stop_run")
+        elif can_resume(run_dir):
+            more = st.number_input("Epochs in total", 1, 1000, int(config.get("epochs") or 1),
+                                   key=f"resume_{run_dir}", width=160)
+            if st.button("Resume", icon=":material/play_arrow:", key="resume_run"):
+                _resume(run_dir, int(more))
+                st.rerun(scope="app")
+        best_pt = Path(run_dir) / "best.pt"
+        if best_pt.is_file() and st.button("Open best.pt in the model card", icon=":material/visibility:",
+                                           key="use_best"):
             _use_checkpoint(str(best_pt))
             st.switch_page("views/home.py")
     with st.expander("Log", icon=":material/terminal:"):
@@ -250,13 +252,11 @@ def live_panel(run_dir: str) -> None:
 
 
 live_panel(run_dir)
-st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
-          help="TensorBoard-style exponential moving average of the step loss.")
 
 # --------------------------------------------------------------------------- past runs
 st.subheader("Past runs")
 if rows:
-    table = [{"state": f"{STATE_ICON.get(r['state'], '❔')} {r['state']}", "run": r["run"], "model": r["model"],
+    table = [{"state": r["state"], "run": r["run"], "model": r["model"],
               "recipe": r["recipe"], "epochs": f"{r['epoch'] or 0}/{r['epochs'] or '?'}",
               "best val acc": r["best_val_acc"], "duration": format_duration(r["duration_s"]),
               "started": dt.datetime.fromtimestamp(r["started_at"]) if r.get("started_at") else None,

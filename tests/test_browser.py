@@ -1,0 +1,258 @@
+"""End to end in a real browser: ``streamlit run app.py`` driven by Playwright with Debian's Chromium.
+
+Visits every page, starts a tiny training run and watches its curve gain
+points, clicks a confusion-matrix cell and sees its images, uploads an image
+and sees the excitation charts. Screenshots go to ``test-artifacts/``.
+Skips (with the reason) when Chromium or Playwright is missing.
+"""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, make_folder_dataset
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+if not CHROMIUM.is_file():
+    pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A dashboard on a free port, over a tiny synthetic dataset and an untrained SE-ResNet-20 checkpoint."""
+    from senet import create_model, save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("browser")
+    data = make_folder_dataset(tmp / "data", per_class=20, test_split=True)
+    checkpoints = tmp / "checkpoints"
+    checkpoints.mkdir()
+    torch.manual_seed(0)
+    save_checkpoint(checkpoints / "se_resnet20.pt", create_model("se_resnet20", num_classes=3),
+                    model_name="se_resnet20", model_options={"num_classes": 3, "reduction": 16},
+                    classes=("blue", "green", "red"), val_acc=0.5,
+                    history=[{"epoch": 1, "train_loss": 1.1, "train_acc": 0.4, "val_loss": 1.0, "val_acc": 0.45,
+                              "lr": 0.1},
+                             {"epoch": 2, "train_loss": 0.9, "train_acc": 0.55, "val_loss": 0.8, "val_acc": 0.5,
+                              "lr": 0.05}])
+    port = _free_port()
+    env = dict(os.environ, SENET_DATA=f"folder:{data}", SENET_RUNS=str(tmp / "runs"),
+               SENET_CHECKPOINTS=str(checkpoints), SENET_DATA_DIR=str(tmp / "cache"), PYTHONPATH=str(ROOT))
+    log = open(tmp / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"streamlit did not become healthy; log: {(tmp / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url, tmp
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        context = browser.new_context(viewport={"width": 1440, "height": 1600})
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        yield pg
+        context.close()
+        browser.close()
+
+
+def _goto(page, url: str, title: str) -> None:
+    page.goto(url)
+    page.get_by_role("heading", name=title).first.wait_for()
+    _settle(page)
+
+
+def _settle(page, quiet_s: float = 1.0, timeout_s: float = 60) -> None:
+    """Wait until Streamlit reports no running script for ``quiet_s`` seconds."""
+    deadline = time.time() + timeout_s
+    quiet_since = None
+    while time.time() < deadline:
+        state = page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
+        running = state != "notRunning"
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.2)
+
+
+def _shot(page, name: str) -> None:
+    """A screenshot of the whole page (Streamlit scrolls inside its main area, so grow the viewport)."""
+    size = page.viewport_size
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 6000))})
+    time.sleep(0.5)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def _plot_points(page, index: int, trace: int) -> int:
+    """Number of x values in trace ``trace`` of the ``index``-th Plotly chart on the page."""
+    return page.evaluate(
+        "([i, t]) => { const g = document.querySelectorAll('.js-plotly-plot')[i];"
+        " return g && g.data && g.data[t] ? g.data[t].x.length : 0; }", [index, trace])
+
+
+def test_every_page_renders_without_errors(server, page):
+    url, _ = server
+    for path, title in (("", "SENet Explorer"), ("train", "Train"), ("excitation", "Excitation explorer"),
+                        ("confusion", "Confusion explorer"), ("compare", "Compare")):
+        _goto(page, f"{url}/{path}", title)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"{path}: the page shows an exception"
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_by_text("Checkpoint").first.is_visible(), f"/{path}: the shared sidebar is missing"
+        _shot(page, f"page-{path or 'home'}")
+
+
+def test_training_run_curve_gains_points(server, page):
+    url, tmp = server
+    _goto(page, f"{url}/train", "Train")
+    page.get_by_label("Model").first.click()
+    page.get_by_role("option", name="ResNet-20").click()
+    _settle(page)
+    for label, value in (("Epochs", "3"), ("Batch size", "16"), ("Log every (steps)", "1")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    caption = page.get_by_text("step records")
+    caption.wait_for()
+
+    def logged() -> int:
+        text = caption.inner_text()
+        return int(text.split(" step records")[0].split()[-1])
+
+    deadline = time.time() + 180
+    first = None
+    while time.time() < deadline:
+        n = logged()
+        if n > 0 and first is None:
+            first = n
+            _shot(page, "train-running")
+        if first is not None and n > first:
+            break
+        time.sleep(0.5)
+    assert first is not None and logged() > first, \
+        f"expected the step-loss curve to gain points while training; log:\n{_log(tmp)}"
+    assert _plot_points(page, 0, 0) >= first, "the step-loss chart did not draw the logged steps"
+    page.get_by_text("finished").first.wait_for(timeout=180_000)
+    _settle(page)
+    _shot(page, "train-finished")
+    stamp = caption.inner_text()
+    time.sleep(3)
+    assert caption.inner_text() == stamp, "the live view kept polling after the run finished"
+
+
+def _log(tmp: Path) -> str:
+    logs = list((tmp / "runs").glob("*/train.log"))
+    return logs[0].read_text()[-1500:] if logs else "(no train.log)"
+
+
+def test_clicking_a_confusion_cell_shows_its_images(server, page):
+    url, _ = server
+    _goto(page, f"{url}/confusion", "Confusion explorer")
+    chart = page.locator(".js-plotly-plot").first
+    chart.wait_for()
+    # The page opens on the most confused off-diagonal cell; click the fullest diagonal cell instead
+    # (else the second fullest off-diagonal one), at its centre on the scatter overlay.
+    target = page.evaluate("""() => {
+        const g = document.querySelector('.js-plotly-plot');
+        const z = g.data[0].z; let best = [0, 0, -1];
+        for (let t = 0; t < z.length; t++) if (z[t][t] > best[2]) best = [t, t, z[t][t]];
+        if (best[2] <= 0) {
+            const cells = [];
+            for (let t = 0; t < z.length; t++) for (let p = 0; p < z.length; p++)
+                if (t !== p && z[t][p] > 0) cells.push([t, p, z[t][p]]);
+            cells.sort((a, b) => b[2] - a[2] || b[0] - a[0] || b[1] - a[1]);
+            best = cells[1] || cells[0] || best;
+        }
+        const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, box = g.getBoundingClientRect();
+        return {t: best[0], p: best[1], n: best[2], x: box.left + xa._offset + xa.l2p(best[1]),
+                y: box.top + ya._offset + ya.l2p(best[0]), names: g.data[0].x};
+    }""")
+    assert target["n"] > 0, "the confusion matrix has no images at all"
+    page.mouse.click(target["x"], target["y"])
+    true_name, pred_name = target["names"][target["t"]], target["names"][target["p"]]
+    expected = f"{target['n']} {true_name} image(s) predicted {pred_name}"
+    page.get_by_text(expected).wait_for()
+    _settle(page)
+    images = page.locator('[data-testid="stImage"] img')
+    assert images.count() >= min(target["n"], 40), f"expected the {target['n']} images of the clicked cell"
+    _shot(page, "confusion-cell")
+
+
+def _png(mode: str, size: tuple[int, int]) -> bytes:
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_uploading_an_image_shows_excitation_charts(server, page, tmp_path):
+    url, _ = server
+    _goto(page, f"{url}/excitation", "Excitation explorer")
+    page.get_by_text("Upload", exact=True).first.click()
+    _settle(page)
+    upload = tmp_path / "photo.png"
+    upload.write_bytes(_png("RGBA", (90, 60)))
+    page.locator('input[type="file"]').set_input_files(str(upload))
+    page.get_by_text("Gates of this image").wait_for()
+    page.get_by_text("uploaded photo.png").wait_for()
+    _settle(page)
+    assert page.locator(".js-plotly-plot").count() >= 3, "expected the top-5, gate bars and heatmap charts"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    _shot(page, "excitation-upload")
+    bad = tmp_path / "not-an-image.png"
+    bad.write_bytes(b"this is text, not a PNG")
+    page.locator('input[type="file"]').set_input_files(str(bad))
+    page.get_by_text("not-an-image.png: not an image file").wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
