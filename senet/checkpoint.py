@@ -50,7 +50,10 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     by the next successful write of ``path``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file the caller asked for, not the temporary one
+        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
