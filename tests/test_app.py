@@ -1,0 +1,327 @@
+"""The dashboard, page by page, through Streamlit's AppTest on synthetic data and test-made checkpoints."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, make_folder_dataset
+
+CLASSES = ("blue", "green", "red")  # the folder dataset's classes, in its (sorted) order
+PAGES = ("views/home.py", "views/train.py", "views/excitation.py", "views/confusion.py", "views/compare.py")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Checkpoints (SE, plain twin, a corrupt file), a tiny folder dataset, and the dashboard's env vars."""
+    from senet import create_model, save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("app")
+    data = make_folder_dataset(tmp / "data", per_class=20, test_split=True)
+    ck = tmp / "checkpoints"
+    ck.mkdir()
+    torch.manual_seed(0)
+    history = [{"epoch": 1, "train_loss": 1.2, "train_acc": 0.3, "val_loss": 1.1, "val_acc": 0.4, "lr": 0.1},
+               {"epoch": 2, "train_loss": 0.9, "train_acc": 0.6, "val_loss": 0.8, "val_acc": 0.5, "lr": 0.05}]
+    save_checkpoint(ck / "se_resnet20.pt", create_model("se_resnet20", num_classes=3), model_name="se_resnet20",
+                    model_options={"num_classes": 3, "reduction": 16}, classes=CLASSES, val_acc=0.5, history=history,
+                    recipe="fast", epochs=2)
+    save_checkpoint(ck / "resnet20.pt", create_model("resnet20", num_classes=3), model_name="resnet20",
+                    model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.45, history=history)
+    (ck / "broken.pt").write_bytes(b"this is not a checkpoint")
+    values = {"SENET_CHECKPOINTS": str(ck), "SENET_RUNS": str(tmp / "runs"), "SENET_DATA": f"folder:{data}",
+              "SENET_DATA_DIR": str(tmp / "cache")}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in values.items():
+            mp.setenv(k, v)
+        yield {"tmp": tmp, "data": data, "checkpoints": ck, "runs": tmp / "runs"}
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def no_exceptions(at: AppTest) -> None:
+    assert not at.exception, f"expected no exception, got: {[e.value for e in at.exception]}"
+
+
+def png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- every page
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exceptions(env, page):
+    at = open_app(page)
+    no_exceptions(at)
+    assert at.title, f"{page}: expected a page title"
+    assert at.sidebar.selectbox(key="checkpoint").value == str(env["checkpoints"] / "se_resnet20.pt"), \
+        "expected the SE checkpoint selected by default (shipped names first)"
+
+
+def test_model_card_shows_params_se_params_and_formula(env):
+    from senet import create_model, model_info
+
+    at = open_app("views/home.py")
+    no_exceptions(at)
+    info = model_info(create_model("se_resnet20", num_classes=3))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters"] == f"{info['params']:,}"
+    assert metrics["SE parameters"] == "2,016", "SE-ResNet-20 at r=16 adds 2,016 parameters (the seed's formula)"
+    formula = " ".join(texts(at, "latex"))
+    assert r"\frac{2}{16}" in formula and "3\\cdot16^2" in formula and "2{,}016" in formula, formula
+    assert metrics["Validation accuracy"] == "50.00%"
+    assert len(at.get("plotly_chart")) == 3, "expected loss, accuracy and learning-rate curves from the history"
+
+
+def test_shipped_se_airnet_is_the_default_checkpoint(env, tmp_path, monkeypatch):
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    for name in ("airnet.pt", "se_airnet.pt", "se_resnet20.pt"):
+        shutil.copy(env["checkpoints"] / "se_resnet20.pt", ck / name)
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
+    at = open_app()
+    assert at.sidebar.selectbox(key="checkpoint").value == str(ck / "se_airnet.pt")
+
+
+def test_corrupt_checkpoint_is_an_error_for_that_entry_only(env):
+    at = open_app("views/home.py")
+    at.sidebar.selectbox(key="checkpoint").set_value(str(env["checkpoints"] / "broken.pt")).run()
+    no_exceptions(at)
+    errors = texts(at, "error")
+    assert any("broken.pt" in e and "\n" not in e for e in errors), f"expected a one-line error naming broken.pt: {errors}"
+    at.sidebar.selectbox(key="checkpoint").set_value(str(env["checkpoints"] / "resnet20.pt")).run()
+    no_exceptions(at)
+    assert not at.error, f"the healthy checkpoint should load without errors: {texts(at, 'error')}"
+    assert "Model card · resnet20" in texts(at, "subheader")
+
+
+# --------------------------------------------------------------------------- train
+def _wait(at: AppTest, done, timeout: float = 240, what: str = "") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        no_exceptions(at)
+        if done(at):
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}; page said: {texts(at, 'markdown')[-5:]} "
+                         f"{texts(at, 'error')} {texts(at, 'caption')[-3:]}")
+
+
+def _state(at: AppTest) -> str | None:
+    """The run state shown in the live panel's badge (``:green-badge[:material/circle: running]``)."""
+    for m in texts(at, "markdown"):
+        if "-badge[:material/circle: " in m:
+            return m.split(":material/circle: ", 1)[1].rstrip("]")
+    return None
+
+
+def _fill_new_run(at: AppTest, epochs: int) -> None:
+    at.selectbox(key="new_family").set_value("resnet20").run()
+    tag = "se_resnet20_fast"
+    at.number_input(key=f"new_epochs_{tag}").set_value(epochs)
+    at.number_input(key=f"new_batch_{tag}").set_value(16)
+    at.number_input(key="new_log_every").set_value(1)
+    next(b for b in at.button if b.label == "Start training").click().run()
+
+
+def _step_records(at: AppTest) -> int:
+    caption = next((c for c in texts(at, "caption") if "step records" in c), "0 step records")
+    return int(caption.split(" step records")[0].split()[-1])
+
+
+def test_train_page_starts_a_run_in_its_own_process_and_shows_its_metrics(env):
+    at = open_app("views/train.py")
+    _fill_new_run(at, epochs=2)
+    no_exceptions(at)
+    runs = [d for d in env["runs"].iterdir() if d.is_dir()]
+    assert len(runs) == 1, f"expected one new run directory, got {runs}"
+    launch = json.loads((runs[0] / "launch.json").read_text())
+    assert launch["pid"] != os.getpid(), "training must run in a separate process"
+    assert "senet" in launch["command"] and "train" in launch["command"]
+    _wait(at, lambda a: _state(a) == "finished", what="the run to finish")
+    assert _step_records(at) >= 6, "2 epochs of 3 steps, logged every step"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Best val accuracy"].endswith("%"), metrics
+    assert len(at.get("plotly_chart")) == 4, "expected step loss, learning rate, loss and accuracy charts"
+    status = json.loads((runs[0] / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == 6
+    table = at.dataframe[0].value
+    assert list(table["state"]) == ["finished"] and list(table["run"]) == [runs[0].name]
+
+
+def test_second_run_asks_for_confirmation_then_stop_saves_last_checkpoint(env):
+    before = {d.name for d in env["runs"].iterdir()} if env["runs"].is_dir() else set()
+    at = open_app("views/train.py")
+    _fill_new_run(at, epochs=200)
+    new = [d for d in env["runs"].iterdir() if d.name not in before]
+    assert len(new) == 1
+    run = new[0]
+    _wait(at, lambda a: _state(a) in ("running", "starting"), what="the first run to be active")
+    _fill_new_run(at, epochs=1)
+    warnings = texts(at, "warning")
+    assert any("already active" in w for w in warnings), f"expected a confirmation prompt, got {warnings}"
+    assert {d.name for d in env["runs"].iterdir()} == before | {run.name}, "no second run before confirmation"
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert not any("already active" in w for w in texts(at, "warning"))
+    _wait(at, lambda a: _step_records(a) > 0, what="the first step record")
+    at.button(key="stop_run").click().run()
+    _wait(at, lambda a: _state(a) == "stopped", what="the run to stop")
+    assert (run / "last.pt").is_file(), "a stopped run saves last.pt"
+    assert at.button(key="resume_run"), "a stopped run offers Resume"
+
+
+def test_opening_a_run_directory_by_path_shows_its_curves(env, tmp_path):
+    from senet.runs import write_json_atomic
+
+    run = tmp_path / "elsewhere-run"
+    run.mkdir()
+    records = [{"type": "step", "step": s, "epoch": s / 4, "loss": 2.0 - s / 10, "lr": 0.1, "images_per_s": 100.0,
+                "time": 0.0} for s in range(1, 9)]
+    records.append({"type": "epoch", "step": 8, "epoch": 1, "train_loss": 1.5, "train_acc": 0.4, "val_loss": 1.4,
+                    "val_acc": 0.45, "lr": 0.1, "elapsed_s": 3.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_json_atomic(run / "config.json", {"model": "se_resnet20", "recipe": "fast", "epochs": 2})
+    write_json_atomic(run / "status.json", {"state": "running", "pid": 2 ** 22 + 12345, "host": os.uname().nodename,
+                                            "step": 8, "total_steps": 16, "epochs": 2, "steps_per_epoch": 8})
+    at = open_app("views/train.py")
+    at.text_input(key="open_run_path").set_value(str(run))
+    at.button(key="open_run_button").click().run()
+    no_exceptions(at)
+    assert at.selectbox(key="train_run").value == str(run.resolve())
+    assert _step_records(at) == 8
+    assert _state(at) == "failed", "a run whose process is gone is shown as failed, not running"
+    assert any("process died" in e for e in texts(at, "error"))
+
+
+# --------------------------------------------------------------------------- excitation
+def test_excitation_page_shows_gates_profiles_and_interventions(env):
+    from senet import load_checkpoint
+    from senet.excitation import gate_overrides, se_blocks
+    from senet.inference import normalize, predict
+    from senet.data import load_split
+
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) >= 6, "expected top-5, gate bars, heatmap, profiles, spread, ablation charts"
+    model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
+    blocks = list(se_blocks(model))
+    at.multiselect(key="exc_off").set_value(blocks).run()
+    no_exceptions(at)
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    x = normalize(val.images[val.labels == 0][:1], meta["mean"], meta["std"])
+    base = predict(model, x)[0]
+    with gate_overrides(model, {b: 1.0 for b in blocks}):
+        after = predict(model, x)[0]
+    pred = int(base.argmax())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Prediction"] == CLASSES[int(after.argmax())]
+    assert metrics[f"p({CLASSES[pred]})"] == f"{after[pred]:.1%}", "the page's intervention must match senet's"
+
+
+@pytest.mark.parametrize("name, make, ok", [
+    ("gray.png", lambda: png(Image.new("L", (40, 30), 128)), True),
+    ("rgba.png", lambda: png(Image.new("RGBA", (64, 64), (255, 0, 0, 128))), True),
+    ("palette.png", lambda: png(Image.new("RGB", (50, 50), (0, 200, 0)).convert("P")), True),
+    ("deep.png", lambda: png(Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16))), True),
+    ("dot.png", lambda: png(Image.new("RGB", (1, 1), (9, 9, 9))), True),
+    ("photo.jpg", lambda: png(Image.new("RGB", (300, 200), (90, 120, 200)), "JPEG"), True),
+    ("notes.png", lambda: b"plain text, not an image", False),
+    ("cut.png", lambda: png(Image.new("RGB", (64, 64), (1, 2, 3)))[:60], False),
+    ("huge.png", lambda: png(Image.new("1", (9000, 5000))), False),
+])
+def test_uploads_give_a_result_or_one_line_error(env, name, make, ok):
+    at = open_app("views/excitation.py")
+    at.segmented_control(key="exc_mode").set_value("Upload").run()
+    at.file_uploader(key="exc_upload").set_value((name, make(), "image/png")).run()
+    no_exceptions(at)
+    if ok:
+        assert not at.error, f"{name}: expected a result, got {texts(at, 'error')}"
+        assert "Gates of this image" in texts(at, "subheader")
+    else:
+        errors = texts(at, "error")
+        assert len(errors) == 1 and name in errors[0] and "\n" not in errors[0], errors
+        assert "Gates of this image" not in texts(at, "subheader")
+
+
+def test_pages_without_data_say_how_to_get_it_and_upload_still_works(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("SENET_DATA", "cifar10")
+    monkeypatch.setenv("SENET_DATA_DIR", str(tmp_path / "empty"))
+    for page in ("views/excitation.py", "views/confusion.py"):
+        at = open_app(page)
+        no_exceptions(at)
+        info = " ".join(texts(at, "info"))
+        assert "No data" in info and "folder:PATH" in info and "download" in info.lower(), info
+        assert "upload" in info.lower(), "the message must say what still works"
+    at = open_app("views/excitation.py")
+    at.segmented_control(key="exc_mode").set_value("Upload").run()
+    at.file_uploader(key="exc_upload").set_value(("x.png", png(Image.new("RGB", (32, 32), (200, 10, 10))),
+                                                  "image/png")).run()
+    no_exceptions(at)
+    assert "Gates of this image" in texts(at, "subheader")
+
+
+# --------------------------------------------------------------------------- confusion
+def test_confusion_selection_shows_that_cells_images(env):
+    from senet import evaluate, load_checkpoint
+    from senet.data import load_split
+
+    model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
+    ev = evaluate(model, load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache"), meta)
+    cm = ev.confusion
+    at = open_app("views/confusion.py")
+    no_exceptions(at)
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{ev.accuracy:.2%}"
+    shown = (at.selectbox(key="conf_true").value, at.selectbox(key="conf_pred").value)
+    cells = [(t, p) for t in range(3) for p in range(3) if cm[t, p] > 0 and (t, p) != shown]
+    assert cells, "the test needs a non-empty cell other than the one shown first"
+    t, p = cells[0]
+    point = {"x": CLASSES[p], "y": CLASSES[t], "customdata": [t, p, int(cm[t, p]), 0.0], "point_index": t * 3 + p}
+    at.session_state["confusion_chart"] = {"selection": {"points": [point], "point_indices": [t * 3 + p],
+                                                         "box": [], "lasso": []}}
+    at.run()
+    no_exceptions(at)
+    assert any(m.startswith(f"**{cm[t, p]}** {CLASSES[t]} image(s) predicted **{CLASSES[p]}**")
+               for m in texts(at, "markdown")), texts(at, "markdown")
+    grid = at.image
+    assert len(grid) == 1 and len(grid[0].value) == cm[t, p], "expected one picture per image of the cell"
+    captions = grid[0].captions
+    confidences = [float(c.split("%")[0]) for c in captions]
+    assert confidences == sorted(confidences, reverse=True), "most confident first"
+    report = at.dataframe[-1].value
+    assert list(report["class"]) == list(CLASSES) and report["support"].sum() == ev.n
+
+
+# --------------------------------------------------------------------------- compare
+def test_compare_overlays_runs_and_weighs_se_against_plain(env):
+    at = open_app("views/compare.py")
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert set(table["model"]) == {"se_resnet20", "resnet20"}
+    se = table[table["model"] == "se_resnet20"].iloc[0]
+    plain = table[table["model"] == "resnet20"].iloc[0]
+    assert se["params"] - plain["params"] == 2016
+    assert se["MACs / image"] > plain["MACs / image"]
+    at.toggle(key="compare_latency").set_value(True).run()
+    no_exceptions(at)
+    assert (at.dataframe[0].value["CPU ms / image"] > 0).all()
