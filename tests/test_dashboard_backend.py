@@ -1,0 +1,274 @@
+"""The senet modules behind the dashboard: catalog, curves, launcher, profiles, confusion views, figures."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_folder_dataset
+from senet import create_model, evaluate, save_checkpoint
+from senet.catalog import default_entry, discover_checkpoints, probe
+from senet.compare import cpu_latency, se_stage_terms
+from senet.confusion import cell_members, predictions_table, row_normalised
+from senet.curves import MetricsTail, curves_from_records, progress, smooth
+from senet.data import load_split
+from senet.evaluate import Evaluation
+from senet.excitation import excitations, se_blocks
+from senet.figures import confusion_figure, gate_heatmap_figure
+from senet.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
+from senet.profiles import block_ablation, class_profiles, explain, intervene
+from senet.runs import write_json_atomic
+from senet.train import make_config
+
+
+def _ckpt(path: Path, name: str = "se_resnet20") -> Path:
+    save_checkpoint(path, create_model(name, num_classes=3), model_name=name, model_options={"num_classes": 3},
+                    classes=("a", "b", "c"))
+    return path
+
+
+# --------------------------------------------------------------------------- catalog
+def test_catalog_orders_shipped_first_prefers_best_and_flags_corrupt_files(tmp_path):
+    ck, runs = tmp_path / "checkpoints", tmp_path / "runs"
+    ck.mkdir()
+    for name in ("zzz.pt", "se_resnet20.pt", "airnet.pt", "se_airnet.pt"):
+        _ckpt(ck / name)
+    (ck / "empty.pt").write_bytes(b"")
+    (ck / "text.pt").write_text("hello")
+    for run in ("r1", "r2"):
+        (runs / run).mkdir(parents=True)
+        _ckpt(runs / run / "last.pt")
+    _ckpt(runs / "r2" / "best.pt")
+    entries = discover_checkpoints(ck, runs)
+    names = [e.path.name for e in entries if e.source == "shipped"]
+    assert names[:3] == ["se_airnet.pt", "airnet.pt", "se_resnet20.pt"], names
+    run_files = {e.path.parent.name: e.path.name for e in entries if e.source == "run"}
+    assert run_files == {"r1": "last.pt", "r2": "best.pt"}, "best.pt wins over last.pt, last.pt otherwise"
+    problems = {e.path.name: e.problem for e in entries if e.problem}
+    assert set(problems) == {"empty.pt", "text.pt"}
+    assert all("\n" not in p for p in problems.values())
+    assert default_entry(entries).path.name == "se_airnet.pt"
+
+
+def test_catalog_of_missing_directories_is_empty_and_default_skips_broken(tmp_path):
+    assert discover_checkpoints(tmp_path / "nope", tmp_path / "nothing") == []
+    (tmp_path / "bad.pt").write_text("x")
+    good = _ckpt(tmp_path / "good.pt")
+    entries = discover_checkpoints(tmp_path, tmp_path / "none")
+    assert default_entry(entries).path == good
+    assert probe(good) is None and "header" in probe(tmp_path / "bad.pt")
+
+
+# --------------------------------------------------------------------------- curves
+def test_smoothing_is_debiased_and_zero_weight_is_identity():
+    values = [3.0, 1.0, 4.0, 1.0, 5.0]
+    assert smooth(values, 0.0) == values
+    assert smooth([2.0] * 5, 0.9) == pytest.approx([2.0] * 5), "a constant stays constant (de-biased EMA)"
+    s = smooth(values, 0.6)
+    assert s[0] == pytest.approx(3.0) and min(values) < s[-1] < max(values)
+    with pytest.raises(ValueError):
+        smooth(values, 1.0)
+
+
+def test_metrics_tail_reads_incrementally_and_restarts_when_the_file_is_rewritten(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    tail = MetricsTail(path)
+    assert tail.read() == []
+    with open(path, "w") as f:
+        f.write(json.dumps({"type": "step", "step": 1, "loss": 2.0}) + "\n" + '{"type": "st')
+    assert [r["step"] for r in tail.read()] == [1], "an incomplete last line waits"
+    with open(path, "a") as f:
+        f.write('ep", "step": 2, "loss": 1.5}\n')
+    assert [r["step"] for r in tail.read()] == [1, 2]
+    tmp = tmp_path / "new.jsonl"
+    tmp.write_text(json.dumps({"type": "step", "step": 1, "loss": 9.0}) + "\n")
+    os.replace(tmp, path)  # what a resume does (truncate_metrics rewrites the file)
+    assert [r["loss"] for r in tail.read()] == [9.0]
+
+
+def test_progress_reports_epoch_step_speed_and_eta():
+    records = [{"type": "step", "step": 10, "epoch": 0.5, "loss": 1.0, "lr": 0.1, "images_per_s": 200.0}]
+    status = {"state": "running", "step": 10, "total_steps": 40, "epochs": 2, "steps_per_epoch": 20,
+              "elapsed_s": 5.0, "updated_at": 100.0}
+    p = progress(status, curves_from_records(records), now=100.0)
+    assert p["fraction"] == 0.25 and p["epoch"] == 1 and p["eta_s"] == pytest.approx(15.0)
+    assert "epoch 1/2" in p["text"] and "step 10/40" in p["text"] and "200 images/s" in p["text"]
+    assert progress(dict(status, state="finished"), curves_from_records(records))["eta_s"] is None
+
+
+# --------------------------------------------------------------------------- launcher
+def test_train_command_passes_only_what_differs_from_the_recipe():
+    config = make_config("se_resnet20", "fast", data="folder:/x", epochs=3, batch_size=16, reduction=8)
+    cmd = train_command(config, "/runs/a")
+    assert cmd[:4] == [sys.executable, "-m", "senet", "train"]
+    joined = " ".join(cmd)
+    for part in ("--model se_resnet20", "--recipe fast", "--data folder:/x", "--run-dir /runs/a", "--epochs 3",
+                 "--batch-size 16", "--reduction 8"):
+        assert part in joined, f"expected {part!r} in {joined}"
+    assert "--lr" not in joined, "the recipe's lr is not repeated"
+
+
+def test_run_with_dead_process_is_failed_and_log_error_is_reported(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log").write_text("$ python -m senet train\nsenet train: error: unknown dataset 'x'\n")
+    write_json_atomic(run / "launch.json", {"pid": 2 ** 22 + 4321, "host": os.uname().nodename, "launched_at": 1.0})
+    state = run_state(run)
+    assert state["state"] == "failed" and "unknown dataset" in state["error"]
+    write_json_atomic(run / "status.json", {"state": "running", "pid": 2 ** 22 + 4321, "host": os.uname().nodename,
+                                            "updated_at": 2.0})
+    assert run_state(run)["state"] == "failed"
+    assert stop_run(run) is False, "nothing to stop"
+    with pytest.raises(LaunchError):
+        resume_run(run)  # no last.pt
+
+
+@pytest.mark.slow
+def test_start_stop_resume_finish_through_separate_processes(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", per_class=20)
+    config = make_config("resnet20", "fast", data=f"folder:{data}", data_dir=str(tmp_path / "cache"), epochs=40,
+                         batch_size=16, log_every=1)
+    run = start_run(config, tmp_path / "runs")
+    other = start_run(make_config("resnet20", "fast", data=f"folder:{data}", data_dir=str(tmp_path / "cache"),
+                                  epochs=1, batch_size=16), tmp_path / "runs")
+    assert run != other and run.parent == other.parent, "each start gets its own directory"
+
+    def wait(cond, what, timeout=180):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what}: {run_state(run)}; log: {(run / 'train.log').read_text()[-800:]}")
+
+    wait(lambda: run_state(run)["state"] == "running" and (run / "metrics.jsonl").is_file()
+         and (run / "metrics.jsonl").stat().st_size > 0, "the run to log a step")
+    assert stop_run(run) is True
+    wait(lambda: run_state(run)["state"] == "stopped", "the run to stop")
+    stopped_at = json.loads((run / "status.json").read_text())["epoch"]
+    resume_run(run, epochs=stopped_at + 1)
+    wait(lambda: run_state(run)["state"] == "finished", "the resumed run to finish")
+    status = json.loads((run / "status.json").read_text())
+    assert status["epoch"] == stopped_at + 1
+    wait(lambda: run_state(other)["state"] == "finished", "the second run to finish")
+
+
+# --------------------------------------------------------------------------- profiles
+@pytest.fixture(scope="module")
+def tiny():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        root = make_folder_dataset(Path(d) / "data", per_class=12)
+        data = load_split(f"folder:{root}", "train", Path(d) / "cache", val_size=0.25)
+        torch.manual_seed(0)
+        model = create_model("se_resnet20", num_classes=3).eval()
+        yield model, data
+
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def test_class_profile_is_the_mean_gate_of_that_classes_images(tiny):
+    from senet.inference import normalize
+
+    model, data = tiny
+    p = class_profiles(model, data, MEAN, STD, per_class=1000)
+    assert list(p.counts) == [int((data.labels == k).sum()) for k in range(3)]
+    for k in range(3):
+        gates = excitations(model, normalize(data.images[data.labels == k], MEAN, STD))
+        for name, g in gates.items():
+            np.testing.assert_allclose(p.profiles[name][k], g.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    everything = excitations(model, normalize(data.images, MEAN, STD))
+    for name, g in everything.items():
+        np.testing.assert_allclose(p.overall[name], g.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    assert all(v >= 0 for v in p.separation().values())
+
+
+def test_switching_every_gate_off_equals_the_network_without_se(tiny):
+    from senet.inference import normalize, predict
+
+    model, data = tiny
+    x = normalize(data.images[:1], MEAN, STD)
+    plain = create_model("resnet20", num_classes=3).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if ".se." not in k})
+    off = intervene(model, x, {b: 1.0 for b in se_blocks(model)})
+    np.testing.assert_allclose(off, predict(plain, x)[0].numpy(), rtol=1e-4, atol=1e-6)
+    result = explain(model, x, ["a", "b", "c"])
+    assert not np.allclose(off, result.probs), "SE must change the prediction of this network"
+    ablation = block_ablation(model, x, result.predicted)
+    assert list(ablation) == list(se_blocks(model))
+    assert [c for c, _ in result.top(3)][0] == ["a", "b", "c"][result.predicted]
+
+
+def test_gate_substitution_is_channel_aligned(tiny):
+    """Replacing a block's gate by this image's own gate changes nothing; by ones equals switching SE off."""
+    from senet.inference import normalize
+
+    model, data = tiny
+    x = normalize(data.images[:1], MEAN, STD)
+    result = explain(model, x, ["a", "b", "c"])
+    block = list(se_blocks(model))[-1]
+    own = result.gates[block]
+    np.testing.assert_allclose(intervene(model, x, {block: own}), result.probs, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(intervene(model, x, {block: np.ones_like(own)}), intervene(model, x, {block: 1.0}),
+                               rtol=1e-5, atol=1e-7)
+    p = class_profiles(model, data, MEAN, STD, per_class=5)
+    shuffled = own[::-1].copy()
+    assert not np.allclose(intervene(model, x, {block: shuffled}), result.probs, atol=1e-6), \
+        "a permuted gate must change the output (channels are not interchangeable)"
+    assert p.profiles[block].shape == (3, len(own))
+
+
+# --------------------------------------------------------------------------- confusion and figures
+def _evaluation() -> Evaluation:
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.55, 0.4, 0.05], [0.1, 0.1, 0.8]])
+    return Evaluation(probs, np.array([0, 1, 1, 1, 2]), np.arange(5), ["a", "b", "c"])
+
+
+def test_cell_members_are_sorted_most_confident_first():
+    ev = _evaluation()
+    idx, conf = cell_members(ev, 1, 0)
+    assert list(idx) == [2, 3] and list(conf) == [0.6, 0.55]
+    assert len(cell_members(ev, 2, 0)[0]) == 0
+    with pytest.raises(ValueError):
+        cell_members(ev, 3, 0)
+    rates = row_normalised(ev.confusion)
+    assert rates[1].tolist() == pytest.approx([2 / 3, 1 / 3, 0])
+    table = predictions_table(ev)
+    assert list(table.columns[:5]) == ["index", "true", "predicted", "confidence", "correct"]
+    assert table["correct"].sum() == 3
+
+
+def test_confusion_overlay_has_one_clickable_marker_per_cell():
+    ev = _evaluation()
+    fig = confusion_figure(ev.confusion, ev.classes, normalise=True, selected=(1, 0))
+    heat, overlay = fig.data
+    assert heat.type == "heatmap" and overlay.type == "scatter"
+    assert len(overlay.x) == 9
+    cells = {(int(c[0]), int(c[1])): (x, y, c[2]) for c, x, y in zip(overlay.customdata, overlay.x, overlay.y)}
+    assert cells[(1, 0)] == ("a", "b", 2), "customdata (true, predicted, count) matches the axis labels"
+    assert fig.layout.shapes, "the selected cell is outlined"
+
+
+def test_gate_heatmap_pads_narrow_blocks():
+    fig = gate_heatmap_figure({"s1": np.array([0.1, 0.2]), "s2": np.array([0.3, 0.4, 0.5, 0.6])})
+    z = np.array(fig.data[0].z, dtype=float)
+    assert z.shape == (2, 4) and math.isnan(z[0, 3]) and z[1, 3] == pytest.approx(0.6)
+
+
+def test_se_stage_terms_reproduce_the_seed_formula():
+    from senet import model_info
+
+    model = create_model("se_resnet20")
+    terms = se_stage_terms(model)
+    assert terms == [(3, 16, 16), (3, 32, 16), (3, 64, 16)]
+    assert sum(2 / r * n * c * c for n, c, r in terms) == model_info(model)["se_formula"] == 2016
+    assert cpu_latency(model, repeats=2, warmup=1) > 0
