@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 INJECT = HERE / "inject"
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-CLASSES = ("red", "green", "blue")
+CLASSES = ("blue", "green", "red")  # sorted, as a folder dataset lists its class folders
 
 
 # --------------------------------------------------------------------------- data
@@ -56,6 +56,19 @@ def train_args(data: Path, cache: Path, *, run_dir: Path | None = None, epochs: 
     if run_dir is not None:
         args += ["--run-dir", str(run_dir)]
     return args + list(extra)
+
+
+def good_checkpoint(path: Path, name: str = "se_resnet20", classes: tuple[str, ...] = CLASSES, **options) -> Path:
+    """An untrained checkpoint whose classes are :func:`colour_images`' (in folder order)."""
+    import torch
+
+    from senet import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, create_model(name, num_classes=len(classes), **options), model_name=name,
+                    model_options={"num_classes": len(classes), **options}, classes=classes, val_acc=0.5)
+    return path
 
 
 # --------------------------------------------------------------------------- processes

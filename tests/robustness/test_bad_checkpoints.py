@@ -17,12 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from faults import assert_one_line_error, cli_batch, colour_images, senet, snapshot
-from senet import create_model, save_checkpoint
+from faults import CLASSES, assert_one_line_error, cli_batch, colour_images, good_checkpoint, senet, snapshot
+from senet import create_model
 from senet.checkpoint import FORMAT, remove_stale_temporaries
-
-CLASSES = ["blue", "green", "red"]  # the sorted class folders of faults.colour_images
-
 
 class RunsCode:
     """Unpickling this would create the file ``marker``: the test proves it never happens."""
@@ -32,14 +29,6 @@ class RunsCode:
 
     def __reduce__(self):
         return exec, (f"open({str(self.marker)!r}, 'w').write('pickle code ran')",)
-
-
-def good_checkpoint(path: Path, name: str = "se_resnet20", classes: list[str] = CLASSES, **options) -> Path:
-    torch.manual_seed(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, create_model(name, num_classes=len(classes), **options), model_name=name,
-                    model_options={"num_classes": len(classes), **options}, classes=classes, val_acc=0.5)
-    return path
 
 
 def bad_checkpoints(folder: Path, marker: Path) -> dict[str, tuple[Path, str]]:
