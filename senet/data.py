@@ -329,10 +329,14 @@ def train_batches(data: TensorDataset, batch_size: int, epoch: int, seed: int, a
 def eval_batches(data: TensorDataset, batch_size: int = 1000, mean: tuple[float, ...] = CIFAR_MEAN,
                  std: tuple[float, ...] = CIFAR_STD, rank: int = 0, world_size: int = 1,
                  device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield normalised ``(inputs, labels, indices)`` in order; rank ``r`` takes every world_size-th batch."""
+    """Yield normalised ``(inputs, labels, indices)`` in order.
+
+    Rank ``r`` of ``world_size`` takes the ``r``-th of ``world_size`` contiguous,
+    near-equal slices of the split (sizes differ by at most one image), so
+    per-rank sums of correct predictions and counts add up to the whole split.
+    """
     n = len(data)
-    for b, start in enumerate(range(0, n, batch_size)):
-        if b % world_size != rank:
-            continue
-        idx = torch.arange(start, min(start + batch_size, n))
+    lo, hi = rank * n // world_size, (rank + 1) * n // world_size
+    for start in range(lo, hi, batch_size):
+        idx = torch.arange(start, min(start + batch_size, hi))
         yield normalize(data.images[idx].to(device), mean, std), data.labels[idx].to(device), idx

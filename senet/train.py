@@ -136,7 +136,7 @@ def make_config(model: str = "se_airnet", recipe: str = "fast", **overrides: Any
     """
     if model not in list_models():
         raise ConfigError(f"unknown model {model!r}; known models: {', '.join(list_models())}")
-    if recipe not in RECIPES:
+    if not isinstance(recipe, str) or recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}")
     values: dict[str, Any] = dict(RECIPES[recipe])
     if recipe == "fast":
@@ -413,8 +413,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
             sample = train_set.images[torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))[:5000]]
             model.init_from_data(eval_norm(sample))
         model = model.to(device)
-        if device.type == "cuda" or dist.world_size == 1:
-            model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, config)
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_acc": -1.0, "history": [],
                  "elapsed_s": 0.0, "loss_ema": None, "epoch_sums": [0.0, 0.0, 0.0]}
