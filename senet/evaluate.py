@@ -117,16 +117,17 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: str, split: str = "
                         data_dir: str | os.PathLike = DEFAULT_DATA_DIR, tta: bool = False,
                         cache_dir: str | os.PathLike | None = None,
                         progress: Callable[[int, int], None] | None = None,
-                        model_and_meta: tuple[torch.nn.Module, dict] | None = None) -> Evaluation:
+                        model_and_meta: tuple[torch.nn.Module, dict] | None = None,
+                        data: TensorDataset | None = None) -> Evaluation:
     """Evaluate a checkpoint file on a split of ``spec``; results are cached under ``cache_dir``.
 
     The validation split is the one the checkpoint was trained with (its
-    recorded ``val_size`` and ``split_seed``).
+    recorded ``val_size`` and ``split_seed``). ``data``: that split, already loaded by the caller.
     """
     path = Path(checkpoint)
     model, meta = model_and_meta or load_checkpoint(path)
     val_size, split_seed = checkpoint_split_options(meta)
-    data = load_split(spec, split, data_dir, val_size, split_seed)
+    data = data if data is not None else load_split(spec, split, data_dir, val_size, split_seed)
     trained_on = list(meta.get("classes") or [])
     if trained_on and trained_on != list(data.classes):
         raise DataError(f"{spec}: its classes {list(data.classes)} differ from the {len(trained_on)} classes "
