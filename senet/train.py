@@ -173,6 +173,7 @@ def validate_config(c: TrainConfig) -> None:
         raise ConfigError(f"pad_mode/flip not understood: {c.pad_mode!r}/{c.flip!r}")
     if isinstance(c.crop_pad, bool) or not isinstance(c.crop_pad, int) or not 0 <= c.crop_pad <= 16:
         raise ConfigError(f"crop_pad must be an integer in 0..16, got {c.crop_pad!r}")
+    _positive("world_size", c.world_size, integer=True)
     check_world_size(c.batch_size, c.world_size)
     v = c.val_size
     if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
@@ -185,7 +186,7 @@ def validate_config(c: TrainConfig) -> None:
     if c.device != "auto":
         try:
             device = torch.device(c.device)
-        except (RuntimeError, ValueError):
+        except (RuntimeError, ValueError, TypeError):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}") from None
         if device.type not in ("cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {c.device!r}")
