@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from .curves import Curves, smooth
 
@@ -85,29 +84,51 @@ def lr_figure(c: Curves, height: int = 300) -> go.Figure:
     return fig
 
 
+def _grid(names: list[str], columns: int, row_height: int, top: int = 30) -> tuple[dict, list[tuple[str, str]], int]:
+    """Layout for a grid of small charts, one per name, built directly (``make_subplots`` is ~7x slower).
+
+    Returns the layout dict (axes with domains, titles as annotations), the (xaxis, yaxis) trace references
+    per name, and the figure height.
+    """
+    columns = max(1, min(columns, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    height = rows * row_height + top
+    gap_x, gap_y = 0.035, min(0.1, 60 / height)
+    layout: dict = {"annotations": []}
+    refs = []
+    for i, name in enumerate(names):
+        r, c = divmod(i, columns)
+        n = "" if i == 0 else str(i + 1)
+        x0, x1 = c / columns + (gap_x / 2 if c else 0), (c + 1) / columns - (gap_x / 2 if c < columns - 1 else 0)
+        y1 = 1 - r / rows - (gap_y / 2 if r else 0)
+        y0 = 1 - (r + 1) / rows + (gap_y / 2 if r < rows - 1 else 0)
+        layout[f"xaxis{n}"] = dict(domain=[x0, x1], anchor=f"y{n}")
+        layout[f"yaxis{n}"] = dict(domain=[y0, y1], anchor=f"x{n}", range=[0, 1], showticklabels=c == 0)
+        layout["annotations"].append(dict(text=name, x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper",
+                                          xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=12)))
+        refs.append((f"x{n}", f"y{n}"))
+    return layout, refs, height
+
+
 def gate_bars_figure(gates: dict[str, np.ndarray], columns: int = 3, row_height: int = 170,
                      reference: dict[str, np.ndarray] | None = None) -> go.Figure:
     """One bar chart per SE block (channel on x, gate on y, 0..1), optionally with a reference line."""
     names = list(gates)
-    columns = max(1, min(columns, len(names)))
-    rows = max(1, math.ceil(len(names) / columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.04,
-                        vertical_spacing=min(0.12, 0.5 / rows) if rows > 1 else 0.1)
-    for i, name in enumerate(names):
-        r, col = i // columns + 1, i % columns + 1
+    layout, refs, height = _grid(names, columns, row_height)
+    data = []
+    for i, (name, (xa, ya)) in enumerate(zip(names, refs)):
         g = np.asarray(gates[name], dtype=float)
-        fig.add_bar(x=np.arange(len(g)), y=g, marker=dict(color=g, colorscale="Viridis", cmin=0, cmax=1),
-                    name=name, showlegend=False, row=r, col=col,
-                    hovertemplate=f"{name}<br>channel %{{x}}<br>gate %{{y:.3f}}<extra></extra>")
+        x = np.arange(len(g))
+        data.append(dict(type="bar", x=x, y=g, xaxis=xa, yaxis=ya, name=name, showlegend=False,
+                         marker=dict(color=g, colorscale="Viridis", cmin=0, cmax=1),
+                         hovertemplate=f"{name}<br>channel %{{x}}<br>gate %{{y:.3f}}<extra></extra>"))
         if reference and name in reference:
-            fig.add_scatter(x=np.arange(len(g)), y=reference[name], mode="lines", line=dict(color=ACCENT, width=1),
-                            name="all-class mean", showlegend=i == 0, row=r, col=col,
-                            hovertemplate="mean %{y:.3f}<extra></extra>")
-        fig.update_yaxes(range=[0, 1], row=r, col=col, showticklabels=col == 1)
-    fig.update_annotations(font_size=12)
-    fig.update_layout(height=rows * row_height + 40, margin=dict(l=10, r=10, t=30, b=10), bargap=0.05,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
-    return fig
+            data.append(dict(type="scatter", mode="lines", x=x, y=reference[name], xaxis=xa, yaxis=ya,
+                             line=dict(color=ACCENT, width=1), name="all-class mean", legendgroup="mean",
+                             showlegend=i == 0, hovertemplate="mean %{y:.3f}<extra></extra>"))
+    layout.update(height=height + 10, margin=dict(l=10, r=10, t=30, b=10), bargap=0.05,
+                  legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
+    return go.Figure(data=data, layout=layout)
 
 
 def gate_heatmap_figure(gates: dict[str, np.ndarray], height: int | None = None) -> go.Figure:
@@ -131,29 +152,26 @@ def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarr
     """The paper's Fig. 6 for this model: mean gate per channel of chosen classes at every block,
     against the all-class mean (dashed) and this image's gate (dots)."""
     names = list(profiles)
-    columns = max(1, min(columns, len(names)))
-    rows = max(1, math.ceil(len(names) / columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.04,
-                        vertical_spacing=min(0.12, 0.5 / rows) if rows > 1 else 0.1)
-    for i, name in enumerate(names):
-        r, col = i // columns + 1, i % columns + 1
+    layout, refs, height = _grid(names, columns, row_height, top=60)
+    data = []
+    for i, (name, (xa, ya)) in enumerate(zip(names, refs)):
         x = np.arange(profiles[name].shape[1])
         for k in chosen:
-            fig.add_scatter(x=x, y=profiles[name][k], mode="lines", name=classes[k], legendgroup=classes[k],
-                            line=dict(color=PALETTE[k % len(PALETTE)], width=1.6), showlegend=i == 0,
-                            row=r, col=col, hovertemplate=f"{classes[k]} %{{y:.3f}}<extra></extra>")
-        fig.add_scatter(x=x, y=overall[name], mode="lines", name="all classes", legendgroup="all",
-                        line=dict(color="#444", width=1.4, dash="dash"), showlegend=i == 0, row=r, col=col,
-                        hovertemplate="all classes %{y:.3f}<extra></extra>")
+            data.append(dict(type="scatter", mode="lines", x=x, y=profiles[name][k], xaxis=xa, yaxis=ya,
+                             name=classes[k], legendgroup=classes[k], showlegend=i == 0,
+                             line=dict(color=PALETTE[k % len(PALETTE)], width=1.6),
+                             hovertemplate=f"{classes[k]} %{{y:.3f}}<extra></extra>"))
+        data.append(dict(type="scatter", mode="lines", x=x, y=overall[name], xaxis=xa, yaxis=ya,
+                         name="all classes", legendgroup="all", showlegend=i == 0,
+                         line=dict(color="#444", width=1.4, dash="dash"),
+                         hovertemplate="all classes %{y:.3f}<extra></extra>"))
         if image_gates and name in image_gates:
-            fig.add_scatter(x=x, y=image_gates[name], mode="markers", name="this image", legendgroup="image",
-                            marker=dict(color="black", size=4), showlegend=i == 0, row=r, col=col,
-                            hovertemplate="this image %{y:.3f}<extra></extra>")
-        fig.update_yaxes(range=[0, 1], row=r, col=col, showticklabels=col == 1)
-    fig.update_annotations(font_size=12)
-    fig.update_layout(height=rows * row_height + 60, margin=dict(l=10, r=10, t=50, b=10), hovermode="x",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.03, xanchor="left", x=0))
-    return fig
+            data.append(dict(type="scatter", mode="markers", x=x, y=image_gates[name], xaxis=xa, yaxis=ya,
+                             name="this image", legendgroup="image", showlegend=i == 0,
+                             marker=dict(color="black", size=4), hovertemplate="this image %{y:.3f}<extra></extra>"))
+    layout.update(height=height + 20, margin=dict(l=10, r=10, t=80, b=10), hovermode="x",
+                  legend=dict(orientation="h", yref="container", y=1, yanchor="top", xanchor="left", x=0))
+    return go.Figure(data=data, layout=layout)
 
 
 def separation_figure(separation: dict[str, float], height: int = 260) -> go.Figure:

@@ -205,6 +205,8 @@ def test_switching_every_gate_off_equals_the_network_without_se(tiny):
     assert not np.allclose(off, result.probs), "SE must change the prediction of this network"
     ablation = block_ablation(model, x, result.predicted)
     assert list(ablation) == list(se_blocks(model))
+    for block, p in ablation.items():
+        assert p == pytest.approx(float(intervene(model, x, {block: 1.0})[result.predicted]), abs=1e-5), block
     assert [c for c, _ in result.top(3)][0] == ["a", "b", "c"][result.predicted]
 
 

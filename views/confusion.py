@@ -46,7 +46,7 @@ if ev is None:
     bar = st.progress(0.0, text=f"Evaluating on {len(data):,} {split} images…")
     try:
         ev = evaluate_checkpoint(path, ui.data_spec(), split, ui.settings().data_dir, tta=bool(tta),
-                                 model_and_meta=(model, meta),
+                                 model_and_meta=(model, meta), data=data,
                                  progress=lambda done, n: bar.progress(done / max(n, 1),
                                                                        text=f"Evaluating: {done:,} / {n:,} images"))
     except DataError as exc:

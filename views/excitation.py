@@ -129,12 +129,33 @@ with right:
 if not blocks:
     st.stop()
 
+# --------------------------------------------------------------------------- class profiles (cached)
+@st.cache_data(max_entries=8, show_spinner=False)
+def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
+    model, meta = ui.load_entry(path)
+    data = ui.load_data(split, meta, spec)
+    if list(data.classes) != list(meta["classes"]):
+        raise ValueError(f"the data's classes {data.classes} differ from the checkpoint's {meta['classes']}")
+    p = class_profiles(model, data, meta["mean"], meta["std"], per_class=per_class)
+    return p.profiles, p.overall, p.counts, p.separation()
+
+
+profile_data = profile_error = None
+have_data = ui.data_available() is None
+per_class = st.session_state.get("exc_per_class", 50)
+if have_data:
+    try:
+        with st.spinner(f"Averaging gates over {per_class} images per class (once per checkpoint)…"):
+            profile_data = _profiles(path, mtime, ui.data_spec(), split, per_class)
+    except Exception as exc:  # noqa: BLE001 -- DataError and friends: one line
+        profile_error = f"Cannot compute class profiles: {exc}"
+
 st.subheader("Gates of this image")
 if gate_note:
     st.warning(gate_note, icon=":material/info:")
 tab_bars, tab_heat = st.tabs(["Per block", "Blocks × channels"])
 with tab_bars:
-    reference = st.session_state.get(f"overall_{path}_{mtime}")
+    reference = profile_data[1] if profile_data is not None else None
     st.plotly_chart(gate_bars_figure(result.gates, columns=3 if len(blocks) > 4 else len(blocks),
                                      reference=reference), key="exc_bars")
     st.caption("Bars: this image's gate per channel" + (" (spatial mean of the per-pixel gate)" if gate_note else "")
@@ -144,39 +165,25 @@ with tab_heat:
 
 # --------------------------------------------------------------------------- class profiles
 st.subheader("Class profiles (the paper's Fig. 6, for this model)")
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
-    model, meta = ui.load_entry(path)
-    data = ui.load_data(split, meta, spec)
-    p = class_profiles(model, data, meta["mean"], meta["std"], per_class=per_class)
-    return p.profiles, p.overall, p.counts, p.separation()
-
-
-profile_data = None
-if mode == "Upload" and ui.data_available() is not None:
+if not have_data:
     ui.no_data_message(ui.data_available(), "Class profiles need images of each class; this image's gates are above.")
 else:
     p1, p2 = st.columns([3, 1])
     default_classes = sorted({pred, true_class if true_class is not None else pred, *range(min(3, len(classes)))})
-    chosen = p1.multiselect("Classes", range(len(classes)), default=default_classes[:4], format_func=classes.__getitem__,
-                            key="exc_profile_classes")
-    per_class = p2.select_slider("Images per class", [10, 25, 50, 100, 200], value=50, key="exc_per_class")
-    try:
-        with st.spinner(f"Averaging gates over {per_class} images per class…"):
-            profile_data = _profiles(path, mtime, ui.data_spec(), split, per_class)
-    except Exception as exc:  # noqa: BLE001 -- DataError and friends: one line
-        st.error(f"Cannot compute class profiles: {exc}")
+    chosen = p1.multiselect("Classes", range(len(classes)), default=default_classes[:4],
+                            format_func=classes.__getitem__, key="exc_profile_classes")
+    p2.select_slider("Images per class", [10, 25, 50, 100, 200], value=50, key="exc_per_class")
+    if profile_error:
+        st.error(profile_error)
     if profile_data is not None:
         profiles, overall, counts, separation = profile_data
-        st.session_state[f"overall_{path}_{mtime}"] = overall
         st.plotly_chart(profiles_figure(profiles, overall, classes, list(chosen), result.gates,
                                         columns=3 if len(blocks) > 4 else len(blocks)), key="exc_profiles")
         s1, s2 = st.columns([2, 3], vertical_alignment="center")
         s1.plotly_chart(separation_figure(separation), key="exc_separation")
+        lo, hi = int(counts.min()), int(counts.max())
         s2.markdown(
-            f"Each line is a class's mean gate over {int(counts.min())}–{int(counts.max())} images of the "
+            f"Each line is a class's mean gate over {lo if lo == hi else f'{lo}–{hi}'} images of the "
             f"**{split}** split; dashed is the mean over all classes, dots are this image. In the paper, early "
             "blocks excite alike for every class and late blocks become class-specific. The bars at the left "
             "measure that for this model: the spread of the class profiles (std across classes, mean over "
