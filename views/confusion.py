@@ -33,7 +33,7 @@ def _evaluations() -> dict:
     return {}
 
 
-c1, c2, _ = st.columns([1.3, 1.3, 3], vertical_alignment="center")
+c1, c2, _ = st.columns([1.3, 2, 2.3], vertical_alignment="center")
 view = c1.segmented_control("Values", ["Counts", "Row-normalised"], key="conf_view", default="Counts",
                             required=True, label_visibility="collapsed")
 tta = c2.toggle("Flip test-time augmentation", key="conf_tta",
@@ -111,9 +111,9 @@ with right:
     st.markdown(f"**{len(positions):,}** {classes[t]} image(s) predicted **{classes[p]}** "
                 f"({len(positions) / max(row_total, 1):.1%} of {classes[t]}; {kind}).")
     if len(positions):
-        shown = min(len(positions), 40)
-        st.image([ui.enlarge(data.images[int(i)], 3) for i in positions[:shown]],
-                 caption=[f"{c:.0%} · #{int(i)}" for i, c in zip(positions[:shown], confidence[:shown])], width=84)
+        shown = min(len(positions), 30)
+        st.image([ui.enlarge(data.images[int(i)], 2) for i in positions[:shown]],
+                 caption=[f"{c:.0%} · #{int(i)}" for i, c in zip(positions[:shown], confidence[:shown])], width=72)
         if len(positions) > shown:
             st.caption(f"The {shown} most confident of {len(positions):,}; the CSV below lists all.")
     else:

@@ -255,10 +255,17 @@ live_panel(run_dir)
 
 # --------------------------------------------------------------------------- past runs
 st.subheader("Past runs")
-if rows:
-    table = [{"state": r["state"], "run": r["run"], "model": r["model"],
-              "recipe": r["recipe"], "epochs": f"{r['epoch'] or 0}/{r['epochs'] or '?'}",
-              "best val acc": r["best_val_acc"], "duration": format_duration(r["duration_s"]),
+
+
+@st.fragment(run_every=5.0 if active else None)
+def past_runs() -> None:
+    rows = list_run_rows(S.runs_root)
+    if not rows:
+        st.caption("None yet.")
+        return
+    table = [{"state": r["state"], "run": r["run"], "model": r["model"], "recipe": r["recipe"],
+              "epochs": f"{r['epoch'] or 0}/{r['epochs'] or '?'}", "best val acc": r["best_val_acc"],
+              "duration": format_duration(r["duration_s"]),
               "started": dt.datetime.fromtimestamp(r["started_at"]) if r.get("started_at") else None,
               "error": r.get("error") or ""} for r in rows]
     st.session_state["runs_table_paths"] = [r["path"] for r in rows]
@@ -266,7 +273,10 @@ if rows:
                  selection_mode="single-row",
                  column_config={"best val acc": st.column_config.ProgressColumn("best val acc", format="percent",
                                                                                min_value=0, max_value=1),
-                                "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
+                                "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
+                                "run": st.column_config.TextColumn("run", width="medium"),
+                                "error": st.column_config.TextColumn("error", width="large")})
     st.caption("Select a row to open that run above.")
-else:
-    st.caption("None yet.")
+
+
+past_runs()
