@@ -168,6 +168,10 @@ def test_train_page_starts_a_run_in_its_own_process_and_shows_its_metrics(env):
     assert status["state"] == "finished" and status["step"] == 6
     table = at.dataframe[0].value
     assert list(table["state"]) == ["finished"] and list(table["run"]) == [runs[0].name]
+    at.button(key="use_best").click().run()
+    no_exceptions(at)
+    assert at.sidebar.selectbox(key="checkpoint").value == str(runs[0] / "best.pt")
+    assert "Model card · se_resnet20" in texts(at, "subheader"), "the run's best.pt opens in the model card"
 
 
 def test_second_run_asks_for_confirmation_then_stop_saves_last_checkpoint(env):

@@ -266,6 +266,14 @@ def test_gate_heatmap_pads_narrow_blocks():
     assert z.shape == (2, 4) and math.isnan(z[0, 3]) and z[1, 3] == pytest.approx(0.6)
 
 
+def test_seed_models_per_pixel_gate_is_labelled_as_a_spatial_mean():
+    from senet.profiles import gate_description
+
+    assert "spatial mean" in gate_description(create_model("seed_senet"))
+    assert gate_description(create_model("seed_senet", squeeze=True)) is None
+    assert gate_description(create_model("se_resnet20")) is None
+
+
 def test_se_stage_terms_reproduce_the_seed_formula():
     from senet import model_info
 
