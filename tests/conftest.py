@@ -44,14 +44,14 @@ def tiny_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path: Path) -> Path:
-    """An untrained se_resnet20 checkpoint with three classes."""
+    """An untrained se_resnet20 checkpoint whose classes match tiny_folder (sorted, as ImageFolder orders them)."""
     from senet import create_model, save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("se_resnet20", num_classes=3)
     path = tmp_path / "tiny.pt"
     save_checkpoint(path, model, model_name="se_resnet20", model_options={"num_classes": 3, "reduction": 16},
-                    classes=("red", "green", "blue"), val_acc=0.5, history=[])
+                    classes=("blue", "green", "red"), val_acc=0.5, history=[])
     return path
 
 

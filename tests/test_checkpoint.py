@@ -65,7 +65,7 @@ def test_round_trip_gives_bit_identical_outputs(tmp_path):
 
 def test_conftest_tiny_checkpoint_loads(tiny_checkpoint):
     model, meta = load_checkpoint(tiny_checkpoint)
-    assert meta["classes"] == ["red", "green", "blue"] and model.fc.out_features == 3
+    assert meta["classes"] == ["blue", "green", "red"] and model.fc.out_features == 3
 
 
 def test_missing_file(tmp_path):
