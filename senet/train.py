@@ -174,6 +174,7 @@ def validate_config(c: TrainConfig) -> None:
     if isinstance(c.crop_pad, bool) or not isinstance(c.crop_pad, int) or not 0 <= c.crop_pad <= 16:
         raise ConfigError(f"crop_pad must be an integer in 0..16, got {c.crop_pad!r}")
     _positive("world_size", c.world_size, integer=True)
+    _positive("reduction", c.reduction, integer=True)  # also for plain models: recorded in config.json
     check_world_size(c.batch_size, c.world_size)
     v = c.val_size
     if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
