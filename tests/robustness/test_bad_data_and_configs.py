@@ -72,6 +72,7 @@ BAD_CONFIGS = [
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["--log-every", "0"], "log_every must be a positive integer"),
     (["--model", "se_resnet20", "--reduction=-4"], "reduction must be a positive integer"),
+    (["--model", "resnet20", "--reduction", "0"], "reduction must be a positive integer"),  # plain model too
     (["--model", "seed_senet", "--reduction", "200"], "larger than the narrowest SE stage (128 channels)"),
 ]
 
