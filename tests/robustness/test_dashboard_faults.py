@@ -248,3 +248,19 @@ def test_two_dashboard_sessions_starting_runs_get_separate_directories(site: dic
     site["release"].write_text("go")
     for d in dirs:
         assert wait_until_state(d, ("finished", "failed", "stopped"))["state"] == "finished"
+
+
+@pytest.mark.slow
+def test_a_run_the_data_refutes_shows_as_failed_with_the_one_line_reason(site: dict) -> None:
+    """Batch size 64 passes the form's checks but the tiny dataset has 30 training images: the launched
+    process refuses it (exit 2) and the page says why, from the run's log."""
+    run_dir = start_run(make_config("resnet20", "fast", data=f"folder:{site['data']}",
+                                    data_dir=str(site["tmp"] / "cache"), epochs=1, batch_size=64, val_size=6),
+                        site["runs"])
+    status = wait_until_state(run_dir, ("failed", "finished"))
+    assert status["state"] == "failed" and "batch_size 64 is larger than the 30 training images" in status["error"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["launch.json", "train.log"], "nothing else was written"
+    at = train_page()
+    row = runs_table(at)[run_dir.name]
+    assert row["state"] == "failed" and "batch_size 64" in row["error"] and "\n" not in row["error"], row
+    assert any("batch_size 64" in e.value for e in at.error)
