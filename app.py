@@ -13,7 +13,7 @@ from views import _shared
 st.set_page_config(page_title="SENet Explorer", page_icon=":material/neurology:", layout="wide")
 
 PAGES = [
-    st.Page("views/home.py", title="Model card", icon=":material/home:", url_path="home", default=True),
+    st.Page("views/home.py", title="Model card", icon=":material/home:", default=True),
     st.Page("views/train.py", title="Train", icon=":material/monitoring:", url_path="train"),
     st.Page("views/excitation.py", title="Excitation explorer", icon=":material/tune:", url_path="excitation"),
     st.Page("views/confusion.py", title="Confusion explorer", icon=":material/grid_view:", url_path="confusion"),

@@ -109,7 +109,7 @@ active = [r for r in rows if r["state"] in ACTIVE_STATES]
 
 # --------------------------------------------------------------------------- new run
 with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
-    c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
     family = c1.selectbox("Model", list(FAMILIES), format_func=FAMILIES.get, key="new_family")
     se_fixed = family == "seed_senet"
     use_se = c2.toggle("SE blocks", value=True, key="new_se", disabled=se_fixed,
@@ -175,8 +175,9 @@ st.subheader("Run")
 h1, h2, h3 = st.columns([3, 1.2, 1.2], vertical_alignment="bottom")
 if run_paths:
     h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, p))
-h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
-          help="TensorBoard-style exponential moving average of the step loss.")
+if run_paths:
+    h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+              help="TensorBoard-style exponential moving average of the step loss.")
 with h3.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
     st.text_input("Path of a run directory", key="open_run_path",
                   help="Any run directory, e.g. one trained on another machine or under torchrun on a shared disk.")
@@ -275,7 +276,7 @@ def past_runs() -> None:
                                                                                min_value=0, max_value=1),
                                 "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
                                 "run": st.column_config.TextColumn("run", width="medium"),
-                                "error": st.column_config.TextColumn("error", width="large")})
+                                "model": st.column_config.TextColumn("model", width="medium")})
     st.caption("Select a row to open that run above.")
 
 
