@@ -43,7 +43,18 @@ def env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for k, v in values.items():
             mp.setenv(k, v)
-        yield {"tmp": tmp, "data": data, "checkpoints": ck, "runs": tmp / "runs"}
+        try:
+            yield {"tmp": tmp, "data": data, "checkpoints": ck, "runs": tmp / "runs"}
+        finally:
+            stop_leftover_runs(tmp / "runs")
+
+
+def stop_leftover_runs(root: Path) -> None:
+    """Stop any training process a failed test left running."""
+    from senet.launcher import active_runs, stop_run
+
+    for row in active_runs(root):
+        stop_run(row["path"])
 
 
 def open_app(page: str | None = None) -> AppTest:

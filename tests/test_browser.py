@@ -78,6 +78,10 @@ def server(tmp_path_factory):
             time.sleep(0.5)
         yield url, tmp
     finally:
+        from senet.launcher import active_runs, stop_run
+
+        for row in active_runs(tmp / "runs"):  # a failed test may leave its training process running
+            stop_run(row["path"])
         proc.terminate()
         try:
             proc.wait(timeout=20)
