@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import make_folder_dataset
-from senet import create_model, evaluate, save_checkpoint
+from senet import create_model, save_checkpoint
 from senet.catalog import default_entry, discover_checkpoints, probe
 from senet.compare import cpu_latency, se_stage_terms
 from senet.confusion import cell_members, predictions_table, row_normalised

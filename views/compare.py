@@ -1,7 +1,6 @@
 """Compare: overlay the curves of several runs or checkpoints; SE against plain, side by side."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import streamlit as st
 
