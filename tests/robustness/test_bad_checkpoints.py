@@ -13,6 +13,7 @@ import pickle
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -50,7 +51,7 @@ def bad_checkpoints(folder: Path, marker: Path) -> dict[str, tuple[Path, str]]:
 
     add("empty", "the file is empty", b"")
     add("truncated", "not a readable PyTorch checkpoint", good[: len(good) // 2])
-    add("random-bytes", "not a readable PyTorch checkpoint", os.urandom(4096))
+    add("random-bytes", "not a readable PyTorch checkpoint", np.random.default_rng(0).bytes(4096))
     add("pickle-runs-code", "loading it could run code", pickle.dumps(RunsCode(marker), protocol=2))
     add("torch-file-runs-code", "loading it could run code", obj={"format": FORMAT, "x": RunsCode(marker)})
     add("bare-state-dict", "not a senet checkpoint", obj=create_model("resnet20", num_classes=3).state_dict())
