@@ -93,8 +93,8 @@ if mode == "From the data":
                     st.session_state["gallery_seed"] = st.session_state.get("gallery_seed", 0) + 1
                     st.rerun()
 else:
-    upload = st.file_uploader("A PNG or JPEG image (any size; it is resized to the model's input)",
-                              type=["png", "jpg", "jpeg"], key="exc_upload")
+    upload = st.file_uploader("A PNG, JPEG, GIF, BMP or WebP image (any size; it is resized to the model's input)",
+                              type=["png", "jpg", "jpeg", "gif", "bmp", "webp"], key="exc_upload")
     if upload is None:
         st.info("Upload an image to see its excitations. Works without any dataset.", icon=":material/upload:")
     else:

@@ -136,12 +136,11 @@ def excitation_page(image_files: Path, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.mark.parametrize("name", list(IMAGES))
 def test_dashboard_upload_gives_a_result_or_one_error_and_the_page_keeps_working(excitation_page, name: str) -> None:
-    """Each image uploaded on the excitation page. The uploader takes .png/.jpg/.jpeg names only (Streamlit
-    refuses other names before the page sees them), so the animated GIF arrives renamed to .png."""
+    """Each image uploaded on the excitation page under its own name (the uploader takes png, jpg, jpeg, gif,
+    bmp and webp names)."""
     at = excitation_page
     data, reason = IMAGES[name]
-    name = name.replace(".gif", "-gif.png")
-    mime = "image/jpeg" if name.endswith(".jpg") else "image/png"
+    mime = {"jpg": "image/jpeg", "gif": "image/gif"}.get(name.rsplit(".", 1)[-1], "image/png")
     at.file_uploader(key="exc_upload").set_value((name, data, mime))
     at.run()
     assert not at.exception, f"{name}: the page crashed: {at.exception}"
