@@ -8,12 +8,16 @@ the activations no longer fit the caches. Prints one line per (model, batch).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import argparse
+import sys
 import time
 
 import torch
 
-import senet
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import senet  # noqa: E402
 
 
 def images_per_second(name: str, batch: int, seconds: float) -> float:

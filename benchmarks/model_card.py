@@ -1,0 +1,51 @@
+"""Figures for the model card (checkpoints/README.md): one Markdown row per shipped checkpoint.
+
+Accuracy, parameters, SE parameters and multiply-adds come from the checkpoint's
+metadata (recomputed from the model to check them); CPU latency per image is
+measured here (batch 1, median of repeated forward passes, torch threads as set).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/model_card.py checkpoints/*.pt
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import argparse
+import sys
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import senet  # noqa: E402
+from senet.compare import cpu_latency  # noqa: E402
+
+
+def row(path: str, repeats: int) -> str:
+    """A Markdown table row for one checkpoint."""
+    model, meta = senet.load_checkpoint(path)
+    info = senet.model_info(model)
+    assert (info["params"], info["macs"]) == (meta["params"], meta["macs"]), f"{path}: metadata disagrees with the model"
+    latency = cpu_latency(model.to(memory_format=torch.channels_last), repeats=repeats)
+    tta = meta.get("val_acc_tta")
+    return (f"| `{path}` | {meta['model']} | {meta['val_acc']:.2%} | {tta:.2%} | {info['params']:,} | {info['se_params']:,} "
+            f"| {info['macs'] / 1e6:.1f} M | {latency:.2f} ms | {meta['epochs']} | {meta['wall_time_s'] / 60:.0f} min |"
+            if tta is not None else f"| `{path}` | {meta['model']} | {meta['val_acc']:.2%} | - | {info['params']:,} | "
+            f"{info['se_params']:,} | {info['macs'] / 1e6:.1f} M | {latency:.2f} ms | {meta['epochs']} | "
+            f"{meta['wall_time_s'] / 60:.0f} min |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print("| checkpoint | model | val acc | val acc (flip TTA) | parameters | SE parameters | multiply-adds "
+          "| CPU latency / image | epochs | training time |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for path in args.checkpoints:
+        print(row(path, args.repeats), flush=True)
+
+
+if __name__ == "__main__":
+    main()
