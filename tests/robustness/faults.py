@@ -91,17 +91,20 @@ def senet(*args: str, cwd: Path, fault: dict | None = None, timeout: float = 300
 
 def start_senet(*args: str, cwd: Path, fault: dict | None = None) -> subprocess.Popen:
     """Start ``python -m senet ARGS`` in the background (its output goes to files beside ``cwd``)."""
-    out = open(cwd / f"senet-{time.monotonic_ns()}.log", "w+")
-    return subprocess.Popen([sys.executable, "-m", "senet", *args], cwd=cwd, env=env(fault), stdout=out,
-                            stderr=subprocess.STDOUT, text=True)
+    log = cwd / f"senet-{time.monotonic_ns()}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "senet", *args], cwd=cwd, env=env(fault), stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+    proc.log_path = log  # type: ignore[attr-defined]
+    return proc
 
 
 def output_of(proc: subprocess.Popen) -> str:
-    proc.stdout.seek(0)
-    return proc.stdout.read()
+    """What a process started by :func:`start_senet` has printed so far."""
+    return Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 120, what: str = "condition",
+def wait_for(condition: Callable[[], object], timeout: float = 300, what: str = "condition",
              proc: subprocess.Popen | None = None, interval: float = 0.1) -> object:
     """Poll ``condition`` until it is truthy; fail with ``what`` (and the process output) on timeout or exit."""
     deadline = time.time() + timeout
