@@ -1,0 +1,59 @@
+"""The shipped checkpoints in checkpoints/: they load, carry their model card, predict, and reproduce.
+
+With the real data present, each checkpoint's validation accuracy recomputed by
+``python -m senet evaluate`` must match the figure recorded in its metadata to
+within 0.3 points: a guard against preprocessing drifting away from training.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import senet
+from conftest import ROOT, senet_cli
+
+CHECKPOINTS = sorted((ROOT / "checkpoints").glob("*.pt"))
+REQUIRED_META = ("recipe", "config", "epochs", "wall_time_s", "hardware", "history", "val_acc", "val_acc_tta",
+                 "params", "se_params", "macs", "dataset", "split_seed", "val_size")
+
+
+def test_the_se_checkpoint_and_its_plain_twin_are_shipped() -> None:
+    names = {p.stem for p in CHECKPOINTS}
+    assert {"se_airnet", "airnet"} <= names, f"expected se_airnet.pt and airnet.pt in checkpoints/, found {names}"
+
+
+@pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.name)
+def test_checkpoint_loads_with_its_model_card_and_predicts(path: Path) -> None:
+    assert path.stat().st_size < 20 * 2**20, f"{path.name} should stay well under 20 MB"
+    model, meta = senet.load_checkpoint(path)
+    missing = [k for k in REQUIRED_META if meta.get(k) is None]
+    assert not missing, f"{path.name} lacks metadata {missing}"
+    assert "JPEG q75" in meta["dataset"], "the development data must be named honestly"
+    assert len(meta["history"]) == meta["epochs"], "one history row per trained epoch"
+    info = senet.model_info(model)
+    assert (info["params"], info["se_params"], info["macs"]) == (meta["params"], meta["se_params"], meta["macs"])
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=generator).numpy()
+    from PIL import Image
+    probs = senet.predict(model, senet.preprocess(Image.fromarray(image), meta))
+    assert probs.shape == (1, len(meta["classes"])) and torch.allclose(probs.sum(), torch.tensor(1.0), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.name)
+def test_recorded_val_accuracy_is_reproduced_by_the_cli(path: Path, real_data: Path, tmp_path: Path) -> None:
+    _, meta = senet.load_checkpoint(path)
+    data_dir = Path(os.environ.get("SENET_TEST_CACHE", "/tmp/senet-test-data")) / "senet-data-dir"
+    for tta, recorded in ((False, meta["val_acc"]), (True, meta["val_acc_tta"])):
+        args = ["evaluate", "--checkpoint", str(path), "--data", f"folder:{real_data}", "--data-dir", str(data_dir),
+                "--split", "val", "--json", "--cache-dir", str(tmp_path / "predictions")] + (["--tta"] if tta else [])
+        result = senet_cli(*args, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        measured = json.loads(result.stdout)
+        assert measured["n"] == meta["val_size"]
+        assert abs(measured["accuracy"] - recorded) <= 0.003, \
+            f"{path.name} tta={tta}: recorded {recorded:.4f}, recomputed {measured['accuracy']:.4f}"
