@@ -38,6 +38,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="global batch size (all processes together)")
     p.add_argument("--momentum", type=float)
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--se-weight-decay", type=float, help="weight decay of the SE blocks (default: --weight-decay)")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--schedule", help="constant | cosine | onecycle")
     p.add_argument("--warmup-epochs", type=float)
@@ -66,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import ConfigError, TrainConfig, make_config, make_run_dir
 
     rank = int(os.environ.get("RANK", 0))
-    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "momentum", "weight_decay",
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "momentum", "weight_decay", "se_weight_decay",
                                                "label_smoothing", "schedule", "warmup_epochs", "reduction",
                                                "width", "squeeze", "seed", "split_seed", "log_every", "micro_batch",
                                                "device", "amp", "compile", "sync_bn", "data_dir",

@@ -32,6 +32,7 @@ from .accounting import model_info
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .data import (DEFAULT_DATA_DIR, Augment, DataError, TensorDataset, eval_batches, folder_root, limit_split,
                    load_split, parse_spec, steps_per_epoch, train_batches)
+from .excitation import se_blocks
 from .inference import to_probabilities
 from .models import create_model, list_models
 from .runs import MetricsWriter, read_json, truncate_metrics, write_json_atomic, write_status
@@ -86,6 +87,7 @@ class TrainConfig:
     momentum: float = 0.85
     nesterov: bool = True
     weight_decay: float = 0.00153
+    se_weight_decay: float | None = None  # weight decay of the SE blocks' FC weights; None: weight_decay
     label_smoothing: float = 0.2
     schedule: str = "onecycle"
     warmup_epochs: float = 2.4
@@ -159,6 +161,10 @@ def validate_config(c: TrainConfig) -> None:
     _positive("lr", c.lr)
     _positive("log_every", c.log_every, integer=True)
     _positive("micro_batch", c.micro_batch, integer=True)
+    if c.se_weight_decay is not None and (isinstance(c.se_weight_decay, bool)
+                                          or not isinstance(c.se_weight_decay, (int, float))
+                                          or not math.isfinite(c.se_weight_decay) or c.se_weight_decay < 0):
+        raise ConfigError(f"se_weight_decay must be a non-negative number, got {c.se_weight_decay!r}")
     for name in ("momentum", "weight_decay", "label_smoothing", "warmup_epochs"):
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -278,15 +284,24 @@ def make_run_dir(root: str | os.PathLike, model: str) -> Path:
 
 
 def param_groups(model: nn.Module, c: TrainConfig) -> list[dict]:
-    """BatchNorm biases get ``bias_lr_scale`` x lr with the same absolute decay; the rest the plain lr."""
-    norm_biases, others = [], []
+    """BatchNorm biases get ``bias_lr_scale`` x lr with the same absolute decay; with ``se_weight_decay``
+    set, the SE blocks' parameters get that weight decay; the rest the plain lr and decay."""
+    se_params = {id(p) for block in se_blocks(model).values() for p in block.parameters()}
+    norm_biases, se, others = [], [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
             is_norm_bias = isinstance(module, nn.modules.batchnorm._BatchNorm) and name == "bias"
-            (norm_biases if is_norm_bias and c.bias_lr_scale != 1 else others).append(p)
+            if is_norm_bias and c.bias_lr_scale != 1:
+                norm_biases.append(p)
+            elif id(p) in se_params and c.se_weight_decay is not None:
+                se.append(p)
+            else:
+                others.append(p)
     groups = [dict(params=others, lr=c.lr, weight_decay=c.weight_decay, base_lr=c.lr)]
+    if se:
+        groups.append(dict(params=se, lr=c.lr, weight_decay=c.se_weight_decay, base_lr=c.lr))
     if norm_biases:
         lr = c.lr * c.bias_lr_scale
         groups.append(dict(params=norm_biases, lr=lr, weight_decay=c.weight_decay / c.bias_lr_scale, base_lr=lr))

@@ -280,3 +280,26 @@ def test_a_failing_run_records_failed_with_the_reason(tmp_path: Path) -> None:
         run(config, tmp_path / "run")
     status = read_json(tmp_path / "run" / "status.json")
     assert status["state"] == "failed" and "FloatingPointError" in status["error"] and "--lr" in status["error"]
+
+
+def test_se_weight_decay_gives_the_se_blocks_their_own_decay_and_leaves_the_rest() -> None:
+    from senet import create_model, se_blocks
+    from senet.train import param_groups
+
+    config = make_config("se_resnet20", "fast", se_weight_decay=0.0)
+    model = create_model("se_resnet20")
+    groups = param_groups(model, config)
+    se_ids = {id(p) for b in se_blocks(model).values() for p in b.parameters()}
+    se_group = [g for g in groups if {id(p) for p in g["params"]} == se_ids]
+    assert len(se_group) == 1 and se_group[0]["weight_decay"] == 0.0, "one group holding exactly the SE parameters"
+    others = [g for g in groups if g is not se_group[0]]
+    assert all(g["weight_decay"] == config.weight_decay for g in others)
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
+    default = param_groups(model, make_config("se_resnet20", "fast"))
+    assert len(default) == 1, "without se_weight_decay the groups are unchanged (old runs resume as before)"
+
+
+def test_negative_or_nan_se_weight_decay_is_refused() -> None:
+    for bad in (-1e-4, float("nan"), "0"):
+        with pytest.raises(ConfigError, match="se_weight_decay"):
+            make_config("se_resnet20", "fast", se_weight_decay=bad)
