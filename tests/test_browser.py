@@ -162,7 +162,7 @@ def test_training_run_curve_gains_points(server, page):
     page.get_by_label("Model").first.click()
     page.get_by_role("option", name="ResNet-20").click()
     _settle(page)
-    for label, value in (("Epochs", "3"), ("Batch size", "16"), ("Log every (steps)", "1")):
+    for label, value in (("Epochs", "20"), ("Batch size", "16"), ("Log every (steps)", "1")):  # long enough to watch
         box = page.get_by_label(label, exact=True)
         box.fill(value)
         box.press("Tab")
