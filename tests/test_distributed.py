@@ -123,7 +123,8 @@ def test_sigterm_to_torchrun_stops_every_rank_with_one_checkpoint_and_resume_con
     assert state["config"]["world_size"] == 2
 
     stopped_step = status["step"]
-    resume_to = status["epoch"] + 1
+    # +2: a stop on an epoch's last step leaves only that epoch's validation to do, so +1 could add no step
+    resume_to = status["epoch"] + 2
     resumed = subprocess.run(torchrun_cmd("--resume", str(run_dir), "--epochs", str(resume_to)), cwd=tmp_path,
                              env=env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -132,6 +133,8 @@ def test_sigterm_to_torchrun_stops_every_rank_with_one_checkpoint_and_resume_con
     steps = [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")[0] if r["type"] == "step"]
     assert steps == list(range(1, final["step"] + 1)), "every step logged once across the stop"
     assert final["step"] > stopped_step
+    epochs = [r["epoch"] for r in read_metrics(run_dir / "metrics.jsonl")[0] if r["type"] == "epoch"]
+    assert epochs == list(range(1, resume_to + 1)), "every epoch validated once across the stop"
 
 
 def test_a_global_batch_that_does_not_split_over_the_processes_is_a_usage_error(tmp_path: Path, capsys,
