@@ -388,6 +388,91 @@ def evaluate_loss_acc(model: nn.Module, data: TensorDataset, criterion: Callable
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
+# --------------------------------------------------------------------------- set-up pieces of the loop
+def load_training_data(config: TrainConfig) -> tuple[TensorDataset, TensorDataset]:
+    """The run's (train, val) splits, with ``train_limit`` applied and the batch size checked against them."""
+    train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
+    val_set = load_split(config.data, "val", config.data_dir, config.val_size, config.split_seed)
+    if config.train_limit:
+        train_set = limit_split(train_set, config.train_limit, config.split_seed)
+    if config.batch_size > len(train_set):
+        raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
+    return train_set, val_set
+
+
+def build_model(config: TrainConfig, train_set: TensorDataset, device: torch.device, fresh: bool) -> nn.Module:
+    """The named model on ``device`` in channels_last; a fresh one gets its data-dependent init, if it has one."""
+    model = create_model(config.model, num_classes=len(train_set.classes), **config.model_options())
+    if hasattr(model, "init_from_data") and fresh:
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))
+        model.init_from_data(eval_norm(train_set.images[order[:5000]]))
+    return model.to(device).to(memory_format=torch.channels_last)
+
+
+def new_train_state() -> dict[str, Any]:
+    """The loop's counters, saved in ``last.pt`` so that a resumed run continues exactly."""
+    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_acc": -1.0, "history": [],
+            "elapsed_s": 0.0, "loss_ema": None, "epoch_sums": [0.0, 0.0, 0.0]}
+
+
+def restore(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load ``run_dir/last.pt`` into the model, optimiser, loop state and the CPU random generator."""
+    payload = read_checkpoint(run_dir / "last.pt")
+    model.load_state_dict(payload["state_dict"])
+    optimizer.load_state_dict(payload["extra_state"]["optimizer"])
+    state.update(payload["extra_state"]["train_state"])
+    if isinstance(payload["extra_state"].get("rng_state"), torch.Tensor):
+        torch.set_rng_state(payload["extra_state"]["rng_state"])
+
+
+def wrap_for_training(model: nn.Module, config: TrainConfig, dist: Dist, device: torch.device
+                      ) -> tuple[nn.Module, nn.parallel.DistributedDataParallel | None]:
+    """(the module to call, the DDP wrapper or None): SyncBatchNorm, DDP and torch.compile as configured."""
+    net: nn.Module = model
+    ddp = None
+    if dist.active:
+        if config.sync_bn:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = ddp = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)
+    return net, ddp
+
+
+def mixed_precision_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 on a CUDA device that supports it, else fp16 on CUDA; None (fp32) on the CPU or with amp off."""
+    if device.type != "cuda" or not config.amp:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def optimizer_step(net: nn.Module, ddp: nn.Module | None, x: torch.Tensor, y: torch.Tensor, criterion: Callable,
+                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, chunk: int,
+                   amp_dtype: torch.dtype | None, step: int) -> tuple[float, float]:
+    """One SGD step on the batch (x, y), in micro-batches of ``chunk`` whose gradients add up to the batch's.
+
+    Returns this process's (summed loss, correct predictions) over the batch.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss_total, correct = 0.0, 0.0
+    for start in range(0, len(x), chunk):
+        xs, ys = x[start:start + chunk], y[start:start + chunk]
+        last_chunk = start + chunk >= len(x)
+        # under DDP, gradients are all-reduced once, on the last chunk of the step
+        with ddp.no_sync() if ddp is not None and not last_chunk else contextlib.nullcontext():
+            with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = net(xs)
+                loss = criterion(out.float(), ys)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at step {step}; try a smaller --lr")
+            scaler.scale(loss * (len(ys) / len(y))).backward()
+        loss_total += float(loss.detach()) * len(ys)
+        correct += float((out.detach().argmax(1) == ys).sum())
+    scaler.step(optimizer)
+    scaler.update()
+    return loss_total, correct
+
+
 # --------------------------------------------------------------------------- the loop
 def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
           progress: bool = True, on_log: Callable[[dict], None] | None = None) -> dict:
@@ -419,70 +504,43 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
             if not resume:
                 write_json_atomic(run_dir / "config.json", config_record(config))
         torch.manual_seed(config.seed)
-        train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
-        val_set = load_split(config.data, "val", config.data_dir, config.val_size, config.split_seed)
-        if config.train_limit:
-            train_set = limit_split(train_set, config.train_limit, config.split_seed)
-        if config.batch_size > len(train_set):
-            raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
-        model = create_model(config.model, num_classes=len(train_set.classes), **config.model_options())
-        if hasattr(model, "init_from_data") and not resume:
-            sample = train_set.images[torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))[:5000]]
-            model.init_from_data(eval_norm(sample))
-        model = model.to(device)
-        model = model.to(memory_format=torch.channels_last)
+        train_set, val_set = load_training_data(config)
+        model = build_model(config, train_set, device, fresh=not resume)
         optimizer = make_optimizer(model, config)
-        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_acc": -1.0, "history": [],
-                 "elapsed_s": 0.0, "loss_ema": None, "epoch_sums": [0.0, 0.0, 0.0]}
+        state = new_train_state()
         if resume:
-            payload = read_checkpoint(run_dir / "last.pt")
-            model.load_state_dict(payload["state_dict"])
-            optimizer.load_state_dict(payload["extra_state"]["optimizer"])
-            state.update(payload["extra_state"]["train_state"])
-            if isinstance(payload["extra_state"].get("rng_state"), torch.Tensor):
-                torch.set_rng_state(payload["extra_state"]["rng_state"])
+            restore(run_dir, model, optimizer, state)
         if main:
             if resume:
                 truncate_metrics(run_dir / "metrics.jsonl", state["global_step"])
             metrics = MetricsWriter(run_dir / "metrics.jsonl")
             if resume:
                 metrics.write({"type": "resume", "step": state["global_step"], "epoch": state["epoch"], "time": time.time()})
-        amp_dtype = None
-        if device.type == "cuda" and config.amp:
-            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        amp_dtype = mixed_precision_dtype(config, device)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        net: nn.Module = model
-        ddp: nn.parallel.DistributedDataParallel | None = None
-        if dist.active:
-            if config.sync_bn:
-                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            net = ddp = nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None)
-        if config.compile:
-            net = torch.compile(net)
+        net, ddp = wrap_for_training(model, config, dist, device)
         criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         eval_criterion = nn.CrossEntropyLoss()
         aug = config.augment()
         spe = steps_per_epoch(len(train_set), config.batch_size)
         total_steps = spe * config.epochs
         warmup_steps = int(round(config.warmup_epochs * spe))
+        chunk = config.batch_size if device.type == "cuda" else config.micro_batch
         info = model_info(model)
-
-        def checkpoint_meta(val_acc: float | None, val_acc_tta: float | None = None) -> dict:
-            return dict(config=asdict(config), recipe=config.recipe, epochs=state["epoch"],
-                        history=state["history"], val_acc=val_acc, val_acc_tta=val_acc_tta,
-                        val_size=len(val_set), split_seed=config.split_seed,
-                        dataset=config.dataset_name or config.data, data_spec=config.data,
-                        wall_time_s=state["elapsed_s"], hardware=hardware(device, dist.world_size),
-                        params=info["params"], se_params=info["se_params"], se_formula=info["se_formula"],
-                        macs=info["macs"], run_dir=str(run_dir))
 
         def save(name: str, val_acc: float | None, val_acc_tta: float | None = None, with_state: bool = True) -> None:
             extra = ({"optimizer": optimizer.state_dict(), "train_state": dict(state), "rng_state": torch.get_rng_state()}
                      if with_state else None)
             save_checkpoint(run_dir / name, model, model_name=config.model,
                             model_options=dict(config.model_options(), num_classes=len(train_set.classes)),
-                            classes=train_set.classes, extra_state=extra, **checkpoint_meta(val_acc, val_acc_tta))
+                            classes=train_set.classes, extra_state=extra,
+                            config=asdict(config), recipe=config.recipe, epochs=state["epoch"],
+                            history=state["history"], val_acc=val_acc, val_acc_tta=val_acc_tta,
+                            val_size=len(val_set), split_seed=config.split_seed,
+                            dataset=config.dataset_name or config.data, data_spec=config.data,
+                            wall_time_s=state["elapsed_s"], hardware=hardware(device, dist.world_size),
+                            params=info["params"], se_params=info["se_params"], se_formula=info["se_formula"],
+                            macs=info["macs"], run_dir=str(run_dir))
 
         if main:
             write_status(run_dir, state="running", epoch=state["epoch"], epochs=config.epochs,
@@ -509,25 +567,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
                     g["lr"] = g["base_lr"] * factor
                 if device.type != "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
-                optimizer.zero_grad(set_to_none=True)
-                loss_total, correct_step = 0.0, 0.0
-                chunk = len(x) if device.type == "cuda" else config.micro_batch
-                for start in range(0, len(x), chunk):
-                    xs, ys = x[start:start + chunk], y[start:start + chunk]
-                    last_chunk = start + chunk >= len(x)
-                    # under DDP, gradients are all-reduced once, on the last chunk of the step
-                    with ddp.no_sync() if ddp is not None and not last_chunk else contextlib.nullcontext():
-                        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                            out = net(xs)
-                            loss = criterion(out.float(), ys)
-                        if not torch.isfinite(loss):
-                            raise FloatingPointError(f"training loss became {loss.item()} at step "
-                                                     f"{state['global_step']}; try a smaller --lr")
-                        scaler.scale(loss * (len(ys) / len(y))).backward()
-                    loss_total += float(loss.detach()) * len(ys)
-                    correct_step += float((out.detach().argmax(1) == ys).sum())
-                scaler.step(optimizer)
-                scaler.update()
+                loss_total, correct_step = optimizer_step(net, ddp, x, y, criterion, optimizer, scaler, chunk,
+                                                          amp_dtype, state["global_step"])
                 step_loss, step_correct, n = dist.sum([loss_total, correct_step, len(y)], device)
                 loss_sum, correct, seen = loss_sum + step_loss, correct + step_correct, seen + n
                 ema = state["loss_ema"]
