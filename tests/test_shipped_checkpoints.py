@@ -21,9 +21,18 @@ REQUIRED_META = ("recipe", "config", "epochs", "wall_time_s", "hardware", "histo
                  "params", "se_params", "macs", "dataset", "split_seed", "val_size")
 
 
-def test_the_se_checkpoint_and_its_plain_twin_are_shipped() -> None:
+def test_the_se_checkpoint_its_plain_twin_and_an_se_resnet20_are_shipped() -> None:
     names = {p.stem for p in CHECKPOINTS}
-    assert {"se_airnet", "airnet"} <= names, f"expected se_airnet.pt and airnet.pt in checkpoints/, found {names}"
+    expected = {"se_airnet", "airnet", "se_resnet20"}
+    assert expected <= names, f"expected {sorted(expected)} in checkpoints/, found {sorted(names)}"
+
+
+def test_the_twin_shares_the_se_checkpoint_recipe_and_seed() -> None:
+    se, plain = (senet.load_checkpoint(ROOT / "checkpoints" / f"{name}.pt")[1] for name in ("se_airnet", "airnet"))
+    differing = {k for k in se["config"] if k != "model" and se["config"][k] != plain["config"][k]
+                 and k not in ("dataset_name", "device")}
+    assert not differing, f"the twin's configuration differs from the SE model's in {sorted(differing)}"
+    assert plain["se_params"] == 0 and se["se_params"] > 0
 
 
 @pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.name)
