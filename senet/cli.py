@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 __all__ = ["main"]

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .accounting import model_info
-from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from .data import (DEFAULT_DATA_DIR, Augment, DataError, TensorDataset, eval_batches, folder_root, limit_split,
+from .checkpoint import read_checkpoint, save_checkpoint
+from .data import (DEFAULT_DATA_DIR, Augment, DataError, TensorDataset, eval_batches, limit_split,
                    load_split, parse_spec, steps_per_epoch, train_batches)
 from .excitation import se_blocks
 from .inference import to_probabilities
