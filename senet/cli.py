@@ -41,6 +41,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--schedule", help="constant | cosine | onecycle")
     p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--crop-pad", type=int, help="random-crop padding in pixels (translate augmentation)")
+    p.add_argument("--cutout", type=int, help="side of a random square set to the mean in each image (0: off)")
     p.add_argument("--reduction", type=int, help="SE reduction ratio r")
     p.add_argument("--width", type=int, help="width multiplier")
     p.add_argument("--squeeze", action="store_true", default=None, help="seed_senet only: apply the squeeze")
@@ -67,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     rank = int(os.environ.get("RANK", 0))
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "momentum", "weight_decay", "se_weight_decay",
-                                               "label_smoothing", "schedule", "warmup_epochs", "reduction",
+                                               "label_smoothing", "schedule", "warmup_epochs", "crop_pad", "cutout", "reduction",
                                                "width", "squeeze", "seed", "split_seed", "log_every", "micro_batch",
                                                "device", "amp", "compile", "sync_bn", "data_dir",
                                                "dataset_name", "train_limit")}

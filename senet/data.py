@@ -247,17 +247,20 @@ def limit_split(data: TensorDataset, limit: int, seed: int = 0) -> TensorDataset
 # --------------------------------------------------------------------------- batches
 @dataclass(frozen=True)
 class Augment:
-    """Batched training augmentation: pad ``crop_pad`` pixels and crop back; horizontal flips.
+    """Batched training augmentation: pad ``crop_pad`` pixels and crop back; horizontal flips; cutout.
 
     ``pad_mode``: 'zeros' (black, like torchvision's RandomCrop) or 'reflect'.
     ``flip``: 'random' (a coin per image per epoch), 'alternating' (a coin per
     image once, then every image flipped on odd epochs: airbench's derandomised
     flip) or 'none'.
+    ``cutout``: side of a square, placed wholly inside the image at random, that
+    is set to the dataset mean (0 after normalisation); 0 turns it off.
     """
 
     crop_pad: int = 4
     pad_mode: str = "zeros"
     flip: str = "random"
+    cutout: int = 0
 
 
 def epoch_indices(n: int, epoch: int, seed: int) -> torch.Tensor:
@@ -281,9 +284,22 @@ def _crop(x: torch.Tensor, pad: int, mode: str, shifts: torch.Tensor) -> torch.T
     return out
 
 
+def cutout_masks(corners: torch.Tensor, size: int, h: int, w: int) -> torch.Tensor:
+    """(B, h, w) boolean masks, True inside the ``size`` square whose top-left corner is ``corners`` (B, 2)."""
+    rows = torch.arange(h, device=corners.device).view(1, h)
+    cols = torch.arange(w, device=corners.device).view(1, w)
+    in_rows = (rows >= corners[:, :1]) & (rows < corners[:, :1] + size)
+    in_cols = (cols >= corners[:, 1:]) & (cols < corners[:, 1:] + size)
+    return in_rows[:, :, None] & in_cols[:, None, :]
+
+
 def augment_batch(images: torch.Tensor, aug: Augment, flips: torch.Tensor, shifts: torch.Tensor,
-                  mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD) -> torch.Tensor:
-    """uint8 batch -> augmented, normalised float batch (pad in pixel space, then normalise)."""
+                  mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD,
+                  corners: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 batch -> augmented, normalised float batch (pad in pixel space, then normalise).
+
+    ``corners`` (B, 2) places the cutout squares when ``aug.cutout`` is set.
+    """
     x = images.float() / 255.0
     if aug.crop_pad > 0:
         x = _crop(x, aug.crop_pad, aug.pad_mode, shifts.to(x.device))
@@ -291,7 +307,12 @@ def augment_batch(images: torch.Tensor, aug: Augment, flips: torch.Tensor, shift
         x = torch.where(flips.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+    x = (x - m) / s
+    if aug.cutout > 0:
+        if corners is None:
+            raise ValueError("augment_batch: cutout is on but no corners were given")
+        x = x.masked_fill(cutout_masks(corners.to(x.device), aug.cutout, *x.shape[-2:])[:, None], 0.0)
+    return x
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -319,10 +340,17 @@ def train_batches(data: TensorDataset, batch_size: int, epoch: int, seed: int, a
         flips = base ^ bool(epoch % 2)
     else:
         flips = torch.rand(n, generator=g) < 0.5
+    corners = None
+    if aug.cutout > 0:  # its own generator, so runs without cutout draw exactly what they always drew
+        h, w = data.images.shape[-2:]
+        gc = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 900_001)
+        corners = torch.stack((torch.randint(0, h - aug.cutout + 1, (n,), generator=gc),
+                               torch.randint(0, w - aug.cutout + 1, (n,), generator=gc)), 1)
     bs = min(batch_size, n)
     for step in range(start_step, steps_per_epoch(n, bs)):
         idx = order[step * bs:(step + 1) * bs][rank::world_size]
-        x = augment_batch(data.images[idx].to(device, non_blocking=True), aug, flips[idx], shifts[idx])
+        x = augment_batch(data.images[idx].to(device, non_blocking=True), aug, flips[idx], shifts[idx],
+                          corners=None if corners is None else corners[idx])
         yield x, data.labels[idx].to(device, non_blocking=True), idx
 
 

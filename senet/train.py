@@ -95,6 +95,7 @@ class TrainConfig:
     crop_pad: int = 2
     pad_mode: str = "reflect"
     flip: str = "alternating"
+    cutout: int = 0  # side of the cutout square in pixels (0: off)
     reduction: int = 16
     width: int = 1
     squeeze: bool = False
@@ -120,7 +121,7 @@ class TrainConfig:
         return opts
 
     def augment(self) -> Augment:
-        return Augment(crop_pad=self.crop_pad, pad_mode=self.pad_mode, flip=self.flip)
+        return Augment(crop_pad=self.crop_pad, pad_mode=self.pad_mode, flip=self.flip, cutout=self.cutout)
 
 
 def _positive(name: str, value: Any, integer: bool = False) -> None:
@@ -178,6 +179,8 @@ def validate_config(c: TrainConfig) -> None:
         raise ConfigError(f"pad_mode/flip not understood: {c.pad_mode!r}/{c.flip!r}")
     if isinstance(c.crop_pad, bool) or not isinstance(c.crop_pad, int) or not 0 <= c.crop_pad <= 16:
         raise ConfigError(f"crop_pad must be an integer in 0..16, got {c.crop_pad!r}")
+    if isinstance(c.cutout, bool) or not isinstance(c.cutout, int) or not 0 <= c.cutout <= 16:
+        raise ConfigError(f"cutout must be an integer in 0..16, got {c.cutout!r}")
     _positive("world_size", c.world_size, integer=True)
     _positive("reduction", c.reduction, integer=True)  # also for plain models: recorded in config.json
     check_world_size(c.batch_size, c.world_size)

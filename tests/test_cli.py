@@ -74,6 +74,8 @@ BAD_TRAIN_ARGS = [
     (["--val-size", "2.5"], "val_size"),
     (["--train-limit", "-1"], "train_limit"),
     (["--seed", "-1"], "seed must be a non-negative integer"),
+    (["--cutout", "20"], "cutout must be an integer in 0..16"),
+    (["--crop-pad", "-2"], "crop_pad must be an integer in 0..16"),
 ]
 
 

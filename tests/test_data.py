@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from conftest import make_folder_dataset
-from senet.data import (Augment, DataError, TensorDataset, augment_batch, eval_batches, limit_split, load_split,
-                        parse_spec, stratified_split, train_batches)
+from senet.data import (Augment, DataError, TensorDataset, augment_batch, cutout_masks, eval_batches, limit_split,
+                        load_split, parse_spec, stratified_split, train_batches)
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -289,6 +289,34 @@ def test_augment_crop_offsets_and_flip_are_exact() -> None:
     expected = torch.zeros(3, 32, 32)
     expected[:, :28, 2:] = ref[2, :, 4:, :30]
     assert torch.allclose(out[2], expected.flip(-1)), "shift (8, 2), then a mirror"
+
+
+def test_cutout_blanks_exactly_the_square_at_each_corner_and_nothing_else() -> None:
+    x = torch.randint(1, 256, (2, 3, 32, 32), dtype=torch.uint8)  # no pixel is 0, so 0 marks the cutout
+    corners = torch.tensor([[0, 0], [24, 19]])
+    out = augment_batch(x, Augment(crop_pad=0, flip="none", cutout=8), torch.zeros(2, dtype=torch.bool),
+                        torch.zeros(2, 2, dtype=torch.long), mean=(0, 0, 0), std=(1, 1, 1), corners=corners)
+    blank = (out == 0).all(1)
+    assert blank[0, :8, :8].all() and blank[0].sum() == 64
+    assert blank[1, 24:, 19:27].all() and blank[1].sum() == 64
+    assert torch.allclose(out[~blank[:, None].expand_as(out)], (x.float() / 255)[~blank[:, None].expand_as(out)])
+    assert cutout_masks(torch.tensor([[30, 30]]), 4, 32, 32).sum() == 4, "a square past the edge is clipped"
+
+
+def test_cutout_squares_lie_inside_the_image_are_reproducible_and_leave_other_draws_unchanged() -> None:
+    data = _toy(64)
+    plain = list(train_batches(data, 64, epoch=3, seed=5, aug=Augment(pad_mode="reflect")))
+    cut = list(train_batches(data, 64, epoch=3, seed=5, aug=Augment(pad_mode="reflect", cutout=12)))
+    again = list(train_batches(data, 64, epoch=3, seed=5, aug=Augment(pad_mode="reflect", cutout=12)))
+    (xp, _, ip), (xc, _, ic), (xa, _, _) = plain[0], cut[0], again[0]
+    assert torch.equal(ip, ic) and torch.equal(xc, xa)
+    blank = (xc != xp).any(1)  # where the cutout changed the (otherwise identical) crop
+    rows, cols = blank.any(2), blank.any(1)
+    assert (rows.sum(1) <= 12).all() and (cols.sum(1) <= 12).all() and (blank.sum((1, 2)) > 0).all()
+    assert torch.equal(torch.where(blank[:, None].expand_as(xp), xp, xc), xp), "only the square differs"
+    with pytest.raises(ValueError, match="corners"):
+        augment_batch(data.images[:2], Augment(cutout=4), torch.zeros(2, dtype=torch.bool),
+                      torch.zeros(2, 2, dtype=torch.long))
 
 
 def test_eval_batches_cover_the_split_in_order_across_ranks() -> None:

@@ -111,6 +111,9 @@ def test_overrides_replace_recipe_values_and_none_keeps_them() -> None:
     (dict(data="imagenet"), "unknown dataset"),
     (dict(device="tpu"), "device"),
     (dict(train_limit=-1), "train_limit"),
+    (dict(cutout=-1), "cutout must be an integer in 0..16"),
+    (dict(cutout=17), "cutout must be an integer in 0..16"),
+    (dict(cutout=2.5), "cutout must be an integer in 0..16"),
     (dict(batch_size=100, world_size=3), "not divisible by the 3 processes"),
 ])
 def test_invalid_configurations_are_refused_with_the_field_named(overrides: dict, message: str) -> None:
