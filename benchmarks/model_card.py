@@ -5,6 +5,10 @@ metadata (recomputed from the model to check them); CPU latency per image is
 measured here (batch 1, median of repeated forward passes, torch threads as set).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/model_card.py checkpoints/*.pt
+
+With ``--gates DATA`` (e.g. ``folder:/work/data/cifar10-jpeg``) it also prints, per SE block, the gate's
+mean, its std across images and its std across channels, over 100 validation images per class of the
+checkpoint's own split: the model card's gate table.
 """
 from __future__ import annotations
 
@@ -34,10 +38,29 @@ def row(path: str, repeats: int) -> str:
             f"{meta['wall_time_s'] / 60:.0f} min |")
 
 
+def gate_table(path: str, data_spec: str, data_dir: str, per_class: int) -> str:
+    """A Markdown table of gate statistics per SE block of one checkpoint, over its validation split."""
+    from senet.data import load_split
+    from senet.profiles import class_profiles
+
+    model, meta = senet.load_checkpoint(path)
+    val = load_split(data_spec, "val", data_dir, meta["val_size"], meta["split_seed"])
+    p = class_profiles(model, val, meta["mean"], meta["std"], per_class=per_class)
+    lines = [f"`{path}`, {int(p.counts.sum())} validation images:", "",
+             "| block | mean gate | std across images | std across channels |", "|---|---:|---:|---:|"]
+    for block, overall in p.overall.items():
+        flag = " (constant)" if block in p.constant_blocks() else ""
+        lines.append(f"| {block}{flag} | {overall.mean():.3f} | {p.spread[block]:.3f} | {overall.std():.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--gates", metavar="DATA", help="also print the gate statistics over this data's val split")
+    parser.add_argument("--data-dir", default="data", help="where dataset caches live (default ./data)")
+    parser.add_argument("--per-class", type=int, default=100, help="validation images per class for --gates")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     print("| checkpoint | model | val acc | val acc (flip TTA) | parameters | SE parameters | multiply-adds "
@@ -45,6 +68,10 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for path in args.checkpoints:
         print(row(path, args.repeats), flush=True)
+    if args.gates:
+        for path in args.checkpoints:
+            if senet.load_checkpoint(path)[1].get("se_params"):
+                print(f"\n{gate_table(path, args.gates, args.data_dir, args.per_class)}", flush=True)
 
 
 if __name__ == "__main__":

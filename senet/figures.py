@@ -174,13 +174,18 @@ def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarr
     return go.Figure(data=data, layout=layout)
 
 
-def separation_figure(separation: dict[str, float], height: int = 260) -> go.Figure:
-    """How class-specific each block's gate is (std across class profiles, mean over channels)."""
+def separation_figure(separation: dict[str, float], spread: dict[str, float] | None = None,
+                      height: int = 260) -> go.Figure:
+    """How class-specific (std across class profiles) and, if given, how image-specific (std across
+    images) each block's gate is; both are means over channels."""
     names = list(separation)
-    fig = go.Figure(go.Bar(x=names, y=[separation[n] for n in names], marker_color=TRAIN,
-                           hovertemplate="%{x}<br>spread %{y:.4f}<extra></extra>"))
-    fig.update_yaxes(title_text="std across classes")
-    return _layout(fig, "Class specificity by depth", height, hovermode="closest")
+    fig = go.Figure(go.Bar(x=names, y=[separation[n] for n in names], marker_color=TRAIN, name="across classes",
+                           hovertemplate="%{x}<br>std across classes %{y:.4f}<extra></extra>"))
+    if spread is not None:
+        fig.add_bar(x=names, y=[spread.get(n, 0.0) for n in names], marker_color=VAL, name="across images",
+                    hovertemplate="%{x}<br>std across images %{y:.4f}<extra></extra>")
+    fig.update_yaxes(title_text="gate std")
+    return _layout(fig, "Specificity by depth", height, hovermode="closest", barmode="group")
 
 
 def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:

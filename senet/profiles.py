@@ -64,14 +64,27 @@ class Explanation:
         return [(self.classes[i], float(self.probs[i])) for i in order]
 
 
+CONSTANT_GATE_SPREAD = 0.003  # below this std across images a block's gate is, in effect, a fixed channel scale
+
+
 @dataclass
 class ClassProfiles:
-    """Mean gates per class: ``profiles[block]`` is (K, C), ``overall[block]`` (C,) the all-image mean."""
+    """Mean gates per class: ``profiles[block]`` is (K, C), ``overall[block]`` (C,) the all-image mean.
+
+    ``spread[block]`` is the std of the gate across the sampled images, averaged
+    over channels: how much the block's re-weighting depends on the image.
+    """
 
     classes: list[str]
     counts: np.ndarray
     profiles: dict[str, np.ndarray]
     overall: dict[str, np.ndarray]
+    spread: dict[str, float]
+
+    def constant_blocks(self, tolerance: float = CONSTANT_GATE_SPREAD) -> list[str]:
+        """Blocks whose gate hardly changes between images: a fixed channel scale the next layer absorbs,
+        so the block no longer does any squeeze-and-excitation (e.g. weights shrunk by weight decay)."""
+        return [b for b, v in self.spread.items() if v < tolerance]
 
     def separation(self) -> dict[str, float]:
         """Per block: the mean over channels of the standard deviation across class profiles.
@@ -119,6 +132,8 @@ def class_profiles(model: nn.Module, data: TensorDataset, mean: list[float] | tu
     k = len(data.classes)
     idx = sample_per_class(data.labels, per_class, k, seed)
     sums: dict[str, torch.Tensor] = {}
+    totals: dict[str, torch.Tensor] = {}  # float64 sums and sums of squares per channel, for the spread
+    squares: dict[str, torch.Tensor] = {}
     for start in range(0, len(idx), batch_size):
         batch = idx[start:start + batch_size]
         x = normalize(data.images[batch], mean, std)
@@ -127,10 +142,18 @@ def class_profiles(model: nn.Module, data: TensorDataset, mean: list[float] | tu
         onehot = torch.nn.functional.one_hot(data.labels[batch], k).float()  # (B, K)
         for name, g in gates.items():
             sums[name] = sums.get(name, 0) + onehot.T @ g.float()  # (K, C)
+            totals[name] = totals.get(name, 0) + g.double().sum(0)  # (C,)
+            squares[name] = squares.get(name, 0) + (g.double() ** 2).sum(0)
     counts = torch.bincount(data.labels[idx], minlength=k).float()
     profiles = {name: (s / counts.clamp(min=1)[:, None]).numpy() for name, s in sums.items()}
     overall = {name: (s.sum(0) / counts.sum().clamp(min=1)).numpy() for name, s in sums.items()}
-    return ClassProfiles(list(data.classes), counts.numpy().astype(int), profiles, overall)
+    n = int(counts.sum())
+    spread = {}
+    for name in sums:
+        mean_gate = totals[name] / max(n, 1)
+        variance = (squares[name] / max(n, 1) - mean_gate ** 2).clamp(min=0) * n / max(n - 1, 1)
+        spread[name] = float(variance.sqrt().mean())
+    return ClassProfiles(list(data.classes), counts.numpy().astype(int), profiles, overall, spread)
 
 
 @torch.no_grad()

@@ -190,6 +190,29 @@ def test_class_profile_is_the_mean_gate_of_that_classes_images(tiny):
     for name, g in everything.items():
         np.testing.assert_allclose(p.overall[name], g.mean(0).numpy(), rtol=1e-5, atol=1e-6)
     assert all(v >= 0 for v in p.separation().values())
+    for name, g in everything.items():
+        assert p.spread[name] == pytest.approx(float(g.double().std(0).mean()), rel=1e-4, abs=1e-7), name
+
+
+def test_a_block_whose_gate_ignores_the_image_is_reported_constant(tiny):
+    """Zero the first SE block's FC weights (what strong weight decay does): its gate is sigmoid(0) = 0.5 for
+    every image, so its spread is 0 and it is listed as constant, where before it was not."""
+    model, data = tiny
+    name, first = next(iter(se_blocks(model).items()))
+    before = class_profiles(model, data, MEAN, STD, per_class=20)
+    tolerance = before.spread[name] / 2
+    assert tolerance > 0 and name not in before.constant_blocks(tolerance)
+    saved = {k: v.clone() for k, v in first.state_dict().items()}
+    try:
+        with torch.no_grad():
+            for param in first.parameters():
+                param.zero_()
+        after = class_profiles(model, data, MEAN, STD, per_class=20)
+    finally:
+        first.load_state_dict(saved)
+    assert after.spread[name] == pytest.approx(0.0, abs=1e-7)
+    np.testing.assert_allclose(after.overall[name], 0.5, atol=1e-6)
+    assert name in after.constant_blocks(tolerance) and name in after.constant_blocks()
 
 
 def test_switching_every_gate_off_equals_the_network_without_se(tiny):

@@ -12,7 +12,8 @@ from senet.excitation import se_blocks
 from senet.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
                            profiles_figure, separation_figure, topk_figure)
 from senet.inference import image_to_uint8, normalize
-from senet.profiles import block_ablation, class_profiles, explain, gate_description, intervene
+from senet.profiles import (CONSTANT_GATE_SPREAD, block_ablation, class_profiles, explain, gate_description,
+                            intervene)
 
 st.title("Excitation explorer")
 st.caption("Pick an image and see how every SE block re-weights its channels (gate 0 = channel suppressed, "
@@ -137,7 +138,7 @@ def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
     if list(data.classes) != list(meta["classes"]):
         raise ValueError(f"the data's classes {data.classes} differ from the checkpoint's {meta['classes']}")
     p = class_profiles(model, data, meta["mean"], meta["std"], per_class=per_class)
-    return p.profiles, p.overall, p.counts, p.separation()
+    return p.profiles, p.overall, p.counts, p.separation(), p.spread, p.constant_blocks()
 
 
 profile_data = profile_error = None
@@ -176,18 +177,24 @@ else:
     if profile_error:
         st.error(profile_error)
     if profile_data is not None:
-        profiles, overall, counts, separation = profile_data
+        profiles, overall, counts, separation, spread, constant = profile_data
+        if constant:
+            st.warning(f"{', '.join(constant)}: the gate is the same for every image (std across images below "
+                       f"{CONSTANT_GATE_SPREAD}), a fixed channel scale the next layer absorbs, so "
+                       f"{'this block does' if len(constant) == 1 else 'these blocks do'} no squeeze-and-excitation.",
+                       icon=":material/block:")
         st.plotly_chart(profiles_figure(profiles, overall, classes, list(chosen), result.gates,
                                         columns=3 if len(blocks) > 4 else len(blocks)), key="exc_profiles")
         s1, s2 = st.columns([2, 3], vertical_alignment="center")
-        s1.plotly_chart(separation_figure(separation), key="exc_separation")
+        s1.plotly_chart(separation_figure(separation, spread), key="exc_separation")
         lo, hi = int(counts.min()), int(counts.max())
         s2.markdown(
             f"Each line is a class's mean gate over {lo if lo == hi else f'{lo}–{hi}'} images of the "
             f"**{split}** split; dashed is the mean over all classes, dots are this image. In the paper, early "
             "blocks excite alike for every class and late blocks become class-specific. The bars at the left "
             "measure that for this model: the spread of the class profiles (std across classes, mean over "
-            "channels) at each block.")
+            "channels) at each block, and beside it how much the gate varies from image to image (std across "
+            "the same images).")
 
 # --------------------------------------------------------------------------- interventions
 st.subheader("Interventions")
