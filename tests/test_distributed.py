@@ -5,7 +5,6 @@ on a tiny folder dataset, one thread per process.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from faults import CLASSES, assert_one_line_error, cli_batch, colour_images, good_checkpoint, senet, snapshot
+from faults import assert_one_line_error, cli_batch, colour_images, good_checkpoint, senet, snapshot
 from senet import create_model
 from senet.checkpoint import FORMAT, remove_stale_temporaries
 
