@@ -235,15 +235,22 @@ def test_excitation_page_shows_gates_profiles_and_interventions(env):
     from senet.excitation import gate_overrides, se_blocks
     from senet.inference import normalize, predict
     from senet.data import load_split
+    from senet.profiles import class_profiles
 
     at = open_app("views/excitation.py")
     no_exceptions(at)
     assert len(at.get("plotly_chart")) >= 6, "expected top-5, gate bars, heatmap, profiles, spread, ablation charts"
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     blocks = list(se_blocks(model))
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    constant = class_profiles(model, val, meta["mean"], meta["std"], per_class=50).constant_blocks()
+    flagged = [w.value for w in at.warning if "no squeeze-and-excitation" in w.value]
+    if constant:
+        assert len(flagged) == 1 and all(b in flagged[0] for b in constant), (constant, flagged)
+    else:
+        assert not flagged, flagged
     at.multiselect(key="exc_off").set_value(blocks).run()
     no_exceptions(at)
-    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
     x = normalize(val.images[val.labels == 0][:1], meta["mean"], meta["std"])
     base = predict(model, x)[0]
     with gate_overrides(model, {b: 1.0 for b in blocks}):
