@@ -344,8 +344,8 @@ def train_batches(data: TensorDataset, batch_size: int, epoch: int, seed: int, a
     if aug.cutout > 0:  # its own generator, so runs without cutout draw exactly what they always drew
         h, w = data.images.shape[-2:]
         gc = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 900_001)
-        corners = torch.stack((torch.randint(0, h - aug.cutout + 1, (n,), generator=gc),
-                               torch.randint(0, w - aug.cutout + 1, (n,), generator=gc)), 1)
+        corners = torch.stack((torch.randint(0, max(1, h - aug.cutout + 1), (n,), generator=gc),  # a square
+                               torch.randint(0, max(1, w - aug.cutout + 1), (n,), generator=gc)), 1)  # > image: all
     bs = min(batch_size, n)
     for step in range(start_step, steps_per_epoch(n, bs)):
         idx = order[step * bs:(step + 1) * bs][rank::world_size]

@@ -146,11 +146,11 @@ def class_profiles(model: nn.Module, data: TensorDataset, mean: list[float] | tu
             squares[name] = squares.get(name, 0) + (g.double() ** 2).sum(0)
     counts = torch.bincount(data.labels[idx], minlength=k).float()
     profiles = {name: (s / counts.clamp(min=1)[:, None]).numpy() for name, s in sums.items()}
-    overall = {name: (s.sum(0) / counts.sum().clamp(min=1)).numpy() for name, s in sums.items()}
     n = int(counts.sum())
-    spread = {}
+    overall, spread = {}, {}
     for name in sums:
         mean_gate = totals[name] / max(n, 1)
+        overall[name] = mean_gate.float().numpy()
         variance = (squares[name] / max(n, 1) - mean_gate ** 2).clamp(min=0) * n / max(n - 1, 1)
         spread[name] = float(variance.sqrt().mean())
     return ClassProfiles(list(data.classes), counts.numpy().astype(int), profiles, overall, spread)

@@ -314,6 +314,9 @@ def test_cutout_squares_lie_inside_the_image_are_reproducible_and_leave_other_dr
     rows, cols = blank.any(2), blank.any(1)
     assert (rows.sum(1) <= 12).all() and (cols.sum(1) <= 12).all() and (blank.sum((1, 2)) > 0).all()
     assert torch.equal(torch.where(blank[:, None].expand_as(xp), xp, xc), xp), "only the square differs"
+    small = TensorDataset(data.images[:4, :, :8, :8].contiguous(), data.labels[:4], data.classes)
+    (xs, _, _), = list(train_batches(small, 4, epoch=0, seed=0, aug=Augment(crop_pad=0, flip="none", cutout=12)))
+    assert (xs == 0).all(), "a cutout larger than the image blanks all of it"
     with pytest.raises(ValueError, match="corners"):
         augment_batch(data.images[:2], Augment(cutout=4), torch.zeros(2, dtype=torch.bool),
                       torch.zeros(2, 2, dtype=torch.long))
