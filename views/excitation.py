@@ -137,8 +137,7 @@ def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
     data = ui.load_data(split, meta, spec)
     if list(data.classes) != list(meta["classes"]):
         raise ValueError(f"the data's classes {data.classes} differ from the checkpoint's {meta['classes']}")
-    p = class_profiles(model, data, meta["mean"], meta["std"], per_class=per_class)
-    return p.profiles, p.overall, p.counts, p.separation(), p.spread, p.constant_blocks()
+    return class_profiles(model, data, meta["mean"], meta["std"], per_class=per_class)
 
 
 profile_data = profile_error = None
@@ -156,7 +155,7 @@ if gate_note:
     st.warning(gate_note, icon=":material/info:")
 tab_bars, tab_heat = st.tabs(["Per block", "Blocks × channels"])
 with tab_bars:
-    reference = profile_data[1] if profile_data is not None else None
+    reference = profile_data.overall if profile_data is not None else None
     st.plotly_chart(gate_bars_figure(result.gates, columns=3 if len(blocks) > 4 else len(blocks),
                                      reference=reference), key="exc_bars")
     st.caption("Bars: this image's gate per channel" + (" (spatial mean of the per-pixel gate)" if gate_note else "")
@@ -177,7 +176,8 @@ else:
     if profile_error:
         st.error(profile_error)
     if profile_data is not None:
-        profiles, overall, counts, separation, spread, constant = profile_data
+        profiles, overall, counts = profile_data.profiles, profile_data.overall, profile_data.counts
+        constant = profile_data.constant_blocks()
         if constant:
             st.warning(f"{', '.join(constant)}: the gate is the same for every image (std across images below "
                        f"{CONSTANT_GATE_SPREAD}), a fixed channel scale the next layer absorbs, so "
@@ -186,7 +186,7 @@ else:
         st.plotly_chart(profiles_figure(profiles, overall, classes, list(chosen), result.gates,
                                         columns=3 if len(blocks) > 4 else len(blocks)), key="exc_profiles")
         s1, s2 = st.columns([2, 3], vertical_alignment="center")
-        s1.plotly_chart(separation_figure(separation, spread), key="exc_separation")
+        s1.plotly_chart(separation_figure(profile_data.separation(), profile_data.spread), key="exc_separation")
         lo, hi = int(counts.min()), int(counts.max())
         s2.markdown(
             f"Each line is a class's mean gate over {lo if lo == hi else f'{lo}–{hi}'} images of the "
@@ -208,7 +208,7 @@ mean_class = i3.selectbox("Class mean of", range(len(classes)), format_func=clas
 overrides: dict = {}
 if profile_data is not None:
     for b in mean_blocks:
-        overrides[b] = profile_data[0][b][mean_class]
+        overrides[b] = profile_data.profiles[b][mean_class]
 for b in off:
     overrides[b] = 1.0
 if overrides:
