@@ -21,7 +21,7 @@ from torch import nn
 
 from .models import create_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "atomic_save",
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "export_checkpoint", "atomic_save",
            "remove_stale_temporaries", "FORMAT", "VERSION", "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES"]
 
 FORMAT = "senet-checkpoint"
@@ -253,3 +253,40 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     meta.update({k: payload[k] for k in ("model", "model_options", "classes", "mean", "std", "input_size")})
     meta["path"] = str(path)
     return model, meta
+
+
+def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, *, half: bool = False,
+                      overwrite: bool = False) -> dict:
+    """Write a slim copy of ``source`` for shipping: no training state, optionally float16 weights.
+
+    ``half`` stores floating-point tensors as float16 (half the size); :func:`load_checkpoint`
+    casts them back into the float32 model. Refuses to overwrite ``source`` itself, an existing
+    ``destination`` unless ``overwrite``, and a tensor that float16 cannot hold. Returns a summary:
+    the sizes in bytes, the stored dtype and the largest absolute rounding error of any weight.
+    """
+    source, destination = Path(source), Path(destination)
+    payload = read_checkpoint(source)
+    load_checkpoint(source)  # the weights must fit their model before anything is written
+    if destination.exists() and destination.resolve() == source.resolve():
+        raise CheckpointError(f"{destination}: is the source checkpoint itself; export to another path")
+    if destination.exists() and not overwrite:
+        raise CheckpointError(f"{destination}: already exists (pass overwrite=True to replace it)")
+    state, max_error = {}, 0.0
+    for key, tensor in payload["state_dict"].items():
+        if half and tensor.is_floating_point():
+            stored = tensor.to(torch.float16)
+            if not torch.isfinite(stored).all() and torch.isfinite(tensor).all():
+                raise CheckpointError(f"{source}: weight {key!r} overflows float16 (largest |value| "
+                                      f"{float(tensor.abs().max()):.3g}); export without half")
+            max_error = max(max_error, float((stored.float() - tensor.float()).abs().max()) if tensor.numel() else 0.0)
+            tensor = stored
+        state[key] = tensor
+    meta = dict(payload.get("meta") or {})
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state.values() if t.is_floating_point()})
+    meta["weights_dtype"] = "/".join(dtypes) or "none"
+    meta["exported_from"] = str(source)
+    slim = {**payload, "state_dict": state, "extra_state": {}, "meta": _plain(meta)}
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(slim, destination)
+    return {"source_bytes": source.stat().st_size, "bytes": destination.stat().st_size,
+            "weights_dtype": meta["weights_dtype"], "max_abs_error": max_error}

@@ -1,4 +1,4 @@
-"""``python -m senet``: train, evaluate, info and excite from the command line.
+"""``python -m senet``: train, evaluate, info, excite and export from the command line.
 
 Invalid arguments print one line ``senet <command>: error: ...`` and exit 2
 without writing anything.
@@ -257,6 +257,22 @@ def cmd_excite(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError, export_checkpoint
+
+    if Path(args.out).exists() and not args.force and Path(args.out).resolve() != Path(args.checkpoint).resolve():
+        raise UsageError(f"{args.out}: already exists (add --force to replace it)")
+    try:
+        summary = export_checkpoint(args.checkpoint, args.out, half=args.half, overwrite=args.force)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"{args.out}: {exc.strerror or exc}") from None
+    print(f"{args.out}: {summary['bytes'] / 2**20:.1f} MiB ({summary['source_bytes'] / 2**20:.1f} MiB before), "
+          f"weights {summary['weights_dtype']}, largest rounding error {summary['max_abs_error']:.2e}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m senet", description="Squeeze-and-Excitation networks on CIFAR-10")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="+")
     p.add_argument("--top", type=int, default=3, help="channels shown at each end")
+    p = sub.add_parser("export", help="a slim copy of a checkpoint for shipping (no optimiser state)")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint to copy, e.g. runs/NAME/best.pt")
+    p.add_argument("--out", required=True, help="where to write the copy")
+    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     return parser
 
 
@@ -288,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         from .data import DEFAULT_DATA_DIR
         if args.command == "evaluate":
             args.data_dir = DEFAULT_DATA_DIR
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info, "excite": cmd_excite}[args.command]
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info, "excite": cmd_excite,
+               "export": cmd_export}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

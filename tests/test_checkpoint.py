@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from senet import CheckpointError, create_model, load_checkpoint, save_checkpoint
-from senet.checkpoint import FORMAT, VERSION
+from senet.checkpoint import FORMAT, VERSION, export_checkpoint
 
 CLASSES = ("red", "green", "blue")
 
@@ -188,3 +188,73 @@ def test_save_leaves_no_temporary_files_and_usual_permissions(tmp_path):
         os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
     assert path.stat().st_mode & 0o777 == 0o644, "the checkpoint should be readable like any other file"
+
+
+# --------------------------------------------------------------------------- export for shipping
+def save_with_training_state(path: Path) -> Path:
+    model = make_model(num_classes=3)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimiser.step()
+    return save(path, model.eval(), extra_state={"optimizer": optimiser.state_dict()}, val_acc=0.5)
+
+
+def test_half_export_is_smaller_drops_training_state_and_predicts_alike(tmp_path):
+    source = save_with_training_state(tmp_path / "best.pt")
+    summary = export_checkpoint(source, tmp_path / "ship.pt", half=True)
+    payload = torch.load(tmp_path / "ship.pt", weights_only=True)
+    assert payload["extra_state"] == {}
+    assert {t.dtype for t in payload["state_dict"].values() if t.is_floating_point()} == {torch.float16}
+    assert summary["bytes"] < 0.4 * summary["source_bytes"], summary  # weights halved, optimiser state gone
+    assert 0 < summary["max_abs_error"] < 1e-2
+    original, _ = load_checkpoint(source)
+    shipped, meta = load_checkpoint(tmp_path / "ship.pt")
+    assert meta["weights_dtype"] == "float16" and meta["exported_from"] == str(source) and meta["val_acc"] == 0.5
+    assert all(p.dtype == torch.float32 for p in shipped.parameters()), "loading casts back to float32"
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = original(x).softmax(1), shipped(x).softmax(1)
+    assert not torch.equal(a, b), "float16 rounding should change the outputs a little"
+    assert (a - b).abs().max() < 1e-2 and torch.equal(a.argmax(1), b.argmax(1))
+
+
+def test_full_precision_export_keeps_the_weights_exactly(tmp_path):
+    source = save_with_training_state(tmp_path / "best.pt")
+    summary = export_checkpoint(source, tmp_path / "ship.pt")
+    assert summary["weights_dtype"] == "float32" and summary["max_abs_error"] == 0.0
+    a = torch.load(source, weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "ship.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_refuses_to_overwrite_without_being_asked_and_never_touches_the_source(tmp_path):
+    source = save_with_training_state(tmp_path / "best.pt")
+    before = source.read_bytes()
+    existing = tmp_path / "ship.pt"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(CheckpointError, match="already exists"):
+        export_checkpoint(source, existing, half=True)
+    assert existing.read_bytes() == b"keep me"
+    with pytest.raises(CheckpointError, match="source checkpoint itself"):
+        export_checkpoint(source, source, half=True, overwrite=True)
+    assert source.read_bytes() == before
+    export_checkpoint(source, existing, half=True, overwrite=True)
+    assert load_checkpoint(existing)[1]["weights_dtype"] == "float16"
+
+
+def test_export_refuses_weights_that_overflow_float16(tmp_path):
+    model = make_model(num_classes=3)
+    with torch.no_grad():
+        model.fc.weight[0, 0] = 1e6
+    source = save(tmp_path / "big.pt", model)
+    with pytest.raises(CheckpointError, match=r"fc.weight.*overflows float16"):
+        export_checkpoint(source, tmp_path / "ship.pt", half=True)
+    assert not (tmp_path / "ship.pt").exists()
+
+
+def test_export_of_a_bad_checkpoint_names_it_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        export_checkpoint(bad, tmp_path / "ship.pt", half=True)
+    assert not (tmp_path / "ship.pt").exists()

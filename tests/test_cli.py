@@ -1,4 +1,4 @@
-"""``python -m senet``: one-line usage errors with exit 2 and nothing written; evaluate, info, excite."""
+"""``python -m senet``: one-line usage errors with exit 2 and nothing written; evaluate, info, excite, export."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import senet
 from conftest import make_folder_dataset, senet_cli
 from senet.cli import main
 from senet.runs import write_status
@@ -218,3 +219,28 @@ def test_excite_prints_prediction_and_channel_extremes_per_se_block(tmp_path: Pa
     assert len(block_lines) == 9, "se_resnet20 has nine SE blocks"
     assert all(line.split("most:")[1].count("#") == 4 for line in block_lines), "two most and two least excited"
     assert "junk.png" in err and "not an image" in err
+
+
+def test_export_writes_a_half_precision_copy_and_reports_it(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    out = tmp_path / "shipped" / "se_resnet20.pt"
+    code, stdout, _ = call(capsys, "export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--half")
+    assert code == 0 and str(out) in stdout and "float16" in stdout
+    _, meta = senet.load_checkpoint(out)
+    assert meta["weights_dtype"] == "float16" and meta["val_acc"] == 0.5
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint", "{missing}", "--out", "{out}"], "no such checkpoint file"),
+    (["--checkpoint", "{good}", "--out", "{existing}"], "already exists"),
+    (["--checkpoint", "{good}", "--out", "{good}", "--force"], "source checkpoint itself"),
+])
+def test_export_errors_are_one_line_exit_2_and_keep_what_exists(tmp_path: Path, tiny_checkpoint: Path, capsys,
+                                                                argv, message) -> None:
+    existing = tmp_path / "existing.pt"
+    existing.write_bytes(b"keep")
+    before = tiny_checkpoint.read_bytes()
+    paths = dict(missing=tmp_path / "nope.pt", out=tmp_path / "out.pt", good=tiny_checkpoint, existing=existing)
+    code, _, err = call(capsys, "export", *[a.format(**paths) for a in argv])
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert existing.read_bytes() == b"keep" and tiny_checkpoint.read_bytes() == before
+    assert not (tmp_path / "out.pt").exists()
