@@ -42,16 +42,30 @@ def line_figure(title: str, x_title: str, y_title: str, height: int = 300) -> go
     return _layout(fig, title, height)
 
 
-def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300) -> go.Figure:
-    """Training loss per logged step: raw (faint) and smoothed (TensorBoard-style EMA)."""
-    fig = line_figure("Training loss per step", "step", "loss (EMA of batches)", height)
+def _window(steps: list[int], last_steps: int | None) -> int:
+    """Index of the first logged step within the last ``last_steps`` steps (0: all of them)."""
+    if not last_steps or not steps:
+        return 0
+    first = steps[-1] - last_steps
+    return next(i for i, s in enumerate(steps) if s > first)
+
+
+def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300, last_steps: int | None = None) -> go.Figure:
+    """Training loss per logged step: raw (faint) and smoothed (TensorBoard-style EMA).
+
+    ``last_steps`` shows only the latest steps (the y axis fits them); the EMA still runs over all steps.
+    """
+    title = f"Training loss, last {last_steps:,} steps" if last_steps else "Training loss per step"
+    fig = line_figure(title, "step", "loss (EMA of batches)", height)
+    i = _window(c.step, last_steps)
     if c.step:
-        fig.add_scatter(x=c.step, y=c.step_loss, mode="lines", name="raw", line=dict(color=RAW, width=1),
+        fig.add_scatter(x=c.step[i:], y=c.step_loss[i:], mode="lines", name="raw", line=dict(color=RAW, width=1),
                         hovertemplate="%{y:.4f}")
-        fig.add_scatter(x=c.step, y=smooth(c.step_loss, weight), mode="lines", name=f"smoothed ({weight:g})",
+        fig.add_scatter(x=c.step[i:], y=smooth(c.step_loss, weight)[i:], mode="lines", name=f"smoothed ({weight:g})",
                         line=dict(color=TRAIN, width=2), hovertemplate="%{y:.4f}")
     for s in c.resumes:
-        fig.add_vline(x=s, line=dict(color="#999", dash="dot", width=1))
+        if not c.step or s >= c.step[i]:
+            fig.add_vline(x=s, line=dict(color="#999", dash="dot", width=1))
     return fig
 
 
@@ -72,10 +86,11 @@ def epoch_figure(c: Curves, metric: str, height: int = 300) -> go.Figure:
     return fig
 
 
-def lr_figure(c: Curves, height: int = 300) -> go.Figure:
-    """The learning rate per logged step (or per epoch when only epochs are known)."""
+def lr_figure(c: Curves, height: int = 300, last_steps: int | None = None) -> go.Figure:
+    """The learning rate per logged step (or per epoch when only epochs are known); ``last_steps`` as above."""
     fig = line_figure("Learning rate", "step" if c.step else "epoch", "lr", height)
-    x, y = (c.step, c.lr) if c.step else (c.epoch, c.epoch_lr)
+    i = _window(c.step, last_steps)
+    x, y = (c.step[i:], c.lr[i:]) if c.step else (c.epoch, c.epoch_lr)
     if x:
         fig.add_scatter(x=x, y=y, mode="lines", name="lr", line=dict(color="#54A24B", width=2),
                         hovertemplate="%{y:.4g}", showlegend=False)

@@ -228,6 +228,19 @@ def test_opening_a_run_directory_by_path_shows_its_curves(env, tmp_path):
     assert _state(at) == "failed", "a run whose process is gone is shown as failed, not running"
     assert any("process died" in e for e in texts(at, "error"))
 
+    def steps_drawn() -> list[int]:
+        return list(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["x"])
+
+    assert steps_drawn() == list(range(1, 9))
+    at.selectbox(key="step_window").set_value(200).run()
+    assert steps_drawn() == list(range(1, 9)), "a window wider than the run shows all of it"
+    records = [{"type": "step", "step": s, "epoch": s / 4, "loss": 1.0, "lr": 0.1, "images_per_s": 100.0, "time": 0.0}
+               for s in range(9, 400)]
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+    at.run()
+    assert steps_drawn() == list(range(200, 400)), "the chart follows the last 200 steps"
+
 
 # --------------------------------------------------------------------------- excitation
 def test_excitation_page_shows_gates_profiles_and_interventions(env):

@@ -1,7 +1,7 @@
 """End to end in a real browser: ``streamlit run app.py`` driven by Playwright with Debian's Chromium.
 
 Visits every page, starts a tiny training run and watches its curve gain
-points, clicks a confusion-matrix cell and sees its images, uploads an image
+points (and pauses it to keep a zoom), clicks a confusion-matrix cell and sees its images, uploads an image
 and sees the excitation charts. Screenshots go to ``test-artifacts/``.
 Skips (with the reason) when Chromium or Playwright is missing.
 """
@@ -145,6 +145,27 @@ def _plot_points(page, index: int, trace: int) -> int:
         " return g && g.data && g.data[t] ? g.data[t].x.length : 0; }", [index, trace])
 
 
+def _x_range(page, index: int) -> list[float] | None:
+    """The x range the ``index``-th chart shows, or None while it autoscales."""
+    return page.evaluate(
+        "i => { const a = document.querySelectorAll('.js-plotly-plot')[i]._fullLayout.xaxis;"
+        " return a.autorange ? null : a.range.map(Number); }", index)
+
+
+def _zoom_x(page, index: int) -> list[float]:
+    """Zoom the ``index``-th chart in on the middle of its x axis with a mouse drag, as a user would."""
+    box = page.locator(".js-plotly-plot").nth(index).locator(".nsewdrag").first.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=5)
+    page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=5)
+    page.mouse.up()
+    zoomed = _x_range(page, index)
+    assert zoomed is not None, "the drag did not zoom the chart"
+    return zoomed
+
+
 def test_every_page_renders_without_errors(server, page):
     url, _ = server
     for path, title in (("", "SENet Explorer"), ("train", "Train"), ("excitation", "Excitation explorer"),
@@ -187,12 +208,35 @@ def test_training_run_curve_gains_points(server, page):
     assert first is not None and logged() > first, \
         f"expected the step-loss curve to gain points while training; log:\n{_log(tmp)}"
     assert _plot_points(page, 0, 0) >= first, "the step-loss chart did not draw the logged steps"
+
+    # Pause: the charts stop redrawing (so a zoom survives) while the run keeps training; unpause catches up.
+    page.get_by_text("Pause", exact=True).click()
+    _settle(page)
+    drawn = _plot_points(page, 0, 0)
+    zoomed = _zoom_x(page, 0)
+    on_disk = _steps_on_disk(tmp)
+    while time.time() < deadline and _steps_on_disk(tmp) < on_disk + 2:
+        time.sleep(0.3)
+    time.sleep(2)  # two refresh periods
+    assert _steps_on_disk(tmp) > drawn, "the run should have logged steps the paused charts do not show"
+    assert _plot_points(page, 0, 0) == drawn, "the paused chart was redrawn"
+    assert _x_range(page, 0) == zoomed, "the user's zoom was lost while paused"
+    page.get_by_text("Pause", exact=True).click()
+    while time.time() < deadline and _plot_points(page, 0, 0) <= drawn:
+        time.sleep(0.3)
+    assert _plot_points(page, 0, 0) > drawn, "unpausing did not catch up with the run"
     page.get_by_text("finished").first.wait_for(timeout=180_000)
     _settle(page)
     _shot(page, "train-finished")
     stamp = caption.inner_text()
     time.sleep(3)
     assert caption.inner_text() == stamp, "the live view kept polling after the run finished"
+
+
+def _steps_on_disk(tmp: Path) -> int:
+    """Step records the (only) run under ``tmp/runs`` has written so far."""
+    return sum(line.count('"type": "step"') for f in (tmp / "runs").glob("*/metrics.jsonl")
+               for line in f.read_text().splitlines())
 
 
 def _log(tmp: Path) -> str:

@@ -17,11 +17,11 @@ from senet import create_model, save_checkpoint
 from senet.catalog import default_entry, discover_checkpoints, probe
 from senet.compare import cpu_latency, se_stage_terms
 from senet.confusion import cell_members, predictions_table, row_normalised
-from senet.curves import MetricsTail, curves_from_records, progress, smooth
+from senet.curves import Curves, MetricsTail, curves_from_records, progress, smooth
 from senet.data import load_split
 from senet.evaluate import Evaluation
 from senet.excitation import excitations, se_blocks
-from senet.figures import confusion_figure, gate_heatmap_figure
+from senet.figures import confusion_figure, gate_heatmap_figure, lr_figure, step_loss_figure
 from senet.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
 from senet.profiles import block_ablation, class_profiles, explain, intervene
 from senet.runs import write_json_atomic
@@ -305,3 +305,17 @@ def test_se_stage_terms_reproduce_the_seed_formula():
     assert terms == [(3, 16, 16), (3, 32, 16), (3, 64, 16)]
     assert sum(2 / r * n * c * c for n, c, r in terms) == model_info(model)["se_formula"] == 2016
     assert cpu_latency(model, repeats=2, warmup=1) > 0
+
+
+def test_step_window_shows_only_the_latest_steps_with_the_ema_of_all_of_them():
+    curves = Curves(step=list(range(10, 110, 10)), step_loss=[float(v) for v in range(10, 0, -1)],
+                    lr=[0.1 * v for v in range(10)], resumes=[20, 80])
+    full = step_loss_figure(curves, 0.6)
+    window = step_loss_figure(curves, 0.6, last_steps=30)
+    assert list(full.data[0].x) == curves.step
+    assert list(window.data[0].x) == [80, 90, 100] and list(window.data[0].y) == [3.0, 2.0, 1.0]
+    assert list(window.data[1].y) == pytest.approx(smooth(curves.step_loss, 0.6)[-3:])
+    assert "last 30 steps" in window.layout.title.text
+    assert [s.x0 for s in window.layout.shapes] == [80], "only resumes inside the window are marked"
+    assert list(lr_figure(curves, last_steps=30).data[0].y) == pytest.approx([0.7, 0.8, 0.9])
+    assert list(step_loss_figure(curves, 0.6, last_steps=10_000).data[0].x) == curves.step

@@ -21,6 +21,7 @@ FAMILIES = {"airnet": "AirNet (airbench94 network, fast on CIFAR-10)", "resnet20
             "resnet32": "ResNet-32", "resnet56": "ResNet-56", "resnet110": "ResNet-110",
             "seed_senet": "Seed network (blog post; per-pixel SE, very slow on CPU)"}
 FAMILIES = {k: v for k, v in FAMILIES.items() if k in list_models() or f"se_{k}" in list_models()}
+STEP_WINDOWS = [None, 200, 1000, 5000]
 
 st.title("Train")
 st.caption(f"Each run is its own `python -m senet train` process writing a run directory under `{S.runs_root}`; "
@@ -171,13 +172,17 @@ if st.session_state.get("train_run") not in run_paths:
     st.session_state["train_run"] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
 
 st.subheader("Run")
-h1, h2, h3 = st.columns([3, 1.2, 1.2], vertical_alignment="bottom")
+h1, h2, h3, h4, h5 = st.columns([3, 1.2, 1, 0.8, 1.2], vertical_alignment="bottom")
 if run_paths:
     h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, p))
-if run_paths:
     h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
               help="TensorBoard-style exponential moving average of the step loss.")
-with h3.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
+    h3.selectbox("Steps shown", STEP_WINDOWS, key="step_window",
+                 format_func=lambda n: f"last {n:,}" if n else "all",
+                 help="Follow the latest steps of the loss and learning-rate charts; the y axis fits them.")
+    h4.toggle("Pause", key="pause_live", help="Stop redrawing the charts every second, so that you can zoom, pan and "
+              "hover over them. The run keeps training; switch off to catch up.")
+with h5.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
     st.text_input("Path of a run directory", key="open_run_path",
                   help="Any run directory, e.g. one trained on another machine or under torchrun on a shared disk.")
     st.button("Open", on_click=_open_typed_run, key="open_run_button")
@@ -188,10 +193,12 @@ if not run_dir:
     st.stop()
 
 smoothing = st.session_state.get("smoothing", 0.6)
+last_steps = st.session_state.get("step_window")
+paused = st.session_state.get("pause_live", False)
 started_active = run_state(run_dir).get("state") in ACTIVE_STATES
 
 
-@st.fragment(run_every=1.0 if started_active else None)
+@st.fragment(run_every=1.0 if started_active and not paused else None)
 def live_panel(run_dir: str) -> None:
     status = run_state(run_dir)
     state = status.get("state", "unknown")
@@ -221,13 +228,14 @@ def live_panel(run_dir: str) -> None:
     m[4].metric("Elapsed", format_duration(status.get("elapsed_s")))
 
     g1, g2 = st.columns(2)
-    g1.plotly_chart(step_loss_figure(curves, smoothing, height=290), key="live_step_loss")
-    g2.plotly_chart(lr_figure(curves, height=290), key="live_lr")
+    g1.plotly_chart(step_loss_figure(curves, smoothing, height=290, last_steps=last_steps), key="live_step_loss")
+    g2.plotly_chart(lr_figure(curves, height=290, last_steps=last_steps), key="live_lr")
     g3, g4 = st.columns(2)
     g3.plotly_chart(epoch_figure(curves, "loss", height=290), key="live_epoch_loss")
     g4.plotly_chart(epoch_figure(curves, "acc", height=290), key="live_epoch_acc")
     st.caption(f"{len(curves.step)} step records · {len(curves.epoch)} epochs logged · "
-               f"updated {dt.datetime.now():%H:%M:%S}" + (" · live" if state in ACTIVE_STATES else ""))
+               f"updated {dt.datetime.now():%H:%M:%S}" + (" · paused" if state in ACTIVE_STATES and paused else
+                                                          " · live" if state in ACTIVE_STATES else ""))
 
     actions = st.container(horizontal=True, vertical_alignment="bottom")
     with actions:
