@@ -68,11 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import ConfigError, TrainConfig, make_config, make_run_dir
 
     rank = int(os.environ.get("RANK", 0))
-    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "momentum", "weight_decay", "se_weight_decay",
-                                               "label_smoothing", "schedule", "warmup_epochs", "crop_pad", "cutout", "reduction",
-                                               "width", "squeeze", "seed", "split_seed", "log_every", "micro_batch",
-                                               "device", "amp", "compile", "sync_bn", "data_dir",
-                                               "dataset_name", "train_limit")}
+    # every train option named after a TrainConfig field overrides it; these four are handled apart
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in TrainConfig.__dataclass_fields__ and k not in ("model", "recipe", "data", "val_size")}
     if args.val_size is not None:
         v = args.val_size
         overrides["val_size"] = int(v) if v >= 1 and float(v).is_integer() else v

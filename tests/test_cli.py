@@ -244,3 +244,32 @@ def test_export_errors_are_one_line_exit_2_and_keep_what_exists(tmp_path: Path, 
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert existing.read_bytes() == b"keep" and tiny_checkpoint.read_bytes() == before
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_every_train_option_reaches_the_config(workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import senet.cli as cli
+    from senet.train import TrainConfig
+
+    seen = {}
+    monkeypatch.setattr(cli, "_check_data", lambda config: None)
+    monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress: seen.update(config=config) or 0)
+    values = {"epochs": 3, "lr": 0.05, "batch_size": 64, "momentum": 0.8, "weight_decay": 0.001,
+              "se_weight_decay": 0.0, "label_smoothing": 0.05, "schedule": "cosine", "warmup_epochs": 0.5,
+              "crop_pad": 3, "cutout": 8, "reduction": 8, "width": 2, "seed": 7, "val_size": 500, "split_seed": 3,
+              "train_limit": 1000, "log_every": 5, "micro_batch": 32, "device": "cpu", "data_dir": "elsewhere",
+              "dataset_name": "my copy"}
+    argv = ["train", "--model", "se_airnet", "--data", "folder:x", "--run-dir", "r", "--no-amp", "--compile",
+            "--sync-bn"]
+    for key, value in values.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    code, _, err = call(capsys, *argv)
+    assert code == 0, err
+    config = seen["config"]
+    assert {k: getattr(config, k) for k in values} == values
+    assert (config.amp, config.compile, config.sync_bn, config.data) == (False, True, True, "folder:x")
+
+    train_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    not_config = {"help", "progress", "resume", "run_dir", "runs_root"}
+    options = {a.dest for a in train_parser._actions} - not_config
+    assert options <= set(TrainConfig.__dataclass_fields__), "a train option that is not a config field is ignored"
+    assert options - {"model", "recipe", "data", "squeeze", "amp", "compile", "sync_bn"} == set(values)
