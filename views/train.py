@@ -21,7 +21,7 @@ FAMILIES = {"airnet": "AirNet (airbench94 network, fast on CIFAR-10)", "resnet20
             "resnet32": "ResNet-32", "resnet56": "ResNet-56", "resnet110": "ResNet-110",
             "seed_senet": "Seed network (blog post; per-pixel SE, very slow on CPU)"}
 FAMILIES = {k: v for k, v in FAMILIES.items() if k in list_models() or f"se_{k}" in list_models()}
-STEP_WINDOWS = [None, 200, 1000, 5000]
+STEP_WINDOWS = [0, 200, 1000, 5000]  # 0: all steps
 
 st.title("Train")
 st.caption(f"Each run is its own `python -m senet train` process writing a run directory under `{S.runs_root}`; "
@@ -172,7 +172,7 @@ if st.session_state.get("train_run") not in run_paths:
     st.session_state["train_run"] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
 
 st.subheader("Run")
-h1, h2, h3, h4, h5 = st.columns([3, 1.2, 1, 0.8, 1.2], vertical_alignment="bottom")
+h1, h2, h3, h4, h5 = st.columns([2.6, 1.2, 1, 0.9, 1.3], vertical_alignment="bottom")
 if run_paths:
     h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, p))
     h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
@@ -193,7 +193,7 @@ if not run_dir:
     st.stop()
 
 smoothing = st.session_state.get("smoothing", 0.6)
-last_steps = st.session_state.get("step_window")
+last_steps = st.session_state.get("step_window", 0)
 paused = st.session_state.get("pause_live", False)
 started_active = run_state(run_dir).get("state") in ACTIVE_STATES
 
