@@ -200,7 +200,11 @@ def separation_figure(separation: dict[str, float], spread: dict[str, float] | N
         fig.add_bar(x=names, y=[spread.get(n, 0.0) for n in names], marker_color=VAL, name="across images",
                     hovertemplate="%{x}<br>std across images %{y:.4f}<extra></extra>")
     fig.update_yaxes(title_text="gate std")
-    return _layout(fig, "Specificity by depth", height, hovermode="closest", barmode="group")
+    _layout(fig, "Specificity by depth", height, hovermode="closest", barmode="group",
+            margin=dict(l=10, r=10, t=66, b=10),  # the legend sits under the title, not across it (narrow columns)
+            legend=dict(orientation="h", yref="container", y=1 - 30 / height, yanchor="top", xanchor="left", x=0))
+    fig.update_layout(title=dict(yref="container", y=1 - 6 / height, yanchor="top"))
+    return fig
 
 
 def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:
