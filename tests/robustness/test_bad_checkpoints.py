@@ -76,29 +76,37 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "bad": bad_checkpoints(root / "checkpoints", marker)}
 
 
+COMMANDS = ("info", "evaluate", "excite", "export")
+
+
 def commands(world: dict, checkpoint: Path) -> dict[str, list[str]]:
     return {"info": ["info", "--checkpoint", str(checkpoint)],
             "evaluate": ["evaluate", "--checkpoint", str(checkpoint), "--data", f"folder:{world['data']}",
                          "--data-dir", str(world["root"] / "cache"), "--split", "train"],
-            "excite": ["excite", "--checkpoint", str(checkpoint), str(world["image"])]}
+            "excite": ["excite", "--checkpoint", str(checkpoint), str(world["image"])],
+            "export": ["export", "--checkpoint", str(checkpoint), "--out",
+                       str(world["root"] / "exported" / checkpoint.name), "--half"]}
 
 
-def test_every_bad_checkpoint_gives_one_line_exit_2_through_info_evaluate_and_excite(world: dict) -> None:
+def test_every_bad_checkpoint_gives_one_line_exit_2_through_info_evaluate_excite_and_export(world: dict) -> None:
     before = snapshot(world["root"])
     argvs = [argv for path, _ in world["bad"].values() for argv in commands(world, path).values()]
     results = cli_batch(argvs + list(commands(world, world["good"]).values()), cwd=world["root"])
     for i, (case, (path, reason)) in enumerate(world["bad"].items()):
-        for command, r in zip(("info", "evaluate", "excite"), results[3 * i:3 * i + 3]):
+        for command, r in zip(COMMANDS, results[len(COMMANDS) * i:len(COMMANDS) * (i + 1)]):
             line = assert_one_line_error(r, str(path), reason, prefix=f"senet {command}: error:")
             assert r["stdout"] == "", f"{case} via {command}: nothing on stdout, got {r['stdout']!r} ({line})"
     assert not world["marker"].exists(), "a pickled payload ran code while a checkpoint was read"
-    good_info, good_eval, good_excite = results[len(argvs):]
+    good_info, good_eval, good_excite, good_export = results[len(argvs):]
     assert good_info["rc"] == 0 and "SE parameters" in good_info["stdout"], good_info
     assert good_eval["rc"] == 0 and "accuracy" in good_eval["stdout"], good_eval
     assert good_excite["rc"] == 0 and str(world["image"]) in good_excite["stdout"], good_excite
+    assert good_export["rc"] == 0 and "float16" in good_export["stdout"], good_export
     after = snapshot(world["root"])
     new = sorted(set(after) - set(before))
-    assert all(p.startswith("cache") for p in new), f"only the good evaluation's data cache may appear: {new}"
+    expected_new = ("cache", "exported/good.pt", "exported")
+    assert all(p.startswith(expected_new) for p in new) and "exported/good.pt" in new, \
+        f"only the good evaluation's data cache and the good export may appear: {new}"
     changed = [p for p in before if after.get(p) != before[p] and not p.startswith("cache")]
     assert changed == [], f"bad checkpoints must be left exactly as they were: {changed}"
 
