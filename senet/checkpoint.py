@@ -235,6 +235,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     Any fault raises :class:`CheckpointError` with one line naming the file.
     """
     payload = read_checkpoint(path)
+    model = _model_from(payload, path)
+    model.to(map_location).eval()
+    meta = dict(payload.get("meta") or {})
+    meta.update({k: payload[k] for k in ("model", "model_options", "classes", "mean", "std", "input_size")})
+    meta["path"] = str(path)
+    return model, meta
+
+
+def _model_from(payload: dict, path: str | os.PathLike) -> nn.Module:
+    """The model a validated checkpoint payload describes, with its weights; CheckpointError if they do not fit."""
     try:
         model = create_model(payload["model"], **payload["model_options"])
     except ValueError as exc:
@@ -248,11 +258,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     outputs, n_classes = _num_outputs(model), len(payload["classes"])
     if outputs is not None and outputs != n_classes:
         raise CheckpointError(f"{path}: the model predicts {outputs} classes but the checkpoint names {n_classes}")
-    model.to(map_location).eval()
-    meta = dict(payload.get("meta") or {})
-    meta.update({k: payload[k] for k in ("model", "model_options", "classes", "mean", "std", "input_size")})
-    meta["path"] = str(path)
-    return model, meta
+    return model
 
 
 def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, *, half: bool = False,
@@ -266,11 +272,11 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
     """
     source, destination = Path(source), Path(destination)
     payload = read_checkpoint(source)
-    load_checkpoint(source)  # the weights must fit their model before anything is written
+    _model_from(payload, source)  # the weights must fit their model before anything is written
     if destination.exists() and destination.resolve() == source.resolve():
         raise CheckpointError(f"{destination}: is the source checkpoint itself; export to another path")
     if destination.exists() and not overwrite:
-        raise CheckpointError(f"{destination}: already exists (pass overwrite=True to replace it)")
+        raise CheckpointError(f"{destination}: already exists (replace it with --force, or overwrite=True)")
     state, max_error = {}, 0.0
     for key, tensor in payload["state_dict"].items():
         if half and tensor.is_floating_point():

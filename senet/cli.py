@@ -258,8 +258,6 @@ def cmd_excite(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, export_checkpoint
 
-    if Path(args.out).exists() and not args.force and Path(args.out).resolve() != Path(args.checkpoint).resolve():
-        raise UsageError(f"{args.out}: already exists (add --force to replace it)")
     try:
         summary = export_checkpoint(args.checkpoint, args.out, half=args.half, overwrite=args.force)
     except CheckpointError as exc:
