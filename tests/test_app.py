@@ -357,6 +357,8 @@ def test_compare_overlays_runs_and_weighs_se_against_plain(env):
     plain = table[table["model"] == "resnet20"].iloc[0]
     assert se["params"] - plain["params"] == 2016
     assert se["MACs / image"] > plain["MACs / image"]
+    assert (se["r"], plain["r"]) == ("16", "–"), "a plain net has no reduction: a dash, not 'None'"
+    assert "CPU ms / image" not in table.columns, "no column of empty cells before latency is measured"
     at.toggle(key="compare_latency").set_value(True).run()
     no_exceptions(at)
     assert (at.dataframe[0].value["CPU ms / image"] > 0).all()

@@ -75,11 +75,12 @@ measure = st.toggle("Measure CPU latency per image (batch 1)", key="compare_late
                     help="Median of 30 forward passes on this machine's CPU; busy cores make it slower.")
 table = []
 for r in rows:
-    lat = _latency(r["path"], r["mtime"]) if measure else None
-    table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–", "r": r["r"],
+    table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–",
+                  "r": str(r["r"]) if r["r"] is not None else "–",
                   "val acc": r["val_acc"], "val acc (flip TTA)": r["val_acc_tta"], "params": r["params"],
-                  "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"],
-                  "CPU ms / image": round(lat, 2) if lat is not None else None})
+                  "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"]})
+    if measure:  # the column exists only when it has figures, instead of a column of "None"
+        table[-1]["CPU ms / image"] = round(_latency(r["path"], r["mtime"]), 2)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "val acc": st.column_config.NumberColumn(format="percent"),
     "val acc (flip TTA)": st.column_config.NumberColumn(format="percent"),
