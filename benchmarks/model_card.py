@@ -9,6 +9,10 @@ measured here (batch 1, median of repeated forward passes, torch threads as set)
 With ``--gates DATA`` (e.g. ``folder:/work/data/cifar10-jpeg``) it also prints, per SE block, the gate's
 mean, its std across images and its std across channels, over 100 validation images per class of the
 checkpoint's own split: the model card's gate table.
+
+With ``--paired DATA`` it compares the first two checkpoints (SE model, then its plain twin) on the same
+validation images, with and without flip TTA: the images only one of them gets right, the accuracy
+difference with its 95% interval, and the exact McNemar p-value (predictions cached as the CLI's are).
 """
 from __future__ import annotations
 
@@ -54,14 +58,37 @@ def gate_table(path: str, data_spec: str, data_dir: str, per_class: int) -> str:
     return "\n".join(lines)
 
 
+def paired_lines(first: str, second: str, data_spec: str, data_dir: str) -> list[str]:
+    """The paired test of two checkpoints on their shared validation split, without and with flip TTA."""
+    from senet.compare import paired_comparison
+    from senet.evaluate import evaluate_checkpoint
+
+    lines = [f"`{first}` (A) against `{second}` (B), same validation images:", "",
+             "| TTA | n | both right | only A right | only B right | both wrong | A - B | 95% CI | McNemar p |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for tta in (False, True):
+        a, b = (evaluate_checkpoint(p, data_spec, "val", data_dir, tta=tta) for p in (first, second))
+        if not (a.labels == b.labels).all():
+            raise SystemExit(f"{first} and {second} were validated on different images; no paired test")
+        t = paired_comparison(a.labels, a.preds, b.preds)
+        low, high = t.difference_ci95
+        lines.append(f"| {'flip' if tta else 'none'} | {t.n:,} | {t.both_right:,} | {t.only_a} | {t.only_b} | "
+                     f"{t.both_wrong} | {t.difference * 100:+.2f} pts | {low * 100:+.2f} to {high * 100:+.2f} | "
+                     f"{t.p_value:.3f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--gates", metavar="DATA", help="also print the gate statistics over this data's val split")
+    parser.add_argument("--paired", metavar="DATA", help="also the paired test of the first two checkpoints")
     parser.add_argument("--data-dir", default="data", help="where dataset caches live (default ./data)")
     parser.add_argument("--per-class", type=int, default=100, help="validation images per class for --gates")
     args = parser.parse_args()
+    if args.paired and len(args.checkpoints) < 2:
+        parser.error("--paired needs two checkpoints: the SE model, then its plain twin")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     print("| checkpoint | model | val acc | val acc (flip TTA) | parameters | SE parameters | multiply-adds "
           "| CPU latency / image | epochs | training time |")
@@ -72,6 +99,8 @@ def main() -> None:
         for path in args.checkpoints:
             if senet.load_checkpoint(path)[1].get("se_params"):
                 print(f"\n{gate_table(path, args.gates, args.data_dir, args.per_class)}", flush=True)
+    if args.paired:
+        print("\n" + "\n".join(paired_lines(args.checkpoints[0], args.checkpoints[1], args.paired, args.data_dir)))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """Side-by-side figures for checkpoints: accuracy, parameters, multiply-adds and CPU latency."""
 from __future__ import annotations
 
+import math
 import statistics
 import time
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .accounting import model_info
 from .excitation import se_blocks
 
-__all__ = ["cpu_latency", "model_row", "se_stage_terms"]
+__all__ = ["PairedComparison", "cpu_latency", "model_row", "paired_comparison", "se_stage_terms"]
 
 
 @torch.no_grad()
@@ -63,3 +66,58 @@ def model_row(model: nn.Module, meta: dict, info: dict | None = None) -> dict:
         "epochs": meta.get("epochs"),
         "dataset": meta.get("dataset"),
     }
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two models judged on the same images: who got which right, and whether the difference is noise."""
+
+    n: int
+    both_right: int
+    only_a: int            # images model A classifies correctly and model B does not
+    only_b: int
+    both_wrong: int
+
+    @property
+    def accuracy_a(self) -> float:
+        return (self.both_right + self.only_a) / self.n
+
+    @property
+    def accuracy_b(self) -> float:
+        return (self.both_right + self.only_b) / self.n
+
+    @property
+    def difference(self) -> float:
+        """Accuracy of A minus accuracy of B."""
+        return (self.only_a - self.only_b) / self.n
+
+    @property
+    def difference_ci95(self) -> tuple[float, float]:
+        """95% confidence interval of :attr:`difference` for paired proportions (normal approximation)."""
+        n, d = self.n, self.difference
+        var = ((self.only_a + self.only_b) / n - d * d) / n
+        half = 1.96 * math.sqrt(max(var, 0.0))
+        return d - half, d + half
+
+    @property
+    def p_value(self) -> float:
+        """Exact two-sided McNemar test: the chance of a split of the disagreements at least this uneven
+        if both models were equally good."""
+        m, k = self.only_a + self.only_b, min(self.only_a, self.only_b)
+        if m == 0:
+            return 1.0
+        tail = sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m
+        return min(1.0, 2 * tail)
+
+
+def paired_comparison(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray) -> PairedComparison:
+    """Compare two models' predictions on the same images (same order) against the true ``labels``."""
+    labels, preds_a, preds_b = (np.asarray(x) for x in (labels, preds_a, preds_b))
+    if not (labels.shape == preds_a.shape == preds_b.shape) or labels.ndim != 1:
+        raise ValueError(f"labels and predictions must be 1-D and of one length, got shapes {labels.shape}, "
+                         f"{preds_a.shape} and {preds_b.shape}")
+    if len(labels) == 0:
+        raise ValueError("no images to compare")
+    a, b = preds_a == labels, preds_b == labels
+    return PairedComparison(n=len(labels), both_right=int((a & b).sum()), only_a=int((a & ~b).sum()),
+                            only_b=int((~a & b).sum()), both_wrong=int((~a & ~b).sum()))

@@ -362,3 +362,27 @@ def test_compare_overlays_runs_and_weighs_se_against_plain(env):
     at.toggle(key="compare_latency").set_value(True).run()
     no_exceptions(at)
     assert (at.dataframe[0].value["CPU ms / image"] > 0).all()
+
+
+def test_compare_pairs_se_with_its_twin_on_the_same_validation_images(env):
+    import re
+
+    from senet import evaluate_checkpoint
+    from senet.compare import paired_comparison
+
+    at = open_app("views/compare.py")
+    at.toggle(key="compare_paired").set_value(True).run()
+    no_exceptions(at)
+    text = " ".join(m.value for m in at.markdown if "only SE right" in m.value)
+    assert text, "the paired test's result should be on the page"
+    found = re.search(r"same (\d+) validation images: both right (\d+), \*\*only SE right (\d+)\*\*, "
+                      r"\*\*only plain right (\d+)\*\*, both wrong (\d+)", text)
+    assert found, text
+    spec, cache = f"folder:{env['data']}", str(env["tmp"] / "cache")
+    se, plain = (evaluate_checkpoint(env["checkpoints"] / n, spec, "val", cache) for n in ("se_resnet20.pt", "resnet20.pt"))
+    t = paired_comparison(se.labels, se.preds, plain.preds)
+    assert tuple(int(g) for g in found.groups()) == (t.n, t.both_right, t.only_a, t.only_b, t.both_wrong)
+    assert f"McNemar p = {t.p_value:.3g}" in text
+    at.toggle(key="compare_paired_tta").set_value(True).run()
+    no_exceptions(at)
+    assert any("with flip TTA" in m.value for m in at.markdown), "the TTA variant should say so"

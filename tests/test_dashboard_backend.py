@@ -15,7 +15,7 @@ import torch
 from conftest import make_folder_dataset
 from senet import create_model, save_checkpoint
 from senet.catalog import default_entry, discover_checkpoints, probe
-from senet.compare import cpu_latency, se_stage_terms
+from senet.compare import cpu_latency, paired_comparison, se_stage_terms
 from senet.confusion import cell_members, predictions_table, row_normalised
 from senet.curves import Curves, MetricsTail, curves_from_records, progress, smooth
 from senet.data import load_split
@@ -319,3 +319,34 @@ def test_step_window_shows_only_the_latest_steps_with_the_ema_of_all_of_them():
     assert [s.x0 for s in window.layout.shapes] == [80], "only resumes inside the window are marked"
     assert list(lr_figure(curves, last_steps=30).data[0].y) == pytest.approx([0.7, 0.8, 0.9])
     assert list(step_loss_figure(curves, 0.6, last_steps=10_000).data[0].x) == curves.step
+
+
+def test_paired_comparison_counts_disagreements_and_tests_them_exactly():
+    labels = np.zeros(100, dtype=int)
+    a, b = labels.copy(), labels.copy()
+    a[:5] = 1       # A wrong on images 0-4
+    b[5:20] = 1     # B wrong on images 5-19
+    b[95:] = 1
+    a[95:] = 1      # both wrong on 95-99
+    r = paired_comparison(labels, a, b)
+    assert (r.n, r.both_right, r.only_a, r.only_b, r.both_wrong) == (100, 75, 15, 5, 5)
+    assert (r.accuracy_a, r.accuracy_b) == (0.90, 0.80) and math.isclose(r.difference, 0.10)
+    # exact two-sided binomial test of 5 successes in 20 at p=1/2: 2 * sum_{i<=5} C(20, i) / 2^20
+    assert math.isclose(r.p_value, 2 * sum(math.comb(20, i) for i in range(6)) / 2 ** 20)
+    assert math.isclose(r.p_value, 0.0413894653, rel_tol=1e-6)
+    low, high = r.difference_ci95
+    assert low < r.difference < high and 0 < low, "15 against 5 disagreements: A is better, the interval excludes 0"
+    swapped = paired_comparison(labels, b, a)
+    assert swapped.p_value == r.p_value and math.isclose(swapped.difference, -r.difference)
+
+
+def test_paired_comparison_of_identical_predictions_is_no_evidence_and_bad_shapes_are_refused():
+    labels = np.arange(10) % 3
+    same = paired_comparison(labels, labels, labels)
+    assert same.p_value == 1.0 and same.difference == 0 and same.difference_ci95 == (0.0, 0.0)
+    balanced = paired_comparison(np.zeros(4, int), np.array([1, 0, 1, 0]), np.array([0, 1, 0, 1]))
+    assert balanced.p_value == 1.0
+    with pytest.raises(ValueError, match="one length"):
+        paired_comparison(labels, labels[:5], labels)
+    with pytest.raises(ValueError, match="no images"):
+        paired_comparison(labels[:0], labels[:0], labels[:0])

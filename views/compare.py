@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from views import _shared as ui
-from senet import CheckpointError
+from senet import CheckpointError, DataError, evaluate_checkpoint
 from senet.catalog import default_entry
-from senet.compare import cpu_latency, model_row
+from senet.compare import cpu_latency, model_row, paired_comparison
+from senet.evaluate import checkpoint_split_options
 from senet.curves import Curves, curves_from_history, curves_from_records
 from senet.figures import overlay_figure
 from senet.runs import read_metrics
@@ -59,7 +60,7 @@ for k in keys:
         curves = history
     series[name] = curves
     row = {"name": name, **model_row(model, meta, ui.info_for(e.path)), "family": model_family(meta["model"]),
-           "path": str(e.path), "mtime": e.mtime}
+           "path": str(e.path), "mtime": e.mtime, "meta": meta}
     rows.append(row)
 
 if not rows:
@@ -73,6 +74,39 @@ for tab, metric in zip(tabs, ("val_acc", "val_loss", "train_loss", "step_loss"))
 st.subheader("SE against plain")
 measure = st.toggle("Measure CPU latency per image (batch 1)", key="compare_latency",
                     help="Median of 30 forward passes on this machine's CPU; busy cores make it slower.")
+paired = st.toggle("Paired test on the validation split", key="compare_paired",
+                   help="Evaluate each SE checkpoint and its plain twin on the same validation images (cached on "
+                        "disk), count the images only one of them gets right, and test whether that split is more "
+                        "than chance (exact McNemar test).")
+paired_tta = paired and st.toggle("…with flip test-time augmentation", key="compare_paired_tta")
+
+
+def _paired_test(se: dict, plain: dict, tta: bool) -> None:
+    """Both checkpoints on the same validation images: a McNemar test of their disagreements."""
+    if checkpoint_split_options(se["meta"]) != checkpoint_split_options(plain["meta"]):
+        st.caption("No paired test: the two were trained with different validation splits.")
+        return
+    data = ui.get_data("val", se["meta"], "The table and curves above do not need data.")
+    if data is None:
+        return
+    try:
+        with st.spinner(f"Evaluating both on {len(data):,} validation images…"):
+            a, b = (evaluate_checkpoint(r["path"], ui.data_spec(), "val", ui.settings().data_dir, tta=tta,
+                                        model_and_meta=ui.load_entry(r["path"]), data=data) for r in (se, plain))
+    except DataError as exc:
+        st.error(f"Cannot evaluate: {exc}")
+        return
+    t = paired_comparison(a.labels, a.preds, b.preds)
+    low, high = t.difference_ci95
+    verdict = ("a difference chance alone would rarely give" if t.p_value < 0.05
+               else "a difference within what chance alone gives")
+    st.markdown(
+        f"On the same {t.n:,} validation images{' with flip TTA' if tta else ''}: both right {t.both_right:,}, "
+        f"**only SE right {t.only_a:,}**, **only plain right {t.only_b:,}**, both wrong {t.both_wrong:,}. "
+        f"SE − plain = {t.difference * 100:+.2f} pts (95% CI {low * 100:+.2f} to {high * 100:+.2f}); "
+        f"McNemar p = {t.p_value:.3g}: {verdict}.")
+
+
 table = []
 for r in rows:
     table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–",
@@ -106,5 +140,7 @@ for se, plain in pairs[:3]:
         if measure:
             a, b = _latency(se["path"], se["mtime"]), _latency(plain["path"], plain["mtime"])
             c[3].metric("CPU latency", f"{a:.2f} ms", delta=f"{a / b - 1:+.1%}", delta_color="inverse")
+        if paired:
+            _paired_test(se, plain, paired_tta)
 if not pairs:
     st.caption("Add an SE checkpoint and its plain twin (same family) to see the difference side by side.")
