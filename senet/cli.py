@@ -107,6 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                              **overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if rank == 0 and overrides.get("batch_size") is not None and overrides.get("lr") is None:
+        _note_unscaled_lr(config)
     run_dir = Path(args.run_dir) if args.run_dir else None
     if run_dir is None and world_size > 1:
         raise UsageError("under torchrun, give --run-dir explicitly so all processes agree on it")
@@ -129,6 +131,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if rank == 0:
         print(f"run directory: {run_dir}", file=sys.stderr)
     return _run(config, run_dir, resume=False, progress=args.progress)
+
+
+def _note_unscaled_lr(config) -> None:
+    """A batch size other than the recipe's keeps the recipe's learning rate; say so, with the linear-scaling lr."""
+    from .train import make_config
+
+    tuned = make_config(config.model, config.recipe, data=config.data)
+    if config.batch_size != tuned.batch_size:
+        print(f"note: --batch-size {config.batch_size} keeps the {config.recipe} recipe's lr {config.lr:g}, tuned for "
+              f"batch {tuned.batch_size}; linear scaling would give --lr "
+              f"{config.lr * config.batch_size / tuned.batch_size:.4g}", file=sys.stderr)
 
 
 def _check_data(config) -> None:

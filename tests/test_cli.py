@@ -273,3 +273,24 @@ def test_every_train_option_reaches_the_config(workdir: Path, capsys, monkeypatc
     options = {a.dest for a in train_parser._actions} - not_config
     assert options <= set(TrainConfig.__dataclass_fields__), "a train option that is not a config field is ignored"
     assert options - {"model", "recipe", "data", "squeeze", "amp", "compile", "sync_bn"} == set(values)
+
+
+@pytest.mark.parametrize("extra, note", [
+    (["--batch-size", "128"], "note: --batch-size 128 keeps the fast recipe's lr 0.4, tuned for batch 512; "
+                              "linear scaling would give --lr 0.1"),
+    (["--batch-size", "128", "--lr", "0.1"], None),   # the user chose the lr: nothing to say
+    (["--batch-size", "512"], None),                  # the recipe's own batch size
+    ([], None),
+])
+def test_a_changed_batch_size_with_the_recipe_lr_is_noted(workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch,
+                                                          extra, note) -> None:
+    import senet.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_check_data", lambda config: None)
+    monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress: seen.update(config=config) or 0)
+    code, _, err = call(capsys, "train", "--model", "se_resnet20", "--data", "folder:x", "--run-dir", "r", *extra)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert notes == ([note] if note else []), err
+    assert seen["config"].lr == (0.1 if "--lr" in extra else 0.4), "the note changes nothing"
