@@ -21,6 +21,7 @@ from pathlib import Path
 import argparse
 import sys
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,7 +69,7 @@ def paired_lines(first: str, second: str, data_spec: str, data_dir: str) -> list
              "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for tta in (False, True):
         a, b = (evaluate_checkpoint(p, data_spec, "val", data_dir, tta=tta) for p in (first, second))
-        if not (a.labels == b.labels).all():
+        if not (np.array_equal(a.indices, b.indices) and np.array_equal(a.labels, b.labels)):
             raise SystemExit(f"{first} and {second} were validated on different images; no paired test")
         t = paired_comparison(a.labels, a.preds, b.preds)
         low, high = t.difference_ci95

@@ -107,8 +107,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                              **overrides)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    if rank == 0 and overrides.get("batch_size") is not None and overrides.get("lr") is None:
-        _note_unscaled_lr(config)
     run_dir = Path(args.run_dir) if args.run_dir else None
     if run_dir is None and world_size > 1:
         raise UsageError("under torchrun, give --run-dir explicitly so all processes agree on it")
@@ -129,6 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"--run-dir {run_dir}: cannot create it ({exc.strerror})") from None
     if rank == 0:
+        if overrides.get("batch_size") is not None and overrides.get("lr") is None:
+            _note_unscaled_lr(config)  # only once the run is sure to start: an error stays one line
         print(f"run directory: {run_dir}", file=sys.stderr)
     return _run(config, run_dir, resume=False, progress=args.progress)
 
