@@ -42,6 +42,15 @@ def line_figure(title: str, x_title: str, y_title: str, height: int = 300) -> go
     return _layout(fig, title, height)
 
 
+def _placeholder(fig: go.Figure, message: str) -> go.Figure:
+    """An empty chart says why it is empty instead of showing bare axes with a made-up range."""
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=13, color="#888"))
+    return fig
+
+
 def _window(steps: list[int], last_steps: int | None) -> int:
     """Index of the first logged step within the last ``last_steps`` steps (0: all of them)."""
     if not last_steps or not steps:
@@ -63,8 +72,10 @@ def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300, last_ste
                         hovertemplate="%{y:.4f}")
         fig.add_scatter(x=c.step[i:], y=smooth(c.step_loss, weight)[i:], mode="lines", name=f"smoothed ({weight:g})",
                         line=dict(color=TRAIN, width=2), hovertemplate="%{y:.4f}")
+    else:
+        return _placeholder(fig, "waiting for the first logged step")
     for s in c.resumes:
-        if not c.step or s >= c.step[i]:
+        if s >= c.step[i]:
             fig.add_vline(x=s, line=dict(color="#999", dash="dot", width=1))
     return fig
 
@@ -74,11 +85,15 @@ def epoch_figure(c: Curves, metric: str, height: int = 300) -> go.Figure:
     label = "accuracy" if metric == "acc" else "loss"
     fig = line_figure(f"{label.capitalize()} per epoch", "epoch", label, height)
     fmt = "%{y:.2%}" if metric == "acc" else "%{y:.4f}"
+    drawn = False
     for split, color in (("train", TRAIN), ("val", VAL)):
         ys = getattr(c, f"{split}_{metric}")
         if any(not math.isnan(v) for v in ys):
+            drawn = True
             fig.add_scatter(x=c.epoch, y=ys, mode="lines+markers", name=split, line=dict(color=color, width=2),
                             marker=dict(size=6), hovertemplate=fmt)
+    if not drawn:
+        return _placeholder(fig, "no epoch finished yet")
     if metric == "acc":
         fig.update_yaxes(tickformat=".0%")
     if len(c.epoch) <= 12:
@@ -94,6 +109,8 @@ def lr_figure(c: Curves, height: int = 300, last_steps: int | None = None) -> go
     if x:
         fig.add_scatter(x=x, y=y, mode="lines", name="lr", line=dict(color="#54A24B", width=2),
                         hovertemplate="%{y:.4g}", showlegend=False)
+    else:
+        return _placeholder(fig, "waiting for the first logged step")
     if not c.step and len(c.epoch) <= 12:
         fig.update_xaxes(dtick=1)
     return fig
@@ -279,14 +296,18 @@ def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320) ->
     title = {"val_acc": "Validation accuracy", "val_loss": "Validation loss", "train_loss": "Training loss",
              "train_acc": "Training accuracy", "step_loss": "Training loss per step (smoothed)"}.get(metric, metric)
     fig = line_figure(title, "step" if per_step else "epoch", metric.replace("_", " "), height)
+    drawn = False
     for i, (name, c) in enumerate(series.items()):
         x = c.step if per_step else c.epoch
         y = smooth(c.step_loss, 0.6) if per_step else getattr(c, metric)
         if not x:
             continue
+        drawn = True
         fig.add_scatter(x=x, y=y, mode="lines" if per_step else "lines+markers", name=name,
                         line=dict(color=PALETTE[i % len(PALETTE)], width=2), marker=dict(size=5),
                         hovertemplate="%{y:.2%}" if metric.endswith("acc") else "%{y:.4f}")
+    if not drawn:
+        return _placeholder(fig, "none of these has " + ("logged steps" if per_step else "finished an epoch"))
     if metric.endswith("acc"):
         fig.update_yaxes(tickformat=".0%")
     return fig

@@ -21,7 +21,8 @@ from senet.curves import Curves, MetricsTail, curves_from_records, progress, smo
 from senet.data import load_split
 from senet.evaluate import Evaluation
 from senet.excitation import excitations, se_blocks
-from senet.figures import confusion_figure, gate_heatmap_figure, lr_figure, step_loss_figure
+from senet.figures import (confusion_figure, epoch_figure, gate_heatmap_figure, lr_figure, overlay_figure,
+                           step_loss_figure)
 from senet.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
 from senet.profiles import block_ablation, class_profiles, explain, intervene
 from senet.runs import write_json_atomic
@@ -281,6 +282,19 @@ def test_confusion_overlay_has_one_clickable_marker_per_cell():
     cells = {(int(c[0]), int(c[1])): (x, y, c[2]) for c, x, y in zip(overlay.customdata, overlay.x, overlay.y)}
     assert cells[(1, 0)] == ("a", "b", 2), "customdata (true, predicted, count) matches the axis labels"
     assert fig.layout.shapes, "the selected cell is outlined"
+
+
+def test_empty_charts_say_why_instead_of_showing_bare_axes():
+    empty = Curves()
+    for fig, message in ((step_loss_figure(empty), "first logged step"), (lr_figure(empty), "first logged step"),
+                         (epoch_figure(empty, "acc"), "no epoch finished"),
+                         (overlay_figure({"a": empty}, "val_acc"), "finished an epoch")):
+        texts = [a.text for a in fig.layout.annotations]
+        assert any(message in t for t in texts), f"expected a placeholder saying {message!r}, got {texts}"
+        assert fig.layout.xaxis.visible is False and not fig.data
+    started = Curves(step=[1, 2], step_loss=[2.3, 2.2], lr=[0.1, 0.2])
+    assert not step_loss_figure(started).layout.annotations and len(step_loss_figure(started).data) == 2
+    assert epoch_figure(started, "loss").layout.annotations, "steps but no epoch yet: the epoch chart still waits"
 
 
 def test_gate_heatmap_pads_narrow_blocks():
