@@ -142,67 +142,102 @@ def _grid(names: list[str], columns: int, row_height: int, top: int = 30) -> tup
     return layout, refs, height
 
 
+def _ordered(values: np.ndarray, order: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` in display order, and the original channel index of each position."""
+    values = np.asarray(values, dtype=float)
+    channels = np.arange(len(values)) if order is None else np.asarray(order)
+    return values[channels], channels
+
+
+ORDER_LABEL = "channels, highest mean gate first"
+
+
 def gate_bars_figure(gates: dict[str, np.ndarray], columns: int = 3, row_height: int = 170,
-                     reference: dict[str, np.ndarray] | None = None) -> go.Figure:
-    """One bar chart per SE block (channel on x, gate on y, 0..1), optionally with a reference line."""
+                     reference: dict[str, np.ndarray] | None = None,
+                     order: dict[str, np.ndarray] | None = None, order_label: str = ORDER_LABEL) -> go.Figure:
+    """One bar chart per SE block (channel on x, gate on y, 0..1), optionally with a reference line.
+
+    ``order`` (from :func:`senet.profiles.channel_order`) puts each block's channels in that order;
+    the hover still names the real channel, and ``order_label`` titles the channel axis.
+    """
     names = list(gates)
     layout, refs, height = _grid(names, columns, row_height)
     data = []
     for i, (name, (xa, ya)) in enumerate(zip(names, refs)):
-        g = np.asarray(gates[name], dtype=float)
+        block_order = order.get(name) if order else None
+        g, channels = _ordered(gates[name], block_order)
         x = np.arange(len(g))
-        data.append(dict(type="bar", x=x, y=g, xaxis=xa, yaxis=ya, name=name, showlegend=False,
-                         marker=dict(color=g, colorscale="Viridis", cmin=0, cmax=1),
-                         hovertemplate=f"{name}<br>channel %{{x}}<br>gate %{{y:.3f}}<extra></extra>"))
+        data.append(dict(type="bar", x=x, y=g, customdata=channels, xaxis=xa, yaxis=ya, name=name,
+                         showlegend=False, marker=dict(color=g, colorscale="Viridis", cmin=0, cmax=1),
+                         hovertemplate=f"{name}<br>channel %{{customdata}}<br>gate %{{y:.3f}}<extra></extra>"))
         if reference and name in reference:
-            data.append(dict(type="scatter", mode="lines", x=x, y=reference[name], xaxis=xa, yaxis=ya,
-                             line=dict(color=ACCENT, width=1), name="all-class mean", legendgroup="mean",
-                             showlegend=i == 0, hovertemplate="mean %{y:.3f}<extra></extra>"))
-    layout.update(height=height + 10, margin=dict(l=10, r=10, t=30, b=10), bargap=0.05,
-                  legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
+            data.append(dict(type="scatter", mode="lines", x=x, y=_ordered(reference[name], block_order)[0],
+                             xaxis=xa, yaxis=ya, line=dict(color=ACCENT, width=1), name="all-class mean",
+                             legendgroup="mean", showlegend=i == 0, hovertemplate="mean %{y:.3f}<extra></extra>"))
+    if order:
+        layout["annotations"].append(dict(text=order_label, x=0.5, y=0, xref="paper", yref="paper",
+                                          xanchor="center", yanchor="top", yshift=-18, showarrow=False,
+                                          font=dict(size=11, color="#666")))
+    layout.update(height=height + (30 if order else 10), margin=dict(l=10, r=10, t=30, b=40 if order else 10),
+                  bargap=0.05, legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     return go.Figure(data=data, layout=layout)
 
 
-def gate_heatmap_figure(gates: dict[str, np.ndarray], height: int | None = None) -> go.Figure:
-    """All blocks x channels in one heatmap (blocks of fewer channels are padded with gaps)."""
+def gate_heatmap_figure(gates: dict[str, np.ndarray], height: int | None = None,
+                        order: dict[str, np.ndarray] | None = None, order_label: str = ORDER_LABEL) -> go.Figure:
+    """All blocks x channels in one heatmap (blocks of fewer channels are padded with gaps); ``order`` as in
+    :func:`gate_bars_figure`, each row in its own block's order."""
     names = list(gates)
     width = max((len(g) for g in gates.values()), default=0)
     z = np.full((len(names), width), np.nan)
-    for i, g in enumerate(gates.values()):
-        z[i, :len(g)] = g
-    fig = go.Figure(go.Heatmap(z=z, x=np.arange(width), y=names, zmin=0, zmax=1, colorscale="Viridis",
-                               colorbar=dict(title="gate", thickness=12),
-                               hovertemplate="%{y}<br>channel %{x}<br>gate %{z:.3f}<extra></extra>"))
+    channels = np.full((len(names), width), -1)
+    for i, (name, g) in enumerate(gates.items()):
+        values, index = _ordered(g, order.get(name) if order else None)
+        z[i, :len(values)] = values
+        channels[i, :len(values)] = index
+    fig = go.Figure(go.Heatmap(z=z, x=np.arange(width), y=names, customdata=channels, zmin=0, zmax=1,
+                               colorscale="Viridis", colorbar=dict(title="gate", thickness=12),
+                               hovertemplate="%{y}<br>channel %{customdata}<br>gate %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="channel")
+    fig.update_xaxes(title_text=order_label if order else "channel")
     return _layout(fig, "Gates: blocks × channels", height or max(220, 34 * len(names) + 90), hovermode="closest")
 
 
 def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarray], classes: list[str],
                     chosen: list[int], image_gates: dict[str, np.ndarray] | None = None,
-                    columns: int = 3, row_height: int = 200) -> go.Figure:
+                    columns: int = 3, row_height: int = 200,
+                    order: dict[str, np.ndarray] | None = None, order_label: str = ORDER_LABEL) -> go.Figure:
     """The paper's Fig. 6 for this model: mean gate per channel of chosen classes at every block,
-    against the all-class mean (dashed) and this image's gate (dots)."""
+    against the all-class mean (dashed) and this image's gate (dots); ``order`` as in :func:`gate_bars_figure`."""
     names = list(profiles)
     layout, refs, height = _grid(names, columns, row_height, top=60)
     data = []
     for i, (name, (xa, ya)) in enumerate(zip(names, refs)):
-        x = np.arange(profiles[name].shape[1])
+        block_order = order.get(name) if order else None
+        mean, channels = _ordered(overall[name], block_order)
+        x = np.arange(len(mean))
+        hover = "channel %{customdata}: " if block_order is not None else ""
         for k in chosen:
-            data.append(dict(type="scatter", mode="lines", x=x, y=profiles[name][k], xaxis=xa, yaxis=ya,
-                             name=classes[k], legendgroup=classes[k], showlegend=i == 0,
-                             line=dict(color=PALETTE[k % len(PALETTE)], width=1.6),
-                             hovertemplate=f"{classes[k]} %{{y:.3f}}<extra></extra>"))
-        data.append(dict(type="scatter", mode="lines", x=x, y=overall[name], xaxis=xa, yaxis=ya,
+            data.append(dict(type="scatter", mode="lines", x=x, y=_ordered(profiles[name][k], block_order)[0],
+                             customdata=channels, xaxis=xa, yaxis=ya, name=classes[k], legendgroup=classes[k],
+                             showlegend=i == 0, line=dict(color=PALETTE[k % len(PALETTE)], width=1.6),
+                             hovertemplate=f"{hover}{classes[k]} %{{y:.3f}}<extra></extra>"))
+        data.append(dict(type="scatter", mode="lines", x=x, y=mean, customdata=channels, xaxis=xa, yaxis=ya,
                          name="all classes", legendgroup="all", showlegend=i == 0,
                          line=dict(color="#444", width=1.4, dash="dash"),
-                         hovertemplate="all classes %{y:.3f}<extra></extra>"))
+                         hovertemplate=f"{hover}all classes %{{y:.3f}}<extra></extra>"))
         if image_gates and name in image_gates:
-            data.append(dict(type="scatter", mode="markers", x=x, y=image_gates[name], xaxis=xa, yaxis=ya,
-                             name="this image", legendgroup="image", showlegend=i == 0,
-                             marker=dict(color="black", size=4), hovertemplate="this image %{y:.3f}<extra></extra>"))
-    layout.update(height=height + 20, margin=dict(l=10, r=10, t=80, b=10), hovermode="x",
-                  legend=dict(orientation="h", yref="container", y=1, yanchor="top", xanchor="left", x=0))
+            data.append(dict(type="scatter", mode="markers", x=x, y=_ordered(image_gates[name], block_order)[0],
+                             customdata=channels, xaxis=xa, yaxis=ya, name="this image", legendgroup="image",
+                             showlegend=i == 0, marker=dict(color="black", size=4),
+                             hovertemplate=f"{hover}this image %{{y:.3f}}<extra></extra>"))
+    if order:
+        layout["annotations"].append(dict(text=order_label, x=0.5, y=0, xref="paper", yref="paper",
+                                          xanchor="center", yanchor="top", yshift=-18, showarrow=False,
+                                          font=dict(size=11, color="#666")))
+    layout.update(height=height + (40 if order else 20), margin=dict(l=10, r=10, t=80, b=40 if order else 10),
+                  hovermode="x", legend=dict(orientation="h", yref="container", y=1, yanchor="top", xanchor="left",
+                                             x=0))
     return go.Figure(data=data, layout=layout)
 
 

@@ -28,7 +28,7 @@ from .inference import normalize, predict
 from .se import SeedSEBlock
 
 __all__ = ["Explanation", "ClassProfiles", "explain", "class_profiles", "intervene", "block_ablation",
-           "gate_description", "single_thread", "HOOK_LOCK"]
+           "gate_description", "channel_order", "single_thread", "HOOK_LOCK"]
 
 HOOK_LOCK = threading.RLock()
 
@@ -95,6 +95,15 @@ class ClassProfiles:
         present = self.counts > 0
         return {b: float(p[present].std(axis=0).mean()) if present.sum() > 1 else 0.0
                 for b, p in self.profiles.items()}
+
+
+def channel_order(reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per block, the channel indices sorted by the ``reference`` gate, highest first (ties keep index order).
+
+    With hundreds of channels a chart in index order is a wall of bars; sorted by the all-class mean, the mean
+    becomes one falling curve and what a class or an image does differently stands out against it.
+    """
+    return {b: np.argsort(-np.asarray(g, dtype=float).ravel(), kind="stable") for b, g in reference.items()}
 
 
 def gate_description(model: nn.Module) -> str | None:

@@ -1,6 +1,7 @@
 """The dashboard, page by page, through Streamlit's AppTest on synthetic data and test-made checkpoints."""
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -272,6 +273,34 @@ def test_excitation_page_shows_gates_profiles_and_interventions(env):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Prediction"] == CLASSES[int(after.argmax())]
     assert metrics[f"p({CLASSES[pred]})"] == f"{after[pred]:.1%}", "the page's intervention must match senet's"
+
+
+def plotly_array(value) -> np.ndarray:
+    """A trace's array from a chart's JSON spec: a plain list, or Plotly's typed array {dtype, bdata}."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
+
+
+def test_excitation_channel_order_switches_between_sorted_and_index(env):
+    def bars(at: AppTest) -> list[dict]:
+        specs = [json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart")]
+        traces = next(d for d in specs if d[0]["type"] == "bar" and "gate" in d[0]["hovertemplate"])
+        return [{k: plotly_array(t[k]) if k in ("y", "customdata") else t[k] for k in t} for t in traces]
+
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    assert at.segmented_control(key="exc_order").value == "Sorted by gate"
+    bar, mean = bars(at)[:2]
+    assert mean["name"] == "all-class mean" and np.all(np.diff(mean["y"]) <= 1e-12), "sorted: the mean only falls"
+    assert sorted(bar["customdata"].tolist()) == list(range(len(bar["y"]))), "every channel appears once"
+    at.segmented_control(key="exc_order").set_value("Channel index").run()
+    no_exceptions(at)
+    bar_index = bars(at)[0]
+    assert bar_index["customdata"].tolist() == list(range(len(bar_index["y"])))
+    by_channel = dict(zip(bar["customdata"].tolist(), bar["y"].tolist()))
+    assert bar_index["y"].tolist() == pytest.approx([by_channel[c] for c in range(len(bar_index["y"]))]), \
+        "the two orders show the same gates"
 
 
 @pytest.mark.parametrize("name, make, ok", [

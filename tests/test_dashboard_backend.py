@@ -21,10 +21,10 @@ from senet.curves import Curves, MetricsTail, curves_from_records, progress, smo
 from senet.data import load_split
 from senet.evaluate import Evaluation
 from senet.excitation import excitations, se_blocks
-from senet.figures import (confusion_figure, epoch_figure, gate_heatmap_figure, lr_figure, overlay_figure,
-                           step_loss_figure)
+from senet.figures import (confusion_figure, epoch_figure, gate_bars_figure, gate_heatmap_figure, lr_figure,
+                           overlay_figure, profiles_figure, step_loss_figure)
 from senet.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
-from senet.profiles import block_ablation, class_profiles, explain, intervene
+from senet.profiles import block_ablation, channel_order, class_profiles, explain, intervene
 from senet.runs import write_json_atomic
 from senet.train import make_config
 
@@ -295,6 +295,36 @@ def test_empty_charts_say_why_instead_of_showing_bare_axes():
     started = Curves(step=[1, 2], step_loss=[2.3, 2.2], lr=[0.1, 0.2])
     assert not step_loss_figure(started).layout.annotations and len(step_loss_figure(started).data) == 2
     assert epoch_figure(started, "loss").layout.annotations, "steps but no epoch yet: the epoch chart still waits"
+
+
+def test_channel_order_puts_the_highest_gate_first_and_keeps_ties_in_index_order():
+    order = channel_order({"s1": np.array([0.2, 0.9, 0.2, 0.5]), "s2": np.array([[0.1, 0.3]])})
+    assert order["s1"].tolist() == [1, 3, 0, 2]
+    assert order["s2"].tolist() == [1, 0], "a (1, C) gate is ordered by its channels"
+
+
+def test_sorted_gate_charts_reorder_every_series_alike_and_hover_names_the_real_channel():
+    gates = {"s1": np.array([0.2, 0.9, 0.4]), "s2": np.array([0.7, 0.1, 0.3, 0.5])}
+    mean = {"s1": np.array([0.1, 0.3, 0.8]), "s2": np.array([0.6, 0.2, 0.4, 0.9])}
+    order = channel_order(mean)
+    bars = gate_bars_figure(gates, reference=mean, order=order)
+    bar, line = bars.data[0], bars.data[1]
+    assert list(bar.customdata) == [2, 1, 0], "x position i shows channel order[i]"
+    assert list(bar.y) == pytest.approx([0.4, 0.9, 0.2]) and list(line.y) == pytest.approx([0.8, 0.3, 0.1])
+    assert "channel %{customdata}" in bar.hovertemplate
+    assert any("highest mean gate first" in a.text for a in bars.layout.annotations)
+    plain = gate_bars_figure(gates, reference=mean)
+    assert list(plain.data[0].y) == pytest.approx([0.2, 0.9, 0.4]) and list(plain.data[0].customdata) == [0, 1, 2]
+    heat = gate_heatmap_figure(gates, order=order)
+    z, channels = np.array(heat.data[0].z, dtype=float), np.array(heat.data[0].customdata)
+    assert z[1].tolist() == pytest.approx([0.5, 0.7, 0.3, 0.1]) and channels[1].tolist() == [3, 0, 2, 1]
+    assert math.isnan(z[0, 3]), "a narrower block is still padded at the end"
+    profiles = {b: np.stack([g, 1 - g]) for b, g in gates.items()}
+    fig = profiles_figure(profiles, mean, ["a", "b"], [1], gates, order=order)
+    by_name = {(t.name, t.xaxis): t for t in fig.data}
+    assert list(by_name[("b", "x2")].y) == pytest.approx([0.5, 0.3, 0.7, 0.9])
+    assert list(by_name[("all classes", "x2")].y) == pytest.approx([0.9, 0.6, 0.4, 0.2])
+    assert list(by_name[("this image", "x2")].y) == pytest.approx([0.5, 0.7, 0.3, 0.1])
 
 
 def test_gate_heatmap_pads_narrow_blocks():

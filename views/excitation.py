@@ -12,8 +12,8 @@ from senet.excitation import se_blocks
 from senet.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
                            profiles_figure, separation_figure, topk_figure)
 from senet.inference import image_to_uint8, normalize
-from senet.profiles import (CONSTANT_GATE_SPREAD, block_ablation, class_profiles, explain, gate_description,
-                            intervene)
+from senet.profiles import (CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles, explain,
+                            gate_description, intervene)
 
 st.title("Excitation explorer")
 st.caption("Pick an image and see how every SE block re-weights its channels (gate 0 = channel suppressed, "
@@ -153,15 +153,24 @@ if have_data:
 st.subheader("Gates of this image")
 if gate_note:
     st.warning(gate_note, icon=":material/info:")
+reference = profile_data.overall if profile_data is not None else None
+sort_channels = st.segmented_control(
+    "Channel order", ["Channel index", "Sorted by gate"], key="exc_order", default="Sorted by gate", required=True,
+    help="Channel index is the paper's layout. Sorted puts each block's channels in the order of the all-class "
+         "mean gate (this image's gate when no data is loaded), highest first: with hundreds of channels the "
+         "mean becomes one falling curve, and what this image or a class does differently stands out. "
+         "Hover a point for its real channel.") == "Sorted by gate"
+order = channel_order(reference if reference is not None else result.gates) if sort_channels else None
+order_label = ("channels, highest mean gate first" if reference is not None
+               else "channels, highest gate of this image first")
 tab_bars, tab_heat = st.tabs(["Per block", "Blocks × channels"])
 with tab_bars:
-    reference = profile_data.overall if profile_data is not None else None
     st.plotly_chart(gate_bars_figure(result.gates, columns=3 if len(blocks) > 4 else len(blocks),
-                                     reference=reference), key="exc_bars")
+                                     reference=reference, order=order, order_label=order_label), key="exc_bars")
     st.caption("Bars: this image's gate per channel" + (" (spatial mean of the per-pixel gate)" if gate_note else "")
                + (". Red line: the all-class mean from the class profiles below." if reference else "."))
 with tab_heat:
-    st.plotly_chart(gate_heatmap_figure(result.gates), key="exc_heatmap")
+    st.plotly_chart(gate_heatmap_figure(result.gates, order=order, order_label=order_label), key="exc_heatmap")
 
 # --------------------------------------------------------------------------- class profiles
 st.subheader("Class profiles (the paper's Fig. 6, for this model)")
@@ -184,7 +193,8 @@ else:
                        f"{'this block does' if len(constant) == 1 else 'these blocks do'} no squeeze-and-excitation.",
                        icon=":material/block:")
         st.plotly_chart(profiles_figure(profiles, overall, classes, list(chosen), result.gates,
-                                        columns=3 if len(blocks) > 4 else len(blocks)), key="exc_profiles")
+                                        columns=3 if len(blocks) > 4 else len(blocks), order=order,
+                                        order_label=order_label), key="exc_profiles")
         s1, s2 = st.columns([2, 3], vertical_alignment="center")
         s1.plotly_chart(separation_figure(profile_data.separation(), profile_data.spread), key="exc_separation")
         lo, hi = int(counts.min()), int(counts.max())
