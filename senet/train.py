@@ -693,5 +693,6 @@ def hardware(device: torch.device, world_size: int) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        name = f"CPU ({os.cpu_count()} cores, {threads} thread{'s' if threads != 1 else ''})"
     return f"{world_size} x {name}" if world_size > 1 else name

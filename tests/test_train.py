@@ -307,3 +307,17 @@ def test_negative_or_nan_se_weight_decay_is_refused() -> None:
     for bad in (-1e-4, float("nan"), "0"):
         with pytest.raises(ConfigError, match="se_weight_decay"):
             make_config("se_resnet20", "fast", se_weight_decay=bad)
+
+
+def test_hardware_names_the_cpu_threads_in_good_english():
+    from senet.train import hardware
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert hardware(torch.device("cpu"), 1).endswith(", 1 thread)")
+        torch.set_num_threads(2)
+        assert hardware(torch.device("cpu"), 1).endswith(", 2 threads)")
+        assert hardware(torch.device("cpu"), 2).startswith("2 x CPU")
+    finally:
+        torch.set_num_threads(before)
