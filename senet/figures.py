@@ -252,6 +252,8 @@ def separation_figure(separation: dict[str, float], spread: dict[str, float] | N
         fig.add_bar(x=names, y=[spread.get(n, 0.0) for n in names], marker_color=VAL, name="across images",
                     hovertemplate="%{x}<br>std across images %{y:.4f}<extra></extra>")
     fig.update_yaxes(title_text="gate std")
+    if len(names) > 4:  # "stage2.block3" ticks overlap in a narrow column; the hover keeps the full name
+        fig.update_xaxes(tickvals=names, ticktext=[n.replace("stage", "s").replace("block", "b") for n in names])
     _layout(fig, "Specificity by depth", height, hovermode="closest", barmode="group",
             margin=dict(l=10, r=10, t=66, b=10),  # the legend sits under the title, not across it (narrow columns)
             legend=dict(orientation="h", yref="container", y=1 - 30 / height, yanchor="top", xanchor="left", x=0))

@@ -376,6 +376,62 @@ def test_confusion_selection_shows_that_cells_images(env):
     assert list(report["class"]) == list(CLASSES) and report["support"].sum() == ev.n
 
 
+def test_confusion_explain_opens_that_image_in_the_excitation_explorer(env):
+    from senet.data import load_split
+
+    labels = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache").labels.numpy()
+    at = open_app("views/confusion.py")
+    no_exceptions(at)
+    options = at.selectbox(key="conf_explain").options
+    assert options, "the cell shown first has images to explain"
+    pick = int(at.selectbox(key="conf_explain").options[-1].split()[0].lstrip("#"))
+    at.selectbox(key="conf_explain").set_value(pick).run()
+    at.button(key="conf_explain_go").click().run()
+    no_exceptions(at)
+    assert "Gates of this image" in texts(at, "subheader"), "the Excitation explorer is shown"
+    assert any(f"val image #{pick} · true class **{CLASSES[labels[pick]]}**" in m for m in texts(at, "markdown"))
+    assert at.selectbox(key="exc_class").value == labels[pick]
+    assert at.query_params.get("image") == str(pick), "the address bar links to the image shown"
+
+
+def test_excitation_link_picks_the_image_and_a_bad_link_says_why(env):
+    from senet.data import load_split
+
+    labels = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache").labels.numpy()
+    target = len(labels) - 1
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["image"] = str(target)
+    at.run()
+    at.switch_page("views/excitation.py")
+    at.query_params["image"] = str(target)
+    at.run()
+    no_exceptions(at)
+    assert any(f"val image #{target} ·" in m for m in texts(at, "markdown")), texts(at, "markdown")
+    assert at.multiselect(key="exc_profile_classes").value[0] == labels[target], "profiles start at the true class"
+    at.number_input(key="exc_idx").set_value(0).run()
+    first = int(np.nonzero(labels == labels[target])[0][0])
+    assert at.query_params.get("image") == str(first), "choosing another image updates the link"
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # a new browser session from a shared link
+    at.query_params.update({"split": "test", "image": "2"})
+    at.run()
+    at.switch_page("views/excitation.py")
+    at.query_params.update({"split": "test", "image": "2"})
+    at.run()
+    no_exceptions(at)
+    assert at.segmented_control(key="split").value == "test"
+    assert any("test image #2 ·" in m for m in texts(at, "markdown")), texts(at, "markdown")
+    for bad in ("99999", "-1", "cat"):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("views/excitation.py")
+        at.query_params["image"] = bad
+        at.run()
+        no_exceptions(at)
+        warnings = [w for w in texts(at, "warning") if "in the address" in w]
+        assert len(warnings) == 1 and f"image={bad}" in warnings[0] and "\n" not in warnings[0], warnings
+        assert "Gates of this image" in texts(at, "subheader"), "the page still shows an image"
+
+
 # --------------------------------------------------------------------------- compare
 def test_compare_overlays_runs_and_weighs_se_against_plain(env):
     at = open_app("views/compare.py")

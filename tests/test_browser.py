@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -275,6 +276,15 @@ def test_clicking_a_confusion_cell_shows_its_images(server, page):
     images = page.locator('[data-testid="stImage"] img')
     assert images.count() >= min(target["n"], 30), f"expected the {target['n']} images of the clicked cell"
     _shot(page, "confusion-cell")
+    # "Explain" opens the first (most confident) image of the cell in the Excitation explorer, by a link.
+    first = re.search(r"#(\d+)", page.locator('[data-testid="stImage"]').first.inner_text()).group(1)
+    page.get_by_role("button", name="Explain").click()
+    page.get_by_text(f"image #{first} · true class {true_name}").wait_for()
+    _settle(page)
+    assert f"image={first}" in page.url, f"the address should link to the image, got {page.url}"
+    assert page.get_by_text("Gates of this image").is_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    _shot(page, "confusion-explain")
 
 
 def _png(mode: str, size: tuple[int, int]) -> bytes:

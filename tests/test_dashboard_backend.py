@@ -22,7 +22,7 @@ from senet.data import load_split
 from senet.evaluate import Evaluation
 from senet.excitation import excitations, se_blocks
 from senet.figures import (confusion_figure, epoch_figure, gate_bars_figure, gate_heatmap_figure, lr_figure,
-                           overlay_figure, profiles_figure, step_loss_figure)
+                           overlay_figure, profiles_figure, separation_figure, step_loss_figure)
 from senet.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
 from senet.profiles import block_ablation, channel_order, class_profiles, explain, intervene
 from senet.runs import write_json_atomic
@@ -325,6 +325,13 @@ def test_sorted_gate_charts_reorder_every_series_alike_and_hover_names_the_real_
     assert list(by_name[("b", "x2")].y) == pytest.approx([0.5, 0.3, 0.7, 0.9])
     assert list(by_name[("all classes", "x2")].y) == pytest.approx([0.9, 0.6, 0.4, 0.2])
     assert list(by_name[("this image", "x2")].y) == pytest.approx([0.5, 0.7, 0.3, 0.1])
+
+
+def test_specificity_ticks_are_short_for_many_blocks_and_full_for_few():
+    many = {f"stage{s}.block{b}": 0.1 for s in (1, 2, 3) for b in (1, 2, 3)}
+    fig = separation_figure(many, many)
+    assert list(fig.layout.xaxis.ticktext)[:2] == ["s1.b1", "s1.b2"] and list(fig.data[0].x)[0] == "stage1.block1"
+    assert separation_figure({"stage1": 0.1, "stage2": 0.2}).layout.xaxis.ticktext is None
 
 
 def test_gate_heatmap_pads_narrow_blocks():

@@ -271,8 +271,9 @@ def sidebar() -> None:
             st.caption(f":material/cloud_off: {reason}")
             if data_spec().strip() == "cifar10" and st.button("Download CIFAR-10", icon=":material/download:"):
                 download_cifar10()
-        if st.session_state.get("split") not in SPLITS:
-            st.session_state["split"] = "val"
+        if st.session_state.get("split") not in SPLITS:  # a new session: a shared link may name the split
+            st.session_state["split"] = st.query_params.get("split") if st.query_params.get("split") in SPLITS \
+                else "val"
         st.segmented_control("Split", SPLITS, key="split", required=True,
                              help="val: the checkpoint's own held-out part of the training images; "
                                   "test: the source's test images.")

@@ -116,6 +116,12 @@ with right:
                  caption=[f"{c:.0%} · #{int(i)}" for i, c in zip(positions[:shown], confidence[:shown])], width=72)
         if len(positions) > shown:
             st.caption(f"The {shown} most confident of {len(positions):,}; the CSV below lists all.")
+        share = dict(zip((int(i) for i in positions[:shown]), confidence[:shown]))
+        e1, e2 = st.columns([3, 2], vertical_alignment="bottom")
+        pick = e1.selectbox("See why: one of these images in the Excitation explorer", list(share), key="conf_explain",
+                            format_func=lambda i: f"#{i} · {share[i]:.0%} {classes[p]}")
+        if e2.button("Explain", icon=":material/tune:", key="conf_explain_go", width="stretch"):
+            st.switch_page("views/excitation.py", query_params={"split": split, "image": str(pick)})
     else:
         st.caption("No images in this cell.")
     if info["top_confusions"]:

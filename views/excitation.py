@@ -51,6 +51,13 @@ def _reset_index() -> None:
     st.session_state["exc_idx"] = 0
 
 
+# A link (``/excitation?split=val&image=2561``, or the Confusion explorer's "Explain" button) names an image of the
+# split by its index; the page then keeps the address bar pointing at the image shown, so it can be shared.
+linked = st.query_params.get("image")
+link_is_new = linked is not None and linked != st.session_state.get("exc_url_image")
+if link_is_new:
+    st.session_state["exc_mode"] = "From the data"
+
 mode = st.segmented_control("Image source", ["From the data", "Upload"], key="exc_mode", default="From the data",
                             required=True, label_visibility="collapsed")
 x = pixels = None
@@ -61,6 +68,15 @@ if mode == "From the data":
                                     "Compare pages need no data.")
     if data is not None:
         labels = data.labels.numpy()
+        if link_is_new:
+            st.session_state["exc_url_image"] = linked
+            if not linked.isdigit() or int(linked) >= len(labels):
+                st.warning(f"image={linked} in the address: not an image index of the {split} split "
+                           f"(0–{len(labels) - 1}); showing the image chosen below instead.", icon=":material/link_off:")
+            else:
+                k = int(labels[int(linked)])
+                _pick(k, int(np.searchsorted(np.nonzero(labels == k)[0], int(linked))))
+                st.session_state.pop("exc_profile_classes", None)  # profile this image's true and predicted class
         c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
         if st.session_state.get("exc_class", 0) >= len(classes):
             st.session_state["exc_class"] = 0
@@ -80,6 +96,8 @@ if mode == "From the data":
             x = normalize(pixels[None], meta["mean"], meta["std"])
             true_class = int(labels[pos])
             caption = f"{split} image #{pos} · true class **{classes[true_class]}**"
+            st.query_params["split"], st.query_params["image"] = split, str(pos)
+            st.session_state["exc_url_image"] = str(pos)
             with st.expander("Gallery: click an image", expanded=False, icon=":material/photo_library:"):
                 rng = np.random.default_rng(st.session_state.get("gallery_seed", 0))
                 shown = rng.choice(len(labels), size=min(12, len(labels)), replace=False)
@@ -94,6 +112,9 @@ if mode == "From the data":
                     st.session_state["gallery_seed"] = st.session_state.get("gallery_seed", 0) + 1
                     st.rerun()
 else:
+    for k in ("image", "split"):
+        st.query_params.pop(k, None)
+    st.session_state.pop("exc_url_image", None)
     upload = st.file_uploader("A PNG, JPEG, GIF, BMP or WebP image (any size; it is resized to the model's input)",
                               type=["png", "jpg", "jpeg", "gif", "bmp", "webp"], key="exc_upload")
     if upload is None:
@@ -178,8 +199,8 @@ if not have_data:
     ui.no_data_message(ui.data_available(), "Class profiles need images of each class; this image's gates are above.")
 else:
     p1, p2 = st.columns([3, 1])
-    default_classes = sorted({pred, true_class if true_class is not None else pred, *range(min(3, len(classes)))})
-    chosen = p1.multiselect("Classes", range(len(classes)), default=default_classes[:4],
+    default_classes = list(dict.fromkeys([c for c in (true_class, pred) if c is not None] + list(range(len(classes)))))
+    chosen = p1.multiselect("Classes", range(len(classes)), default=default_classes[:3],
                             format_func=classes.__getitem__, key="exc_profile_classes")
     p2.select_slider("Images per class", [10, 25, 50, 100, 200], value=50, key="exc_per_class")
     if profile_error:
