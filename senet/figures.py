@@ -59,10 +59,12 @@ def _window(steps: list[int], last_steps: int | None) -> int:
     return next(i for i, s in enumerate(steps) if s > first)
 
 
-def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300, last_steps: int | None = None) -> go.Figure:
+def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300, last_steps: int | None = None,
+                     log_y: bool = False) -> go.Figure:
     """Training loss per logged step: raw (faint) and smoothed (TensorBoard-style EMA).
 
     ``last_steps`` shows only the latest steps (the y axis fits them); the EMA still runs over all steps.
+    ``log_y`` draws the loss on a log axis.
     """
     title = f"Training loss, last {last_steps:,} steps" if last_steps else "Training loss per step"
     fig = line_figure(title, "step", "loss (EMA of batches)", height)
@@ -77,11 +79,13 @@ def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300, last_ste
     for s in c.resumes:
         if s >= c.step[i]:
             fig.add_vline(x=s, line=dict(color="#999", dash="dot", width=1))
+    if log_y:
+        fig.update_yaxes(type="log")
     return fig
 
 
-def epoch_figure(c: Curves, metric: str, height: int = 300) -> go.Figure:
-    """Train and validation ``metric`` ('loss' or 'acc') per epoch."""
+def epoch_figure(c: Curves, metric: str, height: int = 300, log_y: bool = False) -> go.Figure:
+    """Train and validation ``metric`` ('loss' or 'acc') per epoch; ``log_y`` puts a loss on a log axis."""
     label = "accuracy" if metric == "acc" else "loss"
     fig = line_figure(f"{label.capitalize()} per epoch", "epoch", label, height)
     fmt = "%{y:.2%}" if metric == "acc" else "%{y:.4f}"
@@ -96,6 +100,8 @@ def epoch_figure(c: Curves, metric: str, height: int = 300) -> go.Figure:
         return _placeholder(fig, "no epoch finished yet")
     if metric == "acc":
         fig.update_yaxes(tickformat=".0%")
+    elif log_y:
+        fig.update_yaxes(type="log")
     if len(c.epoch) <= 12:
         fig.update_xaxes(dtick=1)
     return fig
@@ -326,17 +332,29 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
                    plot_bgcolor="white")
 
 
-def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320) -> go.Figure:
+def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_axis: str = "epoch",
+                   log_y: bool = False) -> go.Figure:
     """One metric of several runs on one chart: ``val_acc``, ``val_loss``, ``train_loss``, ``train_acc``
-    (per epoch) or ``step_loss`` (per step)."""
+    (per epoch) or ``step_loss`` (per step).
+
+    ``x_axis="time"`` plots an epoch metric against the training time recorded with each epoch, in hours
+    (epochs without a recorded time are left out); ``log_y`` puts a loss on a log axis.
+    """
+    if x_axis not in ("epoch", "time"):
+        raise ValueError(f"x_axis must be 'epoch' or 'time', got {x_axis!r}")
     per_step = metric == "step_loss"
+    by_time = x_axis == "time" and not per_step
     title = {"val_acc": "Validation accuracy", "val_loss": "Validation loss", "train_loss": "Training loss",
              "train_acc": "Training accuracy", "step_loss": "Training loss per step (smoothed)"}.get(metric, metric)
-    fig = line_figure(title, "step" if per_step else "epoch", metric.replace("_", " "), height)
+    fig = line_figure(title, "step" if per_step else "training time (h)" if by_time else "epoch",
+                      metric.replace("_", " "), height)
     drawn = False
     for i, (name, c) in enumerate(series.items()):
         x = c.step if per_step else c.epoch
         y = smooth(c.step_loss, 0.6) if per_step else getattr(c, metric)
+        if by_time:
+            timed = [(t / 3600, v) for t, v in zip(c.elapsed_s, y) if math.isfinite(t)]
+            x, y = [t for t, _ in timed], [v for _, v in timed]
         if not x:
             continue
         drawn = True
@@ -344,7 +362,11 @@ def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320) ->
                         line=dict(color=PALETTE[i % len(PALETTE)], width=2), marker=dict(size=5),
                         hovertemplate="%{y:.2%}" if metric.endswith("acc") else "%{y:.4f}")
     if not drawn:
-        return _placeholder(fig, "none of these has " + ("logged steps" if per_step else "finished an epoch"))
+        return _placeholder(fig, "none of these has " + ("logged steps" if per_step else
+                                                          "an epoch with a recorded training time" if by_time else
+                                                          "finished an epoch"))
     if metric.endswith("acc"):
         fig.update_yaxes(tickformat=".0%")
+    elif log_y:
+        fig.update_yaxes(type="log")
     return fig

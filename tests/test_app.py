@@ -241,6 +241,10 @@ def test_opening_a_run_directory_by_path_shows_its_curves(env, tmp_path):
         f.write("".join(json.dumps(r) + "\n" for r in records))
     at.run()
     assert steps_drawn() == list(range(200, 400)), "the chart follows the last 200 steps"
+    at.toggle(key="log_loss").set_value(True).run()
+    layouts = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
+    assert layouts[0]["yaxis"]["type"] == "log" and layouts[2]["yaxis"]["type"] == "log", "both loss charts"
+    assert layouts[3]["yaxis"].get("type") != "log", "accuracy stays linear"
 
 
 # --------------------------------------------------------------------------- excitation
@@ -447,6 +451,24 @@ def test_compare_overlays_runs_and_weighs_se_against_plain(env):
     at.toggle(key="compare_latency").set_value(True).run()
     no_exceptions(at)
     assert (at.dataframe[0].value["CPU ms / image"] > 0).all()
+
+
+def test_compare_plots_against_training_time_and_log_loss(env):
+    def layouts() -> list[dict]:
+        return [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
+
+    at = open_app("views/compare.py")
+    no_exceptions(at)
+    at.toggle(key="compare_log").set_value(True).run()
+    no_exceptions(at)
+    assert layouts()[1]["yaxis"]["type"] == "log", "validation loss on a log axis"
+    assert layouts()[0]["yaxis"].get("type") != "log", "accuracy stays linear"
+    at.segmented_control(key="compare_x").set_value("training time").run()
+    no_exceptions(at)
+    first = layouts()[0]
+    assert first["xaxis"]["title"]["text"] == "training time (h)"
+    # The test checkpoints record no time per epoch: the chart says so rather than plotting nothing silently.
+    assert any("recorded training time" in a["text"] for a in first.get("annotations", [])), first
 
 
 def test_compare_pairs_se_with_its_twin_on_the_same_validation_images(env):

@@ -334,6 +334,21 @@ def test_specificity_ticks_are_short_for_many_blocks_and_full_for_few():
     assert separation_figure({"stage1": 0.1, "stage2": 0.2}).layout.xaxis.ticktext is None
 
 
+def test_overlay_by_training_time_uses_hours_and_skips_epochs_without_a_time():
+    c = Curves(epoch=[1, 2, 3], val_acc=[0.5, 0.6, 0.7], val_loss=[1.0, 0.8, 0.6], elapsed_s=[1800.0, math.nan, 5400.0],
+               step=[1, 2], step_loss=[2.0, 1.0])
+    fig = overlay_figure({"run": c}, "val_acc", x_axis="time")
+    assert list(fig.data[0].x) == pytest.approx([0.5, 1.5]) and list(fig.data[0].y) == pytest.approx([0.5, 0.7])
+    assert fig.layout.xaxis.title.text == "training time (h)"
+    assert list(overlay_figure({"run": c}, "step_loss", x_axis="time").data[0].x) == [1, 2], "steps stay per step"
+    assert overlay_figure({"run": c}, "val_loss", log_y=True).layout.yaxis.type == "log"
+    assert overlay_figure({"run": c}, "val_acc", log_y=True).layout.yaxis.type != "log", "accuracy stays linear"
+    assert step_loss_figure(c, log_y=True).layout.yaxis.type == "log"
+    assert epoch_figure(c, "loss", log_y=True).layout.yaxis.type == "log"
+    with pytest.raises(ValueError, match="x_axis"):
+        overlay_figure({"run": c}, "val_acc", x_axis="wall")
+
+
 def test_gate_heatmap_pads_narrow_blocks():
     fig = gate_heatmap_figure({"s1": np.array([0.1, 0.2]), "s2": np.array([0.3, 0.4, 0.5, 0.6])})
     z = np.array(fig.data[0].z, dtype=float)

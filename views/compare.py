@@ -66,10 +66,19 @@ for k in keys:
 if not rows:
     st.stop()
 
+o1, o2, _ = st.columns([1.4, 1, 2], vertical_alignment="bottom")
+x_axis = o1.segmented_control(
+    "x axis", ["epoch", "training time"], key="compare_x", default="epoch", required=True,
+    help="Training time is the wall time recorded with each epoch: compare it only between runs that trained "
+         "on the same hardware under the same load (two runs side by side each take about twice as long).")
+log_y = o2.toggle("Log-scale loss", key="compare_log")
 tabs = st.tabs(["Validation accuracy", "Validation loss", "Training loss", "Loss per step"])
 for tab, metric in zip(tabs, ("val_acc", "val_loss", "train_loss", "step_loss")):
     with tab:
-        st.plotly_chart(overlay_figure(series, metric, height=380), key=f"overlay_{metric}")
+        st.plotly_chart(overlay_figure(series, metric, height=380, x_axis="time" if x_axis == "training time"
+                                       else "epoch", log_y=log_y), key=f"overlay_{metric}")
+        if metric == "step_loss" and x_axis == "training time":
+            st.caption("Steps carry no training time here; this chart stays per step.")
 
 st.subheader("SE against plain")
 measure = st.toggle("Measure CPU latency per image (batch 1)", key="compare_latency",

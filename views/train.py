@@ -172,7 +172,7 @@ if st.session_state.get("train_run") not in run_paths:
     st.session_state["train_run"] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
 
 st.subheader("Run")
-h1, h2, h3, h4, h5 = st.columns([2.6, 1.2, 1, 0.9, 1.3], vertical_alignment="bottom")
+h1, h2, h3, h4, h5, h6 = st.columns([2.4, 1.2, 1, 0.8, 0.8, 1.3], vertical_alignment="bottom")
 if run_paths:
     h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, p))
     h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
@@ -180,9 +180,10 @@ if run_paths:
     h3.selectbox("Steps shown", STEP_WINDOWS, key="step_window",
                  format_func=lambda n: f"last {n:,}" if n else "all",
                  help="Follow the latest steps of the loss and learning-rate charts; the y axis fits them.")
-    h4.toggle("Pause", key="pause_live", help="Stop redrawing the charts every second, so that you can zoom, pan and "
+    h4.toggle("Log loss", key="log_loss", help="Both loss charts on a logarithmic axis.")
+    h5.toggle("Pause", key="pause_live", help="Stop redrawing the charts every second, so that you can zoom, pan and "
               "hover over them. The run keeps training; switch off to catch up.")
-with h5.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
+with h6.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
     st.text_input("Path of a run directory", key="open_run_path",
                   help="Any run directory, e.g. one trained on another machine or under torchrun on a shared disk.")
     st.button("Open", on_click=_open_typed_run, key="open_run_button")
@@ -228,10 +229,12 @@ def live_panel(run_dir: str) -> None:
     m[4].metric("Elapsed", format_duration(status.get("elapsed_s")))
 
     g1, g2 = st.columns(2)
-    g1.plotly_chart(step_loss_figure(curves, smoothing, height=290, last_steps=last_steps), key="live_step_loss")
+    log_loss = st.session_state.get("log_loss", False)
+    g1.plotly_chart(step_loss_figure(curves, smoothing, height=290, last_steps=last_steps, log_y=log_loss),
+                    key="live_step_loss")
     g2.plotly_chart(lr_figure(curves, height=290, last_steps=last_steps), key="live_lr")
     g3, g4 = st.columns(2)
-    g3.plotly_chart(epoch_figure(curves, "loss", height=290), key="live_epoch_loss")
+    g3.plotly_chart(epoch_figure(curves, "loss", height=290, log_y=log_loss), key="live_epoch_loss")
     g4.plotly_chart(epoch_figure(curves, "acc", height=290), key="live_epoch_acc")
     st.caption(f"{len(curves.step)} step records · {len(curves.epoch)} epochs logged · "
                f"updated {dt.datetime.now():%H:%M:%S}" + (" · paused" if state in ACTIVE_STATES and paused else
