@@ -17,7 +17,7 @@ from .curves import Curves, smooth
 
 __all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_bars_figure",
            "gate_heatmap_figure", "profiles_figure", "separation_figure", "topk_figure", "intervention_figure",
-           "confusion_figure", "overlay_figure", "ablation_figure"]
+           "confusion_figure", "overlay_figure", "ablation_figure", "channel_classes_figure"]
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#FF9DA6",
            "#9D755D", "#BAB0AC"]
@@ -265,6 +265,19 @@ def separation_figure(separation: dict[str, float], spread: dict[str, float] | N
             legend=dict(orientation="h", yref="container", y=1 - 30 / height, yanchor="top", xanchor="left", x=0))
     fig.update_layout(title=dict(yref="container", y=1 - 6 / height, yanchor="top"))
     return fig
+
+
+def channel_classes_figure(per_class: np.ndarray, overall: float, classes: list[str], title: str,
+                           height: int = 300) -> go.Figure:
+    """One channel's mean gate for each class (bars) against its all-class mean (dashed line)."""
+    per_class = np.asarray(per_class, dtype=float)
+    fig = go.Figure(go.Bar(x=list(classes), y=per_class, marker=dict(color=per_class, colorscale="Viridis", cmin=0,
+                                                                     cmax=1),
+                           hovertemplate="%{x}: mean gate %{y:.3f}<extra></extra>"))
+    fig.add_hline(y=float(overall), line=dict(color="#444", dash="dash", width=1.4),
+                  annotation_text=f"all classes {overall:.3f}", annotation_position="top left")
+    fig.update_yaxes(range=[0, 1], title_text="mean gate")
+    return _layout(fig, title, height, hovermode="closest", showlegend=False)
 
 
 def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:

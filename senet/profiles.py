@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -80,6 +80,25 @@ class ClassProfiles:
     profiles: dict[str, np.ndarray]
     overall: dict[str, np.ndarray]
     spread: dict[str, float]
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,) sampled images
+    gates: dict[str, np.ndarray] = field(default_factory=dict)  # per block (N, C) float16: each image's gate
+
+    def channel_extremes(self, block: str, channel: int, k: int = 12) -> tuple[np.ndarray, np.ndarray,
+                                                                              np.ndarray, np.ndarray]:
+        """The sampled images that open ``channel`` of ``block`` most and least: (positions, gates) of the
+        ``k`` highest gates, highest first, then of the ``k`` lowest, lowest first (ties in position order).
+
+        Raises ``KeyError`` for an unknown block and ``IndexError`` for a channel out of range.
+        """
+        if block not in self.gates:
+            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.gates) or 'none'}")
+        g = self.gates[block]
+        if not 0 <= channel < g.shape[1]:
+            raise IndexError(f"{block} has channels 0-{g.shape[1] - 1}, not {channel}")
+        column = g[:, channel].astype(np.float32)
+        high = np.argsort(-column, kind="stable")[:k]
+        low = np.argsort(column, kind="stable")[:k]
+        return self.positions[high], column[high], self.positions[low], column[low]
 
     def constant_blocks(self, tolerance: float = CONSTANT_GATE_SPREAD) -> list[str]:
         """Blocks whose gate hardly changes between images: a fixed channel scale the next layer absorbs,
@@ -143,6 +162,7 @@ def class_profiles(model: nn.Module, data: TensorDataset, mean: list[float] | tu
     sums: dict[str, torch.Tensor] = {}
     totals: dict[str, torch.Tensor] = {}  # float64 sums and sums of squares per channel, for the spread
     squares: dict[str, torch.Tensor] = {}
+    per_image: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(idx), batch_size):
         batch = idx[start:start + batch_size]
         x = normalize(data.images[batch], mean, std)
@@ -153,6 +173,7 @@ def class_profiles(model: nn.Module, data: TensorDataset, mean: list[float] | tu
             sums[name] = sums.get(name, 0) + onehot.T @ g.float()  # (K, C)
             totals[name] = totals.get(name, 0) + g.double().sum(0)  # (C,)
             squares[name] = squares.get(name, 0) + (g.double() ** 2).sum(0)
+            per_image.setdefault(name, []).append(g.numpy().astype(np.float16))
     counts = torch.bincount(data.labels[idx], minlength=k).float()
     profiles = {name: (s / counts.clamp(min=1)[:, None]).numpy() for name, s in sums.items()}
     n = int(counts.sum())
@@ -162,7 +183,8 @@ def class_profiles(model: nn.Module, data: TensorDataset, mean: list[float] | tu
         overall[name] = mean_gate.float().numpy()
         variance = (squares[name] / max(n, 1) - mean_gate ** 2).clamp(min=0) * n / max(n - 1, 1)
         spread[name] = float(variance.sqrt().mean())
-    return ClassProfiles(list(data.classes), counts.numpy().astype(int), profiles, overall, spread)
+    return ClassProfiles(list(data.classes), counts.numpy().astype(int), profiles, overall, spread,
+                         positions=idx.numpy(), gates={name: np.concatenate(v) for name, v in per_image.items()})
 
 
 @torch.no_grad()

@@ -307,6 +307,46 @@ def test_excitation_channel_order_switches_between_sorted_and_index(env):
         "the two orders show the same gates"
 
 
+def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
+    from senet import load_checkpoint
+    from senet.data import load_split
+    from senet.profiles import class_profiles
+
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    profiles = class_profiles(model, val, meta["mean"], meta["std"], per_class=50)
+    last = list(profiles.gates)[-1]
+    assert at.selectbox(key="exc_ch_block").value == last, "the last block first"
+    assert at.number_input(key="exc_ch").value == int(profiles.profiles[last].std(axis=0).argmax()), \
+        "the most class-specific channel first"
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                if json.loads(c.proto.spec)["data"][0]["type"] == "bar"
+                and "gate" in json.loads(c.proto.spec)["data"][0]["hovertemplate"])
+    number, trace = next((i, t) for i, t in enumerate(spec["data"]) if t["type"] == "bar" and t["name"] != "stage3.block3")
+    channel = int(plotly_array(trace["customdata"])[2])
+    point = {"curve_number": number, "point_number": 2, "point_index": 2, "x": 2, "y": 0.5, "customdata": channel}
+    at.session_state["exc_bars"] = {"selection": {"points": [point], "point_indices": [2], "box": [], "lasso": []}}
+    at.run()
+    no_exceptions(at)
+    assert (at.selectbox(key="exc_ch_block").value, at.number_input(key="exc_ch").value) == (trace["name"], channel)
+    expected = profiles.channel_extremes(trace["name"], channel, k=12)
+    most, least = at.image[-2], at.image[-1]
+    assert len(most.value) == len(expected[0]) and len(least.value) == len(expected[2])
+    shown = [float(c.split(" · ")[0]) for c in most.captions]
+    assert shown == pytest.approx([round(float(v), 2) for v in expected[1]], abs=0.006), "highest gates first"
+    assert shown == sorted(shown, reverse=True)
+    low = [float(c.split(" · ")[0]) for c in least.captions]
+    assert low == sorted(low) and low[0] <= shown[-1]
+    # "Show" puts one of them at the top of the page
+    target = int(expected[2][0])
+    at.selectbox(key="exc_ch_pick").set_value(target).run()
+    at.button(key="exc_ch_show").click().run()
+    no_exceptions(at)
+    assert any(f"val image #{target} ·" in m for m in texts(at, "markdown")), texts(at, "markdown")
+
+
 @pytest.mark.parametrize("name, make, ok", [
     ("gray.png", lambda: png(Image.new("L", (40, 30), 128)), True),
     ("rgba.png", lambda: png(Image.new("RGBA", (64, 64), (255, 0, 0, 128))), True),

@@ -314,3 +314,29 @@ def test_uploading_an_image_shows_excitation_charts(server, page, tmp_path):
     page.locator('input[type="file"]').set_input_files(str(bad))
     page.get_by_text("not-an-image.png: not an image file").wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_clicking_a_gate_bar_shows_which_images_open_that_channel(server, page):
+    url, _ = server
+    _goto(page, f"{url}/excitation", "Excitation explorer")
+    page.get_by_text("From the data", exact=True).first.click()
+    page.get_by_text("One channel: which images open it").wait_for()
+    _settle(page)
+    chart = page.locator(".js-plotly-plot").nth(1)
+    chart.scroll_into_view_if_needed()
+    # the middle bar of the first block's panel, in the browser's own coordinates
+    target = page.evaluate("""() => {
+        const g = document.querySelectorAll('.js-plotly-plot')[1];
+        const t = g._fullData.findIndex(d => d.type === 'bar');
+        const tr = g._fullData[t], n = tr.y.length, i = Math.floor(n / 2);
+        const xa = g._fullLayout['xaxis' + tr.xaxis.slice(1)], ya = g._fullLayout['yaxis' + tr.yaxis.slice(1)];
+        const box = g.getBoundingClientRect();
+        return {x: box.left + xa._offset + xa.l2p(i), y: box.top + ya._offset + ya.l2p(tr.y[i] / 2),
+                channel: tr.customdata[i], block: tr.name};
+    }""")
+    page.mouse.click(target["x"], target["y"])
+    page.get_by_text(f"{target['block']}, channel {target['channel']}: mean gate per class").wait_for()
+    _settle(page)
+    assert page.get_by_text("Opens it most").is_visible() and page.get_by_text("Opens it least").is_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    _shot(page, "excitation-one-channel")

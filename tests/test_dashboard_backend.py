@@ -195,6 +195,29 @@ def test_class_profile_is_the_mean_gate_of_that_classes_images(tiny):
         assert p.spread[name] == pytest.approx(float(g.double().std(0).mean()), rel=1e-4, abs=1e-7), name
 
 
+def test_channel_extremes_are_the_sampled_images_that_open_a_channel_most_and_least(tiny):
+    from senet.inference import normalize
+
+    model, data = tiny
+    p = class_profiles(model, data, MEAN, STD, per_class=5)
+    assert len(p.positions) == 15 and len(set(p.positions.tolist())) == 15
+    block = list(p.gates)[-1]
+    channel = 3
+    truth = excitations(model, normalize(data.images[torch.as_tensor(p.positions)], MEAN, STD))[block][:, channel]
+    truth = truth.numpy()
+    high, high_gate, low, low_gate = p.channel_extremes(block, channel, k=4)
+    assert len(high) == len(low) == 4
+    np.testing.assert_allclose(high_gate, np.sort(truth)[::-1][:4], atol=2e-3)  # float16 storage
+    np.testing.assert_allclose(low_gate, np.sort(truth)[:4], atol=2e-3)
+    best = p.positions[int(np.argmax(truth))]
+    assert high[0] == best or abs(truth.max() - high_gate[0]) < 2e-3, "the top image is the one with the highest gate"
+    assert set(high.tolist()) <= set(p.positions.tolist())
+    with pytest.raises(KeyError, match="no SE block"):
+        p.channel_extremes("stage9", 0)
+    with pytest.raises(IndexError, match="channels 0-"):
+        p.channel_extremes(block, 10_000)
+
+
 def test_a_block_whose_gate_ignores_the_image_is_reported_constant(tiny):
     """Zero the first SE block's FC weights (what strong weight decay does): its gate is sigmoid(0) = 0.5 for
     every image, so its spread is 0 and it is listed as constant, where before it was not."""

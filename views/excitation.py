@@ -9,7 +9,7 @@ import streamlit as st
 from views import _shared as ui
 from senet import ImageError, open_image, preprocess
 from senet.excitation import se_blocks
-from senet.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
+from senet.figures import (ablation_figure, channel_classes_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
                            profiles_figure, separation_figure, topk_figure)
 from senet.inference import image_to_uint8, normalize
 from senet.profiles import (CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles, explain,
@@ -186,10 +186,12 @@ order_label = ("channels, highest mean gate first" if reference is not None
                else "channels, highest gate of this image first")
 tab_bars, tab_heat = st.tabs(["Per block", "Blocks × channels"])
 with tab_bars:
-    st.plotly_chart(gate_bars_figure(result.gates, columns=3 if len(blocks) > 4 else len(blocks),
-                                     reference=reference, order=order, order_label=order_label), key="exc_bars")
+    bars = gate_bars_figure(result.gates, columns=3 if len(blocks) > 4 else len(blocks), reference=reference,
+                            order=order, order_label=order_label)
+    st.plotly_chart(bars, key="exc_bars", on_select="rerun", selection_mode="points")
     st.caption("Bars: this image's gate per channel" + (" (spatial mean of the per-pixel gate)" if gate_note else "")
-               + (". Red line: the all-class mean from the class profiles below." if reference else "."))
+               + (". Red line: the all-class mean from the class profiles below." if reference else ".")
+               + (" Click a bar to see below which images open that channel." if reference else ""))
 with tab_heat:
     st.plotly_chart(gate_heatmap_figure(result.gates, order=order, order_label=order_label), key="exc_heatmap")
 
@@ -226,6 +228,69 @@ else:
             "measure that for this model: the spread of the class profiles (std across classes, mean over "
             "channels) at each block, and beside it how much the gate varies from image to image (std across "
             "the same images).")
+
+# --------------------------------------------------------------------------- one channel
+def _channel_from_click() -> None:
+    """A click on a bar of the gate chart picks that block and channel (once per click)."""
+    points = ((st.session_state.get("exc_bars") or {}).get("selection") or {}).get("points") or []
+    if not points or points[0] == st.session_state.get("exc_last_bar"):
+        return
+    point = st.session_state["exc_last_bar"] = points[0]
+    number, channel = point.get("curve_number"), point.get("customdata")
+    if isinstance(number, int) and 0 <= number < len(bars.data) and bars.data[number].type == "bar" \
+            and isinstance(channel, (int, float)):
+        st.session_state["exc_ch_block"], st.session_state["exc_ch"] = bars.data[number].name, int(channel)
+
+
+def _show_image(position: int) -> None:
+    st.query_params["image"] = str(position)  # the link logic at the top of the page picks it up
+
+
+if profile_data is not None and profile_data.gates:
+    st.subheader("One channel: which images open it")
+    _channel_from_click()
+    if st.session_state.get("exc_ch_block") not in blocks:
+        st.session_state["exc_ch_block"] = blocks[-1]
+    def _most_specific() -> None:
+        block = st.session_state["exc_ch_block"]
+        st.session_state["exc_ch"] = int(profile_data.profiles[block].std(axis=0).argmax())
+
+    if "exc_ch" not in st.session_state:
+        _most_specific()
+    k1, k2, k3, _ = st.columns([2, 1, 1.2, 0.8], vertical_alignment="bottom")
+    ch_block = k1.selectbox("Block", blocks, key="exc_ch_block")
+    width = profile_data.gates[ch_block].shape[1]
+    if not 0 <= st.session_state.get("exc_ch", 0) < width:
+        st.session_state["exc_ch"] = 0
+    ch = int(k2.number_input(f"Channel (0–{width - 1})", 0, width - 1, key="exc_ch"))
+    k3.button("Most class-specific", on_click=_most_specific, key="exc_ch_specific", width="stretch",
+              help="The channel of this block whose mean gate differs most between classes (std across the "
+                   "class profiles).")
+    left, right = st.columns([2, 3], gap="large")
+    left.plotly_chart(channel_classes_figure(profile_data.profiles[ch_block][:, ch], profile_data.overall[ch_block][ch],
+                                             classes, f"{ch_block}, channel {ch}: mean gate per class"),
+                      key="exc_channel_classes")
+    high, high_gate, low, low_gate = profile_data.channel_extremes(ch_block, ch, k=12)
+    try:
+        sample = ui.load_data(split, meta)
+    except Exception as exc:  # noqa: BLE001 -- DataError and friends: one line
+        right.error(f"Cannot show the images: {exc}")
+    else:
+        sample_labels = sample.labels.numpy()
+        with right:
+            for title, positions, values in (("Opens it most", high, high_gate), ("Opens it least", low, low_gate)):
+                st.markdown(f"**{title}** (of the {len(profile_data.positions):,} sampled images)")
+                st.image([ui.enlarge(sample.images[int(i)], 3) for i in positions], width=84,
+                         caption=[f"{v:.2f} · {classes[sample_labels[int(i)]]}" for i, v in zip(positions, values)])
+            choices = [int(i) for i in high] + [int(i) for i in low]
+            o1, o2 = st.columns([3, 1], vertical_alignment="bottom")
+            chosen_image = o1.selectbox("Look at one of them above", choices, key="exc_ch_pick",
+                                        format_func=lambda i: f"#{i} · {classes[sample_labels[i]]}")
+            o2.button("Show", icon=":material/arrow_upward:", on_click=_show_image, args=(chosen_image,),
+                      key="exc_ch_show", width="stretch")
+    st.caption("Bars: the channel's mean gate for each class over the sampled images; dashed: over all of them. "
+               "A channel that one class opens and the others close is class-specific, as the paper finds for "
+               "late blocks.")
 
 # --------------------------------------------------------------------------- interventions
 st.subheader("Interventions")
