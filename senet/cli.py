@@ -62,18 +62,37 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
+def train_options() -> dict[str, argparse.Action]:
+    """The ``train`` command's options, by the TrainConfig field they set (what a launcher can pass)."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    _add_train(sub)
+    parser = next(iter(sub.choices.values()))
+    return {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
+def train_overrides(args: argparse.Namespace) -> dict:
+    """TrainConfig overrides from parsed ``train`` options (None: keep the recipe's value).
+
+    Every option named after a field overrides it; model, recipe and data are handled apart, and a
+    whole-number ``--val-size`` of 1 or more is a count of images.
+    """
+    from .train import TrainConfig
+
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in TrainConfig.__dataclass_fields__ and k not in ("model", "recipe", "data", "val_size")}
+    if getattr(args, "val_size", None) is not None:
+        v = args.val_size
+        overrides["val_size"] = int(v) if v >= 1 and float(v).is_integer() else v
+    return overrides
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import DataError
     from .runs import ACTIVE_STATES, read_json, read_status
     from .train import ConfigError, TrainConfig, make_config, make_run_dir
 
     rank = int(os.environ.get("RANK", 0))
-    # every train option named after a TrainConfig field overrides it; these four are handled apart
-    overrides = {k: v for k, v in vars(args).items()
-                 if k in TrainConfig.__dataclass_fields__ and k not in ("model", "recipe", "data", "val_size")}
-    if args.val_size is not None:
-        v = args.val_size
-        overrides["val_size"] = int(v) if v >= 1 and float(v).is_integer() else v
+    overrides = train_overrides(args)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     if args.resume:
         run_dir = Path(args.resume)

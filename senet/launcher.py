@@ -11,12 +11,14 @@ saves ``last.pt`` and exits.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,6 @@ __all__ = ["LaunchError", "train_command", "start_run", "resume_run", "stop_run"
            "list_run_rows", "log_tail", "can_resume"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-# CLI flags for the TrainConfig fields a launcher may set (all others keep the recipe's value).
-_FLAGS = {"epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "reduction": "--reduction",
-          "width": "--width", "seed": "--seed", "val_size": "--val-size", "split_seed": "--split-seed",
-          "log_every": "--log-every", "data_dir": "--data-dir", "dataset_name": "--dataset-name",
-          "momentum": "--momentum", "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing",
-          "schedule": "--schedule", "warmup_epochs": "--warmup-epochs", "micro_batch": "--micro-batch",
-          "device": "--device"}
 _processes: dict[str, subprocess.Popen] = {}  # children of this process, polled so they never linger as zombies
 
 
@@ -42,16 +37,38 @@ class LaunchError(RuntimeError):
 
 
 def train_command(config: TrainConfig, run_dir: str | os.PathLike) -> list[str]:
-    """The ``python -m senet train`` command line that trains ``config`` into ``run_dir``."""
+    """The ``python -m senet train`` command line that trains ``config`` into ``run_dir``.
+
+    Every field that differs from the recipe's value is passed with its flag (``epochs`` and ``seed``
+    always); a differing field that the command line cannot set raises :class:`LaunchError`, so nothing
+    is dropped silently.
+    """
+    from .cli import train_options
+
     defaults = make_config(config.model, config.recipe, data=config.data)
+    options = train_options()
     cmd = [sys.executable, "-m", "senet", "train", "--model", config.model, "--recipe", config.recipe,
            "--data", config.data, "--run-dir", str(run_dir), "--no-progress"]
-    for name, flag in _FLAGS.items():
+    unsettable = []
+    for f in fields(TrainConfig):
+        name = f.name
         value = getattr(config, name)
-        if value != getattr(defaults, name) or name in ("epochs", "seed"):
-            cmd += [flag, str(value)]
-    if config.model == "seed_senet" and config.squeeze:
-        cmd.append("--squeeze")
+        if name in ("model", "recipe", "data", "world_size") or (
+                value == getattr(defaults, name) and name not in ("epochs", "seed")):
+            continue
+        action = options.get(name)
+        if action is None:
+            unsettable.append(name)
+        elif isinstance(action, argparse._StoreConstAction):  # --compile, --sync-bn, --squeeze, --no-amp
+            if value == action.const:
+                cmd.append(action.option_strings[0])
+            else:
+                unsettable.append(name)
+        else:
+            cmd += [action.option_strings[0], str(value)]
+    if unsettable:
+        raise LaunchError(f"the train command cannot set {', '.join(unsettable)} (they differ from the "
+                          f"{config.recipe} recipe's values)")
     return cmd
 
 

@@ -186,6 +186,44 @@ def test_train_page_starts_a_run_in_its_own_process_and_shows_its_metrics(env):
     assert "Model card · se_resnet20" in texts(at, "subheader"), "the run's best.pt opens in the model card"
 
 
+def test_new_run_can_start_from_a_checkpoints_recorded_recipe(env, tmp_path, monkeypatch):
+    """Start from: the form takes every setting of a checkpoint's config, and what is launched keeps them."""
+    from senet import create_model, save_checkpoint
+    from senet.train import make_config
+
+    from dataclasses import asdict
+
+    recorded = make_config("se_resnet20", "fast", data=f"folder:{env['data']}", epochs=1, width=2, crop_pad=4,
+                           cutout=6, se_weight_decay=0.0, label_smoothing=0.1, batch_size=16, lr=0.05,
+                           schedule="cosine", train_limit=30, reduction=8, log_every=1)
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    save_checkpoint(ck / "recipe.pt", create_model("se_resnet20", num_classes=3, width=2, reduction=8),
+                    model_name="se_resnet20", model_options={"num_classes": 3, "width": 2, "reduction": 8},
+                    classes=CLASSES, val_acc=0.5, config=asdict(recorded))
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
+    at = open_app("views/train.py")
+    at.selectbox(key="new_from").set_value(str(ck / "recipe.pt")).run()
+    no_exceptions(at)
+    assert (at.selectbox(key="new_family").value, at.toggle(key="new_se").value, at.number_input(key="new_r").value,
+            at.segmented_control(key="new_recipe").value) == ("resnet20", True, 8, "fast")
+    shown = {n.label: n.value for n in at.number_input}
+    assert (shown["Width ×"], shown["Crop padding"], shown["Cutout"], shown["SE weight decay"],
+            shown["Label smoothing"], shown["Epochs"], shown["Batch size"]) == (2, 4, 6, 0.0, 0.1, 1, 16), shown
+    before = {d.name for d in env["runs"].iterdir()} if env["runs"].is_dir() else set()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    no_exceptions(at)
+    new = [d for d in env["runs"].iterdir() if d.name not in before]
+    assert len(new) == 1, "one run started"
+    _wait(at, lambda a: (new[0] / "config.json").is_file(), what="the run's config.json")
+    launched = json.loads((new[0] / "config.json").read_text())
+    for field in ("width", "crop_pad", "cutout", "se_weight_decay", "label_smoothing", "schedule", "train_limit",
+                  "lr", "batch_size", "reduction"):
+        assert launched[field] == getattr(recorded, field), f"{field}: launched {launched[field]!r}"
+    _wait(at, lambda a: _state(a) in ("finished", "failed", "stopped"), what="the short run to end")
+    assert _state(at) == "finished", texts(at, "error")
+
+
 def test_second_run_asks_for_confirmation_then_stop_saves_last_checkpoint(env):
     before = {d.name for d in env["runs"].iterdir()} if env["runs"].is_dir() else set()
     at = open_app("views/train.py")

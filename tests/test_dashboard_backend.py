@@ -116,6 +116,34 @@ def test_train_command_passes_only_what_differs_from_the_recipe():
     assert "--lr" not in joined, "the recipe's lr is not repeated"
 
 
+def test_train_command_round_trips_every_setting_the_command_line_can_take():
+    """What the dashboard launches is what it was asked for: the command, parsed back, gives the same config."""
+    from dataclasses import asdict
+
+    from senet.cli import build_parser, train_overrides
+
+    config = make_config("se_airnet", "fast", data="folder:/x y", epochs=3, batch_size=64, lr=0.5, momentum=0.8,
+                         weight_decay=1e-3, se_weight_decay=0.0, label_smoothing=0.1, schedule="cosine",
+                         warmup_epochs=0.5, crop_pad=4, cutout=10, reduction=8, width=2, seed=7, val_size=5000,
+                         split_seed=3, train_limit=600, log_every=5, micro_batch=32, device="cpu", amp=False,
+                         compile=True, dataset_name="CIFAR-10 (JPEG q75 copy)", data_dir="/d")
+    cmd = train_command(config, "/runs/a")
+    args = build_parser().parse_args(cmd[3:])
+    back = make_config(args.model, args.recipe, data=args.data, **train_overrides(args))
+    assert asdict(back) == asdict(config)
+    seed_model = make_config("seed_senet", "seed", data="cifar10", squeeze=True)
+    args = build_parser().parse_args(train_command(seed_model, "/runs/b")[3:])
+    assert make_config(args.model, args.recipe, data=args.data, **train_overrides(args)).squeeze is True
+
+
+def test_train_command_refuses_a_setting_the_command_line_cannot_take():
+    from dataclasses import replace
+
+    config = replace(make_config("se_resnet20", "fast", data="cifar10"), start_lr_frac=0.5, pad_mode="zeros")
+    with pytest.raises(LaunchError, match="cannot set start_lr_frac, pad_mode"):
+        train_command(config, "/runs/a")
+
+
 def test_run_with_dead_process_is_failed_and_log_error_is_reported(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from pathlib import Path
 
 import streamlit as st
@@ -13,7 +14,7 @@ from senet.launcher import LaunchError, active_runs, can_resume, list_run_rows, 
     start_run, stop_run
 from senet.models import list_models
 from senet.runs import ACTIVE_STATES, read_json
-from senet.train import RECIPES, ConfigError, make_config
+from senet.train import RECIPES, ConfigError, TrainConfig, make_config
 
 S = ui.settings()
 STATE_COLOR = {"running": "green", "starting": "orange", "finished": "blue", "stopped": "gray", "failed": "red"}
@@ -91,6 +92,32 @@ def _use_checkpoint(path: str) -> None:
     st.session_state["pending_checkpoint"] = path
 
 
+def _source_config(key: str | None) -> dict:
+    """The recorded training config of a checkpoint or run ({} if none or unreadable)."""
+    if not key:
+        return {}
+    try:
+        config = ui.load_entry(key)[1].get("config")
+    except Exception:  # noqa: BLE001 -- a broken file: start from the recipe instead
+        return {}
+    return {k: v for k, v in (config or {}).items() if k in TrainConfig.__dataclass_fields__} if isinstance(
+        config, dict) else {}
+
+
+def _start_from() -> None:
+    """Set model, SE, r and recipe from the chosen checkpoint's config; the form below takes the rest."""
+    config = _source_config(st.session_state.get("new_from"))
+    if not config.get("model") or config["model"] not in list_models():
+        return
+    family = config["model"][3:] if config["model"].startswith("se_") else config["model"]
+    if family in FAMILIES:
+        st.session_state["new_family"] = family
+        st.session_state["new_se"] = config["model"].startswith("se_") or family == "seed_senet"
+        st.session_state["new_r"] = int(config.get("reduction", 16))
+        if config.get("recipe") in RECIPES:
+            st.session_state["new_recipe"] = config["recipe"]
+
+
 def _pick_from_table() -> None:
     sel = st.session_state.get("runs_table", {}).get("selection", {}).get("rows", [])
     rows = st.session_state.get("runs_table_paths", [])
@@ -109,6 +136,12 @@ active = [r for r in rows if r["state"] in ACTIVE_STATES]
 
 # --------------------------------------------------------------------------- new run
 with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
+    sources = {"": "the recipe's defaults"} | {e.key: e.label for e in ui.entries() if not e.problem}
+    if st.session_state.get("new_from") not in sources:
+        st.session_state["new_from"] = ""
+    st.selectbox("Start from", list(sources), format_func=sources.get, key="new_from", on_change=_start_from,
+                 help="Copy every setting of a checkpoint's or run's recorded recipe (e.g. to train the twin of a "
+                      "shipped model, or the same recipe longer); then change what you like below.")
     c1, c2, c3, c4 = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
     family = c1.selectbox("Model", list(FAMILIES), format_func=FAMILIES.get, key="new_family")
     se_fixed = family == "seed_senet"
@@ -121,8 +154,14 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
     model_name = family if se_fixed or not use_se else f"se_{family}"
     if family != "seed_senet" and not use_se:
         model_name = family
-    defaults = make_config(model_name, recipe or "fast")
-    tag = f"{model_name}_{recipe}"
+    source = st.session_state.get("new_from") or ""
+    inherited = {k: v for k, v in _source_config(source).items()
+                 if k not in ("model", "recipe", "data", "data_dir", "world_size", "reduction")}
+    try:
+        defaults = make_config(model_name, recipe or "fast", **inherited)
+    except ConfigError:  # a recorded config this model cannot take (e.g. another family's width)
+        inherited, defaults = {}, make_config(model_name, recipe or "fast")
+    tag = f"{model_name}_{recipe}" + (f"_{zlib.crc32(source.encode())}" if source else "")  # new source: new fields
     with st.form("new_run_form", border=False):
         f1, f2, f3, f4 = st.columns(4)
         epochs = f1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"new_epochs_{tag}")
@@ -135,11 +174,34 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
         val_size = g2.number_input("Validation images", 0.0, 100000.0, 0.1, format="%g", key="new_val",
                                    help="A fraction (0.1) or a count (5000) of the training images.")
         log_every = g3.number_input("Log every (steps)", 1, 1000, defaults.log_every, key="new_log_every")
+        a1, a2, a3, a4, a5, a6 = st.columns(6)
+        width = a1.number_input("Width ×", 1, 16, defaults.width, key=f"new_width_{tag}", disabled=se_fixed,
+                                help="Channel multiplier of the network (2 doubles every layer's channels).")
+        crop_pad = a2.number_input("Crop padding", 0, 16, defaults.crop_pad, key=f"new_crop_{tag}",
+                                   help="Random-translate augmentation: pad by this many pixels, crop back.")
+        cutout = a3.number_input("Cutout", 0, 32, defaults.cutout, key=f"new_cutout_{tag}",
+                                 help="Side of a square set to the mean in each training image (0: off).")
+        weight_decay = a4.number_input("Weight decay", 0.0, 1.0, float(defaults.weight_decay), format="%.4g",
+                                       key=f"new_wd_{tag}")
+        se_weight_decay = a5.number_input(
+            "SE weight decay", 0.0, 1.0, defaults.se_weight_decay, format="%.4g", key=f"new_sewd_{tag}",
+            disabled=not (use_se or se_fixed),
+            help="Weight decay of the SE blocks' FC weights; empty: the same as Weight decay. Strong decay can "
+                 "shrink a block's gate to a constant (the dashboard flags that); 0 keeps the gates alive.")
+        smoothing = a6.number_input("Label smoothing", 0.0, 0.99, float(defaults.label_smoothing), format="%.3g",
+                                    key=f"new_ls_{tag}")
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
     if submitted:
-        config = dict(model=model_name, recipe=recipe or "fast", data=data.strip(), data_dir=str(S.data_dir),
-                      epochs=int(epochs), lr=float(lr), batch_size=int(batch), seed=int(seed),
-                      val_size=int(val_size) if val_size >= 1 else float(val_size), log_every=int(log_every))
+        config = dict(inherited, model=model_name, recipe=recipe or "fast", data=data.strip(),
+                      data_dir=str(S.data_dir), epochs=int(epochs), lr=float(lr), batch_size=int(batch),
+                      seed=int(seed), val_size=int(val_size) if val_size >= 1 else float(val_size),
+                      log_every=int(log_every), crop_pad=int(crop_pad), cutout=int(cutout),
+                      weight_decay=float(weight_decay), label_smoothing=float(smoothing),
+                      se_weight_decay=None if se_weight_decay is None else float(se_weight_decay))
+        if not se_fixed:
+            config["width"] = int(width)
+        if inherited.get("dataset_name") and _source_config(source).get("data") != config["data"]:
+            config.pop("dataset_name")  # the recorded name described another data source
         if use_se or se_fixed:
             config["reduction"] = int(reduction)
         reason = ui.data_available(config["data"])
