@@ -185,7 +185,7 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
                                        key=f"new_wd_{tag}")
         se_weight_decay = a5.number_input(
             "SE weight decay", 0.0, 1.0, defaults.se_weight_decay, format="%.4g", key=f"new_sewd_{tag}",
-            disabled=not (use_se or se_fixed),
+            disabled=not (use_se or se_fixed), placeholder="= weight decay",
             help="Weight decay of the SE blocks' FC weights; empty: the same as Weight decay. Strong decay can "
                  "shrink a block's gate to a constant (the dashboard flags that); 0 keeps the gates alive.")
         smoothing = a6.number_input("Label smoothing", 0.0, 0.99, float(defaults.label_smoothing), format="%.3g",
