@@ -217,6 +217,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablation import MODES, gate_ablation
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .data import DataError, load_split
+    from .evaluate import checkpoint_split_options
+
+    if args.per_class is not None and args.per_class < 1:
+        raise UsageError(f"--per-class {args.per_class}: must be 1 or more")
+    try:
+        model, meta = load_checkpoint(args.checkpoint)
+        val_size, split_seed = checkpoint_split_options(meta)
+        data = load_split(args.data, args.split, args.data_dir, val_size, split_seed)
+    except (CheckpointError, DataError) as exc:
+        raise UsageError(str(exc)) from None
+    if list(meta.get("classes") or data.classes) != list(data.classes):
+        raise UsageError(f"{args.data}: its classes {list(data.classes)} differ from the checkpoint's "
+                         f"{list(meta['classes'])}")
+    try:
+        result = gate_ablation(model, data, meta["mean"], meta["std"], per_class=args.per_class)
+    except ValueError as exc:
+        raise UsageError(f"{args.checkpoint}: {exc}") from None
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "split": args.split, "n": result.n,
+                          "baseline": result.baseline, "rows": result.rows}))
+        return 0
+    print(f"{args.checkpoint} on {args.data} [{args.split}, {result.n} images]: accuracy as trained "
+          f"{result.baseline:.2%}")
+    print(f"{'blocks':>16}  " + "  ".join(f"{label:>26}" for label in MODES.values()))
+    for row in result.table():
+        cells = [f"{row[f'{m}_acc']:.2%} ({row[f'{m}_change_pts']:+.2f} pts)" for m in MODES]
+        print(f"{row['blocks']:>16}  " + "  ".join(f"{c:>26}" for c in cells))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .accounting import model_info
     from .checkpoint import CheckpointError, load_checkpoint
@@ -313,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average with the mirrored image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--cache-dir", default=None, help="where predictions are cached")
+    p = sub.add_parser("ablate", help="accuracy with each SE block's gate switched off or fixed to its mean")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"))
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--per-class", type=int, default=None, help="use this many images of each class (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser("info", help="the model card of a checkpoint or a model")
     p.add_argument("--checkpoint")
     p.add_argument("--model")
@@ -333,12 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "data_dir", None) is None and args.command in ("train", "evaluate"):
+    if getattr(args, "data_dir", None) is None and args.command in ("evaluate", "ablate"):
         from .data import DEFAULT_DATA_DIR
-        if args.command == "evaluate":
-            args.data_dir = DEFAULT_DATA_DIR
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "info": cmd_info, "excite": cmd_excite,
-               "export": cmd_export}[args.command]
+        args.data_dir = DEFAULT_DATA_DIR
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
+               "excite": cmd_excite, "export": cmd_export}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

@@ -193,6 +193,52 @@ def test_evaluate_json_stdout_is_pure_json_from_a_real_process(tmp_path: Path, f
     assert json.loads(proc.stdout)["n"] == 11
 
 
+def test_ablate_reports_every_block_and_all_blocks_as_json_and_as_a_table(tmp_path: Path, folder_checkpoint: Path,
+                                                                          capsys) -> None:
+    from senet import load_checkpoint
+    from senet.ablation import gate_ablation
+    from senet.data import load_split
+
+    make_folder_dataset(tmp_path / "ds", per_class=10)
+    base = ["ablate", "--checkpoint", str(folder_checkpoint), "--data", f"folder:{tmp_path / 'ds'}",
+            "--data-dir", str(tmp_path), "--split", "train"]
+    code, out, err = call(capsys, *base, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    model, meta = load_checkpoint(folder_checkpoint)
+    expected = gate_ablation(model, load_split(f"folder:{tmp_path / 'ds'}", "train", tmp_path), meta["mean"],
+                             meta["std"])
+    assert result["n"] == 27 and result["baseline"] == pytest.approx(expected.baseline)
+    assert result["rows"] == expected.rows
+    assert [r["blocks"] for r in result["rows"]][-2:] == ["all", "all"] and len(result["rows"]) == 2 * 10
+    code, out, _ = call(capsys, *base, "--per-class", "2")
+    assert code == 0 and "6 images" in out and "stage3.block3" in out and "SE off (gate = 1)" in out
+    assert out.strip().splitlines()[-1].split()[0] == "all"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint", "missing.pt"], "no such checkpoint file"),
+    (["--per-class", "0"], "--per-class 0: must be 1 or more"),
+    (["--plain"], "no SE blocks"),
+])
+def test_ablate_errors_are_one_line_exit_2(tmp_path: Path, folder_checkpoint: Path, capsys, argv, message) -> None:
+    import torch
+
+    from senet import create_model, save_checkpoint
+
+    make_folder_dataset(tmp_path / "ds", per_class=4)
+    if argv == ["--plain"]:
+        plain = tmp_path / "plain.pt"
+        torch.manual_seed(0)
+        save_checkpoint(plain, create_model("resnet20", num_classes=3), model_name="resnet20",
+                        model_options={"num_classes": 3}, classes=("blue", "green", "red"))
+        argv = ["--checkpoint", str(plain)]
+    base = ["ablate", "--checkpoint", str(folder_checkpoint), "--data", f"folder:{tmp_path / 'ds'}",
+            "--data-dir", str(tmp_path), "--split", "train"]
+    code, _, err = call(capsys, *base, *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_info_prints_the_model_card_of_a_model_and_a_checkpoint(tiny_checkpoint: Path, capsys) -> None:
     code, out, _ = call(capsys, "info", "--model", "se_resnet20")
     assert code == 0 and "SE parameters    2,016" in out and "= 2,016" in out, out

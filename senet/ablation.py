@@ -1,0 +1,119 @@
+"""What each SE block's gate is worth over a whole split.
+
+Two interventions per block, each measured as accuracy over the same images:
+
+- **SE off** (gate = 1): the block passes its input unscaled, as the plain twin would
+  at that point;
+- **gate fixed to its mean** (the block's mean gate over the same images): a static
+  channel scale that keeps what SE learned on average but drops its dependence on the
+  image.
+
+The gap between the two tells apart the two things an SE block can do: a fixed
+re-weighting (which a convolution could have absorbed) and an input-dependent one,
+which is the point of squeeze-and-excitation. The same two are also applied to
+every block at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .data import TensorDataset
+from .excitation import excitations, gate_overrides, se_blocks
+from .inference import normalize
+from .profiles import HOOK_LOCK, sample_per_class
+
+__all__ = ["GateAblation", "gate_ablation", "MODES"]
+
+MODES = {"off": "SE off (gate = 1)", "mean": "gate fixed to its mean"}
+
+
+@dataclass
+class GateAblation:
+    """Accuracy as trained and under each intervention; ``rows`` are ``{"blocks", "mode", "accuracy"}``."""
+
+    n: int
+    baseline: float
+    rows: list[dict] = field(default_factory=list)
+
+    def accuracy(self, blocks: str, mode: str) -> float:
+        """The accuracy of one row (``blocks`` a block name or ``"all"``; ``mode`` ``"off"`` or ``"mean"``)."""
+        for row in self.rows:
+            if row["blocks"] == blocks and row["mode"] == mode:
+                return row["accuracy"]
+        raise KeyError(f"no ablation row for blocks={blocks!r}, mode={mode!r}")
+
+    def table(self) -> list[dict]:
+        """One row per block (then ``all``): accuracy and change in points under each mode."""
+        out = []
+        for blocks in dict.fromkeys(r["blocks"] for r in self.rows):
+            row: dict = {"blocks": blocks}
+            for mode in MODES:
+                acc = self.accuracy(blocks, mode)
+                row[f"{mode}_acc"] = acc
+                row[f"{mode}_change_pts"] = 100 * (acc - self.baseline)
+            out.append(row)
+        return out
+
+
+@torch.no_grad()
+def gate_ablation(model: nn.Module, data: TensorDataset, mean: list[float] | tuple[float, ...],
+                  std: list[float] | tuple[float, ...], per_class: int | None = None, batch_size: int = 250,
+                  progress: Callable[[int, int], None] | None = None) -> GateAblation:
+    """Accuracy of ``model`` on ``data`` as trained, and with each block's gate (then all of them) switched
+    off or fixed to its mean over the same images.
+
+    ``per_class`` limits the images to that many of each class (a seeded, stratified sample); ``progress``
+    is called with (passes done, passes in all). Raises ``ValueError`` for a model without SE blocks.
+    """
+    blocks = list(se_blocks(model))
+    if not blocks:
+        raise ValueError("the model has no SE blocks: there is no gate to ablate")
+    idx = (sample_per_class(data.labels, per_class, len(data.classes)) if per_class
+           else torch.arange(len(data.labels)))
+    labels = data.labels[idx]
+    passes = 2 + 2 * (len(blocks) + 1)
+    done = 0
+
+    device = next(model.parameters()).device
+
+    def batches():
+        for start in range(0, len(idx), batch_size):
+            chosen = idx[start:start + batch_size]
+            yield normalize(data.images[chosen], mean, std).to(device), data.labels[chosen].to(device)
+
+    def accuracy(overrides: dict) -> float:
+        nonlocal done
+        correct = 0
+        with HOOK_LOCK, gate_overrides(model, overrides):
+            for x, y in batches():
+                correct += int((model(x).argmax(1) == y).sum())
+        done += 1
+        if progress:
+            progress(done, passes)
+        return correct / max(len(labels), 1)
+
+    was_training = model.training
+    model.eval()
+    try:
+        baseline = accuracy({})
+        sums: dict[str, torch.Tensor] = {}
+        with HOOK_LOCK:
+            for x, _ in batches():
+                for name, g in excitations(model, x).items():
+                    sums[name] = sums.get(name, 0) + g.double().sum(0)
+        done += 1
+        if progress:
+            progress(done, passes)
+        means = {name: (s / max(len(labels), 1)).float() for name, s in sums.items()}
+        result = GateAblation(len(labels), baseline)
+        for group in [[b] for b in blocks] + [blocks]:
+            name = group[0] if len(group) == 1 else "all"
+            result.rows.append({"blocks": name, "mode": "off", "accuracy": accuracy({b: 1.0 for b in group})})
+            result.rows.append({"blocks": name, "mode": "mean", "accuracy": accuracy({b: means[b] for b in group})})
+    finally:
+        model.train(was_training)
+    return result
