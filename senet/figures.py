@@ -17,7 +17,7 @@ from .curves import Curves, smooth
 
 __all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_bars_figure",
            "gate_heatmap_figure", "profiles_figure", "separation_figure", "topk_figure", "intervention_figure",
-           "confusion_figure", "overlay_figure", "ablation_figure", "channel_classes_figure"]
+           "confusion_figure", "overlay_figure", "ablation_figure", "channel_classes_figure", "split_ablation_figure"]
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#FF9DA6",
            "#9D755D", "#BAB0AC"]
@@ -278,6 +278,23 @@ def channel_classes_figure(per_class: np.ndarray, overall: float, classes: list[
                   annotation_text=f"all classes {overall:.3f}", annotation_position="top left")
     fig.update_yaxes(range=[0, 1], title_text="mean gate")
     return _layout(fig, title, height, hovermode="closest", showlegend=False)
+
+
+def split_ablation_figure(table: list[dict], baseline: float, n: int, height: int = 320) -> go.Figure:
+    """Change in accuracy (points) per block and for all blocks, with the gate off and fixed to its mean;
+    ``table`` is :meth:`senet.ablation.GateAblation.table`."""
+    names = [r["blocks"] for r in table]
+    fig = go.Figure()
+    for mode, label, color in (("off", "SE off (gate = 1)", ACCENT), ("mean", "gate fixed to its mean", TRAIN)):
+        fig.add_bar(x=names, y=[r[f"{mode}_change_pts"] for r in table], name=label, marker_color=color,
+                    customdata=[r[f"{mode}_acc"] for r in table],
+                    hovertemplate=f"%{{x}}: {label}<br>%{{customdata:.2%}} (%{{y:+.2f}} pts)<extra></extra>")
+    fig.add_hline(y=0, line=dict(color="#444", width=1))
+    fig.update_yaxes(title_text="accuracy change (points)")
+    if len(names) > 4:
+        fig.update_xaxes(tickvals=names, ticktext=[n_.replace("stage", "s").replace("block", "b") for n_ in names])
+    return _layout(fig, f"Over {n:,} images (as trained: {baseline:.2%})", height, hovermode="closest",
+                   barmode="group")
 
 
 def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:

@@ -385,6 +385,31 @@ def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
     assert any(f"val image #{target} ·" in m for m in texts(at, "markdown")), texts(at, "markdown")
 
 
+def test_split_ablation_runs_on_request_and_matches_senet(env):
+    from senet import load_checkpoint
+    from senet.ablation import gate_ablation
+    from senet.data import load_split
+
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    assert "Across the split: what each block's gate is worth" in texts(at, "subheader")
+    charts_before = len(at.get("plotly_chart"))
+    at.button(key="exc_split_run").click().run()
+    no_exceptions(at)
+    assert not at.error, texts(at, "error")
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert len(at.get("plotly_chart")) == charts_before + 1, "the ablation chart appears once run"
+    model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    table = gate_ablation(model, val, meta["mean"], meta["std"], per_class=100).table()
+    off = spec["data"][0]
+    assert list(off["x"]) == [r["blocks"] for r in table]
+    assert plotly_array(off["y"]).tolist() == pytest.approx([r["off_change_pts"] for r in table])
+    at.run()
+    assert not at.error, texts(at, "error")
+    assert len(at.get("plotly_chart")) == charts_before + 1, "the result stays on the page after a rerun"
+
+
 @pytest.mark.parametrize("name, make, ok", [
     ("gray.png", lambda: png(Image.new("L", (40, 30), 128)), True),
     ("rgba.png", lambda: png(Image.new("RGBA", (64, 64), (255, 0, 0, 128))), True),
