@@ -10,8 +10,9 @@ from views import _shared as ui
 from senet import ImageError, open_image, preprocess
 from senet.excitation import se_blocks
 from senet.ablation import gate_ablation
-from senet.figures import (ablation_figure, channel_classes_figure, gate_bars_figure, split_ablation_figure, gate_heatmap_figure, intervention_figure,
-                           profiles_figure, separation_figure, topk_figure)
+from senet.figures import (ablation_figure, channel_classes_figure, gate_bars_figure, gate_heatmap_figure,
+                           intervention_figure, profiles_figure, separation_figure, split_ablation_figure,
+                           topk_figure)
 from senet.inference import image_to_uint8, normalize
 from senet.profiles import (CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles, explain,
                             gate_description, intervene)
@@ -243,6 +244,12 @@ def _channel_from_click() -> None:
         st.session_state["exc_ch_block"], st.session_state["exc_ch"] = bars.data[number].name, int(channel)
 
 
+def _most_specific() -> None:
+    """The channel of the chosen block whose mean gate differs most between classes."""
+    block = st.session_state["exc_ch_block"]
+    st.session_state["exc_ch"] = int(profile_data.profiles[block].std(axis=0).argmax())
+
+
 def _show_image(position: int) -> None:
     st.query_params["image"] = str(position)  # the link logic at the top of the page picks it up
 
@@ -252,10 +259,6 @@ if profile_data is not None and profile_data.gates:
     _channel_from_click()
     if st.session_state.get("exc_ch_block") not in blocks:
         st.session_state["exc_ch_block"] = blocks[-1]
-    def _most_specific() -> None:
-        block = st.session_state["exc_ch_block"]
-        st.session_state["exc_ch"] = int(profile_data.profiles[block].std(axis=0).argmax())
-
     if "exc_ch" not in st.session_state:
         _most_specific()
     k1, k2, k3, _ = st.columns([2, 1, 1.2, 0.8], vertical_alignment="bottom")
