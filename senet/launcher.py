@@ -99,6 +99,7 @@ def _spawn(cmd: list[str], run_dir: Path, action: str) -> int:
 
 def start_run(config: TrainConfig, runs_root: str | os.PathLike) -> Path:
     """Start training ``config`` in a new process; returns the new run directory under ``runs_root``."""
+    train_command(config, "RUN_DIR")  # a config the command cannot express fails here, before any directory
     run_dir = make_run_dir(runs_root, config.model)
     _spawn(train_command(config, run_dir), run_dir, "start")
     return run_dir

@@ -136,12 +136,15 @@ def test_train_command_round_trips_every_setting_the_command_line_can_take():
     assert make_config(args.model, args.recipe, data=args.data, **train_overrides(args)).squeeze is True
 
 
-def test_train_command_refuses_a_setting_the_command_line_cannot_take():
+def test_train_command_refuses_a_setting_the_command_line_cannot_take(tmp_path):
     from dataclasses import replace
 
     config = replace(make_config("se_resnet20", "fast", data="cifar10"), start_lr_frac=0.5, pad_mode="zeros")
     with pytest.raises(LaunchError, match="cannot set start_lr_frac, pad_mode"):
         train_command(config, "/runs/a")
+    with pytest.raises(LaunchError, match="cannot set"):
+        start_run(config, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "no run directory is made"
 
 
 def test_run_with_dead_process_is_failed_and_log_error_is_reported(tmp_path):
