@@ -281,20 +281,29 @@ def channel_classes_figure(per_class: np.ndarray, overall: float, classes: list[
 
 
 def split_ablation_figure(table: list[dict], baseline: float, n: int, height: int = 320) -> go.Figure:
-    """Change in accuracy (points) per block and for all blocks, with the gate off and fixed to its mean;
+    """Change in accuracy (points) per block and for all blocks: gate off (left) and gate fixed to its mean
+    (right), each panel on its own scale (switching SE off costs tens of points, fixing the gate a few);
     ``table`` is :meth:`senet.ablation.GateAblation.table`."""
     names = [r["blocks"] for r in table]
-    fig = go.Figure()
-    for mode, label, color in (("off", "SE off (gate = 1)", ACCENT), ("mean", "gate fixed to its mean", TRAIN)):
-        fig.add_bar(x=names, y=[r[f"{mode}_change_pts"] for r in table], name=label, marker_color=color,
-                    customdata=[r[f"{mode}_acc"] for r in table],
-                    hovertemplate=f"%{{x}}: {label}<br>%{{customdata:.2%}} (%{{y:+.2f}} pts)<extra></extra>")
-    fig.add_hline(y=0, line=dict(color="#444", width=1))
-    fig.update_yaxes(title_text="accuracy change (points)")
-    if len(names) > 4:
-        fig.update_xaxes(tickvals=names, ticktext=[n_.replace("stage", "s").replace("block", "b") for n_ in names])
+    ticks = [n_.replace("stage", "s").replace("block", "b") for n_ in names] if len(names) > 4 else names
+    data = []
+    for i, (mode, label, color) in enumerate((("off", "SE off (gate = 1)", ACCENT),
+                                              ("mean", "gate fixed to its mean", TRAIN))):
+        axis = "" if i == 0 else "2"
+        data.append(dict(type="bar", x=names, y=[r[f"{mode}_change_pts"] for r in table], name=label,
+                         marker_color=color, customdata=[r[f"{mode}_acc"] for r in table], xaxis=f"x{axis}",
+                         yaxis=f"y{axis}",
+                         hovertemplate=f"%{{x}}: {label}<br>%{{customdata:.2%}} (%{{y:+.2f}} pts)<extra></extra>"))
+    layout = dict(
+        xaxis=dict(domain=[0, 0.46], tickvals=names, ticktext=ticks), yaxis=dict(title_text="accuracy change (points)"),
+        xaxis2=dict(domain=[0.54, 1], tickvals=names, ticktext=ticks), yaxis2=dict(anchor="x2"),
+        annotations=[dict(text=text, x=x, y=1.0, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
+                          showarrow=False, font=dict(size=12))
+                     for text, x in (("SE off (gate = 1)", 0.23), ("gate fixed to its mean", 0.77))],
+        showlegend=False)
+    fig = go.Figure(data=data, layout=layout)
     return _layout(fig, f"Over {n:,} images (as trained: {baseline:.2%})", height, hovermode="closest",
-                   barmode="group")
+                   margin=dict(l=10, r=10, t=60, b=10))
 
 
 def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:

@@ -350,8 +350,11 @@ else:
     sizes = {100: "100 per class", 0: f"all of {split}"}
     per = a1.selectbox("Images", list(sizes), format_func=sizes.get, key="exc_split_per_class")
     key = (path, mtime, ui.data_spec(), split, per or None)
-    if key in st.session_state.get("exc_split_results", {}) or a2.button("Run", icon=":material/play_arrow:", key="exc_split_run",
-                                help=f"{2 + 2 * (len(blocks) + 1)} passes over the images; cached afterwards."):
+    computed = key in st.session_state.get("exc_split_results", {})
+    clicked = a2.button("Done" if computed else "Run", icon=":material/check:" if computed else ":material/play_arrow:",
+                        key="exc_split_run", disabled=computed,
+                        help=f"{2 + 2 * (len(blocks) + 1)} passes over the images; kept for this session.")
+    if computed or clicked:
         bar = st.empty()
         try:
             ablation = _split_ablation(*key, progress=lambda d, n: bar.progress(
