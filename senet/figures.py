@@ -268,14 +268,18 @@ def separation_figure(separation: dict[str, float], spread: dict[str, float] | N
 
 
 def channel_classes_figure(per_class: np.ndarray, overall: float, classes: list[str], title: str,
-                           height: int = 300) -> go.Figure:
-    """One channel's mean gate for each class (bars) against its all-class mean (dashed line)."""
+                           height: int = 300, image_gate: float | None = None) -> go.Figure:
+    """One channel's mean gate for each class (bars) against its all-class mean (dashed line) and, if given,
+    one image's gate (dotted line)."""
     per_class = np.asarray(per_class, dtype=float)
     fig = go.Figure(go.Bar(x=list(classes), y=per_class, marker=dict(color=per_class, colorscale="Viridis", cmin=0,
                                                                      cmax=1),
                            hovertemplate="%{x}: mean gate %{y:.3f}<extra></extra>"))
     fig.add_hline(y=float(overall), line=dict(color="#444", dash="dash", width=1.4),
                   annotation_text=f"all classes {overall:.3f}", annotation_position="top left")
+    if image_gate is not None:
+        fig.add_hline(y=float(image_gate), line=dict(color=ACCENT, dash="dot", width=2),
+                      annotation_text=f"this image {image_gate:.3f}", annotation_position="bottom right")
     fig.update_yaxes(range=[0, 1], title_text="mean gate")
     return _layout(fig, title, height, hovermode="closest", showlegend=False)
 

@@ -105,6 +105,21 @@ class ClassProfiles:
         so the block no longer does any squeeze-and-excitation (e.g. weights shrunk by weight decay)."""
         return [b for b, v in self.spread.items() if v < tolerance]
 
+    def unusual_channels(self, block: str, image_gate: np.ndarray, k: int = 5) -> list[dict]:
+        """The ``k`` channels of ``block`` where ``image_gate`` departs most from the sampled images' mean, in
+        standard deviations across those images (z); largest |z| first. Rows: channel, gate, mean, z."""
+        if block not in self.gates:
+            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.gates) or 'none'}")
+        g = self.gates[block].astype(np.float32)
+        image_gate = np.asarray(image_gate, dtype=np.float32).ravel()
+        if image_gate.shape != (g.shape[1],):
+            raise ValueError(f"{block} has {g.shape[1]} channels; the image gate has {image_gate.size}")
+        mean, std = g.mean(axis=0), np.maximum(g.std(axis=0), 1e-3)  # floor: a constant channel is not news
+        z = (image_gate - mean) / std
+        top = np.argsort(-np.abs(z), kind="stable")[:k]
+        return [{"channel": int(c), "gate": float(image_gate[c]), "mean": float(mean[c]), "z": float(z[c])}
+                for c in top]
+
     def separation(self) -> dict[str, float]:
         """Per block: the mean over channels of the standard deviation across class profiles.
 

@@ -385,6 +385,29 @@ def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
     assert any(f"val image #{target} ·" in m for m in texts(at, "markdown")), texts(at, "markdown")
 
 
+def test_picking_an_unusual_channel_of_this_image_shows_that_channel(env):
+    from senet import load_checkpoint
+    from senet.data import load_split
+    from senet.inference import normalize
+    from senet.profiles import class_profiles, explain
+
+    model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    first = int(np.nonzero(val.labels.numpy() == 0)[0][0])  # the page's first image: class 0, index 0
+    gates = explain(model, normalize(val.images[first:first + 1], meta["mean"], meta["std"]), list(CLASSES)).gates
+    profiles = class_profiles(model, val, meta["mean"], meta["std"], per_class=50)
+    block = list(profiles.gates)[-1]
+    expected = profiles.unusual_channels(block, gates[block], k=6)
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    table = next(d for d in at.dataframe if {"channel", "z"} <= set(d.value.columns))
+    assert table.value["channel"].tolist() == [r["channel"] for r in expected]
+    at.session_state["exc_unusual"] = {"selection": {"rows": [2], "columns": []}}
+    at.run()
+    no_exceptions(at)
+    assert at.number_input(key="exc_ch").value == expected[2]["channel"]
+
+
 def test_split_ablation_runs_on_request_and_matches_senet(env):
     from senet import load_checkpoint
     from senet.ablation import gate_ablation

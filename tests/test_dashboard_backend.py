@@ -249,6 +249,26 @@ def test_channel_extremes_are_the_sampled_images_that_open_a_channel_most_and_le
         p.channel_extremes(block, 10_000)
 
 
+def test_unusual_channels_rank_departures_from_the_mean_in_standard_deviations(tiny):
+    model, data = tiny
+    p = class_profiles(model, data, MEAN, STD, per_class=5)
+    block = list(p.gates)[-1]
+    g = p.gates[block].astype(np.float32)
+    mean, std = g.mean(0), g.std(0)
+    image = mean.copy()
+    busy, calm = int(np.argmax(std)), int(np.argmin(np.where(std > 1e-3, std, np.inf)))
+    image[busy] += 0.5 * std[busy]  # half a std on the most variable channel
+    image[calm] += 3 * std[calm]  # three std on the least variable one: smaller in gate, larger in z
+    rows = p.unusual_channels(block, image, k=2)
+    assert [r["channel"] for r in rows] == [calm, busy]
+    assert rows[0]["z"] == pytest.approx(3, rel=1e-3) and rows[1]["z"] == pytest.approx(0.5, rel=1e-2)
+    assert rows[0]["mean"] == pytest.approx(float(mean[calm]), abs=1e-6)
+    with pytest.raises(ValueError, match="channels"):
+        p.unusual_channels(block, image[:-1])
+    with pytest.raises(KeyError, match="no SE block"):
+        p.unusual_channels("stage9", image)
+
+
 def test_a_block_whose_gate_ignores_the_image_is_reported_constant(tiny):
     """Zero the first SE block's FC weights (what strong weight decay does): its gate is sigmoid(0) = 0.5 for
     every image, so its spread is 0 and it is listed as constant, where before it was not."""

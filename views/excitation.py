@@ -244,6 +244,15 @@ def _channel_from_click() -> None:
         st.session_state["exc_ch_block"], st.session_state["exc_ch"] = bars.data[number].name, int(channel)
 
 
+def _channel_from_table() -> None:
+    """A row picked in this image's unusual-channels table (as drawn last run) picks that channel, once."""
+    rows = ((st.session_state.get("exc_unusual") or {}).get("selection") or {}).get("rows") or []
+    shown = st.session_state.get("exc_unusual_channels", [])
+    if rows and rows != st.session_state.get("exc_last_row") and rows[0] < len(shown):
+        st.session_state["exc_ch"] = shown[rows[0]]
+    st.session_state["exc_last_row"] = rows
+
+
 def _most_specific() -> None:
     """The channel of the chosen block whose mean gate differs most between classes."""
     block = st.session_state["exc_ch_block"]
@@ -263,6 +272,7 @@ if profile_data is not None and profile_data.gates:
         _most_specific()
     k1, k2, k3, _ = st.columns([2, 1, 1.2, 0.8], vertical_alignment="bottom")
     ch_block = k1.selectbox("Block", blocks, key="exc_ch_block")
+    _channel_from_table()
     width = profile_data.gates[ch_block].shape[1]
     if not 0 <= st.session_state.get("exc_ch", 0) < width:
         st.session_state["exc_ch"] = 0
@@ -272,8 +282,19 @@ if profile_data is not None and profile_data.gates:
                    "class profiles).")
     left, right = st.columns([2, 3], gap="large")
     left.plotly_chart(channel_classes_figure(profile_data.profiles[ch_block][:, ch], profile_data.overall[ch_block][ch],
-                                             classes, f"{ch_block}, channel {ch}: mean gate per class"),
+                                             classes, f"{ch_block}, channel {ch}: mean gate per class",
+                                             image_gate=float(result.gates[ch_block][ch])),
                       key="exc_channel_classes")
+    unusual = profile_data.unusual_channels(ch_block, result.gates[ch_block], k=6)
+    st.session_state["exc_unusual_channels"] = [r["channel"] for r in unusual]
+    left.markdown(f"**This image's most unusual channels in {ch_block}** (pick a row to see one)")
+    left.dataframe(unusual, key="exc_unusual", on_select="rerun", selection_mode="single-row", hide_index=True,
+                   width="stretch", column_config={
+                       "gate": st.column_config.NumberColumn("gate here", format="%.3f"),
+                       "mean": st.column_config.NumberColumn("mean gate", format="%.3f"),
+                       "z": st.column_config.NumberColumn("z", format="%+.1f", help="How far this image's gate is "
+                                                          "from the mean, in standard deviations across the "
+                                                          "sampled images.")})
     high, high_gate, low, low_gate = profile_data.channel_extremes(ch_block, ch, k=12)
     try:
         sample = ui.load_data(split, meta)
@@ -292,7 +313,8 @@ if profile_data is not None and profile_data.gates:
                                         format_func=lambda i: f"#{i} · {classes[sample_labels[i]]}")
             o2.button("Show", icon=":material/arrow_upward:", on_click=_show_image, args=(chosen_image,),
                       key="exc_ch_show", width="stretch")
-    st.caption("Bars: the channel's mean gate for each class over the sampled images; dashed: over all of them. "
+    st.caption("Bars: the channel's mean gate for each class over the sampled images; dashed: over all of them; "
+               "dotted: this image. "
                "A channel that one class opens and the others close is class-specific, as the paper finds for "
                "late blocks.")
 
