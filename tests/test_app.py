@@ -153,7 +153,7 @@ def _fill_new_run(at: AppTest, epochs: int) -> None:
     tag = "se_resnet20_fast"
     at.number_input(key=f"new_epochs_{tag}").set_value(epochs)
     at.number_input(key=f"new_batch_{tag}").set_value(16)
-    at.number_input(key="new_log_every").set_value(1)
+    at.number_input(key=f"new_log_every_{tag}").set_value(1)
     next(b for b in at.button if b.label == "Start training").click().run()
 
 
@@ -195,7 +195,7 @@ def test_new_run_can_start_from_a_checkpoints_recorded_recipe(env, tmp_path, mon
 
     recorded = make_config("se_resnet20", "fast", data=f"folder:{env['data']}", epochs=1, width=2, crop_pad=4,
                            cutout=6, se_weight_decay=0.0, label_smoothing=0.1, batch_size=16, lr=0.05,
-                           schedule="cosine", train_limit=30, reduction=8, log_every=1)
+                           schedule="cosine", train_limit=30, reduction=8, log_every=1, seed=5, val_size=6)
     ck = tmp_path / "checkpoints"
     ck.mkdir()
     save_checkpoint(ck / "recipe.pt", create_model("se_resnet20", num_classes=3, width=2, reduction=8),
@@ -218,7 +218,7 @@ def test_new_run_can_start_from_a_checkpoints_recorded_recipe(env, tmp_path, mon
     _wait(at, lambda a: (new[0] / "config.json").is_file(), what="the run's config.json")
     launched = json.loads((new[0] / "config.json").read_text())
     for field in ("width", "crop_pad", "cutout", "se_weight_decay", "label_smoothing", "schedule", "train_limit",
-                  "lr", "batch_size", "reduction"):
+                  "lr", "batch_size", "reduction", "seed", "val_size", "log_every"):
         assert launched[field] == getattr(recorded, field), f"{field}: launched {launched[field]!r}"
     _wait(at, lambda a: _state(a) in ("finished", "failed", "stopped"), what="the short run to end")
     assert _state(at) == "finished", texts(at, "error")

@@ -167,13 +167,14 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
         epochs = f1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"new_epochs_{tag}")
         lr = f2.number_input("Learning rate", 1e-5, 100.0, float(defaults.lr), format="%.4g", key=f"new_lr_{tag}")
         batch = f3.number_input("Batch size", 1, 8192, defaults.batch_size, key=f"new_batch_{tag}")
-        seed = f4.number_input("Seed", 0, 2**31 - 1, 0, key="new_seed")
+        seed = f4.number_input("Seed", 0, 2**31 - 1, defaults.seed, key=f"new_seed_{tag}")
         g1, g2, g3 = st.columns([2, 1, 1])
         data = g1.text_input("Data source", value=ui.data_spec(), key=f"new_data_{ui.data_spec()}",
                              help="cifar10 or folder:PATH")
-        val_size = g2.number_input("Validation images", 0.0, 100000.0, 0.1, format="%g", key="new_val",
+        val_size = g2.number_input("Validation images", 0.0, 100000.0, float(defaults.val_size), format="%g",
+                                   key=f"new_val_{tag}",
                                    help="A fraction (0.1) or a count (5000) of the training images.")
-        log_every = g3.number_input("Log every (steps)", 1, 1000, defaults.log_every, key="new_log_every")
+        log_every = g3.number_input("Log every (steps)", 1, 1000, defaults.log_every, key=f"new_log_every_{tag}")
         a1, a2, a3, a4, a5, a6 = st.columns(6)
         width = a1.number_input("Width ×", 1, 16, defaults.width, key=f"new_width_{tag}", disabled=se_fixed,
                                 help="Channel multiplier of the network (2 doubles every layer's channels).")
