@@ -73,6 +73,8 @@ class ClassProfiles:
 
     ``spread[block]`` is the std of the gate across the sampled images, averaged
     over channels: how much the block's re-weighting depends on the image.
+    ``positions`` are the sampled images' indices in the split and ``gates[block]``
+    their gates (N, C), kept to find the images that open a channel.
     """
 
     classes: list[str]
