@@ -219,21 +219,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .ablation import MODES, gate_ablation
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .data import DataError, load_split
-    from .evaluate import checkpoint_split_options
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .evaluate import checkpoint_and_split
 
     if args.per_class is not None and args.per_class < 1:
         raise UsageError(f"--per-class {args.per_class}: must be 1 or more")
     try:
-        model, meta = load_checkpoint(args.checkpoint)
-        val_size, split_seed = checkpoint_split_options(meta)
-        data = load_split(args.data, args.split, args.data_dir, val_size, split_seed)
+        model, meta, data = checkpoint_and_split(args.checkpoint, args.data, args.split, args.data_dir)
     except (CheckpointError, DataError) as exc:
         raise UsageError(str(exc)) from None
-    if list(meta.get("classes") or data.classes) != list(data.classes):
-        raise UsageError(f"{args.data}: its classes {list(data.classes)} differ from the checkpoint's "
-                         f"{list(meta['classes'])}")
     try:
         result = gate_ablation(model, data, meta["mean"], meta["std"], per_class=args.per_class)
     except ValueError as exc:

@@ -113,6 +113,26 @@ def _cache_key(path: Path, spec: str, split: str, tta: bool, data: TensorDataset
     return digest.hexdigest()[:20]
 
 
+def checkpoint_and_split(checkpoint: str | os.PathLike, spec: str, split: str = "val",
+                         data_dir: str | os.PathLike = DEFAULT_DATA_DIR,
+                         model_and_meta: tuple[torch.nn.Module, dict] | None = None,
+                         data: TensorDataset | None = None) -> tuple[torch.nn.Module, dict, TensorDataset]:
+    """A checkpoint and the split of ``spec`` it is judged on: for ``val``, the checkpoint's own held-out
+    images (its recorded ``val_size`` and ``split_seed``). Either may be passed in, already loaded.
+
+    Raises :class:`senet.CheckpointError` or :class:`DataError` (also when the classes differ), one line each.
+    """
+    path = Path(checkpoint)
+    model, meta = model_and_meta or load_checkpoint(path)
+    val_size, split_seed = checkpoint_split_options(meta)
+    data = data if data is not None else load_split(spec, split, data_dir, val_size, split_seed)
+    trained_on = list(meta.get("classes") or [])
+    if trained_on and trained_on != list(data.classes):
+        raise DataError(f"{spec}: its classes {list(data.classes)} differ from the {len(trained_on)} classes "
+                        f"{path.name} was trained on {trained_on}")
+    return model, meta, data
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: str, split: str = "val",
                         data_dir: str | os.PathLike = DEFAULT_DATA_DIR, tta: bool = False,
                         cache_dir: str | os.PathLike | None = None,
@@ -125,13 +145,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: str, split: str = "
     recorded ``val_size`` and ``split_seed``). ``data``: that split, already loaded by the caller.
     """
     path = Path(checkpoint)
-    model, meta = model_and_meta or load_checkpoint(path)
-    val_size, split_seed = checkpoint_split_options(meta)
-    data = data if data is not None else load_split(spec, split, data_dir, val_size, split_seed)
-    trained_on = list(meta.get("classes") or [])
-    if trained_on and trained_on != list(data.classes):
-        raise DataError(f"{spec}: its classes {list(data.classes)} differ from the {len(trained_on)} classes "
-                        f"{path.name} was trained on {trained_on}")
+    model, meta, data = checkpoint_and_split(path, spec, split, data_dir, model_and_meta, data)
     cache_dir = Path(cache_dir) if cache_dir else Path(data_dir) / ".senet-cache" / "predictions"
     cache_file = cache_dir / f"{_cache_key(path, spec, split, tta, data)}.npz"
     if cache_file.is_file():

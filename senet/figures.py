@@ -42,6 +42,11 @@ def line_figure(title: str, x_title: str, y_title: str, height: int = 300) -> go
     return _layout(fig, title, height)
 
 
+def _short_names(names: list[str]) -> list[str]:
+    """Tick labels for many blocks: ``stage2.block3`` -> ``s2.b3`` (the full name stays in the hover)."""
+    return [n.replace("stage", "s").replace("block", "b") for n in names] if len(names) > 4 else list(names)
+
+
 def _placeholder(fig: go.Figure, message: str) -> go.Figure:
     """An empty chart says why it is empty instead of showing bare axes with a made-up range."""
     fig.update_xaxes(visible=False)
@@ -258,8 +263,8 @@ def separation_figure(separation: dict[str, float], spread: dict[str, float] | N
         fig.add_bar(x=names, y=[spread.get(n, 0.0) for n in names], marker_color=VAL, name="across images",
                     hovertemplate="%{x}<br>std across images %{y:.4f}<extra></extra>")
     fig.update_yaxes(title_text="gate std")
-    if len(names) > 4:  # "stage2.block3" ticks overlap in a narrow column; the hover keeps the full name
-        fig.update_xaxes(tickvals=names, ticktext=[n.replace("stage", "s").replace("block", "b") for n in names])
+    if len(names) > 4:  # "stage2.block3" ticks overlap in a narrow column
+        fig.update_xaxes(tickvals=names, ticktext=_short_names(names))
     _layout(fig, "Specificity by depth", height, hovermode="closest", barmode="group",
             margin=dict(l=10, r=10, t=66, b=10),  # the legend sits under the title, not across it (narrow columns)
             legend=dict(orientation="h", yref="container", y=1 - 30 / height, yanchor="top", xanchor="left", x=0))
@@ -289,7 +294,7 @@ def split_ablation_figure(table: list[dict], baseline: float, n: int, height: in
     (right), each panel on its own scale (switching SE off costs tens of points, fixing the gate a few);
     ``table`` is :meth:`senet.ablation.GateAblation.table`."""
     names = [r["blocks"] for r in table]
-    ticks = [n_.replace("stage", "s").replace("block", "b") for n_ in names] if len(names) > 4 else names
+    ticks = _short_names(names)
     data = []
     for i, (mode, label, color) in enumerate((("off", "SE off (gate = 1)", ACCENT),
                                               ("mean", "gate fixed to its mean", TRAIN))):

@@ -85,6 +85,11 @@ class ClassProfiles:
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,) sampled images
     gates: dict[str, np.ndarray] = field(default_factory=dict)  # per block (N, C) float16: each image's gate
 
+    def _gates_of(self, block: str) -> np.ndarray:
+        if block not in self.gates:
+            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.gates) or 'none'}")
+        return self.gates[block]
+
     def channel_extremes(self, block: str, channel: int, k: int = 12) -> tuple[np.ndarray, np.ndarray,
                                                                               np.ndarray, np.ndarray]:
         """The sampled images that open ``channel`` of ``block`` most and least: (positions, gates) of the
@@ -92,9 +97,7 @@ class ClassProfiles:
 
         Raises ``KeyError`` for an unknown block and ``IndexError`` for a channel out of range.
         """
-        if block not in self.gates:
-            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.gates) or 'none'}")
-        g = self.gates[block]
+        g = self._gates_of(block)
         if not 0 <= channel < g.shape[1]:
             raise IndexError(f"{block} has channels 0-{g.shape[1] - 1}, not {channel}")
         column = g[:, channel].astype(np.float32)
@@ -110,9 +113,7 @@ class ClassProfiles:
     def unusual_channels(self, block: str, image_gate: np.ndarray, k: int = 5) -> list[dict]:
         """The ``k`` channels of ``block`` where ``image_gate`` departs most from the sampled images' mean, in
         standard deviations across those images (z); largest |z| first. Rows: channel, gate, mean, z."""
-        if block not in self.gates:
-            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.gates) or 'none'}")
-        g = self.gates[block].astype(np.float32)
+        g = self._gates_of(block).astype(np.float32)
         image_gate = np.asarray(image_gate, dtype=np.float32).ravel()
         if image_gate.shape != (g.shape[1],):
             raise ValueError(f"{block} has {g.shape[1]} channels; the image gate has {image_gate.size}")

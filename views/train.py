@@ -155,7 +155,8 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
     if family != "seed_senet" and not use_se:
         model_name = family
     source = st.session_state.get("new_from") or ""
-    inherited = {k: v for k, v in _source_config(source).items()
+    source_config = _source_config(source)
+    inherited = {k: v for k, v in source_config.items()
                  if k not in ("model", "recipe", "data", "data_dir", "world_size", "reduction")}
     try:
         defaults = make_config(model_name, recipe or "fast", **inherited)
@@ -201,7 +202,7 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
                       se_weight_decay=None if se_weight_decay is None else float(se_weight_decay))
         if not se_fixed:
             config["width"] = int(width)
-        if inherited.get("dataset_name") and _source_config(source).get("data") != config["data"]:
+        if inherited.get("dataset_name") and source_config.get("data") != config["data"]:
             config.pop("dataset_name")  # the recorded name described another data source
         if use_se or se_fixed:
             config["reduction"] = int(reduction)
