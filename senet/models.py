@@ -37,11 +37,16 @@ def check_reduction_fits(reduction: object, channels: int) -> None:
         raise ValueError(f"reduction {reduction} is larger than the narrowest SE stage ({channels} channels)")
 
 
+MAX_WIDTH = 64
+
+
 def check_common(se: bool, reduction: object, width: object, num_classes: object, in_channels: object,
                  narrowest: int) -> None:
     """Validate the options every model takes; each fault is one ValueError naming the value."""
     check_reduction(reduction)
     _positive_int("width", width)
+    if width > MAX_WIDTH:  # 64x already means hundreds of GB of weights; refuse before allocating any
+        raise ValueError(f"width must be at most {MAX_WIDTH}, got {width!r}")
     _positive_int("num_classes", num_classes)
     _positive_int("in_channels", in_channels)
     if se:

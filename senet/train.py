@@ -206,7 +206,8 @@ def validate_config(c: TrainConfig) -> None:
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     try:
-        create_model(c.model, **c.model_options())
+        with torch.device("meta"):  # checks the options without allocating the weights
+            create_model(c.model, **c.model_options())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

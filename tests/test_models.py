@@ -152,7 +152,8 @@ def test_create_model_unknown_name_lists_known_models():
 
 
 @pytest.mark.parametrize("options, named", [({"depth": 21}, "depth"), ({"colour": 1}, "colour"),
-                                            ({"width": 0}, "width"), ({"num_classes": 0}, "num_classes"),
+                                            ({"width": 0}, "width"), ({"width": 65}, "at most 64"),
+                                            ({"num_classes": 0}, "num_classes"),
                                             ({"reduction": 32}, "32")])
 def test_create_model_bad_options_raise_value_error_naming_them(options, named):
     with pytest.raises(ValueError, match=named):

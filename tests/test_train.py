@@ -321,3 +321,16 @@ def test_hardware_names_the_cpu_threads_in_good_english():
         assert hardware(torch.device("cpu"), 2).startswith("2 x CPU")
     finally:
         torch.set_num_threads(before)
+
+
+def test_config_validation_checks_the_model_without_allocating_its_weights():
+    """A wide model is checked on the meta device: no gigabytes allocated just to validate a config."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    config = make_config("se_airnet", "fast", width=48)  # 4.5 billion parameters, 17 GiB of float32, if built for real
+    assert config.width == 48
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 500, f"validating the config grew the process by {grown_mib:.0f} MiB"
+    with pytest.raises(ConfigError, match="at most 64"):
+        make_config("se_airnet", "fast", width=65)

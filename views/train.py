@@ -181,7 +181,7 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
                                 help="Channel multiplier of the network (2 doubles every layer's channels).")
         crop_pad = a2.number_input("Crop padding", 0, 16, defaults.crop_pad, key=f"new_crop_{tag}",
                                    help="Random-translate augmentation: pad by this many pixels, crop back.")
-        cutout = a3.number_input("Cutout", 0, 32, defaults.cutout, key=f"new_cutout_{tag}",
+        cutout = a3.number_input("Cutout", 0, 16, defaults.cutout, key=f"new_cutout_{tag}",
                                  help="Side of a square set to the mean in each training image (0: off).")
         weight_decay = a4.number_input("Weight decay", 0.0, 1.0, float(defaults.weight_decay), format="%.4g",
                                        key=f"new_wd_{tag}")
