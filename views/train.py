@@ -236,7 +236,7 @@ if st.session_state.get("train_run") not in run_paths:
     st.session_state["train_run"] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
 
 st.subheader("Run")
-h1, h2, h3, h4, h5, h6 = st.columns([2.4, 1.2, 1, 0.8, 0.8, 1.3], vertical_alignment="bottom")
+h1, h2, h3, h4, h5, h6 = st.columns([2, 1.1, 1, 1.05, 0.9, 1.3], vertical_alignment="bottom")
 if run_paths:
     h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, p))
     h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
@@ -247,7 +247,7 @@ if run_paths:
     h4.toggle("Log loss", key="log_loss", help="Both loss charts on a logarithmic axis.")
     h5.toggle("Pause", key="pause_live", help="Stop redrawing the charts every second, so that you can zoom, pan and "
               "hover over them. The run keeps training; switch off to catch up.")
-with h6.popover("Open run directory…", icon=":material/folder_open:", width="stretch"):
+with h6.popover("Open a run…", icon=":material/folder_open:", width="stretch"):
     st.text_input("Path of a run directory", key="open_run_path",
                   help="Any run directory, e.g. one trained on another machine or under torchrun on a shared disk.")
     st.button("Open", on_click=_open_typed_run, key="open_run_button")
