@@ -14,7 +14,7 @@ import re
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -262,13 +262,16 @@ def _model_from(payload: dict, path: str | os.PathLike) -> nn.Module:
 
 
 def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, *, half: bool = False,
-                      overwrite: bool = False) -> dict:
+                      overwrite: bool = False,
+                      measure: Callable[[Path, dict], dict] | None = None) -> dict:
     """Write a slim copy of ``source`` for shipping: no training state, optionally float16 weights.
 
     ``half`` stores floating-point tensors as float16 (half the size); :func:`load_checkpoint`
     casts them back into the float32 model. Refuses to overwrite ``source`` itself, an existing
-    ``destination`` unless ``overwrite``, and a tensor that float16 cannot hold. Returns a summary:
-    the sizes in bytes, the stored dtype and the largest absolute rounding error of any weight.
+    ``destination`` unless ``overwrite``, and a tensor that float16 cannot hold. ``measure(path,
+    meta)`` is called on the finished copy (in a temporary file) and returns metadata to add; if
+    it raises, ``destination`` is left as it was. Returns a summary: the sizes in bytes, the stored
+    dtype, the largest absolute rounding error of any weight and the metadata ``measure`` added.
     """
     source, destination = Path(source), Path(destination)
     payload = read_checkpoint(source)
@@ -293,6 +296,15 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
     meta["exported_from"] = str(source)
     slim = {**payload, "state_dict": state, "extra_state": {}, "meta": _plain(meta)}
     destination.parent.mkdir(parents=True, exist_ok=True)
+    added = {}
+    if measure is not None:
+        draft = destination.with_name(f".{destination.name}.{_writer_tag()}.measure.tmp")
+        try:
+            atomic_save(slim, draft)
+            added = dict(measure(draft, dict(meta)) or {})
+        finally:
+            draft.unlink(missing_ok=True)
+        slim["meta"] = _plain({**meta, **added})
     atomic_save(slim, destination)
     return {"source_bytes": source.stat().st_size, "bytes": destination.stat().st_size,
-            "weights_dtype": meta["weights_dtype"], "max_abs_error": max_error}
+            "weights_dtype": meta["weights_dtype"], "max_abs_error": max_error, "added": added}

@@ -316,17 +316,45 @@ def cmd_excite(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _tta_measurement(spec: str, data_dir: str):
+    """For ``export --tta-data``: measure the flip-TTA accuracy on the checkpoint's own validation split of
+    ``spec``, when the trainer recorded none."""
+    def measure(path: Path, meta: dict) -> dict:
+        import tempfile
+
+        import torch
+
+        from .evaluate import evaluate_checkpoint
+        from .train import hardware
+
+        if meta.get("val_acc_tta") is not None:
+            return {}
+        with tempfile.TemporaryDirectory() as cache:
+            acc = evaluate_checkpoint(path, spec, "val", data_dir, tta=True, cache_dir=cache).accuracy
+        return {"val_acc_tta": acc,
+                "val_acc_tta_source": f"measured after training, on the exported {meta.get('weights_dtype')} weights, "
+                                      f"by `python -m senet export --tta-data` ({hardware(torch.device('cpu'), 1)})"}
+    return measure
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, export_checkpoint
+    from .data import DataError
 
+    measure = _tta_measurement(args.tta_data, args.data_dir) if args.tta_data else None
     try:
-        summary = export_checkpoint(args.checkpoint, args.out, half=args.half, overwrite=args.force)
-    except CheckpointError as exc:
+        summary = export_checkpoint(args.checkpoint, args.out, half=args.half, overwrite=args.force, measure=measure)
+    except (CheckpointError, DataError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"{args.out}: {exc.strerror or exc}") from None
     print(f"{args.out}: {summary['bytes'] / 2**20:.1f} MiB ({summary['source_bytes'] / 2**20:.1f} MiB before), "
           f"weights {summary['weights_dtype']}, largest rounding error {summary['max_abs_error']:.2e}")
+    if "val_acc_tta" in summary["added"]:
+        print(f"{args.out}: flip-TTA accuracy on its validation split {summary['added']['val_acc_tta']:.4f} "
+              "(measured now: the trainer recorded none)")
+    elif args.tta_data:
+        print(f"{args.out}: keeps the trainer's flip-TTA accuracy; --tta-data was not needed")
     return 0
 
 
@@ -363,13 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to write the copy")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--tta-data", metavar="DATA", help="if the checkpoint records no flip-TTA accuracy (a best.pt "
+                   "saved before the final epoch by an older trainer), measure it on its validation split of DATA")
+    p.add_argument("--data-dir", default=None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "data_dir", None) is None and args.command in ("evaluate", "ablate"):
+    if getattr(args, "data_dir", None) is None and args.command in ("evaluate", "ablate", "export"):
         from .data import DEFAULT_DATA_DIR
         args.data_dir = DEFAULT_DATA_DIR
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,

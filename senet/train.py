@@ -611,7 +611,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
             if improved:
                 state["best_val_acc"] = val_acc
             val_acc_tta = None
-            if state["epoch"] == config.epochs:
+            if state["epoch"] == config.epochs or improved:  # best.pt and the final last.pt carry both figures
                 val_acc_tta = evaluate_loss_acc(model, val_set, eval_criterion, device, dist, tta=True, amp_dtype=amp_dtype)[1]
                 row["val_acc_tta"] = val_acc_tta
             if main:

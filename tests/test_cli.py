@@ -292,6 +292,40 @@ def test_export_errors_are_one_line_exit_2_and_keep_what_exists(tmp_path: Path, 
     assert not (tmp_path / "out.pt").exists()
 
 
+def test_export_measures_the_flip_tta_accuracy_the_trainer_did_not_record(tmp_path: Path, tiny_checkpoint: Path,
+                                                                           capsys) -> None:
+    data = f"folder:{make_folder_dataset(tmp_path / 'tiny', per_class=20)}"
+    out = tmp_path / "ship.pt"
+    code, stdout, err = call(capsys, "export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--half",
+                             "--tta-data", data, "--data-dir", str(tmp_path / "cache"))
+    assert code == 0, err
+    _, meta = senet.load_checkpoint(out)
+    expected = senet.evaluate_checkpoint(out, data, "val", tmp_path / "cache", tta=True).accuracy
+    assert meta["val_acc_tta"] == expected, "the recorded figure is the exported weights' flip-TTA accuracy"
+    assert "measured after training" in meta["val_acc_tta_source"] and "float16" in meta["val_acc_tta_source"]
+    assert "measured now" in stdout and meta["val_acc"] == 0.5, "the trainer's own figure is kept"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "no temporary file left behind"
+
+    # a checkpoint that records the figure keeps the trainer's
+    again = tmp_path / "again.pt"
+    code, stdout, _ = call(capsys, "export", "--checkpoint", str(out), "--out", str(again), "--tta-data", data,
+                           "--data-dir", str(tmp_path / "cache"))
+    assert code == 0 and "keeps the trainer's" in stdout
+    assert senet.load_checkpoint(again)[1]["val_acc_tta"] == meta["val_acc_tta"]
+
+
+def test_export_with_unusable_tta_data_is_one_line_and_keeps_the_old_copy(tmp_path: Path, tiny_checkpoint: Path,
+                                                                          capsys) -> None:
+    out = tmp_path / "ship.pt"
+    call(capsys, "export", "--checkpoint", str(tiny_checkpoint), "--out", str(out))
+    before = out.read_bytes()
+    code, _, err = call(capsys, "export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--half",
+                        "--force", "--tta-data", f"folder:{tmp_path / 'nowhere'}")
+    assert code == 2 and "nowhere" in err and "no such directory" in err and err.count("\n") == 1, err
+    assert out.read_bytes() == before, "the existing copy is untouched when the measurement fails"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ship.pt", "tiny.pt"], "no temporary file left behind"
+
+
 def test_every_train_option_reaches_the_config(workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     import senet.cli as cli
     from senet.train import TrainConfig

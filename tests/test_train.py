@@ -162,6 +162,10 @@ def test_a_few_hundred_steps_on_a_learnable_dataset_reduce_the_loss_and_beat_cha
     assert epochs[-1]["train_acc"] >= 0.75
     best = load_checkpoint(run_dir / "best.pt")[1]
     assert best["val_acc"] == max(r["val_acc"] for r in epochs)
+    improved = [r for i, r in enumerate(epochs) if r["val_acc"] > max([-1.0] + [e["val_acc"] for e in epochs[:i]])]
+    assert all(r.get("val_acc_tta") is not None for r in improved + [epochs[-1]]), \
+        "each new best (and the last epoch) records the flip-TTA accuracy, so best.pt carries both figures"
+    assert best["val_acc_tta"] is not None
     assert read_checkpoint(run_dir / "best.pt")["extra_state"] == {}, "best.pt carries no optimiser state"
 
 
