@@ -293,7 +293,8 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
     meta = dict(payload.get("meta") or {})
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state.values() if t.is_floating_point()})
     meta["weights_dtype"] = "/".join(dtypes) or "none"
-    meta["exported_from"] = str(source)
+    earlier = meta.get("exported_from")  # an export of an export keeps the first source
+    meta["exported_from"] = f"{earlier} (then {source})" if earlier else str(source)
     slim = {**payload, "state_dict": state, "extra_state": {}, "meta": _plain(meta)}
     destination.parent.mkdir(parents=True, exist_ok=True)
     added = {}

@@ -227,6 +227,15 @@ def test_full_precision_export_keeps_the_weights_exactly(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_an_export_of_an_export_keeps_its_first_source_and_its_float16_weights(tmp_path):
+    source = save_with_training_state(tmp_path / "best.pt")
+    export_checkpoint(source, tmp_path / "first.pt", half=True)
+    summary = export_checkpoint(tmp_path / "first.pt", tmp_path / "second.pt")
+    meta = torch.load(tmp_path / "second.pt", weights_only=True)["meta"]
+    assert meta["exported_from"] == f"{source} (then {tmp_path / 'first.pt'})"
+    assert summary["weights_dtype"] == "float16" and summary["max_abs_error"] == 0.0
+
+
 def test_export_refuses_to_overwrite_without_being_asked_and_never_touches_the_source(tmp_path):
     source = save_with_training_state(tmp_path / "best.pt")
     before = source.read_bytes()
