@@ -115,6 +115,21 @@ def test_shipped_se_airnet_is_the_default_checkpoint(env, tmp_path, monkeypatch)
     assert at.sidebar.selectbox(key="checkpoint").value == str(ck / "se_airnet.pt")
 
 
+def test_model_card_says_where_a_figure_measured_after_training_came_from(env, tmp_path, monkeypatch):
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    shutil.copy(ROOT / "checkpoints" / "airnet.pt", ck / "airnet.pt")  # its flip-TTA figure came from export
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
+    at = open_app("views/home.py")
+    no_exceptions(at)
+    accuracy = next(m for m in at.metric if m.label == "Validation accuracy")
+    assert "measured after training" in accuracy.help
+    table = at.dataframe[0].value
+    shown = dict(zip(table["setting"], table["value"]))
+    assert "measured after training" in shown["val_acc_tta_source"] and shown["weights_dtype"] == "float16"
+    assert shown["hardware"] == "NVIDIA H200"
+
+
 def test_corrupt_checkpoint_is_an_error_for_that_entry_only(env):
     at = open_app("views/home.py")
     at.sidebar.selectbox(key="checkpoint").set_value(str(env["checkpoints"] / "broken.pt")).run()

@@ -53,7 +53,8 @@ cols = st.columns(5)
 cols[0].metric("Validation accuracy", ui.pct(meta.get("val_acc")),
                delta=(f"{meta['val_acc_tta'] - meta['val_acc']:+.2%} with flip TTA"
                       if meta.get("val_acc_tta") is not None and meta.get("val_acc") is not None else None),
-               help="Accuracy on the held-out validation split recorded at the end of training.")
+               help="Accuracy on the held-out validation split, recorded by the trainer at this checkpoint's epoch."
+                    + (f" The flip-TTA figure was {meta['val_acc_tta_source']}." if meta.get("val_acc_tta_source") else ""))
 cols[1].metric("Parameters", f"{info['params']:,}")
 cols[2].metric("SE parameters", f"{info['se_params']:,}",
                help="Parameters inside the SE blocks, next to the seed's formula (2/r)·Σ N_s·C_s².")
@@ -98,7 +99,8 @@ with st.expander("Recipe and provenance", icon=":material/receipt_long:"):
     keys = ("recipe", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
             "schedule", "warmup_epochs", "crop_pad", "pad_mode", "flip", "seed", "val_size", "split_seed", "data")
     rows = [{"setting": k, "value": str(config[k])} for k in keys if k in config]
-    rows += [{"setting": k, "value": str(meta[k])} for k in ("dataset", "hardware", "run_dir") if meta.get(k)]
+    rows += [{"setting": k, "value": str(meta[k])} for k in ("dataset", "hardware", "run_dir", "exported_from",
+                                                               "weights_dtype", "val_acc_tta_source") if meta.get(k)]
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
     else:
