@@ -8,7 +8,8 @@ measured here (batch 1, median of repeated forward passes, torch threads as set)
 
 With ``--gates DATA`` (e.g. ``folder:/work/data/cifar10-jpeg``) it also prints, per SE block, the gate's
 mean, its std across images and its std across channels, over 100 validation images per class of the
-checkpoint's own split: the model card's gate table.
+checkpoint's own split: the model card's gate table; then the largest groups of channels that split the
+classes cleanly in two.
 
 With ``--paired DATA`` it compares the first two checkpoints (SE model, then its plain twin) on the same
 validation images, with and without flip TTA: the images only one of them gets right, the accuracy
@@ -56,6 +57,17 @@ def gate_table(path: str, data_spec: str, data_dir: str, per_class: int) -> str:
     for block, overall in p.overall.items():
         flag = " (constant)" if block in p.constant_blocks() else ""
         lines.append(f"| {block}{flag} | {overall.mean():.3f} | {p.spread[block]:.3f} | {overall.std():.3f} |")
+    lines += ["", "Channels that split the classes cleanly in two (`ClassProfiles.class_splits`), largest groups:", "",
+              "| block | channels that split | open for | closed for | channels | mean jump |",
+              "|---|---:|---|---|---:|---:|"]
+    for block in p.profiles:
+        splits = p.class_splits(block)
+        total = sum(len(r["channels"]) for r in splits)
+        for i, r in enumerate(splits[:3]):
+            lines.append(f"| {block if i == 0 else ''} | {total if i == 0 else ''} | {', '.join(r['open'])} | "
+                         f"{', '.join(r['closed'])} | {len(r['channels'])} | {r['jump']:.2f} |")
+        if not splits:
+            lines.append(f"| {block} | 0 | | | | |")
     return "\n".join(lines)
 
 

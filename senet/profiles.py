@@ -65,6 +65,7 @@ class Explanation:
 
 
 CONSTANT_GATE_SPREAD = 0.003  # below this std across images a block's gate is, in effect, a fixed channel scale
+CLASS_SPLIT_GAP = 0.4  # a channel splits the classes in two when its class mean gates jump by this much
 
 
 @dataclass
@@ -122,6 +123,34 @@ class ClassProfiles:
         top = np.argsort(-np.abs(z), kind="stable")[:k]
         return [{"channel": int(c), "gate": float(image_gate[c]), "mean": float(mean[c]), "z": float(z[c])}
                 for c in top]
+
+    def class_splits(self, block: str, gap: float = CLASS_SPLIT_GAP) -> list[dict]:
+        """The channels of ``block`` that split the classes cleanly in two, grouped by the classes they open.
+
+        Sort a channel's class mean gates: if the largest jump between neighbours is at least ``gap``, the
+        classes above it open the channel and those below close it. Groups, most channels first, as rows:
+        ``open`` and ``closed`` (class names), ``channels`` (largest jump first) and ``jump`` (their mean).
+        """
+        if block not in self.profiles:
+            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.profiles) or 'none'}")
+        present = np.flatnonzero(self.counts > 0)
+        if len(present) < 2:
+            return []
+        profiles = self.profiles[block][present].astype(np.float32)  # (K, C)
+        ordered = np.sort(profiles, axis=0)
+        jumps = np.diff(ordered, axis=0)
+        where, size = jumps.argmax(axis=0), jumps.max(axis=0)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for c in np.flatnonzero(size >= gap):
+            opened = np.flatnonzero(profiles[:, c] > ordered[where[c], c])
+            groups.setdefault(tuple(int(present[i]) for i in opened), []).append(int(c))
+        rows = []
+        for opened, channels in groups.items():
+            channels.sort(key=lambda c: -size[c])
+            rows.append({"open": [self.classes[i] for i in opened],
+                         "closed": [self.classes[i] for i in present if i not in opened],
+                         "channels": channels, "jump": float(size[channels].mean())})
+        return sorted(rows, key=lambda r: (-len(r["channels"]), -r["jump"]))
 
     def separation(self) -> dict[str, float]:
         """Per block: the mean over channels of the standard deviation across class profiles.

@@ -423,6 +423,45 @@ def test_picking_an_unusual_channel_of_this_image_shows_that_channel(env):
     assert at.number_input(key="exc_ch").value == expected[2]["channel"]
 
 
+def test_class_splits_table_lists_the_groups_and_picks_a_groups_strongest_channel(env, tmp_path, monkeypatch):
+    """An untrained model's gates hardly depend on the class, so sharpen the last SE block (weights x30): its
+    gates then saturate by colour, and some channels split the three colour classes cleanly."""
+    from senet import create_model, load_checkpoint, save_checkpoint
+    from senet.data import load_split
+    from senet.excitation import se_blocks
+    from senet.profiles import class_profiles
+
+    torch.manual_seed(0)
+    model = create_model("se_resnet20", num_classes=3)
+    with torch.no_grad():
+        for weight in list(se_blocks(model).values())[-1].parameters():
+            weight.mul_(30)
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    save_checkpoint(ck / "se_resnet20.pt", model, model_name="se_resnet20",
+                    model_options={"num_classes": 3, "reduction": 16}, classes=CLASSES, val_acc=0.5)
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
+    model, meta = load_checkpoint(ck / "se_resnet20.pt")
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    profiles = class_profiles(model, val, meta["mean"], meta["std"], per_class=50)
+    block = list(profiles.gates)[-1]
+    expected = profiles.class_splits(block)
+    assert len(expected) >= 2, "precondition: the sharpened block splits the classes in more than one way"
+
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    table = next(d for d in at.dataframe if "open for" in d.value.columns)
+    assert table.value["open for"].tolist() == [", ".join(r["open"]) for r in expected]
+    assert table.value["channels"].tolist() == [len(r["channels"]) for r in expected]
+    count = sum(len(r["channels"]) for r in expected)
+    assert any(c.startswith(f"{count} of 64 channels split the classes") for c in texts(at, "caption"))
+    assert at.number_input(key="exc_ch").value != expected[1]["channels"][0], "precondition: another channel first"
+    at.session_state["exc_splits"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    no_exceptions(at)
+    assert at.number_input(key="exc_ch").value == expected[1]["channels"][0]
+
+
 def test_split_ablation_runs_on_request_and_matches_senet(env):
     from senet import load_checkpoint
     from senet.ablation import gate_ablation

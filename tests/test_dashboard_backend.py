@@ -269,6 +269,29 @@ def test_unusual_channels_rank_departures_from_the_mean_in_standard_deviations(t
         p.unusual_channels("stage9", image)
 
 
+def test_class_splits_group_the_channels_that_divide_the_classes_by_the_classes_they_open():
+    from senet.profiles import ClassProfiles
+
+    columns = [[0.9, 0.8, 0.1, 0.0],    # 0: cat and dog open it (jump 0.7)
+               [0.1, 0.2, 0.9, 0.95],   # 1: car and ship (0.7)
+               [0.95, 0.85, 0.05, 0.1],  # 2: cat and dog (0.75)
+               [0.5, 0.55, 0.45, 0.6],  # 3: no clean split
+               [0.1, 0.1, 0.9, 0.1]]    # 4: car alone (0.8)
+    profiles = np.array(columns, dtype=np.float32).T  # (classes, channels)
+    p = ClassProfiles(["cat", "dog", "car", "ship"], np.array([2, 2, 2, 2]), {"b": profiles},
+                      {"b": profiles.mean(0)}, {"b": 0.1})
+    rows = p.class_splits("b")
+    assert [(r["open"], r["channels"]) for r in rows] == [(["cat", "dog"], [2, 0]), (["car"], [4]),
+                                                          (["car", "ship"], [1])]
+    assert rows[0]["closed"] == ["car", "ship"] and rows[0]["jump"] == pytest.approx(0.725)
+    assert [r["channels"] for r in p.class_splits("b", gap=0.76)] == [[4]], "only a jump of 0.8 passes 0.76"
+    unsampled = ClassProfiles(p.classes, np.array([2, 2, 2, 0]), p.profiles, p.overall, p.spread)
+    car = next(r for r in unsampled.class_splits("b") if r["open"] == ["car"])
+    assert car["channels"] == [4, 1] and "ship" not in car["closed"], "a class without images takes no side"
+    with pytest.raises(KeyError, match="no SE block"):
+        p.class_splits("stage9")
+
+
 def test_a_block_whose_gate_ignores_the_image_is_reported_constant(tiny):
     """Zero the first SE block's FC weights (what strong weight decay does): its gate is sigmoid(0) = 0.5 for
     every image, so its spread is 0 and it is listed as constant, where before it was not."""

@@ -14,8 +14,10 @@ from senet.figures import (ablation_figure, channel_classes_figure, gate_bars_fi
                            intervention_figure, profiles_figure, separation_figure, split_ablation_figure,
                            topk_figure)
 from senet.inference import image_to_uint8, normalize
-from senet.profiles import (CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles, explain,
-                            gate_description, intervene)
+from senet.profiles import (CLASS_SPLIT_GAP, CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles,
+                            explain, gate_description, intervene)
+
+SPLIT_ROWS = 8  # class groups listed in the one-channel section
 
 st.title("Excitation explorer")
 st.caption("Pick an image and see how every SE block re-weights its channels (gate 0 = channel suppressed, "
@@ -253,6 +255,15 @@ def _channel_from_table() -> None:
     st.session_state["exc_last_row"] = rows
 
 
+def _channel_from_split() -> None:
+    """A row picked in the class-splits table (as drawn last run) picks that group's strongest channel, once."""
+    rows = ((st.session_state.get("exc_splits") or {}).get("selection") or {}).get("rows") or []
+    shown = st.session_state.get("exc_split_channels", [])
+    if rows and rows != st.session_state.get("exc_last_split_row") and rows[0] < len(shown):
+        st.session_state["exc_ch"] = shown[rows[0]]
+    st.session_state["exc_last_split_row"] = rows
+
+
 def _most_specific() -> None:
     """The channel of the chosen block whose mean gate differs most between classes."""
     block = st.session_state["exc_ch_block"]
@@ -273,6 +284,7 @@ if profile_data is not None and profile_data.gates:
     k1, k2, k3, _ = st.columns([2, 1, 1.2, 0.8], vertical_alignment="bottom")
     ch_block = k1.selectbox("Block", blocks, key="exc_ch_block")
     _channel_from_table()
+    _channel_from_split()
     width = profile_data.gates[ch_block].shape[1]
     if not 0 <= st.session_state.get("exc_ch", 0) < width:
         st.session_state["exc_ch"] = 0
@@ -317,6 +329,24 @@ if profile_data is not None and profile_data.gates:
                "dotted: this image. "
                "A channel that one class opens and the others close is class-specific, as the paper finds for "
                "late blocks.")
+    splits = profile_data.class_splits(ch_block)
+    shown_splits = splits[:SPLIT_ROWS]
+    st.session_state["exc_split_channels"] = [r["channels"][0] for r in shown_splits]
+    st.markdown(f"**Which classes {ch_block}'s channels tell apart** (pick a row to see its strongest channel)")
+    if shown_splits:
+        st.dataframe([{"open for": ", ".join(r["open"]), "closed for": ", ".join(r["closed"]),
+                       "channels": len(r["channels"]), "strongest": ", ".join(map(str, r["channels"][:6])),
+                       "jump": r["jump"]} for r in shown_splits],
+                     key="exc_splits", on_select="rerun", selection_mode="single-row", hide_index=True,
+                     width="stretch", column_config={
+                         "jump": st.column_config.NumberColumn("mean jump", format="%.2f", help=(
+                             "The gap between the lowest class mean gate of the open classes and the highest of "
+                             "the closed ones, averaged over the group's channels."))})
+    n_split = sum(len(r["channels"]) for r in splits)
+    st.caption(f"{n_split} of {width} channels split the classes cleanly in two: sorted by class mean gate, they "
+               f"jump by {CLASS_SPLIT_GAP} or more between two neighbouring classes. Grouped by the classes "
+               f"above the jump" + (f"; {len(splits) - SPLIT_ROWS} smaller groups not shown." if len(splits) >
+                                   SPLIT_ROWS else "."))
 
 # --------------------------------------------------------------------------- interventions
 st.subheader("Interventions")
