@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["main"]
 
@@ -316,7 +317,7 @@ def cmd_excite(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _tta_measurement(spec: str, data_dir: str):
+def _tta_measurement(spec: str, data_dir: str) -> Callable[[Path, dict], dict]:
     """For ``export --tta-data``: measure the flip-TTA accuracy on the checkpoint's own validation split of
     ``spec``, when the trainer recorded none."""
     def measure(path: Path, meta: dict) -> dict:
