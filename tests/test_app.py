@@ -651,6 +651,29 @@ def test_compare_plots_against_training_time_and_log_loss(env):
     assert any("recorded training time" in a["text"] for a in first.get("annotations", [])), first
 
 
+def test_compare_against_training_time_names_each_curves_hardware(env, tmp_path, monkeypatch):
+    from senet import create_model, save_checkpoint
+
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    for name, hardware, seconds in (("se_airnet", "NVIDIA H200", 50.0), ("airnet", "CPU (2 cores, 1 thread)", 900.0)):
+        history = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5, "val_loss": 1.0 / e, "val_acc": 0.4 + e / 10,
+                    "lr": 0.1, "elapsed_s": seconds * e} for e in (1, 2)]
+        save_checkpoint(ck / f"{name}.pt", create_model("resnet20", num_classes=3), model_name="resnet20",
+                        model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.6, history=history,
+                        hardware=hardware)
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
+    at = open_app("views/compare.py")
+    at.segmented_control(key="compare_x").set_value("training time").run()
+    no_exceptions(at)
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert sorted(t["name"] for t in traces) == ["airnet · CPU (2 cores, 1 thread)", "se_airnet · NVIDIA H200"]
+    assert max(max(t["x"]) for t in traces) == pytest.approx(0.5), "900 s per epoch: the second ends at 0.5 h"
+    at.segmented_control(key="compare_x").set_value("epoch").run()
+    assert sorted(t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == ["airnet",
+                                                                                                     "se_airnet"]
+
+
 def test_compare_pairs_se_with_its_twin_on_the_same_validation_images(env):
     import re
 

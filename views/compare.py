@@ -72,6 +72,9 @@ x_axis = o1.segmented_control(
     help="Training time is the wall time recorded with each epoch: compare it only between runs that trained "
          "on the same hardware under the same load (two runs side by side each take about twice as long).")
 log_y = o2.toggle("Log-scale loss", key="compare_log")
+if x_axis == "training time":  # a time is only comparable on the same hardware: name it in the legend
+    hardware = {r["name"]: r["meta"].get("hardware") for r in rows}
+    series = {(f"{name} · {hardware[name]}" if hardware.get(name) else name): c for name, c in series.items()}
 tabs = st.tabs(["Validation accuracy", "Validation loss", "Training loss", "Loss per step"])
 for tab, metric in zip(tabs, ("val_acc", "val_loss", "train_loss", "step_loss")):
     with tab:
