@@ -17,7 +17,8 @@ from .curves import Curves, smooth
 
 __all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_bars_figure",
            "gate_heatmap_figure", "profiles_figure", "separation_figure", "topk_figure", "intervention_figure",
-           "confusion_figure", "overlay_figure", "ablation_figure", "channel_classes_figure", "split_ablation_figure"]
+           "confusion_figure", "overlay_figure", "ablation_figure", "channel_classes_figure", "split_ablation_figure",
+           "class_splits_figure"]
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#FF9DA6",
            "#9D755D", "#BAB0AC"]
@@ -287,6 +288,29 @@ def channel_classes_figure(per_class: np.ndarray, overall: float, classes: list[
                       annotation_text=f"this image {image_gate:.3f}", annotation_position="bottom right")
     fig.update_yaxes(range=[0, 1], title_text="mean gate")
     return _layout(fig, title, height, hovermode="closest", showlegend=False)
+
+
+def class_splits_figure(profiles: np.ndarray, classes: list[str], splits: list[dict], title: str,
+                        height: int = 340) -> go.Figure:
+    """Classes x channels heatmap of the mean gate, for the channels of ``splits`` (rows of
+    :meth:`senet.profiles.ClassProfiles.class_splits`), group after group; each group is numbered on the x axis
+    (1 = the first row) and fenced off by a white line."""
+    fig = go.Figure()
+    channels = [c for r in splits for c in r["channels"]]
+    if not channels:
+        return _placeholder(_layout(fig, title, height), "no channel of this block splits the classes in two")
+    profiles = np.asarray(profiles, dtype=float)
+    fig.add_heatmap(z=profiles[:, channels], x=np.arange(len(channels)), y=list(classes),
+                    customdata=[list(channels)] * len(classes),
+                    zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="mean gate", thickness=12),
+                    hovertemplate="%{y}<br>channel %{customdata}<br>mean gate %{z:.3f}<extra></extra>")
+    edges = np.cumsum([0] + [len(r["channels"]) for r in splits])
+    for edge in edges[1:-1]:
+        fig.add_vline(x=edge - 0.5, line=dict(color="white", width=2))
+    fig.update_xaxes(title_text="channels, by group", tickmode="array", tickvals=(edges[:-1] + edges[1:] - 1) / 2,
+                     ticktext=[str(i + 1) for i in range(len(splits))])
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, height, hovermode="closest")
 
 
 def split_ablation_figure(table: list[dict], baseline: float, n: int, height: int = 320) -> go.Figure:

@@ -453,6 +453,10 @@ def test_class_splits_table_lists_the_groups_and_picks_a_groups_strongest_channe
     table = next(d for d in at.dataframe if "open for" in d.value.columns)
     assert table.value["open for"].tolist() == [", ".join(r["open"]) for r in expected]
     assert table.value["channels"].tolist() == [len(r["channels"]) for r in expected]
+    heat = next(json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart")
+                if "channels, by group" in json.dumps(json.loads(c.proto.spec)["layout"].get("xaxis", {})))
+    assert [row[0] for row in heat["customdata"]][:1] == [expected[0]["channels"][0]], "group 1 comes first"
+    assert len(heat["customdata"][0]) == sum(len(r["channels"]) for r in expected[:8])
     count = sum(len(r["channels"]) for r in expected)
     assert any(c.startswith(f"{count} of 64 channels split the classes") for c in texts(at, "caption"))
     assert at.number_input(key="exc_ch").value != expected[1]["channels"][0], "precondition: another channel first"

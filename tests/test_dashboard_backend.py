@@ -292,6 +292,22 @@ def test_class_splits_group_the_channels_that_divide_the_classes_by_the_classes_
         p.class_splits("stage9")
 
 
+def test_class_splits_figure_draws_each_groups_channels_in_order_with_numbered_groups():
+    from senet.figures import class_splits_figure
+
+    profiles = np.linspace(0, 1, 3 * 6).reshape(3, 6)
+    splits = [{"open": ["a"], "closed": ["b", "c"], "channels": [4, 1, 5], "jump": 0.5},
+              {"open": ["b", "c"], "closed": ["a"], "channels": [0, 2], "jump": 0.45}]
+    fig = class_splits_figure(profiles, ["a", "b", "c"], splits, "t")
+    heat = fig.data[0]
+    np.testing.assert_allclose(np.asarray(heat.z), profiles[:, [4, 1, 5, 0, 2]])
+    assert np.asarray(heat.customdata)[2].tolist() == [4, 1, 5, 0, 2] and list(heat.y) == ["a", "b", "c"]
+    assert list(fig.layout.xaxis.ticktext) == ["1", "2"] and list(fig.layout.xaxis.tickvals) == [1.0, 3.5]
+    assert [shape.x0 for shape in fig.layout.shapes] == [2.5], "one fence, between the two groups"
+    empty = class_splits_figure(profiles, ["a", "b", "c"], [], "t")
+    assert not empty.data and "no channel" in empty.layout.annotations[0].text
+
+
 def test_a_block_whose_gate_ignores_the_image_is_reported_constant(tiny):
     """Zero the first SE block's FC weights (what strong weight decay does): its gate is sigmoid(0) = 0.5 for
     every image, so its spread is 0 and it is listed as constant, where before it was not."""

@@ -10,9 +10,9 @@ from views import _shared as ui
 from senet import ImageError, open_image, preprocess
 from senet.excitation import se_blocks
 from senet.ablation import gate_ablation
-from senet.figures import (ablation_figure, channel_classes_figure, gate_bars_figure, gate_heatmap_figure,
-                           intervention_figure, profiles_figure, separation_figure, split_ablation_figure,
-                           topk_figure)
+from senet.figures import (ablation_figure, channel_classes_figure, class_splits_figure, gate_bars_figure,
+                           gate_heatmap_figure, intervention_figure, profiles_figure, separation_figure,
+                           split_ablation_figure, topk_figure)
 from senet.inference import image_to_uint8, normalize
 from senet.profiles import (CLASS_SPLIT_GAP, CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles,
                             explain, gate_description, intervene)
@@ -334,14 +334,17 @@ if profile_data is not None and profile_data.gates:
     st.session_state["exc_split_channels"] = [r["channels"][0] for r in shown_splits]
     st.markdown(f"**Which classes {ch_block}'s channels tell apart** (pick a row to see its strongest channel)")
     if shown_splits:
-        st.dataframe([{"open for": ", ".join(r["open"]), "closed for": ", ".join(r["closed"]),
+        st.dataframe([{"group": i + 1, "open for": ", ".join(r["open"]), "closed for": ", ".join(r["closed"]),
                        "channels": len(r["channels"]), "strongest": ", ".join(map(str, r["channels"][:6])),
-                       "jump": r["jump"]} for r in shown_splits],
+                       "jump": r["jump"]} for i, r in enumerate(shown_splits)],
                      key="exc_splits", on_select="rerun", selection_mode="single-row", hide_index=True,
                      width="stretch", column_config={
                          "jump": st.column_config.NumberColumn("mean jump", format="%.2f", help=(
                              "The gap between the lowest class mean gate of the open classes and the highest of "
                              "the closed ones, averaged over the group's channels."))})
+        st.plotly_chart(class_splits_figure(profile_data.profiles[ch_block], classes, shown_splits,
+                                            f"{ch_block}: mean gate per class of the channels in these groups"),
+                        key="exc_splits_map")
     n_split = sum(len(r["channels"]) for r in splits)
     st.caption(f"{n_split} of {width} channels split the classes cleanly in two: sorted by class mean gate, they "
                f"jump by {CLASS_SPLIT_GAP} or more between two neighbouring classes. Grouped by the classes "
