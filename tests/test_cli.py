@@ -312,6 +312,8 @@ def test_export_measures_the_flip_tta_accuracy_the_trainer_did_not_record(tmp_pa
                            "--data-dir", str(tmp_path / "cache"))
     assert code == 0 and "keeps the trainer's" in stdout
     assert senet.load_checkpoint(again)[1]["val_acc_tta"] == meta["val_acc_tta"]
+    code, stdout, _ = call(capsys, "info", "--checkpoint", str(out))
+    assert code == 0 and "(val_acc_tta measured after training" in stdout and "weights_dtype    float16" in stdout
 
 
 def test_export_with_unusable_tta_data_is_one_line_and_keeps_the_old_copy(tmp_path: Path, tiny_checkpoint: Path,
