@@ -65,9 +65,9 @@ def median_ms(times: list[float]) -> str:
 
 def bench_backend(model, meta, data, n: int) -> list[float]:
     """Backend work for one new image: normalise, gates + probabilities, three figures to JSON."""
-    from senet.figures import gate_bars_figure, gate_heatmap_figure, topk_figure
-    from senet.inference import normalize
-    from senet.profiles import explain
+    from dashboard.figures import gate_bars_figure, gate_heatmap_figure, topk_figure
+    from senet.data import normalize
+    from senet.analysis.profiles import explain
 
     times = []
     for i in range(n):
@@ -119,7 +119,7 @@ def main() -> None:
     try:
         from senet import evaluate_checkpoint, load_checkpoint
         from senet.data import load_split
-        from senet.evaluate import checkpoint_split_options
+        from senet.analysis.evaluate import checkpoint_split_options
 
         spec = args.data or synthetic_folder(tmp / "synthetic")
         data_dir = Path(args.data_dir if args.data else tmp / "cache")

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import senet  # noqa: E402
-from senet.compare import cpu_latency  # noqa: E402
+from senet.analysis.compare import cpu_latency  # noqa: E402
 
 
 def row(path: str, repeats: int) -> str:
@@ -47,7 +47,7 @@ def row(path: str, repeats: int) -> str:
 def gate_table(path: str, data_spec: str, data_dir: str, per_class: int) -> str:
     """A Markdown table of gate statistics per SE block of one checkpoint, over its validation split."""
     from senet.data import load_split
-    from senet.profiles import class_profiles
+    from senet.analysis.profiles import class_profiles
 
     model, meta = senet.load_checkpoint(path)
     val = load_split(data_spec, "val", data_dir, meta["val_size"], meta["split_seed"])
@@ -73,8 +73,8 @@ def gate_table(path: str, data_spec: str, data_dir: str, per_class: int) -> str:
 
 def paired_lines(first: str, second: str, data_spec: str, data_dir: str) -> list[str]:
     """The paired test of two checkpoints on their shared validation split, without and with flip TTA."""
-    from senet.compare import paired_comparison
-    from senet.evaluate import evaluate_checkpoint
+    from senet.analysis.compare import paired_comparison
+    from senet.analysis.evaluate import evaluate_checkpoint
 
     lines = [f"`{first}` (A) against `{second}` (B), same validation images:", "",
              "| TTA | n | both right | only A right | only B right | both wrong | A - B | 95% CI | McNemar p |",

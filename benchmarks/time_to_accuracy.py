@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from senet.runs import read_json, read_metrics  # noqa: E402
+from senet.training.runs import read_json, read_metrics  # noqa: E402
 
 DEFAULT_FOLDER = "/work/data/cifar10-jpeg"
 

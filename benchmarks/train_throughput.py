@@ -4,7 +4,7 @@
 
 * project: uint8 images held in memory, augmentation on whole batches
   (:func:`senet.data.train_batches`: pad 4 + random crop, random flip, normalise),
-  channels_last model and input, the trainer's optimiser (:func:`senet.train.make_optimizer`).
+  channels_last model and input, the trainer's optimiser (:func:`senet.training.make_optimizer`).
 * seed: the blog post's pipeline: per-image PIL transforms
   ``RandomCrop(32, padding=4) + RandomHorizontalFlip + ToTensor + Normalize`` through
   ``DataLoader(batch_size, shuffle=True, num_workers=2)``, NCHW float32 model.
@@ -31,9 +31,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from senet import create_model  # noqa: E402
-from senet.checkpoint import CIFAR_MEAN, CIFAR_STD  # noqa: E402
+from senet.data import CIFAR_MEAN, CIFAR_STD  # noqa: E402
 from senet.data import TensorDataset, load_split, train_batches  # noqa: E402
-from senet.train import make_config, make_optimizer  # noqa: E402
+from senet.training import make_config, make_optimizer  # noqa: E402
 
 DEFAULT_FOLDER = "/work/data/cifar10-jpeg"
 

@@ -2,112 +2,35 @@
 
 A checkpoint is a ``torch.save`` of a plain dict (tensors, numbers, strings,
 lists, dicts only), loaded back with ``weights_only=True`` so that it can
-never run pickled code. Writes go to a temporary file in the same directory
-followed by ``os.replace``, so a crash never leaves a half-written file.
+never run pickled code. Writes go through :func:`senet.files.atomic_write`, so
+a crash never leaves a half-written file. :func:`open_checkpoint` returns a
+typed :class:`Checkpoint` (model, classes, normalisation, input size, card),
+which the analyses take; :func:`load_checkpoint` returns ``(model, meta)``.
 """
 from __future__ import annotations
 
-import glob
-import hashlib
 import os
 import re
-import socket
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from .data.images import CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD
+from .files import atomic_torch_save, writer_tag
 from .models import create_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint", "export_checkpoint", "atomic_save",
-           "remove_stale_temporaries", "FORMAT", "VERSION", "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES"]
+__all__ = ["Checkpoint", "CheckpointError", "open_checkpoint", "save_checkpoint", "load_checkpoint",
+           "read_checkpoint", "export_checkpoint", "FORMAT", "VERSION"]
 
 FORMAT = "senet-checkpoint"
 VERSION = 1
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2023, 0.1994, 0.2010)
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be loaded; the message names the file and the reason."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``.
-
-    If anything fails (or the process is interrupted before the replace), the
-    previous file at ``path`` is untouched and the temporary file is removed;
-    the temporary file of a process killed mid-write (``kill -9``) is removed
-    by the next successful write of ``path``.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:  # name the file the caller asked for, not the temporary one
-        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    remove_stale_temporaries(path)
-
-
-def _host_tag() -> str:
-    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
-
-
-def _writer_tag() -> str:
-    """``PID-HOST`` in a temporary file's name: who wrote it, so that leftovers can be recognised."""
-    return f"{os.getpid()}-{_host_tag()}"
-
-
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files of earlier writes of ``path`` whose writer died (``kill -9`` mid-write).
-
-    Only files written on this host by a process that no longer exists are
-    removed; a write in progress elsewhere is left alone. Returns what was removed.
-    """
-    from .runs import pid_alive
-
-    path = Path(path)
-    removed = []
-    host = _host_tag()
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-{host}.*.tmp"):
-        pid_text = tmp.name[len(path.name) + 2:].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
-            continue
-        try:
-            tmp.unlink()
-            removed.append(tmp)
-        except OSError:
-            pass
-    return removed
 
 
 def _plain(value: Any) -> Any:
@@ -147,7 +70,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
         "state_dict": state,
         "extra_state": extra_state or {},
     }
-    atomic_save(payload, path)
+    atomic_torch_save(payload, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -227,6 +150,52 @@ def _num_outputs(model: nn.Module) -> int | None:
     return linears[-1].out_features if linears else None
 
 
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (in eval mode) and what the analyses need to feed it.
+
+    ``card`` is the recorded metadata (recipe, history, accuracies, ...); :attr:`meta` is the same dict
+    plus the fields above, as :func:`load_checkpoint` returns it.
+    """
+
+    model: nn.Module
+    name: str
+    options: dict
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, int, int] = (3, 32, 32)
+    card: dict = field(default_factory=dict)
+    path: str = ""
+
+    @classmethod
+    def of(cls, model: nn.Module, name: str = "", classes: list[str] | tuple[str, ...] = CIFAR10_CLASSES,
+           mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD, **card: Any) -> "Checkpoint":
+        """A checkpoint for a model in memory (tests, benchmarks, a model being trained)."""
+        return cls(model, name, {}, list(classes), tuple(mean), tuple(std), card=card)
+
+    @classmethod
+    def from_meta(cls, model: nn.Module, meta: dict) -> "Checkpoint":
+        """The typed form of ``load_checkpoint``'s ``(model, meta)``."""
+        own = ("model", "model_options", "classes", "mean", "std", "input_size", "path")
+        return cls(model, meta.get("model", ""), dict(meta.get("model_options") or {}), list(meta["classes"]),
+                   tuple(meta.get("mean", CIFAR_MEAN)), tuple(meta.get("std", CIFAR_STD)),
+                   tuple(meta.get("input_size", (3, 32, 32))), {k: v for k, v in meta.items() if k not in own},
+                   str(meta.get("path", "")))
+
+    @property
+    def meta(self) -> dict:
+        return {**self.card, "model": self.name, "model_options": self.options, "classes": self.classes,
+                "mean": list(self.mean), "std": list(self.std), "input_size": list(self.input_size),
+                "path": self.path}
+
+
+def open_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """:func:`load_checkpoint`, typed."""
+    model, meta = load_checkpoint(path, map_location)
+    return Checkpoint.from_meta(model, meta)
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model of a checkpoint; returns ``(model in eval mode, meta)``.
 
@@ -299,13 +268,13 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
     destination.parent.mkdir(parents=True, exist_ok=True)
     added = {}
     if measure is not None:
-        draft = destination.with_name(f".{destination.name}.{_writer_tag()}.measure.tmp")
+        draft = destination.with_name(f".{destination.name}.{writer_tag()}.measure.tmp")
         try:
-            atomic_save(slim, draft)
+            atomic_torch_save(slim, draft)
             added = dict(measure(draft, dict(meta)) or {})
         finally:
             draft.unlink(missing_ok=True)
         slim["meta"] = _plain({**meta, **added})
-    atomic_save(slim, destination)
+    atomic_torch_save(slim, destination)
     return {"source_bytes": source.stat().st_size, "bytes": destination.stat().st_size,
             "weights_dtype": meta["weights_dtype"], "max_abs_error": max_error, "added": added}

@@ -1,4 +1,4 @@
-"""``python -m senet``: train, evaluate, info, excite and export from the command line.
+"""``senet`` (or ``python -m senet``): train, evaluate, ablate, info, excite and export from the command line.
 
 Invalid arguments print one line ``senet <command>: error: ...`` and exit 2
 without writing anything.
@@ -27,119 +27,35 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .training.settings import add_config_arguments
+
     p = sub.add_parser("train", help="train a model into a run directory")
-    p.add_argument("--model", default=None, help="model name (see `python -m senet info --list`); default se_airnet")
-    p.add_argument("--data", default=None, help="dataset spec: cifar10 | folder:PATH (default: $SENET_DATA or cifar10)")
-    p.add_argument("--data-dir", default=None, help="where cifar10 is downloaded and caches live (default ./data)")
-    p.add_argument("--dataset-name", default=None, help="a human name for the data, kept in the checkpoint")
-    p.add_argument("--recipe", default=None, choices=None, help="seed | fast (default fast)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float, help="learning rate for the mean loss over the global batch")
-    p.add_argument("--batch-size", type=int, help="global batch size (all processes together)")
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--se-weight-decay", type=float, help="weight decay of the SE blocks (default: --weight-decay)")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--schedule", help="constant | cosine | onecycle")
-    p.add_argument("--warmup-epochs", type=float)
-    p.add_argument("--crop-pad", type=int, help="random-crop padding in pixels (translate augmentation)")
-    p.add_argument("--cutout", type=int, help="side of a random square set to the mean in each image (0: off)")
-    p.add_argument("--reduction", type=int, help="SE reduction ratio r")
-    p.add_argument("--width", type=int, help="width multiplier")
-    p.add_argument("--squeeze", action="store_true", default=None, help="seed_senet only: apply the squeeze")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--val-size", type=float, help="validation holdout: fraction (0.1) or count (5000)")
-    p.add_argument("--split-seed", type=int)
-    p.add_argument("--train-limit", type=int, help="train on a stratified subset of N training images (short runs)")
-    p.add_argument("--log-every", type=int, help="steps between step records in metrics.jsonl")
-    p.add_argument("--micro-batch", type=int, help="CPU only: split each batch into chunks of this size (default 256)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable CUDA mixed precision")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm under torchrun")
+    p.add_argument("--config", metavar="FILE", help="start from the settings in FILE (a config.json); flags override")
+    add_config_arguments(p)
     p.add_argument("--run-dir", help="new run directory (default runs/<time>-<model>)")
     p.add_argument("--runs-root", default="runs", help="where default run directories are made")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-def train_options() -> dict[str, argparse.Action]:
-    """The ``train`` command's options, by the TrainConfig field they set (what a launcher can pass)."""
-    sub = argparse.ArgumentParser().add_subparsers()
-    _add_train(sub)
-    parser = next(iter(sub.choices.values()))
-    return {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+def cmd_train(args: argparse.Namespace, callbacks: tuple = ()) -> int:
+    from .training.settings import config_overrides
 
-
-def train_overrides(args: argparse.Namespace) -> dict:
-    """TrainConfig overrides from parsed ``train`` options (None: keep the recipe's value).
-
-    Every option named after a field overrides it; model, recipe and data are handled apart, and a
-    whole-number ``--val-size`` of 1 or more is a count of images.
-    """
-    from .train import TrainConfig
-
-    overrides = {k: v for k, v in vars(args).items()
-                 if k in TrainConfig.__dataclass_fields__ and k not in ("model", "recipe", "data", "val_size")}
-    if getattr(args, "val_size", None) is not None:
-        v = args.val_size
-        overrides["val_size"] = int(v) if v >= 1 and float(v).is_integer() else v
-    return overrides
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from .data import DataError
-    from .runs import ACTIVE_STATES, read_json, read_status
-    from .train import ConfigError, TrainConfig, make_config, make_run_dir
-
-    rank = int(os.environ.get("RANK", 0))
-    overrides = train_overrides(args)
+    overrides = config_overrides(args)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     if args.resume:
-        run_dir = Path(args.resume)
-        saved = read_json(run_dir / "config.json")
-        if saved is None:
-            raise UsageError(f"--resume {run_dir}: no readable config.json there")
-        if not (run_dir / "last.pt").is_file():
-            raise UsageError(f"--resume {run_dir}: no last.pt to resume from")
-        current = read_status(run_dir)
-        if rank == 0 and current.get("state") in ACTIVE_STATES:
-            raise UsageError(f"--resume {run_dir}: the run is still {current['state']} "
-                             f"(pid {current.get('pid')}); stop it first")
-        if args.run_dir and Path(args.run_dir) != run_dir:
-            raise UsageError("--run-dir and --resume name different directories")
-        changed = {k: v for k, v in overrides.items() if v is not None and k != "epochs" and v != saved.get(k)}
-        if changed or args.model or args.data or args.recipe:
-            raise UsageError(f"--resume {run_dir}: only --epochs can change on resume (got {sorted(changed) or 'model/data/recipe'})")
-        saved = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
-        model, recipe = saved.pop("model"), saved.pop("recipe")
-        saved["world_size"] = world_size
-        if args.epochs is not None:
-            saved["epochs"] = args.epochs
-        try:
-            config = make_config(model, recipe, **saved)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
-        return _run(config, run_dir, resume=True, progress=args.progress)
-    data = args.data or os.environ.get("SENET_DATA") or "cifar10"
-    try:
-        config = make_config(args.model or "se_airnet", args.recipe or "fast", data=data, world_size=world_size,
-                             **overrides)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+        return _resume(args, overrides, world_size, callbacks)
+    config = _new_config(args, overrides, world_size)
+    rank = int(os.environ.get("RANK", 0))
     run_dir = Path(args.run_dir) if args.run_dir else None
     if run_dir is None and world_size > 1:
         raise UsageError("under torchrun, give --run-dir explicitly so all processes agree on it")
     if run_dir is not None and rank == 0:
-        launcher_files = {"train.log", "launch.json"}  # written by senet.launcher before the process starts
-        if run_dir.exists() and (not run_dir.is_dir() or any(p.name not in launcher_files for p in run_dir.iterdir())):
-            raise UsageError(f"--run-dir {run_dir}: already exists; use --resume {run_dir} or a new directory")
+        _check_new_run_dir(run_dir, args.config)
     if rank == 0:
-        try:
-            _check_data(config)
-        except (ConfigError, DataError) as exc:
-            raise UsageError(str(exc)) from None
+        _check_data(config)
     if run_dir is None:
+        from .training import make_run_dir
         run_dir = make_run_dir(args.runs_root, config.model)
     elif rank == 0:
         try:
@@ -150,12 +66,68 @@ def cmd_train(args: argparse.Namespace) -> int:
         if overrides.get("batch_size") is not None and overrides.get("lr") is None:
             _note_unscaled_lr(config)  # only once the run is sure to start: an error stays one line
         print(f"run directory: {run_dir}", file=sys.stderr)
-    return _run(config, run_dir, resume=False, progress=args.progress)
+    return _run(config, run_dir, resume=False, progress=args.progress, callbacks=callbacks)
+
+
+def _new_config(args: argparse.Namespace, overrides: dict, world_size: int):
+    """The configuration of a new run: ``--config FILE`` if given, then the flags; one-line errors."""
+    from .files import read_json
+    from .training.settings import ConfigError, config_from_record, make_config
+
+    try:
+        if args.config:
+            record = read_json(args.config)
+            if record is None:
+                raise UsageError(f"--config {args.config}: not a readable JSON object")
+            return config_from_record(record, **overrides, world_size=world_size)
+        model, recipe = overrides.pop("model", "se_airnet"), overrides.pop("recipe", "fast")
+        return make_config(model, recipe, **dict(overrides, world_size=world_size))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_new_run_dir(run_dir: Path, config_file: str | None) -> None:
+    """A new run's directory must be new, or hold only what the dashboard's launcher put there."""
+    allowed = {"train.log", "launch.json"}  # written by the launcher before the process starts
+    if config_file and Path(config_file).resolve().parent == run_dir.resolve():
+        allowed.add(Path(config_file).name)
+    if run_dir.exists() and (not run_dir.is_dir() or any(p.name not in allowed for p in run_dir.iterdir())):
+        raise UsageError(f"--run-dir {run_dir}: already exists; use --resume {run_dir} or a new directory")
+
+
+def _resume(args: argparse.Namespace, overrides: dict, world_size: int, callbacks: tuple) -> int:
+    """``train --resume RUN_DIR``: the run's own config; only ``--epochs`` may change."""
+    from .files import read_json
+    from .training.runs import ACTIVE_STATES, read_status
+    from .training.settings import ConfigError, config_from_record
+
+    run_dir = Path(args.resume)
+    saved = read_json(run_dir / "config.json")
+    if saved is None:
+        raise UsageError(f"--resume {run_dir}: no readable config.json there")
+    if not (run_dir / "last.pt").is_file():
+        raise UsageError(f"--resume {run_dir}: no last.pt to resume from")
+    current = read_status(run_dir)
+    if int(os.environ.get("RANK", 0)) == 0 and current.get("state") in ACTIVE_STATES:
+        raise UsageError(f"--resume {run_dir}: the run is still {current['state']} "
+                         f"(pid {current.get('pid')}); stop it first")
+    if args.run_dir and Path(args.run_dir) != run_dir:
+        raise UsageError("--run-dir and --resume name different directories")
+    given = {k: v for k, v in overrides.items() if getattr(args, k, None) is not None}  # flags, not $SENET_DATA
+    changed = sorted(k for k, v in given.items()
+                     if k != "epochs" and (k in ("model", "recipe", "data") or v != saved.get(k)))
+    if changed or args.config:
+        raise UsageError(f"--resume {run_dir}: only --epochs can change on resume (got {changed or '--config'})")
+    try:
+        config = config_from_record(saved, epochs=overrides.get("epochs"), world_size=world_size)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return _run(config, run_dir, resume=True, progress=args.progress, callbacks=callbacks)
 
 
 def _note_unscaled_lr(config) -> None:
     """A batch size other than the recipe's keeps the recipe's learning rate; say so, with the linear-scaling lr."""
-    from .train import make_config
+    from .training.settings import make_config
 
     tuned = make_config(config.model, config.recipe, data=config.data)
     if config.batch_size != tuned.batch_size:
@@ -167,24 +139,26 @@ def _note_unscaled_lr(config) -> None:
 def _check_data(config) -> None:
     """Load the training split once before anything is written (downloads cifar10 and fills the cache),
     so that a dataset that cannot be used is reported as a usage error with nothing written."""
-    from .data import load_split
-    from .train import ConfigError
+    from .data import DataError, load_split
 
-    train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
+    try:
+        train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
     n = min(len(train_set), config.train_limit or len(train_set))
     if config.batch_size > n:
-        raise ConfigError(f"batch_size {config.batch_size} is larger than the {n} training images of {config.data}")
+        raise UsageError(f"batch_size {config.batch_size} is larger than the {n} training images of {config.data}")
 
 
-def _run(config, run_dir: Path, resume: bool, progress: bool) -> int:
+def _run(config, run_dir: Path, resume: bool, progress: bool, callbacks: tuple = ()) -> int:
     """Train; a data or configuration fault found on the way is one line on stderr and exit code 1
     (the run's status.json says ``failed`` with the same message)."""
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .train import ConfigError, train
+    from .training import ConfigError, train
 
     try:
-        status = train(config, run_dir, resume=resume, progress=progress)
+        status = train(config, run_dir, resume=resume, progress=progress, callbacks=callbacks)
     except (ConfigError, DataError, CheckpointError) as exc:
         print(f"senet train: error: {exc}", file=sys.stderr)
         return 1
@@ -197,7 +171,7 @@ def _run(config, run_dir: Path, resume: bool, progress: bool) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .evaluate import evaluate_checkpoint
+    from .analysis.evaluate import evaluate_checkpoint
 
     try:
         result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.data_dir, tta=args.tta,
@@ -219,19 +193,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .ablation import MODES, gate_ablation
+    from .analysis.ablation import MODES, gate_ablation
+    from .analysis.evaluate import checkpoint_and_split
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .evaluate import checkpoint_and_split
 
     if args.per_class is not None and args.per_class < 1:
         raise UsageError(f"--per-class {args.per_class}: must be 1 or more")
     try:
-        model, meta, data = checkpoint_and_split(args.checkpoint, args.data, args.split, args.data_dir)
+        checkpoint, data = checkpoint_and_split(args.checkpoint, args.data, args.split, args.data_dir)
     except (CheckpointError, DataError) as exc:
         raise UsageError(str(exc)) from None
     try:
-        result = gate_ablation(model, data, meta["mean"], meta["std"], per_class=args.per_class)
+        result = gate_ablation(checkpoint, data, per_class=args.per_class)
     except ValueError as exc:
         raise UsageError(f"{args.checkpoint}: {exc}") from None
     if args.json:
@@ -248,9 +222,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .accounting import model_info
     from .checkpoint import CheckpointError, load_checkpoint
-    from .models import create_model, list_models
+    from .models import create_model, list_models, model_info
 
     if args.list:
         print("\n".join(list_models()))
@@ -288,9 +261,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_excite(args: argparse.Namespace) -> int:
     import torch
 
+    from .analysis.runner import predict
     from .checkpoint import CheckpointError, load_checkpoint
-    from .excitation import excitations
-    from .inference import ImageError, open_image, predict, preprocess
+    from .data import ImageError, open_image, preprocess
+    from .models import excitations
 
     try:
         model, meta = load_checkpoint(args.checkpoint)
@@ -328,7 +302,7 @@ def _tta_measurement(spec: str, data_dir: str) -> Callable[[Path, dict], dict]:
 
         import torch
 
-        from .evaluate import evaluate_checkpoint
+        from .analysis.evaluate import evaluate_checkpoint
         from .train import hardware
 
         if meta.get("val_acc_tta") is not None:
@@ -363,7 +337,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m senet", description="Squeeze-and-Excitation networks on CIFAR-10")
+    parser = OneLineParser(prog="senet", description="Squeeze-and-Excitation networks on CIFAR-10")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
@@ -401,13 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, train_callbacks: tuple = ()) -> int:
+    """Run one command; ``train_callbacks`` are told about every training batch (see :class:`senet.training.Callback`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "data_dir", None) is None and args.command in ("evaluate", "ablate", "export"):
         from .data import DEFAULT_DATA_DIR
         args.data_dir = DEFAULT_DATA_DIR
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
+    handler = {"train": lambda a: cmd_train(a, train_callbacks), "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
                "excite": cmd_excite, "export": cmd_export}[args.command]
     try:
         return handler(args)

@@ -6,10 +6,10 @@ import torch
 
 from conftest import make_folder_dataset
 from senet import create_model
-from senet.ablation import gate_ablation
+from senet.analysis.ablation import gate_ablation
 from senet.data import load_split
-from senet.excitation import excitations, gate_overrides, se_blocks
-from senet.inference import normalize
+from senet.models import excitations, gate_overrides, se_blocks
+from senet.data import normalize
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

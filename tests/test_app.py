@@ -52,7 +52,7 @@ def env(tmp_path_factory):
 
 def stop_leftover_runs(root: Path) -> None:
     """Stop any training process a failed test left running."""
-    from senet.launcher import active_runs, stop_run
+    from dashboard.launcher import active_runs, stop_run
 
     for row in active_runs(root):
         stop_run(row["path"])
@@ -204,7 +204,7 @@ def test_train_page_starts_a_run_in_its_own_process_and_shows_its_metrics(env):
 def test_new_run_can_start_from_a_checkpoints_recorded_recipe(env, tmp_path, monkeypatch):
     """Start from: the form takes every setting of a checkpoint's config, and what is launched keeps them."""
     from senet import create_model, save_checkpoint
-    from senet.train import make_config
+    from senet.training import make_config
 
     from dataclasses import asdict
 
@@ -261,7 +261,7 @@ def test_second_run_asks_for_confirmation_then_stop_saves_last_checkpoint(env):
 
 
 def test_opening_a_run_directory_by_path_shows_its_curves(env, tmp_path):
-    from senet.runs import write_json_atomic
+    from senet.training.runs import write_json_atomic
 
     run = tmp_path / "elsewhere-run"
     run.mkdir()
@@ -303,10 +303,11 @@ def test_opening_a_run_directory_by_path_shows_its_curves(env, tmp_path):
 # --------------------------------------------------------------------------- excitation
 def test_excitation_page_shows_gates_profiles_and_interventions(env):
     from senet import load_checkpoint
-    from senet.excitation import gate_overrides, se_blocks
-    from senet.inference import normalize, predict
+    from senet.models import gate_overrides, se_blocks
+    from senet.data import normalize
+    from senet.analysis import predict
     from senet.data import load_split
-    from senet.profiles import class_profiles
+    from senet.analysis.profiles import class_profiles
 
     at = open_app("views/excitation.py")
     no_exceptions(at)
@@ -363,7 +364,7 @@ def test_excitation_channel_order_switches_between_sorted_and_index(env):
 def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
     from senet import load_checkpoint
     from senet.data import load_split
-    from senet.profiles import class_profiles
+    from senet.analysis.profiles import class_profiles
 
     at = open_app("views/excitation.py")
     no_exceptions(at)
@@ -403,8 +404,8 @@ def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
 def test_picking_an_unusual_channel_of_this_image_shows_that_channel(env):
     from senet import load_checkpoint
     from senet.data import load_split
-    from senet.inference import normalize
-    from senet.profiles import class_profiles, explain
+    from senet.data import normalize
+    from senet.analysis.profiles import class_profiles, explain
 
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
@@ -428,8 +429,8 @@ def test_class_splits_table_lists_the_groups_and_picks_a_groups_strongest_channe
     gates then saturate by colour, and some channels split the three colour classes cleanly."""
     from senet import create_model, load_checkpoint, save_checkpoint
     from senet.data import load_split
-    from senet.excitation import se_blocks
-    from senet.profiles import class_profiles
+    from senet.models import se_blocks
+    from senet.analysis.profiles import class_profiles
 
     torch.manual_seed(0)
     model = create_model("se_resnet20", num_classes=3)
@@ -468,7 +469,7 @@ def test_class_splits_table_lists_the_groups_and_picks_a_groups_strongest_channe
 
 def test_split_ablation_runs_on_request_and_matches_senet(env):
     from senet import load_checkpoint
-    from senet.ablation import gate_ablation
+    from senet.analysis.ablation import gate_ablation
     from senet.data import load_split
 
     at = open_app("views/excitation.py")
@@ -682,7 +683,7 @@ def test_compare_pairs_se_with_its_twin_on_the_same_validation_images(env):
     import re
 
     from senet import evaluate_checkpoint
-    from senet.compare import paired_comparison
+    from senet.analysis.compare import paired_comparison
 
     at = open_app("views/compare.py")
     at.toggle(key="compare_paired").set_value(True).run()

@@ -79,7 +79,7 @@ def server(tmp_path_factory):
             time.sleep(0.5)
         yield url, tmp
     finally:
-        from senet.launcher import active_runs, stop_run
+        from dashboard.launcher import active_runs, stop_run
 
         for row in active_runs(tmp / "runs"):  # a failed test may leave its training process running
             stop_run(row["path"])
@@ -248,7 +248,7 @@ def _wait_until(condition, timeout_s: float) -> None:
 
 def _run_active(tmp: Path) -> bool:
     """Whether the (only) run under ``tmp/runs`` is still starting or training."""
-    from senet.launcher import active_runs
+    from dashboard.launcher import active_runs
 
     return bool(active_runs(tmp / "runs"))
 

@@ -11,7 +11,7 @@ from PIL import Image
 import senet
 from conftest import make_folder_dataset, senet_cli
 from senet.cli import main
-from senet.runs import write_status
+from senet.training.runs import write_status
 
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -196,7 +196,7 @@ def test_evaluate_json_stdout_is_pure_json_from_a_real_process(tmp_path: Path, f
 def test_ablate_reports_every_block_and_all_blocks_as_json_and_as_a_table(tmp_path: Path, folder_checkpoint: Path,
                                                                           capsys) -> None:
     from senet import load_checkpoint
-    from senet.ablation import gate_ablation
+    from senet.analysis.ablation import gate_ablation
     from senet.data import load_split
 
     make_folder_dataset(tmp_path / "ds", per_class=10)
@@ -330,7 +330,7 @@ def test_export_with_unusable_tta_data_is_one_line_and_keeps_the_old_copy(tmp_pa
 
 def test_every_train_option_reaches_the_config(workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     import senet.cli as cli
-    from senet.train import TrainConfig
+    from senet.training import TrainConfig
 
     seen = {}
     monkeypatch.setattr(cli, "_check_data", lambda config: None)

@@ -14,19 +14,19 @@ import torch
 
 from conftest import make_folder_dataset
 from senet import create_model, save_checkpoint
-from senet.catalog import default_entry, discover_checkpoints, probe
-from senet.compare import cpu_latency, paired_comparison, se_stage_terms
-from senet.confusion import cell_members, predictions_table, row_normalised
-from senet.curves import Curves, MetricsTail, curves_from_records, progress, smooth
+from dashboard.catalog import default_entry, discover_checkpoints, probe
+from senet.analysis.compare import cpu_latency, paired_comparison, se_stage_terms
+from dashboard.confusion import cell_members, predictions_table, row_normalised
+from dashboard.curves import Curves, MetricsTail, curves_from_records, progress, smooth
 from senet.data import load_split
-from senet.evaluate import Evaluation
-from senet.excitation import excitations, se_blocks
-from senet.figures import (confusion_figure, epoch_figure, gate_bars_figure, gate_heatmap_figure, lr_figure,
+from senet.analysis.evaluate import Evaluation
+from senet.models import excitations, se_blocks
+from dashboard.figures import (confusion_figure, epoch_figure, gate_bars_figure, gate_heatmap_figure, lr_figure,
                            overlay_figure, profiles_figure, separation_figure, step_loss_figure)
-from senet.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
-from senet.profiles import block_ablation, channel_order, class_profiles, explain, intervene
-from senet.runs import write_json_atomic
-from senet.train import make_config
+from dashboard.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
+from senet.analysis.profiles import block_ablation, channel_order, class_profiles, explain, intervene
+from senet.training.runs import write_json_atomic
+from senet.training import make_config
 
 
 def _ckpt(path: Path, name: str = "se_resnet20") -> Path:
@@ -209,7 +209,7 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 def test_class_profile_is_the_mean_gate_of_that_classes_images(tiny):
-    from senet.inference import normalize
+    from senet.data import normalize
 
     model, data = tiny
     p = class_profiles(model, data, MEAN, STD, per_class=1000)
@@ -227,7 +227,7 @@ def test_class_profile_is_the_mean_gate_of_that_classes_images(tiny):
 
 
 def test_channel_extremes_are_the_sampled_images_that_open_a_channel_most_and_least(tiny):
-    from senet.inference import normalize
+    from senet.data import normalize
 
     model, data = tiny
     p = class_profiles(model, data, MEAN, STD, per_class=5)
@@ -270,7 +270,7 @@ def test_unusual_channels_rank_departures_from_the_mean_in_standard_deviations(t
 
 
 def test_class_splits_group_the_channels_that_divide_the_classes_by_the_classes_they_open():
-    from senet.profiles import ClassProfiles
+    from senet.analysis.profiles import ClassProfiles
 
     columns = [[0.9, 0.8, 0.1, 0.0],    # 0: cat and dog open it (jump 0.7)
                [0.1, 0.2, 0.9, 0.95],   # 1: car and ship (0.7)
@@ -293,7 +293,7 @@ def test_class_splits_group_the_channels_that_divide_the_classes_by_the_classes_
 
 
 def test_class_splits_figure_draws_each_groups_channels_in_order_with_numbered_groups():
-    from senet.figures import class_splits_figure
+    from dashboard.figures import class_splits_figure
 
     profiles = np.linspace(0, 1, 3 * 6).reshape(3, 6)
     splits = [{"open": ["a"], "closed": ["b", "c"], "channels": [4, 1, 5], "jump": 0.5},
@@ -330,7 +330,8 @@ def test_a_block_whose_gate_ignores_the_image_is_reported_constant(tiny):
 
 
 def test_switching_every_gate_off_equals_the_network_without_se(tiny):
-    from senet.inference import normalize, predict
+    from senet.data import normalize
+    from senet.analysis import predict
 
     model, data = tiny
     x = normalize(data.images[:1], MEAN, STD)
@@ -349,7 +350,7 @@ def test_switching_every_gate_off_equals_the_network_without_se(tiny):
 
 def test_gate_substitution_is_channel_aligned(tiny):
     """Replacing a block's gate by this image's own gate changes nothing; by ones equals switching SE off."""
-    from senet.inference import normalize
+    from senet.data import normalize
 
     model, data = tiny
     x = normalize(data.images[:1], MEAN, STD)
@@ -469,7 +470,7 @@ def test_gate_heatmap_pads_narrow_blocks():
 
 
 def test_seed_models_per_pixel_gate_is_labelled_as_a_spatial_mean():
-    from senet.profiles import gate_description
+    from senet.analysis.profiles import gate_description
 
     assert "spatial mean" in gate_description(create_model("seed_senet"))
     assert gate_description(create_model("seed_senet", squeeze=True)) is None

@@ -22,8 +22,8 @@ from PIL import Image
 from conftest import ROOT
 from senet import load_checkpoint
 from senet.data import epoch_indices, load_split, steps_per_epoch
-from senet.evaluate import evaluate_checkpoint
-from senet.runs import read_json, read_metrics
+from senet.analysis.evaluate import evaluate_checkpoint
+from senet.training.runs import read_json, read_metrics
 
 pytestmark = pytest.mark.slow
 TORCHRUN = Path(sys.executable).with_name("torchrun")

@@ -1,4 +1,4 @@
-"""senet.evaluate: whole-split predictions, the confusion matrix's orientation, the report, the cache."""
+"""senet.analysis.evaluate: whole-split predictions, the confusion matrix's orientation, the report, the cache."""
 from __future__ import annotations
 
 import importlib
@@ -11,9 +11,9 @@ from torch import nn
 
 from conftest import make_folder_dataset
 from senet import save_checkpoint
-from senet.checkpoint import CIFAR_MEAN, CIFAR_STD
+from senet.data import CIFAR_MEAN, CIFAR_STD
 from senet.data import DataError, load_split
-from senet.evaluate import Evaluation, class_report, evaluate, evaluate_checkpoint
+from senet.analysis.evaluate import Evaluation, class_report, evaluate, evaluate_checkpoint
 
 META = {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
 
@@ -115,7 +115,7 @@ def test_evaluate_checkpoint_uses_the_recorded_split_and_caches_predictions(tmp_
     assert first.n == 6 and (first.labels == expected.labels.numpy()).all()
     assert list((tmp_path / ".senet-cache" / "predictions").glob("*.npz")), "expected a prediction cache file"
 
-    ev_module = importlib.import_module("senet.evaluate")  # the package's `evaluate` attribute is the function
+    ev_module = importlib.import_module("senet.analysis.evaluate")  # the package's `evaluate` attribute is the function
     monkeypatch.setattr(ev_module, "evaluate", lambda *a, **k: pytest.fail("predictions were computed again"))
     again = evaluate_checkpoint(ckpt, f"folder:{root}", "val", data_dir=tmp_path)
     assert np.array_equal(again.probs, first.probs)

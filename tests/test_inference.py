@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from senet import ImageError, create_model, load_checkpoint, open_image, predict, preprocess
-from senet.checkpoint import CIFAR_MEAN, CIFAR_STD
+from senet.data import CIFAR_MEAN, CIFAR_STD
 
 META = {"input_size": [3, 32, 32], "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import senet_cli
-from senet.runs import read_json, read_metrics
+from senet.training.runs import read_json, read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""senet.runs: metrics.jsonl written line by line, tolerant readers, status with dead processes."""
+"""senet.training.runs: metrics.jsonl written line by line, tolerant readers, status with dead processes."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from senet.runs import (MetricsWriter, list_runs, read_json, read_metrics, read_status, truncate_metrics,
+from senet.training.runs import (MetricsWriter, list_runs, read_json, read_metrics, read_status, truncate_metrics,
                         write_json_atomic, write_status)
 
 

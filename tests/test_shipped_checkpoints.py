@@ -34,7 +34,7 @@ def test_the_se_checkpoints_their_plain_twins_and_an_se_resnet20_are_shipped() -
 def test_each_twin_shares_its_se_checkpoints_recipe_and_seed(se_name: str, plain_name: str) -> None:
     from dataclasses import asdict
 
-    from senet.train import TrainConfig
+    from senet.training import TrainConfig
 
     se_meta, plain_meta = (senet.load_checkpoint(ROOT / "checkpoints" / f"{n}.pt")[1] for n in (se_name, plain_name))
     assert plain_meta["se_params"] == 0 and se_meta["se_params"] > 0

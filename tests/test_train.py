@@ -1,4 +1,4 @@
-"""senet.train: recipes, configuration checks, learning, the run directory, resume and stop."""
+"""senet.training: recipes, configuration checks, learning, the run directory, resume and stop."""
 from __future__ import annotations
 
 import math
@@ -15,8 +15,8 @@ from PIL import Image
 from conftest import make_folder_dataset, senet_cli
 from senet import create_model, load_checkpoint
 from senet.checkpoint import read_checkpoint
-from senet.runs import read_json, read_metrics
-from senet.train import (RECIPES, ConfigError, TrainConfig, lr_factor, make_config, make_optimizer, train)
+from senet.training.runs import read_json, read_metrics
+from senet.training import (RECIPES, ConfigError, TrainConfig, lr_factor, make_config, make_optimizer, train)
 
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -292,7 +292,7 @@ def test_a_failing_run_records_failed_with_the_reason(tmp_path: Path) -> None:
 
 def test_se_weight_decay_gives_the_se_blocks_their_own_decay_and_leaves_the_rest() -> None:
     from senet import create_model, se_blocks
-    from senet.train import param_groups
+    from senet.training import param_groups
 
     config = make_config("se_resnet20", "fast", se_weight_decay=0.0)
     model = create_model("se_resnet20")
@@ -314,7 +314,7 @@ def test_negative_or_nan_se_weight_decay_is_refused() -> None:
 
 
 def test_hardware_names_the_cpu_threads_in_good_english():
-    from senet.train import hardware
+    from senet.training import hardware
 
     before = torch.get_num_threads()
     try:

@@ -6,8 +6,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from views import _shared as ui
-from senet.figures import channel_classes_figure, class_splits_figure
-from senet.profiles import CLASS_SPLIT_GAP, ClassProfiles, Explanation
+from dashboard.figures import channel_classes_figure, class_splits_figure
+from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles, Explanation
 
 SPLIT_ROWS = 8  # class groups listed
 

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from senet import CheckpointError, DataError, load_checkpoint, model_info
-from senet.catalog import CheckpointEntry, default_entry, discover_checkpoints
+from dashboard.catalog import CheckpointEntry, default_entry, discover_checkpoints
 from senet.data import TensorDataset, load_split, parse_spec
-from senet.evaluate import checkpoint_split_options
+from senet.analysis.evaluate import checkpoint_split_options
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("val", "test", "train")

@@ -6,13 +6,13 @@ import streamlit as st
 
 from views import _shared as ui
 from senet import CheckpointError, DataError, evaluate_checkpoint
-from senet.catalog import default_entry
-from senet.compare import cpu_latency, model_row, paired_comparison
-from senet.evaluate import checkpoint_split_options
-from senet.curves import Curves, curves_from_history, curves_from_records
-from senet.figures import overlay_figure
-from senet.runs import read_metrics
-from senet.train import model_family
+from dashboard.catalog import default_entry
+from senet.analysis.compare import cpu_latency, model_row, paired_comparison
+from senet.analysis.evaluate import checkpoint_split_options
+from dashboard.curves import Curves, curves_from_history, curves_from_records
+from dashboard.figures import overlay_figure
+from senet.training.runs import read_metrics
+from senet.training import model_family
 
 st.title("Compare")
 st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives.")

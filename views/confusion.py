@@ -7,8 +7,8 @@ import streamlit as st
 
 from views import _shared as ui
 from senet import DataError, evaluate_checkpoint
-from senet.confusion import cell_members, predictions_csv, summary
-from senet.figures import confusion_figure
+from dashboard.confusion import cell_members, predictions_csv, summary
+from dashboard.figures import confusion_figure
 
 st.title("Confusion explorer")
 st.caption("Rows are the true classes, columns the predicted ones. Click a cell to see its images, most confident "

@@ -9,12 +9,12 @@ import streamlit as st
 from views import _shared as ui
 from views._channel import one_channel_section
 from senet import ImageError, open_image, preprocess
-from senet.excitation import se_blocks
-from senet.ablation import gate_ablation
-from senet.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
+from senet.models import se_blocks
+from senet.analysis.ablation import gate_ablation
+from dashboard.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
                            profiles_figure, separation_figure, split_ablation_figure, topk_figure)
-from senet.inference import image_to_uint8, normalize
-from senet.profiles import (CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles, explain,
+from senet.data import image_to_uint8, normalize
+from senet.analysis.profiles import (CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles, explain,
                             gate_description, intervene)
 
 st.title("Excitation explorer")

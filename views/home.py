@@ -2,9 +2,9 @@
 import streamlit as st
 
 from views import _shared as ui
-from senet.compare import se_stage_terms
-from senet.curves import curves_from_history, format_duration
-from senet.figures import epoch_figure, lr_figure
+from senet.analysis.compare import se_stage_terms
+from dashboard.curves import curves_from_history, format_duration
+from dashboard.figures import epoch_figure, lr_figure
 
 st.title("SENet Explorer")
 st.caption("Train Squeeze-and-Excitation networks on CIFAR-10, watch them learn, and see how every SE block "

@@ -8,13 +8,13 @@ from pathlib import Path
 import streamlit as st
 
 from views import _shared as ui
-from senet.curves import MetricsTail, curves_from_records, format_duration, progress
-from senet.figures import epoch_figure, lr_figure, step_loss_figure
-from senet.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
+from dashboard.curves import MetricsTail, curves_from_records, format_duration, progress
+from dashboard.figures import epoch_figure, lr_figure, step_loss_figure
+from dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
     start_run, stop_run
 from senet.models import list_models
-from senet.runs import ACTIVE_STATES, read_json
-from senet.train import RECIPES, ConfigError, TrainConfig, make_config
+from senet.training.runs import ACTIVE_STATES, read_json
+from senet.training import RECIPES, ConfigError, TrainConfig, make_config
 
 S = ui.settings()
 STATE_COLOR = {"running": "green", "starting": "orange", "finished": "blue", "stopped": "gray", "failed": "red"}

@@ -20,7 +20,8 @@ from PIL import Image
 
 from faults import assert_one_line_error, cli_batch, colour_images, good_checkpoint, senet, snapshot
 from senet import create_model
-from senet.checkpoint import FORMAT, remove_stale_temporaries
+from senet.checkpoint import FORMAT
+from senet.files import remove_stale_temporaries
 
 class RunsCode:
     """Unpickling this would create the file ``marker``: the test proves it never happens."""

@@ -17,7 +17,7 @@ import pytest
 
 from faults import assert_one_line_error, cli_batch, colour_images, leftover_temp_files, snapshot, write_png
 from senet import load_checkpoint
-from senet.runs import read_status
+from senet.training.runs import read_status
 
 
 def folder_cases(root: Path) -> dict[str, tuple[Path, str]]:

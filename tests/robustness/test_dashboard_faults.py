@@ -21,10 +21,10 @@ import pytest
 
 from faults import INJECT, ROOT, SINGLE_THREAD, tiny_dataset, wait_for
 from senet import load_checkpoint
-from senet.curves import MetricsTail
-from senet.launcher import run_state, start_run
-from senet.runs import read_json, read_metrics
-from senet.train import make_config, train
+from dashboard.curves import MetricsTail
+from dashboard.launcher import run_state, start_run
+from senet.training.runs import read_json, read_metrics
+from senet.training import make_config, train
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from senet import ImageError, open_image, preprocess
-from senet.checkpoint import CIFAR_MEAN, CIFAR_STD
+from senet.data import CIFAR_MEAN, CIFAR_STD
 from senet.models import list_models
-from senet.train import ConfigError, TrainConfig, make_config
+from senet.training import ConfigError, TrainConfig, make_config
 
 # 50 examples each in CI; ROBUSTNESS_EXAMPLES=2000 for a deeper search by hand.
 SETTINGS = settings(max_examples=int(os.environ.get("ROBUSTNESS_EXAMPLES", 50)), deadline=None,

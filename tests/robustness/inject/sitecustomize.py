@@ -41,16 +41,16 @@ def _install():
     import torch
 
     if "hang_at_step" in _plan:
-        import senet.runs
+        import senet.training.runs
 
-        original_write = senet.runs.MetricsWriter.write
+        original_write = senet.training.runs.MetricsWriter.write
 
         def write(self, record):
             original_write(self, record)
             if record.get("type") == "step" and record.get("step") == _plan["hang_at_step"]:
                 _wait()
 
-        senet.runs.MetricsWriter.write = write
+        senet.training.runs.MetricsWriter.write = write
 
     target = _plan.get("hang_in_save") or _plan.get("fail_save")
     if target:

@@ -1,29 +1,29 @@
 """Starting, stopping and resuming training runs as separate operating-system processes.
 
 The dashboard never trains in its own process: :func:`start_run` creates a
-fresh run directory (exclusively, through :func:`senet.train.make_run_dir`, so
-two sessions never share one), records how it launched the run in
-``RUN_DIR/launch.json`` and starts ``python -m senet train ... --run-dir RUN_DIR``
-in a new session with its output in ``RUN_DIR/train.log``. Everything else is
+fresh run directory (exclusively, through :func:`senet.training.make_run_dir`, so
+two sessions never share one), writes the configuration to ``RUN_DIR/config.json``,
+records how it launched the run in ``RUN_DIR/launch.json`` and starts
+``python -m senet train --config RUN_DIR/config.json --run-dir RUN_DIR`` in a new
+session with its output in ``RUN_DIR/train.log``. Everything else is
 read back from the run directory, so a reloaded or restarted dashboard finds
 the run again. :func:`stop_run` sends SIGTERM; the trainer finishes its step,
 saves ``last.pt`` and exits.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .runs import ACTIVE_STATES, pid_alive, read_json, read_status, run_summary, write_json_atomic
-from .train import TrainConfig, make_config, make_run_dir
+from senet.training import TrainConfig, make_run_dir
+from senet.training.runs import ACTIVE_STATES, pid_alive, read_json, read_status, run_summary, write_json_atomic
+from senet.training.settings import config_record
 
 __all__ = ["LaunchError", "train_command", "start_run", "resume_run", "stop_run", "run_state", "active_runs",
            "list_run_rows", "log_tail", "can_resume"]
@@ -36,40 +36,11 @@ class LaunchError(RuntimeError):
     """A run that cannot be started, stopped or resumed; the message says why in one line."""
 
 
-def train_command(config: TrainConfig, run_dir: str | os.PathLike) -> list[str]:
-    """The ``python -m senet train`` command line that trains ``config`` into ``run_dir``.
-
-    Every field that differs from the recipe's value is passed with its flag (``epochs`` and ``seed``
-    always); a differing field that the command line cannot set raises :class:`LaunchError`, so nothing
-    is dropped silently.
-    """
-    from .cli import train_options
-
-    defaults = make_config(config.model, config.recipe, data=config.data)
-    options = train_options()
-    cmd = [sys.executable, "-m", "senet", "train", "--model", config.model, "--recipe", config.recipe,
-           "--data", config.data, "--run-dir", str(run_dir), "--no-progress"]
-    unsettable = []
-    for f in fields(TrainConfig):
-        name = f.name
-        value = getattr(config, name)
-        if name in ("model", "recipe", "data", "world_size") or (
-                value == getattr(defaults, name) and name not in ("epochs", "seed")):
-            continue
-        action = options.get(name)
-        if action is None:
-            unsettable.append(name)
-        elif isinstance(action, argparse._StoreConstAction):  # --compile, --sync-bn, --squeeze, --no-amp
-            if value == action.const:
-                cmd.append(action.option_strings[0])
-            else:
-                unsettable.append(name)
-        else:
-            cmd += [action.option_strings[0], str(value)]
-    if unsettable:
-        raise LaunchError(f"the train command cannot set {', '.join(unsettable)} (they differ from the "
-                          f"{config.recipe} recipe's values)")
-    return cmd
+def train_command(config_file: str | os.PathLike, run_dir: str | os.PathLike) -> list[str]:
+    """The ``python -m senet train`` command line that trains the configuration in ``config_file`` into
+    ``run_dir``: every setting travels in the file, none is rebuilt as a flag."""
+    return [sys.executable, "-m", "senet", "train", "--config", str(config_file), "--run-dir", str(run_dir),
+            "--no-progress"]
 
 
 def _reap() -> None:
@@ -80,7 +51,6 @@ def _reap() -> None:
 
 def _spawn(cmd: list[str], run_dir: Path, action: str) -> int:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
     _reap()
     with open(run_dir / "train.log", "ab") as log:
@@ -99,9 +69,9 @@ def _spawn(cmd: list[str], run_dir: Path, action: str) -> int:
 
 def start_run(config: TrainConfig, runs_root: str | os.PathLike) -> Path:
     """Start training ``config`` in a new process; returns the new run directory under ``runs_root``."""
-    train_command(config, "RUN_DIR")  # a config the command cannot express fails here, before any directory
     run_dir = make_run_dir(runs_root, config.model)
-    _spawn(train_command(config, run_dir), run_dir, "start")
+    write_json_atomic(run_dir / "config.json", config_record(config))
+    _spawn(train_command(run_dir / "config.json", run_dir), run_dir, "start")
     return run_dir
 
 

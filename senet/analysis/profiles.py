@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import TensorDataset
-from .excitation import excitations, gate_overrides, se_blocks
-from .inference import normalize, predict
-from .se import SeedSEBlock
+from ..checkpoint import Checkpoint
+from ..data import TensorDataset
+from ..models import SeedSEBlock, excitations, gate_overrides, se_blocks
+from .runner import predict, run_over_split
 
 __all__ = ["Explanation", "ClassProfiles", "explain", "class_profiles", "intervene", "block_ablation",
            "gate_description", "channel_order", "single_thread", "HOOK_LOCK"]
@@ -200,38 +200,28 @@ def sample_per_class(labels: torch.Tensor, per_class: int, num_classes: int, see
 
 
 @torch.no_grad()
-def class_profiles(model: nn.Module, data: TensorDataset, mean: list[float] | tuple[float, ...],
-                   std: list[float] | tuple[float, ...], per_class: int = 50, seed: int = 0,
+def class_profiles(checkpoint: Checkpoint, data: TensorDataset, per_class: int = 50, seed: int = 0,
                    batch_size: int = 250) -> ClassProfiles:
     """Mean gate per channel for every class over up to ``per_class`` images of ``data``."""
     k = len(data.classes)
     idx = sample_per_class(data.labels, per_class, k, seed)
-    sums: dict[str, torch.Tensor] = {}
-    totals: dict[str, torch.Tensor] = {}  # float64 sums and sums of squares per channel, for the spread
-    squares: dict[str, torch.Tensor] = {}
-    per_image: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(idx), batch_size):
-        batch = idx[start:start + batch_size]
-        x = normalize(data.images[batch], mean, std)
-        with HOOK_LOCK:
-            gates = excitations(model, x)
-        onehot = torch.nn.functional.one_hot(data.labels[batch], k).float()  # (B, K)
-        for name, g in gates.items():
-            sums[name] = sums.get(name, 0) + onehot.T @ g.float()  # (K, C)
-            totals[name] = totals.get(name, 0) + g.double().sum(0)  # (C,)
-            squares[name] = squares.get(name, 0) + (g.double() ** 2).sum(0)
-            per_image.setdefault(name, []).append(g.numpy().astype(np.float16))
+    with HOOK_LOCK:
+        out = run_over_split(checkpoint.model, data, checkpoint.mean, checkpoint.std, batch_size=batch_size,
+                             positions=idx, capture=True)
     counts = torch.bincount(data.labels[idx], minlength=k).float()
-    profiles = {name: (s / counts.clamp(min=1)[:, None]).numpy() for name, s in sums.items()}
+    onehot = torch.nn.functional.one_hot(data.labels[idx], k).float()  # (N, K)
     n = int(counts.sum())
-    overall, spread = {}, {}
-    for name in sums:
-        mean_gate = totals[name] / max(n, 1)
+    profiles, overall, spread = {}, {}, {}
+    for name, g in out.gates.items():
+        profiles[name] = ((onehot.T @ g.float()) / counts.clamp(min=1)[:, None]).numpy()  # (K, C)
+        g64 = g.double()
+        mean_gate = g64.sum(0) / max(n, 1)
         overall[name] = mean_gate.float().numpy()
-        variance = (squares[name] / max(n, 1) - mean_gate ** 2).clamp(min=0) * n / max(n - 1, 1)
+        variance = ((g64 ** 2).sum(0) / max(n, 1) - mean_gate ** 2).clamp(min=0) * n / max(n - 1, 1)
         spread[name] = float(variance.sqrt().mean())
     return ClassProfiles(list(data.classes), counts.numpy().astype(int), profiles, overall, spread,
-                         positions=idx.numpy(), gates={name: np.concatenate(v) for name, v in per_image.items()})
+                         positions=idx.numpy(), gates={name: g.numpy().astype(np.float16)
+                                                       for name, g in out.gates.items()})
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-from .evaluate import Evaluation
+from senet.analysis import Evaluation
 
 __all__ = ["row_normalised", "cell_members", "predictions_table", "predictions_csv", "summary"]
 

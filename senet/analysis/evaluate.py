@@ -8,20 +8,22 @@ the split, so a second look costs a file read.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from .checkpoint import load_checkpoint
-from .data import DEFAULT_DATA_DIR, DataError, TensorDataset, eval_batches, load_split
-from .inference import to_probabilities
+from ..checkpoint import Checkpoint, open_checkpoint
+from ..data import DEFAULT_DATA_DIR, DataError, TensorDataset, load_split
+from ..files import atomic_write
+from .runner import run_over_split
 
-__all__ = ["Evaluation", "evaluate", "evaluate_checkpoint", "class_report"]
+__all__ = ["Evaluation", "evaluate", "evaluate_checkpoint", "checkpoint_and_split", "checkpoint_split_options",
+           "class_report"]
 
 
 @dataclass
@@ -79,31 +81,20 @@ def class_report(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> d
     }
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, data: TensorDataset, meta: dict, tta: bool = False, batch_size: int = 250,
+def evaluate(checkpoint: Checkpoint, data: TensorDataset, tta: bool = False, batch_size: int = 250,
              progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """Probabilities for every image of ``data`` (optionally with flip TTA), in batches."""
-    model.eval().to(memory_format=torch.channels_last)
-    device = next(model.parameters()).device
-    probs = []
-    done = 0
-    for x, _, _ in eval_batches(data, batch_size, meta["mean"], meta["std"], device=device):
-        x = x.contiguous(memory_format=torch.channels_last)
-        p = to_probabilities(model(x))
-        if tta:
-            p = (p + to_probabilities(model(x.flip(-1)))) / 2
-        probs.append(p.cpu())
-        done += len(x)
-        if progress:
-            progress(done, len(data))
-    out = torch.cat(probs).numpy() if probs else np.zeros((0, len(data.classes)), dtype=np.float32)
-    return Evaluation(out, data.labels.numpy(), np.arange(len(data)), list(data.classes), tta, data.split)
+    """Probabilities for every image of ``data`` (optionally with flip TTA; see :mod:`senet.analysis.runner`)."""
+    out = run_over_split(checkpoint.model, data, checkpoint.mean, checkpoint.std, tta=tta, batch_size=batch_size,
+                         progress=progress)
+    return Evaluation(out.numpy_probs(), data.labels.numpy(), np.arange(len(data)), list(data.classes), tta,
+                      data.split)
 
 
-def checkpoint_split_options(meta: dict) -> tuple[float, int]:
-    """The validation size and split seed a checkpoint was trained with (defaults for others)."""
-    config = meta.get("config") or {}
-    return config.get("val_size", 0.1), int(meta.get("split_seed", config.get("split_seed", 0)))
+def checkpoint_split_options(card: dict) -> tuple[float, int]:
+    """The validation size and split seed a checkpoint was trained with (defaults for others); ``card``: its
+    recorded metadata (``Checkpoint.card`` or ``load_checkpoint``'s meta)."""
+    config = card.get("config") or {}
+    return config.get("val_size", 0.1), int(card.get("split_seed", config.get("split_seed", 0)))
 
 
 def _cache_key(path: Path, spec: str, split: str, tta: bool, data: TensorDataset) -> str:
@@ -114,38 +105,37 @@ def _cache_key(path: Path, spec: str, split: str, tta: bool, data: TensorDataset
 
 
 def checkpoint_and_split(checkpoint: str | os.PathLike, spec: str, split: str = "val",
-                         data_dir: str | os.PathLike = DEFAULT_DATA_DIR,
-                         model_and_meta: tuple[torch.nn.Module, dict] | None = None,
-                         data: TensorDataset | None = None) -> tuple[torch.nn.Module, dict, TensorDataset]:
+                         data_dir: str | os.PathLike = DEFAULT_DATA_DIR, loaded: Checkpoint | None = None,
+                         data: TensorDataset | None = None) -> tuple[Checkpoint, TensorDataset]:
     """A checkpoint and the split of ``spec`` it is judged on: for ``val``, the checkpoint's own held-out
     images (its recorded ``val_size`` and ``split_seed``). Either may be passed in, already loaded.
 
     Raises :class:`senet.CheckpointError` or :class:`DataError` (also when the classes differ), one line each.
     """
     path = Path(checkpoint)
-    model, meta = model_and_meta or load_checkpoint(path)
-    val_size, split_seed = checkpoint_split_options(meta)
+    ckpt = loaded or open_checkpoint(path)
+    val_size, split_seed = checkpoint_split_options(ckpt.card)
     data = data if data is not None else load_split(spec, split, data_dir, val_size, split_seed)
-    trained_on = list(meta.get("classes") or [])
+    trained_on = list(ckpt.classes or [])
     if trained_on and trained_on != list(data.classes):
         raise DataError(f"{spec}: its classes {list(data.classes)} differ from the {len(trained_on)} classes "
                         f"{path.name} was trained on {trained_on}")
-    return model, meta, data
+    return ckpt, data
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: str, split: str = "val",
                         data_dir: str | os.PathLike = DEFAULT_DATA_DIR, tta: bool = False,
                         cache_dir: str | os.PathLike | None = None,
                         progress: Callable[[int, int], None] | None = None,
-                        model_and_meta: tuple[torch.nn.Module, dict] | None = None,
-                        data: TensorDataset | None = None) -> Evaluation:
+                        loaded: Checkpoint | None = None, data: TensorDataset | None = None) -> Evaluation:
     """Evaluate a checkpoint file on a split of ``spec``; results are cached under ``cache_dir``.
 
     The validation split is the one the checkpoint was trained with (its
-    recorded ``val_size`` and ``split_seed``). ``data``: that split, already loaded by the caller.
+    recorded ``val_size`` and ``split_seed``). ``loaded`` and ``data``: the checkpoint and that split, already
+    loaded by the caller.
     """
     path = Path(checkpoint)
-    model, meta, data = checkpoint_and_split(path, spec, split, data_dir, model_and_meta, data)
+    ckpt, data = checkpoint_and_split(path, spec, split, data_dir, loaded, data)
     cache_dir = Path(cache_dir) if cache_dir else Path(data_dir) / ".senet-cache" / "predictions"
     cache_file = cache_dir / f"{_cache_key(path, spec, split, tta, data)}.npz"
     if cache_file.is_file():
@@ -154,12 +144,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: str, split: str = "
                 return Evaluation(z["probs"], z["labels"], z["indices"], list(data.classes), tta, split)
         except (OSError, ValueError, KeyError):
             pass
-    result = evaluate(model, data, meta, tta=tta, progress=progress)
+    result = evaluate(ckpt, data, tta=tta, progress=progress)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, probs=result.probs, labels=result.labels, indices=result.indices)
-        os.replace(tmp, cache_file)
+        buffer = io.BytesIO()
+        np.savez(buffer, probs=result.probs, labels=result.labels, indices=result.indices)
+        atomic_write(cache_file, lambda f: f.write(buffer.getvalue()))
     except OSError:
         pass
     return result

@@ -8,7 +8,12 @@ Hu, Shen, Sun, "Squeeze-and-Excitation Networks" (arXiv 1709.01507):
 
 The sigmoid is its own submodule, ``block.gate``: a forward hook on it reads
 the gate ``s`` (and a hook that returns a tensor replaces it), which is how
-:mod:`senet.excitation` captures and intervenes without touching the model.
+:mod:`senet.models.gates` captures and intervenes without touching the model.
+
+Networks do not name an SE class: their blocks take an *attention layer
+factory* ``attn_layer(channels) -> nn.Module`` (timm's ``attn_layer`` idea),
+so the paper's block, the seed's block and future variants are factories
+(:func:`paper_se`, :func:`seed_se`) and "no SE" is ``attn_layer=None``.
 
 ``SeedSEBlock`` reproduces the SE block of the seed blog post, which computes
 the pooled tensor and then discards it (``w = F.adaptive_avg_pool2d(x, 1);
@@ -17,19 +22,25 @@ ablation (Table 16) plus a learned additive bias.
 """
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SEBlock", "SeedSEBlock", "check_reduction"]
+__all__ = ["SEBlock", "SeedSEBlock", "check_reduction", "positive_int", "paper_se", "seed_se", "AttentionFactory",
+           "ATTENTION_LAYERS"]
+
+AttentionFactory = Callable[[int], nn.Module]
 
 
 def check_reduction(reduction: object) -> int:
     """Return ``reduction`` if it is a positive integer, else raise ValueError."""
-    return _positive_int("reduction", reduction)
+    return positive_int("reduction", reduction)
 
 
-def _positive_int(what: str, value: object) -> int:
+def positive_int(what: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
     return value
@@ -46,9 +57,9 @@ class SEBlock(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None) -> None:
         super().__init__()
-        self.channels = _positive_int("channels", channels)
+        self.channels = positive_int("channels", channels)
         self.reduction = check_reduction(reduction)
-        self.hidden = _positive_int("hidden", hidden) if hidden is not None else max(1, channels // reduction)
+        self.hidden = positive_int("hidden", hidden) if hidden is not None else max(1, channels // reduction)
         self.fc1 = nn.Linear(channels, self.hidden, bias=False)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Linear(self.hidden, channels, bias=False)
@@ -71,7 +82,7 @@ class SeedSEBlock(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, squeeze: bool = False) -> None:
         super().__init__()
-        self.channels = _positive_int("channels", channels)
+        self.channels = positive_int("channels", channels)
         self.reduction = check_reduction(reduction)
         self.hidden = max(1, channels // reduction)
         self.squeeze = bool(squeeze)
@@ -86,3 +97,16 @@ class SeedSEBlock(nn.Module):
         w = F.adaptive_avg_pool2d(x, 1) if self.squeeze else x
         w, b = self.fc(w).split(self.channels, dim=1)
         return x * self.gate(w) + b
+
+
+ATTENTION_LAYERS = (SEBlock, SeedSEBlock)  # the modules whose ``gate`` the explorer reads
+
+
+def paper_se(reduction: int = 16) -> AttentionFactory:
+    """A factory of the paper's SE block at reduction ``reduction``."""
+    return partial(SEBlock, reduction=check_reduction(reduction))
+
+
+def seed_se(reduction: int = 16, squeeze: bool = False) -> AttentionFactory:
+    """A factory of the seed blog post's SE block (``squeeze=False``: as published, per pixel)."""
+    return partial(SeedSEBlock, reduction=check_reduction(reduction), squeeze=squeeze)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runs import read_metrics
+from senet.training.runs import read_metrics
 
 __all__ = ["MetricsTail", "Curves", "curves_from_records", "curves_from_history", "smooth", "progress",
            "format_duration"]

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .accounting import model_info
-from .excitation import se_blocks
+from ..models import model_info, se_blocks
 
 __all__ = ["PairedComparison", "cpu_latency", "model_row", "paired_comparison", "se_stage_terms"]
 

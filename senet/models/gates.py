@@ -1,6 +1,6 @@
 """Reading and overriding the SE gates of a model through forward hooks.
 
-Every SE block (:class:`senet.se.SEBlock` or :class:`senet.se.SeedSEBlock`)
+Every SE block (any of :data:`senet.models.se.ATTENTION_LAYERS`)
 computes its gate in a ``gate`` submodule. A forward hook on it reads the gate
 without changing the output; a hook that returns a tensor replaces the gate,
 which is how :func:`gate_overrides` switches SE off or substitutes a profile.
@@ -13,29 +13,54 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .se import SEBlock, SeedSEBlock
+from .se import ATTENTION_LAYERS
 
-__all__ = ["se_blocks", "excitations", "gate_overrides", "block_name"]
+__all__ = ["se_blocks", "excitations", "gate_overrides", "capture_gates", "block_name"]
 
 
-def block_name(module_path: str) -> str:
-    """A readable name for an SE block's module path: ``stage2.1.se`` -> ``stage2.block2``."""
+def block_name(module_path: str, aliases: dict[str, str] | None = None) -> str:
+    """A readable name for an SE block's module path: ``stage2.1.se`` -> ``stage2.block2``.
+
+    ``aliases`` renames path parts (a network's ``block_aliases``, e.g. the seed's ``res_blocks`` -> ``stage1``).
+    """
     parts = [p for p in module_path.split(".") if p != "se"]
     out = []
     for p in parts:
         if p.isdigit():
             out.append(f"block{int(p) + 1}")
-        elif p == "res_blocks":
-            out.append("stage1")
         else:
-            out.append(p)
+            out.append((aliases or {}).get(p, p))
     return ".".join(out) if out else "se"
 
 
 def se_blocks(model: nn.Module) -> dict[str, nn.Module]:
     """The model's SE blocks, from input to output, keyed by readable name."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    return {block_name(path): m for path, m in model.named_modules() if isinstance(m, (SEBlock, SeedSEBlock))}
+    aliases = getattr(model, "block_aliases", None)
+    return {block_name(path, aliases): m for path, m in model.named_modules() if isinstance(m, ATTENTION_LAYERS)}
+
+
+@contextlib.contextmanager
+def capture_gates(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the context, every forward pass of ``model`` records each SE block's gate in the yielded dict
+    (``{name: (B, C) float32 on the CPU}``, the last pass's; a per-pixel gate is averaged over H and W).
+    The hooks only read; they are removed on exit, even on error."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def recorder(name: str):
+        def hook(_module, _inputs, output):
+            gate = output.float()
+            captured[name] = (gate.mean(dim=(2, 3)) if gate.dim() == 4 else gate).detach().cpu()
+        return hook
+
+    try:
+        for name, block in se_blocks(model).items():
+            handles.append(block.gate.register_forward_hook(recorder(name)))
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @torch.no_grad()
@@ -50,27 +75,16 @@ def excitations(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tenso
     B x C x H x W) the spatial mean over H and W is returned. A model without SE
     blocks gives an empty dict. Tensors come back as float32 on the CPU.
     """
-    captured: dict[str, torch.Tensor] = {}
-    handles = []
     was_training = model.training
-
-    def recorder(name: str):
-        def hook(_module, _inputs, output):
-            gate = output.float()
-            captured[name] = (gate.mean(dim=(2, 3)) if gate.dim() == 4 else gate).detach().cpu()
-        return hook
-
+    blocks = se_blocks(model)
     try:
-        for name, block in se_blocks(model).items():
-            handles.append(block.gate.register_forward_hook(recorder(name)))
-        if handles:
-            model.eval()
-            model(images)
+        with capture_gates(model) as captured:
+            if blocks:
+                model.eval()
+                model(images)
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    return {name: captured[name] for name in se_blocks(model) if name in captured}
+    return {name: captured[name] for name in blocks if name in captured}
 
 
 @contextlib.contextmanager

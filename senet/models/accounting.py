@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .excitation import se_blocks
+from .gates import se_blocks
 
 __all__ = ["model_info"]
 

@@ -1,17 +1,23 @@
-"""Turning user images into model input, and model output into probabilities."""
+"""Images: opening any user image safely, converting it to a uint8 tensor, normalisation and its constants."""
 from __future__ import annotations
 
 import io
 import os
 import warnings
-from typing import BinaryIO
+from collections.abc import Mapping
+from typing import Any, BinaryIO
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "MAX_PIXELS", "open_image", "preprocess", "predict", "to_probabilities"]
+__all__ = ["ImageError", "MAX_PIXELS", "IMAGE_SIZE", "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES", "open_image",
+           "check_size", "to_rgb", "image_to_uint8", "normalize", "preprocess"]
 
 MAX_PIXELS = 40_000_000  # refuse larger images before decoding them in full
+IMAGE_SIZE = (32, 32)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class ImageError(ValueError):
@@ -106,29 +112,16 @@ def normalize(images: torch.Tensor, mean: list[float] | tuple[float, ...], std: 
     return (images.float() / 255.0 - m) / s
 
 
-def preprocess(image: Image.Image, meta: dict) -> torch.Tensor:
-    """A PIL image of any mode and size -> the normalised (1, 3, H, W) input the checkpoint expects."""
-    _, h, w = meta.get("input_size", (3, 32, 32))
+def preprocess(image: Image.Image, checkpoint: Mapping | Any) -> torch.Tensor:
+    """A PIL image of any mode and size -> the normalised (1, 3, H, W) input the checkpoint expects.
+
+    ``checkpoint`` is a :class:`senet.Checkpoint` or a checkpoint's ``meta`` dict (``input_size``, ``mean``, ``std``).
+    """
+    def read(key: str, default: Any) -> Any:
+        if isinstance(checkpoint, Mapping):
+            return checkpoint.get(key, default)
+        return getattr(checkpoint, key, default)
+
+    _, h, w = read("input_size", (3, *IMAGE_SIZE))
     pixels = image_to_uint8(image, (h, w))
-    return normalize(pixels[None], meta.get("mean", (0.4914, 0.4822, 0.4465)), meta.get("std", (0.2023, 0.1994, 0.2010)))
-
-
-def to_probabilities(output: torch.Tensor) -> torch.Tensor:
-    """Logits or log-probabilities (the seed's network outputs ``log_softmax``) -> probabilities."""
-    return torch.softmax(output.float(), dim=1)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, batch: torch.Tensor, tta: bool = False) -> torch.Tensor:
-    """Class probabilities (B, K) for a normalised batch; ``tta`` averages with the mirror image."""
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        batch = batch.to(device)
-        probs = to_probabilities(model(batch))
-        if tta:
-            probs = (probs + to_probabilities(model(batch.flip(-1)))) / 2
-    finally:
-        model.train(was_training)
-    return probs.cpu()
+    return normalize(pixels[None], read("mean", CIFAR_MEAN), read("std", CIFAR_STD))

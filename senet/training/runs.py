@@ -14,42 +14,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_json_atomic", "read_json", "MetricsWriter", "read_metrics", "read_status", "write_status",
-           "list_runs", "pid_alive", "run_summary", "ACTIVE_STATES"]
+from ..files import atomic_write, pid_alive, read_json, write_json_atomic
+
+__all__ = ["write_json_atomic", "read_json", "MetricsWriter", "read_metrics", "truncate_metrics", "read_status",
+           "write_status", "list_runs", "pid_alive", "run_summary", "make_run_dir", "ACTIVE_STATES"]
 
 ACTIVE_STATES = ("starting", "running")
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def read_json(path: str | os.PathLike) -> dict | None:
-    """A JSON object from ``path``, or None if it is missing or unreadable."""
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-        return obj if isinstance(obj, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
 class MetricsWriter:
@@ -113,30 +87,7 @@ def truncate_metrics(path: str | os.PathLike, max_step: int) -> None:
     """Keep only records with ``step <= max_step`` (used on resume, so curves never double back)."""
     records, _ = read_metrics(path)
     kept = [r for r in records if r.get("step", 0) <= max_step]
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in kept)
-    os.replace(tmp, path)
-
-
-def pid_alive(pid: Any, host: str | None = None) -> bool:
-    """Whether process ``pid`` exists (and is not a zombie) on this host."""
-    if host and host != socket.gethostname():
-        return True  # cannot tell for another machine; trust its status
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
 
 
 def write_status(run_dir: str | os.PathLike, **fields: Any) -> dict:
@@ -188,3 +139,18 @@ def list_runs(root: str | os.PathLike) -> list[dict]:
         return []
     rows = [run_summary(d) for d in root.iterdir() if (d / "status.json").is_file() or (d / "config.json").is_file()]
     return sorted(rows, key=lambda r: r.get("started_at") or 0, reverse=True)
+
+
+def make_run_dir(root: str | os.PathLike, model: str) -> Path:
+    """A new, exclusively created run directory ``root/<time>-<model>[-n]``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        path = root / (f"{stamp}-{model}" + (f"-{n}" if n else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"could not create a new run directory under {root}")

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from torch import nn
 
-from .data import TensorDataset
-from .excitation import excitations, gate_overrides, se_blocks
-from .inference import normalize
+from ..checkpoint import Checkpoint
+from ..data import TensorDataset
+from ..models import se_blocks
 from .profiles import HOOK_LOCK, sample_per_class
+from .runner import run_over_split
 
 __all__ = ["GateAblation", "gate_ablation", "MODES"]
 
@@ -60,60 +60,40 @@ class GateAblation:
 
 
 @torch.no_grad()
-def gate_ablation(model: nn.Module, data: TensorDataset, mean: list[float] | tuple[float, ...],
-                  std: list[float] | tuple[float, ...], per_class: int | None = None, batch_size: int = 250,
+def gate_ablation(checkpoint: Checkpoint, data: TensorDataset, per_class: int | None = None, batch_size: int = 250,
                   progress: Callable[[int, int], None] | None = None) -> GateAblation:
-    """Accuracy of ``model`` on ``data`` as trained, and with each block's gate (then all of them) switched
-    off or fixed to its mean over the same images.
+    """Accuracy of the checkpoint's model on ``data`` as trained, and with each block's gate (then all of them)
+    switched off or fixed to its mean over the same images.
 
     ``per_class`` limits the images to that many of each class (a seeded, stratified sample); ``progress``
     is called with (passes done, passes in all). Raises ``ValueError`` for a model without SE blocks.
     """
+    model = checkpoint.model
     blocks = list(se_blocks(model))
     if not blocks:
         raise ValueError("the model has no SE blocks: there is no gate to ablate")
-    idx = (sample_per_class(data.labels, per_class, len(data.classes)) if per_class
-           else torch.arange(len(data.labels)))
-    labels = data.labels[idx]
-    passes = 2 + 2 * (len(blocks) + 1)
+    positions = (sample_per_class(data.labels, per_class, len(data.classes)) if per_class
+                 else torch.arange(len(data.labels)))
+    passes = 1 + 2 * (len(blocks) + 1)
     done = 0
 
-    device = next(model.parameters()).device
-
-    def batches():
-        for start in range(0, len(idx), batch_size):
-            chosen = idx[start:start + batch_size]
-            yield normalize(data.images[chosen], mean, std).to(device), data.labels[chosen].to(device)
-
-    def accuracy(overrides: dict) -> float:
+    def run(overrides: dict | None = None, capture: bool = False):
         nonlocal done
-        correct = 0
-        with HOOK_LOCK, gate_overrides(model, overrides):
-            for x, y in batches():
-                correct += int((model(x).argmax(1) == y).sum())
-        done += 1
-        if progress:
-            progress(done, passes)
-        return correct / max(len(labels), 1)
-
-    was_training = model.training
-    model.eval()
-    try:
-        baseline = accuracy({})
-        sums: dict[str, torch.Tensor] = {}
         with HOOK_LOCK:
-            for x, _ in batches():
-                for name, g in excitations(model, x).items():
-                    sums[name] = sums.get(name, 0) + g.double().sum(0)
+            out = run_over_split(model, data, checkpoint.mean, checkpoint.std, batch_size=batch_size,
+                                 positions=positions, overrides=overrides, capture=capture)
         done += 1
         if progress:
             progress(done, passes)
-        means = {name: (s / max(len(labels), 1)).float() for name, s in sums.items()}
-        result = GateAblation(len(labels), baseline)
-        for group in [[b] for b in blocks] + [blocks]:
-            name = group[0] if len(group) == 1 else "all"
-            result.rows.append({"blocks": name, "mode": "off", "accuracy": accuracy({b: 1.0 for b in group})})
-            result.rows.append({"blocks": name, "mode": "mean", "accuracy": accuracy({b: means[b] for b in group})})
-    finally:
-        model.train(was_training)
+        return out
+
+    as_trained = run(capture=True)  # the accuracy as trained, and the gates whose mean the second mode uses
+    n = max(len(positions), 1)
+    means = {name: (g.double().sum(0) / n).float() for name, g in as_trained.gates.items()}
+    result = GateAblation(len(positions), as_trained.correct / n)
+    for group in [[b] for b in blocks] + [blocks]:
+        name = group[0] if len(group) == 1 else "all"
+        result.rows.append({"blocks": name, "mode": "off", "accuracy": run({b: 1.0 for b in group}).correct / n})
+        result.rows.append({"blocks": name, "mode": "mean",
+                            "accuracy": run({b: means[b] for b in group}).correct / n})
     return result

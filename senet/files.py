@@ -1,0 +1,127 @@
+"""Writing files so that a crash never leaves a half-written one, and reading JSON leniently.
+
+Every file the package writes (checkpoints, ``status.json``, ``config.json``, data and prediction caches) goes
+through :func:`atomic_write`: a temporary file in the same directory, flushed and fsynced, then ``os.replace``
+over the target. If anything fails, the old file is untouched and the temporary one is removed; the temporary
+file of a writer killed mid-write (``kill -9``) is removed by the next successful write of the same path.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable
+
+__all__ = ["atomic_write", "atomic_torch_save", "write_json_atomic", "read_json", "remove_stale_temporaries",
+           "pid_alive", "writer_tag"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def writer_tag() -> str:
+    """``PID-HOST`` in a temporary file's name: who wrote it, so that leftovers can be recognised."""
+    return f"{os.getpid()}-{_host_tag()}"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it to ``path``."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{writer_tag()}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file the caller asked for, not the temporary one
+        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable; not possible on every platform
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    remove_stale_temporaries(path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_write`."""
+    import torch
+
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """``obj`` as indented JSON at ``path``, through :func:`atomic_write`."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """A JSON object from ``path``, or None if it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+        return obj if isinstance(obj, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: Any, host: str | None = None) -> bool:
+    """Whether process ``pid`` exists (and is not a zombie) on this host."""
+    if host and host != socket.gethostname():
+        return True  # cannot tell for another machine; trust its status
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of earlier writes of ``path`` whose writer died (``kill -9`` mid-write).
+
+    Only files written on this host by a process that no longer exists are
+    removed; a write in progress elsewhere is left alone. Returns what was removed.
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-{_host_tag()}.*.tmp"):
+        pid_text = tmp.name[len(path.name) + 2:].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed

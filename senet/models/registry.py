@@ -1,0 +1,106 @@
+"""The model registry: one entry per model name, read by the command line, the trainer and the dashboard.
+
+An entry says which family the model belongs to (recipes differ by family), which architecture it is (a model
+and its plain or SE twin share one), whether it has SE blocks, which options it takes, a description, and
+how to build it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from .airnet import AirNet
+from .resnet import CifarResNet, check_common
+from .se import paper_se
+from .seed import SeedNetwork
+
+__all__ = ["ModelSpec", "MODELS", "create_model", "list_models", "model_spec", "twin_of", "architectures"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One named model: ``build(**options)`` makes it; ``options`` are the option names it takes."""
+
+    name: str
+    family: str
+    architecture: str
+    has_se: bool
+    description: str
+    options: tuple[str, ...]
+    build: Callable[..., nn.Module]
+
+
+def _resnet(depth: int, se: bool) -> Callable[..., nn.Module]:
+    def build(reduction: int = 16, width: int = 1, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+        check_common(se, reduction, width, num_classes, in_channels, narrowest=16)
+        return CifarResNet(depth, paper_se(reduction) if se else None, width, num_classes, in_channels)
+    return build
+
+
+def _airnet(se: bool) -> Callable[..., nn.Module]:
+    def build(reduction: int = 16, width: int = 1, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+        check_common(se, reduction, width, num_classes, in_channels, narrowest=64)
+        return AirNet(paper_se(reduction) if se else None, width, num_classes, in_channels)
+    return build
+
+
+def _entries() -> list[ModelSpec]:
+    entries = []
+    for depth, params in ((20, "0.27M"), (32, "0.46M"), (56, "0.85M"), (110, "1.7M")):
+        arch = f"resnet{depth}"
+        text = f"ResNet-{depth} (He et al.'s CIFAR ResNet, {params} parameters)"
+        entries += [ModelSpec(arch, "resnet", arch, False, text, ("width",), _resnet(depth, False)),
+                    ModelSpec(f"se_{arch}", "resnet", arch, True, f"SE-{text}", ("width", "reduction"),
+                              _resnet(depth, True))]
+    text = "AirNet (the airbench94 network, fast on CIFAR-10)"
+    entries += [ModelSpec("airnet", "airnet", "airnet", False, text, ("width",), _airnet(False)),
+                ModelSpec("se_airnet", "airnet", "airnet", True, f"SE-{text}", ("width", "reduction"),
+                          _airnet(True)),
+                ModelSpec("seed_senet", "seed_senet", "seed_senet", True,
+                          "Seed network (the blog post's; per-pixel SE, very slow on CPU)", ("reduction", "squeeze"),
+                          SeedNetwork)]
+    return entries
+
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _entries()}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return list(MODELS)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of ``name``; ValueError naming the known models otherwise."""
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return MODELS[name]
+
+
+def twin_of(name: str) -> str | None:
+    """The same architecture with SE switched the other way (``se_resnet20`` <-> ``resnet20``), if it exists."""
+    spec = model_spec(name)
+    return next((m.name for m in MODELS.values() if m.architecture == spec.architecture and m.has_se != spec.has_se),
+                None)
+
+
+def architectures() -> dict[str, list[ModelSpec]]:
+    """Model entries grouped by architecture, in registry order."""
+    out: dict[str, list[ModelSpec]] = {}
+    for spec in MODELS.values():
+        out.setdefault(spec.architecture, []).append(spec)
+    return out
+
+
+def create_model(name: str, **options) -> nn.Module:
+    """Build a model by name, e.g. ``create_model("se_resnet20", reduction=8)``.
+
+    Unknown names and options raise ``ValueError`` with a one-line reason.
+    """
+    spec = model_spec(name)
+    try:
+        return spec.build(**options)
+    except TypeError as exc:  # an unexpected keyword
+        raise ValueError(f"bad options for model {name!r}: {exc}") from None

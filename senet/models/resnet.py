@@ -1,0 +1,93 @@
+"""He et al.'s CIFAR ResNets (depth 6n+2, widths 16/32/64, option-A shortcuts), with an optional attention layer.
+
+The attention layer (an SE block, see :mod:`senet.models.se`) sits after the block's last BN, before the
+residual add, as in the SENet paper; ``attn_layer=None`` is the plain ResNet. The shortcuts are
+parameter-free (identity; stride-2 subsampling and zero-padded channels when the shape changes), so
+resnet20 has 0.27M parameters.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .se import AttentionFactory, check_reduction, positive_int
+
+__all__ = ["BasicBlock", "CifarResNet", "check_common", "MAX_WIDTH"]
+
+MAX_WIDTH = 64
+
+
+def check_common(attn: bool, reduction: object, width: object, num_classes: object, in_channels: object,
+                 narrowest: int) -> None:
+    """Validate the options every model takes; each fault is one ValueError naming the value."""
+    check_reduction(reduction)
+    positive_int("width", width)
+    if width > MAX_WIDTH:  # 64x already means hundreds of GB of weights; refuse before allocating any
+        raise ValueError(f"width must be at most {MAX_WIDTH}, got {width!r}")
+    positive_int("num_classes", num_classes)
+    positive_int("in_channels", in_channels)
+    if attn and reduction > narrowest * width:
+        raise ValueError(f"reduction {reduction} is larger than the narrowest SE stage ({narrowest * width} channels)")
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, the attention layer (if any), option-A shortcut add, ReLU."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, attn_layer: AttentionFactory | None = None
+                 ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.se = attn_layer(planes) if attn_layer is not None else None
+        self.stride = stride
+        self.pad_channels = planes - in_planes
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad_channels:
+            half = self.pad_channels // 2
+            x = F.pad(x, (0, 0, 0, 0, half, self.pad_channels - half))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.se is not None:
+            out = self.se(out)
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for 32x32 inputs: depth = 6n + 2, stages of n blocks at widths 16/32/64 x width."""
+
+    def __init__(self, depth: int = 20, attn_layer: AttentionFactory | None = None, width: int = 1,
+                 num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+        if isinstance(depth, bool) or not isinstance(depth, int) or (depth - 2) % 6 != 0 or depth < 8:
+            raise ValueError(f"depth must be 6n+2 with n >= 1, got {depth!r}")
+        n = (depth - 2) // 6
+        widths = [16 * width, 32 * width, 64 * width]
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        stages, in_planes = [], widths[0]
+        for i, planes in enumerate(widths):
+            blocks = []
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(BasicBlock(in_planes, planes, stride, attn_layer))
+                in_planes = planes
+            stages.append(nn.Sequential(*blocks))
+        self.stage1, self.stage2, self.stage3 = stages
+        self.fc = nn.Linear(widths[-1], num_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not self.fc:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.stage3(self.stage2(self.stage1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))

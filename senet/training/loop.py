@@ -1,0 +1,279 @@
+"""The training loop: forward, backward, step, schedule, validate -- resumable, and data-parallel under torchrun.
+
+A run writes its directory as it goes (through :class:`~senet.training.recorder.Recorder`), so another
+process can follow it live. The loop is deliberately plain (airbench's style): data held in memory as
+tensors, augmentation on whole batches, Nesterov SGD, a per-step learning-rate schedule. Under ``torchrun``
+the same loop runs one process per device with DistributedDataParallel; only rank 0 writes.
+
+Learning rate and batch size are always *global*: ``batch_size`` images per optimiser step summed over all
+processes, and ``lr`` applies to the mean loss over that global batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+
+from ..checkpoint import read_checkpoint
+from ..data import (CIFAR_MEAN, CIFAR_STD, TensorDataset, limit_split, load_split, normalize, steps_per_epoch,
+                    train_batches)
+from ..models import create_model, model_info
+from ..analysis.runner import run_over_split
+from .distributed import Dist, StopFlag, hardware, mixed_precision_dtype, pick_device, wrap_for_training
+from .optim import lr_factor, make_optimizer, set_lr
+from .recorder import Recorder
+from .settings import ConfigError, TrainConfig, check_world_size
+
+__all__ = ["train", "Callback", "Trainee", "prepare", "validate"]
+
+
+class Callback(Protocol):
+    """Something told about every training batch (tests trace the data order with one)."""
+
+    def on_batch(self, epoch: int, indices: torch.Tensor) -> None: ...
+
+
+@dataclass
+class Trainee:
+    """What the loop works on: the data, the model and its wrappers, the optimiser, and the loop's counters."""
+
+    config: TrainConfig
+    device: torch.device
+    dist: Dist
+    train_set: TensorDataset
+    val_set: TensorDataset
+    model: nn.Module
+    net: nn.Module
+    ddp: nn.parallel.DistributedDataParallel | None
+    optimizer: torch.optim.Optimizer
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+    state: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(len(self.train_set), self.config.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    def lr_factor(self) -> float:
+        c = self.config
+        warmup = int(round(c.warmup_epochs * self.steps_per_epoch))
+        return lr_factor(self.state["global_step"], self.total_steps, warmup, c.schedule, c.start_lr_frac)
+
+
+def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+          on_log: Callable[[dict], None] | None = None, callbacks: tuple[Callback, ...] = ()) -> dict:
+    """Train ``config`` into ``run_dir`` (created by the caller); returns the final status.
+
+    With ``resume`` the run continues from ``run_dir/last.pt`` (model, optimiser, epoch, step and counters;
+    the data order is a function of the seed and epoch, so a resumed run matches an uninterrupted one).
+    """
+    run_dir = Path(run_dir)
+    dist = Dist()
+    check_world_size(config.batch_size, dist.world_size)
+    device = pick_device(config.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init(device)
+    config.world_size = dist.world_size
+    recorder = Recorder(run_dir, config, active=dist.is_main, on_log=on_log)
+    stop = StopFlag()
+    stop.install()
+    try:
+        recorder.starting(resume)
+        t = prepare(config, run_dir, resume, device, dist)
+        recorder.begin(t.state, resume, t.total_steps, t.steps_per_epoch, str(device), dist.world_size)
+        bar = progress_bar(t) if dist.is_main and progress else None
+        stopped = False
+        while t.state["epoch"] < config.epochs and not stopped:
+            stopped = train_epoch(t, recorder, stop, callbacks, bar)
+            if not stopped:
+                end_epoch(t, recorder)
+        if bar:
+            bar.close()
+        if stopped:
+            history = t.state["history"]
+            recorder.save("last.pt", t.model, t.optimizer, t.state, t.train_set.classes, t.facts,
+                          history[-1]["val_acc"] if history else None)
+        status = recorder.end(t.state, stop.signal_name if stopped else None)
+        dist.barrier()
+        return status
+    except BaseException as exc:
+        recorder.failed(exc)
+        raise
+    finally:
+        recorder.close()
+        stop.restore()
+        dist.close()
+
+
+def train_epoch(t: Trainee, recorder: Recorder, stop: StopFlag, callbacks: tuple[Callback, ...], bar) -> bool:
+    """Train until the end of the epoch or a stop request (then True); the counters in ``t.state`` advance."""
+    c, state = t.config, t.state
+    epoch, t0 = state["epoch"], time.time()
+    criterion = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+    chunk = c.batch_size if t.device.type == "cuda" else c.micro_batch
+    recorder.new_epoch()
+    batches = train_batches(t.train_set, c.batch_size, epoch, c.seed, c.augment(), t.dist.rank, t.dist.world_size,
+                            state["step_in_epoch"], t.device)
+    for x, y, idx in batches:
+        for callback in callbacks:
+            callback.on_batch(epoch, idx)
+        set_lr(t.optimizer, t.lr_factor())
+        if t.device.type != "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss, correct = optimizer_step(t, x, y, criterion, chunk)
+        loss, correct, n = t.dist.sum([loss, correct, len(y)], t.device)
+        sums = state["epoch_sums"]
+        state["epoch_sums"] = [sums[0] + loss, sums[1] + correct, sums[2] + n]
+        ema = state["loss_ema"]
+        state["loss_ema"] = loss / n if ema is None else 0.9 * ema + 0.1 * loss / n
+        state["global_step"] += 1
+        state["step_in_epoch"] += 1
+        if bar:
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{state['loss_ema']:.3f}")
+        recorder.step(state, n, t.optimizer.param_groups[0]["lr"], t.steps_per_epoch,
+                      state["elapsed_s"] + time.time() - t0)
+        if t.dist.any(stop.requested, t.device):
+            state["elapsed_s"] += time.time() - t0
+            return True
+    state["elapsed_s"] += time.time() - t0
+    return False
+
+
+def end_epoch(t: Trainee, recorder: Recorder) -> None:
+    """Validate, record the epoch, and save ``last.pt`` (and ``best.pt`` on a new best, both with flip TTA)."""
+    state = t.state
+    loss_sum, correct, seen = state["epoch_sums"]
+    val_loss, val_acc = validate(t)
+    row = {"epoch": state["epoch"] + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+           "val_loss": val_loss, "val_acc": val_acc, "lr": t.optimizer.param_groups[0]["lr"],
+           "elapsed_s": state["elapsed_s"]}
+    state.update(epoch=state["epoch"] + 1, step_in_epoch=0, epoch_sums=[0.0, 0.0, 0.0])
+    state["history"] = state["history"] + [row]
+    improved = val_acc > state["best_val_acc"]
+    if improved:
+        state["best_val_acc"] = val_acc
+    val_acc_tta = None
+    if state["epoch"] == t.config.epochs or improved:  # best.pt and the final last.pt carry both figures
+        val_acc_tta = row["val_acc_tta"] = validate(t, tta=True)[1]
+    recorder.epoch(row, state)
+    recorder.save("last.pt", t.model, t.optimizer, state, t.train_set.classes, t.facts, val_acc, val_acc_tta)
+    if improved:
+        recorder.save("best.pt", t.model, t.optimizer, state, t.train_set.classes, t.facts, val_acc, val_acc_tta,
+                      with_state=False)
+    recorder.status(state="running", epoch=state["epoch"], step=state["global_step"],
+                    best_val_acc=state["best_val_acc"], elapsed_s=state["elapsed_s"])
+    t.dist.barrier()
+
+
+def optimizer_step(t: Trainee, x: torch.Tensor, y: torch.Tensor, criterion: Callable,
+                   chunk: int) -> tuple[float, float]:
+    """One SGD step on the batch (x, y), in micro-batches of ``chunk`` whose gradients add up to the batch's.
+
+    Returns this process's (summed loss, correct predictions) over the batch.
+    """
+    t.optimizer.zero_grad(set_to_none=True)
+    loss_total, correct = 0.0, 0.0
+    for start in range(0, len(x), chunk):
+        xs, ys = x[start:start + chunk], y[start:start + chunk]
+        last_chunk = start + chunk >= len(x)
+        # under DDP, gradients are all-reduced once, on the last chunk of the step
+        with t.ddp.no_sync() if t.ddp is not None and not last_chunk else contextlib.nullcontext():
+            with torch.autocast(x.device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
+                out = t.net(xs)
+                loss = criterion(out.float(), ys)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at step {t.state['global_step']}; "
+                                         "try a smaller --lr")
+            t.scaler.scale(loss * (len(ys) / len(y))).backward()
+        loss_total += float(loss.detach()) * len(ys)
+        correct += float((out.detach().argmax(1) == ys).sum())
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    return loss_total, correct
+
+
+def validate(t: Trainee, tta: bool = False) -> tuple[float, float]:
+    """(mean loss, accuracy) over the whole validation split, summed across ranks; the same computation as
+    ``senet evaluate`` (:func:`senet.analysis.runner.run_over_split`)."""
+    t.dist.broadcast_buffers(t.model)
+    out = run_over_split(t.model, t.val_set, CIFAR_MEAN, CIFAR_STD, tta=tta, rank=t.dist.rank,
+                         world_size=t.dist.world_size, amp_dtype=t.amp_dtype)
+    loss_sum, correct, count = t.dist.sum([out.loss_sum(), out.correct, len(out.labels)], t.device)
+    return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+# --------------------------------------------------------------------------- set-up
+def prepare(config: TrainConfig, run_dir: Path, resume: bool, device: torch.device, dist: Dist) -> Trainee:
+    """Data, model, optimiser and counters for the run (restored from ``last.pt`` on resume)."""
+    torch.manual_seed(config.seed)
+    train_set, val_set = load_training_data(config)
+    model = build_model(config, train_set, device, fresh=not resume)
+    optimizer = make_optimizer(model, config)
+    state = new_train_state()
+    if resume:
+        restore(run_dir, model, optimizer, state)
+    net, ddp = wrap_for_training(model, dist, device, config.sync_bn, config.compile)
+    info = model_info(model)
+    facts = dict(val_size=len(val_set), hardware=hardware(device, dist.world_size), params=info["params"],
+                 se_params=info["se_params"], se_formula=info["se_formula"], macs=info["macs"])
+    amp_dtype = mixed_precision_dtype(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # bf16 and fp32 need no scaling
+    return Trainee(config, device, dist, train_set, val_set, model, net, ddp, optimizer, amp_dtype, scaler,
+                   state, facts)
+
+
+def progress_bar(t: Trainee):
+    from tqdm import tqdm
+
+    return tqdm(total=t.total_steps, initial=t.state["global_step"], unit="step", dynamic_ncols=True,
+                file=sys.stderr)
+
+
+def load_training_data(config: TrainConfig) -> tuple[TensorDataset, TensorDataset]:
+    """The run's (train, val) splits, with ``train_limit`` applied and the batch size checked against them."""
+    train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
+    val_set = load_split(config.data, "val", config.data_dir, config.val_size, config.split_seed)
+    if config.train_limit:
+        train_set = limit_split(train_set, config.train_limit, config.split_seed)
+    if config.batch_size > len(train_set):
+        raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
+    return train_set, val_set
+
+
+def build_model(config: TrainConfig, train_set: TensorDataset, device: torch.device, fresh: bool) -> nn.Module:
+    """The named model on ``device`` in channels_last; a fresh one gets its data-dependent init, if it has one."""
+    model = create_model(config.model, num_classes=len(train_set.classes), **config.model_options())
+    if hasattr(model, "init_from_data") and fresh:
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))
+        model.init_from_data(normalize(train_set.images[order[:5000]], CIFAR_MEAN, CIFAR_STD))
+    return model.to(device).to(memory_format=torch.channels_last)
+
+
+def new_train_state() -> dict[str, Any]:
+    """The loop's counters, saved in ``last.pt`` so that a resumed run continues exactly."""
+    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_acc": -1.0, "history": [],
+            "elapsed_s": 0.0, "loss_ema": None, "epoch_sums": [0.0, 0.0, 0.0]}
+
+
+def restore(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load ``run_dir/last.pt`` into the model, optimiser, loop state and the CPU random generator."""
+    payload = read_checkpoint(run_dir / "last.pt")
+    model.load_state_dict(payload["state_dict"])
+    optimizer.load_state_dict(payload["extra_state"]["optimizer"])
+    state.update(payload["extra_state"]["train_state"])
+    if isinstance(payload["extra_state"].get("rng_state"), torch.Tensor):
+        torch.set_rng_state(payload["extra_state"]["rng_state"])
