@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import senet  # noqa: E402
 from senet.analysis.compare import cpu_latency  # noqa: E402
+from senet.checkpoint import Checkpoint  # noqa: E402
 
 
 def row(path: str, repeats: int) -> str:
@@ -51,7 +52,7 @@ def gate_table(path: str, data_spec: str, data_dir: str, per_class: int) -> str:
 
     model, meta = senet.load_checkpoint(path)
     val = load_split(data_spec, "val", data_dir, meta["val_size"], meta["split_seed"])
-    p = class_profiles(model, val, meta["mean"], meta["std"], per_class=per_class)
+    p = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=per_class)
     lines = [f"`{path}`, {int(p.counts.sum())} validation images:", "",
              "| block | mean gate | std across images | std across channels |", "|---|---:|---:|---:|"]
     for block, overall in p.overall.items():

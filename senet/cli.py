@@ -303,7 +303,7 @@ def _tta_measurement(spec: str, data_dir: str) -> Callable[[Path, dict], dict]:
         import torch
 
         from .analysis.evaluate import evaluate_checkpoint
-        from .train import hardware
+        from .training.distributed import hardware
 
         if meta.get("val_acc_tta") is not None:
             return {}
@@ -337,7 +337,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="senet", description="Squeeze-and-Excitation networks on CIFAR-10")
+    invoked = "senet" if Path(sys.argv[0]).name == "senet" else "python -m senet"  # the console script, or not
+    parser = OneLineParser(prog=invoked, description="Squeeze-and-Excitation networks on CIFAR-10")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")

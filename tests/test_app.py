@@ -16,6 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, make_folder_dataset
+from senet.checkpoint import Checkpoint
 
 CLASSES = ("blue", "green", "red")  # the folder dataset's classes, in its (sorted) order
 PAGES = ("views/home.py", "views/train.py", "views/excitation.py", "views/confusion.py", "views/compare.py")
@@ -315,7 +316,7 @@ def test_excitation_page_shows_gates_profiles_and_interventions(env):
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     blocks = list(se_blocks(model))
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
-    constant = class_profiles(model, val, meta["mean"], meta["std"], per_class=50).constant_blocks()
+    constant = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50).constant_blocks()
     flagged = [w.value for w in at.warning if "no squeeze-and-excitation" in w.value]
     if constant:
         assert len(flagged) == 1 and all(b in flagged[0] for b in constant), (constant, flagged)
@@ -370,7 +371,7 @@ def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
     no_exceptions(at)
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
-    profiles = class_profiles(model, val, meta["mean"], meta["std"], per_class=50)
+    profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)
     last = list(profiles.gates)[-1]
     assert at.selectbox(key="exc_ch_block").value == last, "the last block first"
     assert at.number_input(key="exc_ch").value == int(profiles.profiles[last].std(axis=0).argmax()), \
@@ -411,7 +412,7 @@ def test_picking_an_unusual_channel_of_this_image_shows_that_channel(env):
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
     first = int(np.nonzero(val.labels.numpy() == 0)[0][0])  # the page's first image: class 0, index 0
     gates = explain(model, normalize(val.images[first:first + 1], meta["mean"], meta["std"]), list(CLASSES)).gates
-    profiles = class_profiles(model, val, meta["mean"], meta["std"], per_class=50)
+    profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)
     block = list(profiles.gates)[-1]
     expected = profiles.unusual_channels(block, gates[block], k=6)
     at = open_app("views/excitation.py")
@@ -444,7 +445,7 @@ def test_class_splits_table_lists_the_groups_and_picks_a_groups_strongest_channe
     monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
     model, meta = load_checkpoint(ck / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
-    profiles = class_profiles(model, val, meta["mean"], meta["std"], per_class=50)
+    profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)
     block = list(profiles.gates)[-1]
     expected = profiles.class_splits(block)
     assert len(expected) >= 2, "precondition: the sharpened block splits the classes in more than one way"
@@ -483,7 +484,7 @@ def test_split_ablation_runs_on_request_and_matches_senet(env):
     assert len(at.get("plotly_chart")) == charts_before + 1, "the ablation chart appears once run"
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
-    table = gate_ablation(model, val, meta["mean"], meta["std"], per_class=100).table()
+    table = gate_ablation(Checkpoint.from_meta(model, meta), val, per_class=100).table()
     off = spec["data"][0]
     assert list(off["x"]) == [r["blocks"] for r in table]
     assert plotly_array(off["y"]).tolist() == pytest.approx([r["off_change_pts"] for r in table])
@@ -540,7 +541,7 @@ def test_confusion_selection_shows_that_cells_images(env):
     from senet.data import load_split
 
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
-    ev = evaluate(model, load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache"), meta)
+    ev = evaluate(Checkpoint.from_meta(model, meta), load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache"))
     cm = ev.confusion
     at = open_app("views/confusion.py")
     no_exceptions(at)

@@ -197,6 +197,7 @@ def test_ablate_reports_every_block_and_all_blocks_as_json_and_as_a_table(tmp_pa
                                                                           capsys) -> None:
     from senet import load_checkpoint
     from senet.analysis.ablation import gate_ablation
+    from senet.checkpoint import open_checkpoint
     from senet.data import load_split
 
     make_folder_dataset(tmp_path / "ds", per_class=10)
@@ -205,9 +206,8 @@ def test_ablate_reports_every_block_and_all_blocks_as_json_and_as_a_table(tmp_pa
     code, out, err = call(capsys, *base, "--json")
     assert code == 0, err
     result = json.loads(out)
-    model, meta = load_checkpoint(folder_checkpoint)
-    expected = gate_ablation(model, load_split(f"folder:{tmp_path / 'ds'}", "train", tmp_path), meta["mean"],
-                             meta["std"])
+    expected = gate_ablation(open_checkpoint(folder_checkpoint), load_split(f"folder:{tmp_path / 'ds'}", "train",
+                                                                            tmp_path))
     assert result["n"] == 27 and result["baseline"] == pytest.approx(expected.baseline)
     assert result["rows"] == expected.rows
     assert [r["blocks"] for r in result["rows"]][-2:] == ["all", "all"] and len(result["rows"]) == 2 * 10
@@ -334,7 +334,7 @@ def test_every_train_option_reaches_the_config(workdir: Path, capsys, monkeypatc
 
     seen = {}
     monkeypatch.setattr(cli, "_check_data", lambda config: None)
-    monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress: seen.update(config=config) or 0)
+    monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress, **_: seen.update(config=config) or 0)
     values = {"epochs": 3, "lr": 0.05, "batch_size": 64, "momentum": 0.8, "weight_decay": 0.001,
               "se_weight_decay": 0.0, "label_smoothing": 0.05, "schedule": "cosine", "warmup_epochs": 0.5,
               "crop_pad": 3, "cutout": 8, "reduction": 8, "width": 2, "seed": 7, "val_size": 500, "split_seed": 3,
@@ -351,10 +351,11 @@ def test_every_train_option_reaches_the_config(workdir: Path, capsys, monkeypatc
     assert (config.amp, config.compile, config.sync_bn, config.data) == (False, True, True, "folder:x")
 
     train_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]
-    not_config = {"help", "progress", "resume", "run_dir", "runs_root"}
+    not_config = {"help", "progress", "resume", "run_dir", "runs_root", "config"}
     options = {a.dest for a in train_parser._actions} - not_config
     assert options <= set(TrainConfig.__dataclass_fields__), "a train option that is not a config field is ignored"
-    assert options - {"model", "recipe", "data", "squeeze", "amp", "compile", "sync_bn"} == set(values)
+    assert set(values) <= options, "every setting tested above is an option"
+    assert options == set(TrainConfig.__dataclass_fields__) - {"world_size"}, "every setting is an option"
 
 
 @pytest.mark.parametrize("extra, note", [
@@ -370,7 +371,7 @@ def test_a_changed_batch_size_with_the_recipe_lr_is_noted(workdir: Path, capsys,
 
     seen = {}
     monkeypatch.setattr(cli, "_check_data", lambda config: None)
-    monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress: seen.update(config=config) or 0)
+    monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress, **_: seen.update(config=config) or 0)
     code, _, err = call(capsys, "train", "--model", "se_resnet20", "--data", "folder:x", "--run-dir", "r", *extra)
     assert code == 0, err
     notes = [line for line in err.splitlines() if line.startswith("note:")]

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import make_folder_dataset
+from senet.checkpoint import Checkpoint
 from senet import create_model, save_checkpoint
 from dashboard.catalog import default_entry, discover_checkpoints, probe
 from senet.analysis.compare import cpu_latency, paired_comparison, se_stage_terms
@@ -25,7 +26,7 @@ from dashboard.figures import (confusion_figure, epoch_figure, gate_bars_figure,
                            overlay_figure, profiles_figure, separation_figure, step_loss_figure)
 from dashboard.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
 from senet.analysis.profiles import block_ablation, channel_order, class_profiles, explain, intervene
-from senet.training.runs import write_json_atomic
+from senet.training.runs import read_json, write_json_atomic
 from senet.training import make_config
 
 
@@ -105,46 +106,54 @@ def test_progress_reports_epoch_step_speed_and_eta():
 
 
 # --------------------------------------------------------------------------- launcher
-def test_train_command_passes_only_what_differs_from_the_recipe():
-    config = make_config("se_resnet20", "fast", data="folder:/x", epochs=3, batch_size=16, reduction=8)
-    cmd = train_command(config, "/runs/a")
-    assert cmd[:4] == [sys.executable, "-m", "senet", "train"]
-    joined = " ".join(cmd)
-    for part in ("--model se_resnet20", "--recipe fast", "--data folder:/x", "--run-dir /runs/a", "--epochs 3",
-                 "--batch-size 16", "--reduction 8"):
-        assert part in joined, f"expected {part!r} in {joined}"
-    assert "--lr" not in joined, "the recipe's lr is not repeated"
+def test_train_command_runs_the_config_file_and_rebuilds_no_flags():
+    cmd = train_command("/runs/a/config.json", "/runs/a")
+    assert cmd == [sys.executable, "-m", "senet", "train", "--config", "/runs/a/config.json", "--run-dir", "/runs/a",
+                   "--no-progress"]
 
 
-def test_train_command_round_trips_every_setting_the_command_line_can_take():
-    """What the dashboard launches is what it was asked for: the command, parsed back, gives the same config."""
-    from dataclasses import asdict
+def _launched_config(config, tmp_path, monkeypatch):
+    """What ``senet train`` builds from the config file the launcher writes (training itself stubbed out)."""
+    import senet.cli as cli
+    from senet.training.settings import config_record
 
-    from senet.cli import build_parser, train_overrides
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / "config.json", config_record(config))
+    seen = {}
+    monkeypatch.setattr(cli, "_check_data", lambda config: None)
+    monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress, **_: seen.update(config=config) or 0)
+    assert cli.main(train_command(run_dir / "config.json", run_dir)[3:]) == 0
+    return seen["config"]
+
+
+def test_a_launched_config_reaches_the_trainer_whole(tmp_path, monkeypatch):
+    """What the dashboard launches is what it was asked for, every setting included."""
+    from dataclasses import asdict, replace
 
     config = make_config("se_airnet", "fast", data="folder:/x y", epochs=3, batch_size=64, lr=0.5, momentum=0.8,
                          weight_decay=1e-3, se_weight_decay=0.0, label_smoothing=0.1, schedule="cosine",
                          warmup_epochs=0.5, crop_pad=4, cutout=10, reduction=8, width=2, seed=7, val_size=5000,
                          split_seed=3, train_limit=600, log_every=5, micro_batch=32, device="cpu", amp=False,
                          compile=True, dataset_name="CIFAR-10 (JPEG q75 copy)", data_dir="/d")
-    cmd = train_command(config, "/runs/a")
-    args = build_parser().parse_args(cmd[3:])
-    back = make_config(args.model, args.recipe, data=args.data, **train_overrides(args))
-    assert asdict(back) == asdict(config)
+    assert asdict(_launched_config(config, tmp_path / "a", monkeypatch)) == asdict(config)
+    # settings the old flag-rebuilding launcher could not express travel too
+    odd = replace(make_config("se_resnet20", "fast", data="cifar10"), start_lr_frac=0.5, pad_mode="zeros",
+                  nesterov=False)
+    assert asdict(_launched_config(odd, tmp_path / "b", monkeypatch)) == asdict(odd)
     seed_model = make_config("seed_senet", "seed", data="cifar10", squeeze=True)
-    args = build_parser().parse_args(train_command(seed_model, "/runs/b")[3:])
-    assert make_config(args.model, args.recipe, data=args.data, **train_overrides(args)).squeeze is True
+    assert _launched_config(seed_model, tmp_path / "c", monkeypatch).squeeze is True
 
 
-def test_train_command_refuses_a_setting_the_command_line_cannot_take(tmp_path):
-    from dataclasses import replace
+def test_start_run_writes_the_config_before_the_process_starts(tmp_path, monkeypatch):
+    import dashboard.launcher as launcher
 
-    config = replace(make_config("se_resnet20", "fast", data="cifar10"), start_lr_frac=0.5, pad_mode="zeros")
-    with pytest.raises(LaunchError, match="cannot set start_lr_frac, pad_mode"):
-        train_command(config, "/runs/a")
-    with pytest.raises(LaunchError, match="cannot set"):
-        start_run(config, tmp_path / "runs")
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "no run directory is made"
+    started = []
+    monkeypatch.setattr(launcher, "_spawn", lambda cmd, run_dir, action: started.append((cmd, run_dir)) or 1)
+    config = make_config("se_resnet20", "fast", data="cifar10", start_lr_frac=0.5)
+    run_dir = start_run(config, tmp_path / "runs")
+    assert read_json(run_dir / "config.json")["start_lr_frac"] == 0.5
+    assert started == [(train_command(run_dir / "config.json", run_dir), run_dir)]
 
 
 def test_run_with_dead_process_is_failed_and_log_error_is_reported(tmp_path):
@@ -212,7 +221,7 @@ def test_class_profile_is_the_mean_gate_of_that_classes_images(tiny):
     from senet.data import normalize
 
     model, data = tiny
-    p = class_profiles(model, data, MEAN, STD, per_class=1000)
+    p = class_profiles(Checkpoint.of(model, mean=MEAN, std=STD), data, per_class=1000)
     assert list(p.counts) == [int((data.labels == k).sum()) for k in range(3)]
     for k in range(3):
         gates = excitations(model, normalize(data.images[data.labels == k], MEAN, STD))
@@ -230,7 +239,7 @@ def test_channel_extremes_are_the_sampled_images_that_open_a_channel_most_and_le
     from senet.data import normalize
 
     model, data = tiny
-    p = class_profiles(model, data, MEAN, STD, per_class=5)
+    p = class_profiles(Checkpoint.of(model, mean=MEAN, std=STD), data, per_class=5)
     assert len(p.positions) == 15 and len(set(p.positions.tolist())) == 15
     block = list(p.gates)[-1]
     channel = 3
@@ -251,7 +260,7 @@ def test_channel_extremes_are_the_sampled_images_that_open_a_channel_most_and_le
 
 def test_unusual_channels_rank_departures_from_the_mean_in_standard_deviations(tiny):
     model, data = tiny
-    p = class_profiles(model, data, MEAN, STD, per_class=5)
+    p = class_profiles(Checkpoint.of(model, mean=MEAN, std=STD), data, per_class=5)
     block = list(p.gates)[-1]
     g = p.gates[block].astype(np.float32)
     mean, std = g.mean(0), g.std(0)
@@ -313,7 +322,7 @@ def test_a_block_whose_gate_ignores_the_image_is_reported_constant(tiny):
     every image, so its spread is 0 and it is listed as constant, where before it was not."""
     model, data = tiny
     name, first = next(iter(se_blocks(model).items()))
-    before = class_profiles(model, data, MEAN, STD, per_class=20)
+    before = class_profiles(Checkpoint.of(model, mean=MEAN, std=STD), data, per_class=20)
     tolerance = before.spread[name] / 2
     assert tolerance > 0 and name not in before.constant_blocks(tolerance)
     saved = {k: v.clone() for k, v in first.state_dict().items()}
@@ -321,7 +330,7 @@ def test_a_block_whose_gate_ignores_the_image_is_reported_constant(tiny):
         with torch.no_grad():
             for param in first.parameters():
                 param.zero_()
-        after = class_profiles(model, data, MEAN, STD, per_class=20)
+        after = class_profiles(Checkpoint.of(model, mean=MEAN, std=STD), data, per_class=20)
     finally:
         first.load_state_dict(saved)
     assert after.spread[name] == pytest.approx(0.0, abs=1e-7)
@@ -360,7 +369,7 @@ def test_gate_substitution_is_channel_aligned(tiny):
     np.testing.assert_allclose(intervene(model, x, {block: own}), result.probs, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(intervene(model, x, {block: np.ones_like(own)}), intervene(model, x, {block: 1.0}),
                                rtol=1e-5, atol=1e-7)
-    p = class_profiles(model, data, MEAN, STD, per_class=5)
+    p = class_profiles(Checkpoint.of(model, mean=MEAN, std=STD), data, per_class=5)
     shuffled = own[::-1].copy()
     assert not np.allclose(intervene(model, x, {block: shuffled}), result.probs, atol=1e-6), \
         "a permuted gate must change the output (channels are not interchangeable)"

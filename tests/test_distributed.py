@@ -60,8 +60,9 @@ def train_args(data: Path, cache: Path, run_dir: Path, epochs: int, log_every: i
 def test_torchrun_two_processes_train_and_agree_with_single_process_evaluation(tmp_path: Path) -> None:
     data = make_noise_dataset(tmp_path / "noise")
     run_dir, trace = tmp_path / "run", tmp_path / "trace"
-    proc = subprocess.run(torchrun_cmd(*train_args(data, tmp_path / "cache", run_dir, epochs=1)), cwd=tmp_path,
-                          env=env(SENET_TRACE_INDICES=str(trace)), capture_output=True, text=True, timeout=300)
+    traced = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(ROOT / "tests" / "helpers" / "traced_train.py"),
+              str(trace), "train", *train_args(data, tmp_path / "cache", run_dir, epochs=1), "--no-progress"]
+    proc = subprocess.run(traced, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     # one run directory, written by rank 0 only

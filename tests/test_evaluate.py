@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from conftest import make_folder_dataset
+from senet.checkpoint import Checkpoint
 from senet import save_checkpoint
 from senet.data import CIFAR_MEAN, CIFAR_STD
 from senet.data import DataError, load_split
@@ -62,7 +63,7 @@ def test_evaluate_covers_the_whole_split_in_batches(tmp_path: Path) -> None:
     root = make_folder_dataset(tmp_path / "ds", per_class=15)
     data = load_split(f"folder:{root}", "val", data_dir=tmp_path, val_size=21)
     seen = []
-    ev = evaluate(ColourModel(), data, META, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    ev = evaluate(Checkpoint.of(ColourModel(), mean=META["mean"], std=META["std"]), data, batch_size=4, progress=lambda done, total: seen.append((done, total)))
     assert ev.n == 21 and ev.probs.shape == (21, 3), "every image of the split, not one batch"
     assert seen[-1] == (21, 21) and len(seen) == 6
     assert np.allclose(ev.probs.sum(1), 1.0)
@@ -73,7 +74,7 @@ def test_evaluate_covers_the_whole_split_in_batches(tmp_path: Path) -> None:
 def test_confusion_of_a_constant_predictor_fills_one_column_with_the_class_supports(tmp_path: Path) -> None:
     root = make_folder_dataset(tmp_path / "ds", per_class=10)
     data = load_split(f"folder:{root}", "train", data_dir=tmp_path, val_size=3)
-    ev = evaluate(ColourModel(bias=(0.0, 0.0, 1e3)), data, META, batch_size=7)  # always "red"
+    ev = evaluate(Checkpoint.of(ColourModel(bias=(0.0, 0.0, 1e3)), mean=META["mean"], std=META["std"]), data, batch_size=7)  # always "red"
     cm = ev.confusion
     assert (cm[:, 2] == np.bincount(data.labels.numpy(), minlength=3)).all() and cm[:, :2].sum() == 0
     assert ev.accuracy == pytest.approx(np.trace(cm) / cm.sum()) == pytest.approx(9 / 27)
@@ -91,8 +92,8 @@ def test_flip_tta_averages_the_mirrored_prediction(tmp_path: Path) -> None:
 
     root = make_folder_dataset(tmp_path / "ds", per_class=4)
     data = load_split(f"folder:{root}", "train", data_dir=tmp_path, val_size=3)
-    plain = evaluate(LeftRight(), data, META)
-    tta = evaluate(LeftRight(), data, META, tta=True)
+    plain = evaluate(Checkpoint.of(LeftRight(), mean=META["mean"], std=META["std"]), data)
+    tta = evaluate(Checkpoint.of(LeftRight(), mean=META["mean"], std=META["std"]), data, tta=True)
     assert not np.allclose(plain.probs, tta.probs)
     assert np.allclose(tta.probs[:, 0], tta.probs[:, 1]), "a mirror-antisymmetric model averages to a tie"
 

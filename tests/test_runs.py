@@ -59,15 +59,12 @@ def test_reader_of_a_missing_file_returns_nothing(tmp_path: Path) -> None:
 def test_every_line_of_a_live_metrics_file_parses_while_another_process_writes(tmp_path: Path) -> None:
     """A tailing reader never sees a broken record while a writer process appends."""
     path = tmp_path / "metrics.jsonl"
-    # senet/runs.py imports only the standard library: load it alone, without torch, to keep this fast
-    code = ("import sys, importlib.util\n"
-            "spec = importlib.util.spec_from_file_location('runs', sys.argv[2])\n"
-            "runs = importlib.util.module_from_spec(spec); spec.loader.exec_module(runs)\n"
+    code = ("import sys\n"
+            "from senet.training import runs\n"
             "w = runs.MetricsWriter(sys.argv[1])\n"
             "for i in range(3000): w.write({'type': 'step', 'step': i, 'loss': 1.0 / (i + 1), 'pad': 'x' * (i % 50)})\n"
             "w.close()\n")
-    runs_py = Path(__file__).resolve().parents[1] / "senet" / "runs.py"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(runs_py)])
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
     seen, offset = [], 0
     while proc.poll() is None:
         records, offset = read_metrics(path, offset)

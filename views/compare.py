@@ -12,7 +12,7 @@ from senet.analysis.evaluate import checkpoint_split_options
 from dashboard.curves import Curves, curves_from_history, curves_from_records
 from dashboard.figures import overlay_figure
 from senet.training.runs import read_metrics
-from senet.training import model_family
+from senet.models import model_spec
 
 st.title("Compare")
 st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives.")
@@ -59,7 +59,7 @@ for k in keys:
             history.step, history.step_loss = curves.step, curves.step_loss
         curves = history
     series[name] = curves
-    row = {"name": name, **model_row(model, meta, ui.info_for(e.path)), "family": model_family(meta["model"]),
+    row = {"name": name, **model_row(model, meta, ui.info_for(e.path)), "family": model_spec(meta["model"]).family,
            "path": str(e.path), "mtime": e.mtime, "meta": meta}
     rows.append(row)
 

@@ -115,7 +115,7 @@ class TrainConfig:
     epochs: int = setting(kind=int, low=1, high=100_000, label="Epochs", row=1, help="epochs to train")
     batch_size: int = setting(kind=int, low=1, high=65_536, label="Batch size", row=1,
                               help="global batch size (all processes together)")
-    lr: float = setting(kind=float, low=0, low_open=True, high=1000, label="Learning rate", row=1,
+    lr: float = setting(kind=float, low=0, low_open=True, label="Learning rate", row=1,
                         help="peak learning rate for the mean loss over the global batch")
     momentum: float = setting(kind=float, low=0, high=1, high_open=True, help="SGD momentum")
     nesterov: bool = setting(kind=bool, help="Nesterov momentum")
@@ -278,7 +278,7 @@ def check_value(name: str, s: Setting, value: Any) -> None:
         if s.low is not None and (value < s.low or (s.low_open and value == s.low)):
             raise ValueError(f"{name} must be {rule}, got {value!r}")
         if s.high is not None and (value > s.high or (s.high_open and value == s.high)):
-            if s.kind is int and "in" in rule:
+            if rule.startswith("an integer in"):
                 raise ValueError(f"{name} must be {rule}, got {value!r}")
             raise ValueError(f"{name} must be below {s.high:g}, got {value!r}" if s.high_open
                              else f"{name} must be at most {s.high:g}, got {value!r}")

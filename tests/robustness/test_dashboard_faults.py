@@ -259,7 +259,8 @@ def test_a_run_the_data_refutes_shows_as_failed_with_the_one_line_reason(site: d
                         site["runs"])
     status = wait_until_state(run_dir, ("failed", "finished"))
     assert status["state"] == "failed" and "batch_size 64 is larger than the 30 training images" in status["error"]
-    assert sorted(p.name for p in run_dir.iterdir()) == ["launch.json", "train.log"], "nothing else was written"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "launch.json", "train.log"], \
+        "nothing else was written (config.json is the launcher's)"
     at = train_page()
     row = runs_table(at)[run_dir.name]
     assert row["state"] == "failed" and "batch_size 64" in row["error"] and "\n" not in row["error"], row

@@ -61,7 +61,11 @@ def _install():
         calls = {"n": 0}
 
         def save(obj, f, *args, **kwargs):
-            path = sys._getframe(1).f_locals.get("path")  # atomic_save(obj, path) is the caller
+            path = None  # the path atomic_write(path, ...) was given: a local of a caller a few frames up
+            for depth in range(1, 5):
+                path = sys._getframe(depth).f_locals.get("path")
+                if path is not None:
+                    break
             if path is None or os.path.basename(str(path)) != target or not hasattr(f, "write"):
                 return original_save(obj, f, *args, **kwargs)
             calls["n"] += 1
