@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from senet.checkpoint import Checkpoint  # noqa: E402
 
 
 def pick_checkpoint(arg: str | None, tmp: Path, num_classes: int, classes: list[str]) -> Path:
@@ -155,16 +156,16 @@ def main() -> None:
 
         print(f"Confusion page, evaluating {len(val):,} images (target < 30 s first, < 1 s later)")
         t = time.perf_counter()
-        ev = evaluate_checkpoint(ck_dir / "se_resnet20.pt", spec, "val", page_cache, model_and_meta=(model, meta),
+        ev = evaluate_checkpoint(ck_dir / "se_resnet20.pt", spec, "val", page_cache, loaded=Checkpoint.from_meta(model, meta),
                                  cache_dir=tmp / "predictions")
         print(f"  backend first evaluation: {time.perf_counter() - t:6.2f} s  (accuracy {ev.accuracy:.4f})")
         t = time.perf_counter()
-        evaluate_checkpoint(ck_dir / "se_resnet20.pt", spec, "val", page_cache, model_and_meta=(model, meta),
+        evaluate_checkpoint(ck_dir / "se_resnet20.pt", spec, "val", page_cache, loaded=Checkpoint.from_meta(model, meta),
                             cache_dir=tmp / "predictions", data=val)
         print(f"  backend later view (prediction cache on disk):            {time.perf_counter() - t:6.2f} s")
         t = time.perf_counter()
         again = load_split(spec, "val", data_dir, val_size, split_seed)
-        evaluate_checkpoint(ck_dir / "se_resnet20.pt", spec, "val", page_cache, model_and_meta=(model, meta),
+        evaluate_checkpoint(ck_dir / "se_resnet20.pt", spec, "val", page_cache, loaded=Checkpoint.from_meta(model, meta),
                             cache_dir=tmp / "predictions", data=again)
         print(f"  ... after a server restart (also reading the split again): {time.perf_counter() - t:6.2f} s")
         at = app(env)

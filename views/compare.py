@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from views import _shared as ui
+from senet.checkpoint import Checkpoint
 from senet import CheckpointError, DataError, evaluate_checkpoint
 from dashboard.catalog import default_entry
 from senet.analysis.compare import cpu_latency, model_row, paired_comparison
@@ -104,7 +105,7 @@ def _paired_test(se: dict, plain: dict, tta: bool) -> None:
     try:
         with st.spinner(f"Evaluating both on {len(data):,} validation images…"):
             a, b = (evaluate_checkpoint(r["path"], ui.data_spec(), "val", ui.settings().data_dir, tta=tta,
-                                        model_and_meta=ui.load_entry(r["path"]), data=data) for r in (se, plain))
+                                        loaded=Checkpoint.from_meta(*ui.load_entry(r["path"])), data=data) for r in (se, plain))
     except DataError as exc:
         st.error(f"Cannot evaluate: {exc}")
         return

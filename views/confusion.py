@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from views import _shared as ui
+from senet.checkpoint import Checkpoint
 from senet import DataError, evaluate_checkpoint
 from dashboard.confusion import cell_members, predictions_csv, summary
 from dashboard.figures import confusion_figure
@@ -46,7 +47,7 @@ if ev is None:
     bar = st.progress(0.0, text=f"Evaluating on {len(data):,} {split} images…")
     try:
         ev = evaluate_checkpoint(path, ui.data_spec(), split, ui.settings().data_dir, tta=bool(tta),
-                                 model_and_meta=(model, meta), data=data,
+                                 loaded=Checkpoint.from_meta(model, meta), data=data,
                                  progress=lambda done, n: bar.progress(done / max(n, 1),
                                                                        text=f"Evaluating: {done:,} / {n:,} images"))
     except DataError as exc:

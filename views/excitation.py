@@ -8,6 +8,7 @@ import streamlit as st
 
 from views import _shared as ui
 from views._channel import one_channel_section
+from senet.checkpoint import Checkpoint
 from senet import ImageError, open_image, preprocess
 from senet.models import se_blocks
 from senet.analysis.ablation import gate_ablation
@@ -160,7 +161,7 @@ def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
     data = ui.load_data(split, meta, spec)
     if list(data.classes) != list(meta["classes"]):
         raise ValueError(f"the data's classes {data.classes} differ from the checkpoint's {meta['classes']}")
-    return class_profiles(model, data, meta["mean"], meta["std"], per_class=per_class)
+    return class_profiles(Checkpoint.from_meta(model, meta), data, per_class=per_class)
 
 
 profile_data = profile_error = None
@@ -277,7 +278,7 @@ def _split_ablation(path: str, mtime: float, spec: str, split: str, per_class: i
     if key not in results:
         model, meta = ui.load_entry(path)
         data = ui.load_data(split, meta, spec)
-        results[key] = gate_ablation(model, data, meta["mean"], meta["std"], per_class=per_class, progress=progress)
+        results[key] = gate_ablation(Checkpoint.from_meta(model, meta), data, per_class=per_class, progress=progress)
     return results[key]
 
 
