@@ -130,3 +130,27 @@ def test_list_runs_summarises_run_directories(tmp_path: Path) -> None:
     rows = list_runs(tmp_path)
     assert [r["run"] for r in rows] == ["b", "a"], "newest first, non-runs skipped"
     assert rows[0]["model"] == "se_resnet20" and rows[0]["state"] == "finished"
+
+
+def test_configs_recorded_before_the_redesign_still_rebuild_and_resume(tmp_path: Path) -> None:
+    """The shipped checkpoints carry the config dicts of the trainer before the settings were redeclared: they
+    rebuild into the same configuration, and a run directory holding one is listed and can be resumed from."""
+    from dataclasses import asdict
+
+    from conftest import ROOT
+    from dashboard.launcher import can_resume, list_run_rows
+    from senet import load_checkpoint
+    from senet.training.settings import config_from_record
+
+    for name in ("se_airnet.pt", "resnet20.pt"):
+        recorded = load_checkpoint(ROOT / "checkpoints" / name)[1]["config"]
+        config = asdict(config_from_record(recorded))
+        assert {k: config[k] for k in recorded if k in config} == recorded, name
+    run = tmp_path / "runs" / "old-run"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(recorded))
+    (run / "status.json").write_text(json.dumps({"state": "stopped", "epoch": 3, "started_at": 1.0, "updated_at": 2.0}))
+    (run / "last.pt").write_bytes(b"placeholder")
+    rows = list_run_rows(tmp_path / "runs")
+    assert [(r["run"], r["model"], r["state"], r["epochs"]) for r in rows] == [("old-run", "resnet20", "stopped", 30)]
+    assert can_resume(run)

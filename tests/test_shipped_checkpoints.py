@@ -34,12 +34,12 @@ def test_the_se_checkpoints_their_plain_twins_and_an_se_resnet20_are_shipped() -
 def test_each_twin_shares_its_se_checkpoints_recipe_and_seed(se_name: str, plain_name: str) -> None:
     from dataclasses import asdict
 
-    from senet.training import TrainConfig
+    from senet.training import make_config
 
     se_meta, plain_meta = (senet.load_checkpoint(ROOT / "checkpoints" / f"{n}.pt")[1] for n in (se_name, plain_name))
     assert plain_meta["se_params"] == 0 and se_meta["se_params"] > 0
     se, plain = se_meta["config"], plain_meta["config"]
-    defaults = asdict(TrainConfig())  # an option added after one of them was trained counts at its default
+    defaults = asdict(make_config())  # an option added after one of them was trained counts at its default
     differing = {k for k in set(se) | set(plain) if k not in ("model", "dataset_name", "device")
                  and se.get(k, defaults.get(k)) != plain.get(k, defaults.get(k))}
     assert not differing, f"{plain_name}'s configuration differs from {se_name}'s in {sorted(differing)}"

@@ -338,3 +338,25 @@ def test_config_validation_checks_the_model_without_allocating_its_weights():
     assert grown_mib < 500, f"validating the config grew the process by {grown_mib:.0f} MiB"
     with pytest.raises(ConfigError, match="at most 64"):
         make_config("se_airnet", "fast", width=65)
+
+
+def test_recorded_accuracies_equal_senet_evaluate_of_the_checkpoint_to_the_image(tmp_path: Path) -> None:
+    """Training's validation and ``senet evaluate`` are one computation: on the CPU the recorded val_acc and
+    val_acc_tta (and the loss) are what evaluating the saved checkpoint gives, image for image."""
+    from senet import evaluate_checkpoint
+
+    data = make_texture_dataset(tmp_path / "tex", per_class=30)
+    config = tiny_config(data, tmp_path, model="se_resnet20", epochs=3, val_size=40, lr=0.1)
+    run(config, tmp_path / "run")
+    _, meta = load_checkpoint(tmp_path / "run" / "best.pt")
+    epoch = meta["history"][-1]  # best.pt is saved at its best epoch, with the history up to it
+    spec = f"folder:{data}"
+    plain = evaluate_checkpoint(tmp_path / "run" / "best.pt", spec, "val", tmp_path / "cache", cache_dir=tmp_path / "p")
+    tta = evaluate_checkpoint(tmp_path / "run" / "best.pt", spec, "val", tmp_path / "cache", tta=True,
+                              cache_dir=tmp_path / "p")
+    assert plain.n == tta.n == 40
+    assert int(round(meta["val_acc"] * 40)) == int((plain.preds == plain.labels).sum()), "same images right"
+    assert meta["val_acc"] == plain.accuracy and meta["val_acc_tta"] == tta.accuracy
+    assert epoch["val_acc"] == meta["val_acc"] and epoch["val_acc_tta"] == meta["val_acc_tta"]
+    nll = float(-np.log(plain.probs[np.arange(40), plain.labels]).mean())  # and the loss is the same computation
+    assert math.isclose(nll, epoch["val_loss"], rel_tol=1e-5), (nll, epoch["val_loss"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zlib
 from pathlib import Path
 
@@ -12,16 +13,15 @@ from dashboard.curves import MetricsTail, curves_from_records, format_duration, 
 from dashboard.figures import epoch_figure, lr_figure, step_loss_figure
 from dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
     start_run, stop_run
-from senet.models import list_models
+from senet.models import architectures, model_spec
 from senet.training.runs import ACTIVE_STATES, read_json
-from senet.training import RECIPES, ConfigError, TrainConfig, make_config
+from senet.training import RECIPES, ConfigError, TrainConfig, form_fields, make_config
+from senet.training.settings import FormField, fields_by_name
 
 S = ui.settings()
 STATE_COLOR = {"running": "green", "starting": "orange", "finished": "blue", "stopped": "gray", "failed": "red"}
-FAMILIES = {"airnet": "AirNet (airbench94 network, fast on CIFAR-10)", "resnet20": "ResNet-20",
-            "resnet32": "ResNet-32", "resnet56": "ResNet-56", "resnet110": "ResNet-110",
-            "seed_senet": "Seed network (blog post; per-pixel SE, very slow on CPU)"}
-FAMILIES = {k: v for k, v in FAMILIES.items() if k in list_models() or f"se_{k}" in list_models()}
+ARCHITECTURES = architectures()  # e.g. "resnet20": [resnet20, se_resnet20]; "seed_senet": [seed_senet]
+REDUCTION = fields_by_name()["reduction"].metadata["setting"]
 STEP_WINDOWS = [0, 200, 1000, 5000]  # 0: all steps
 
 st.title("Train")
@@ -107,15 +107,15 @@ def _source_config(key: str | None) -> dict:
 def _start_from() -> None:
     """Set model, SE, r and recipe from the chosen checkpoint's config; the form below takes the rest."""
     config = _source_config(st.session_state.get("new_from"))
-    if not config.get("model") or config["model"] not in list_models():
+    try:
+        spec = model_spec(config.get("model"))
+    except ValueError:
         return
-    family = config["model"][3:] if config["model"].startswith("se_") else config["model"]
-    if family in FAMILIES:
-        st.session_state["new_family"] = family
-        st.session_state["new_se"] = config["model"].startswith("se_") or family == "seed_senet"
-        st.session_state["new_r"] = int(config.get("reduction", 16))
-        if config.get("recipe") in RECIPES:
-            st.session_state["new_recipe"] = config["recipe"]
+    st.session_state["new_family"] = spec.architecture
+    st.session_state["new_se"] = spec.has_se
+    st.session_state["new_r"] = int(config.get("reduction", 16))
+    if config.get("recipe") in RECIPES:
+        st.session_state["new_recipe"] = config["recipe"]
 
 
 def _pick_from_table() -> None:
@@ -123,6 +123,26 @@ def _pick_from_table() -> None:
     rows = st.session_state.get("runs_table_paths", [])
     if sel and sel[0] < len(rows):
         _open_run(rows[sel[0]])
+
+
+def _widget(column, field: FormField, default, key: str, disabled: bool):
+    """One form widget drawn from a setting's declaration (type, bounds, help)."""
+    common = dict(key=key, help=field.help[:1].upper() + field.help[1:] + ".", disabled=disabled)
+    if field.kind is bool:
+        return column.toggle(field.label, value=bool(default), **common)
+    if field.kind is str:
+        if field.choices:
+            return column.selectbox(field.label, field.choices, index=field.choices.index(default), **common)
+        return column.text_input(field.label, value=default, **common)
+    if field.kind is int:
+        return int(column.number_input(field.label, None if field.low is None else int(field.low),
+                                       None if field.high is None else int(field.high), int(default), step=1,
+                                       **common))
+    value = column.number_input(field.label, None if field.low is None else float(field.low),
+                                None if field.high is None else float(field.high),
+                                None if default is None else float(default), format="%.4g",
+                                placeholder="default" if field.optional else None, **common)
+    return None if value is None else float(value)
 
 
 # --------------------------------------------------------------------------- messages
@@ -143,17 +163,17 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
                  help="Copy every setting of a checkpoint's or run's recorded recipe (e.g. to train the twin of a "
                       "shipped model, or the same recipe longer); then change what you like below.")
     c1, c2, c3, c4 = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
-    family = c1.selectbox("Model", list(FAMILIES), format_func=FAMILIES.get, key="new_family")
-    se_fixed = family == "seed_senet"
+    family = c1.selectbox("Model", list(ARCHITECTURES), key="new_family",
+                          format_func=lambda a: ARCHITECTURES[a][0].description)
+    variants = {m.has_se: m.name for m in ARCHITECTURES[family]}
+    se_fixed = len(variants) == 1
     use_se = c2.toggle("SE blocks", value=True, key="new_se", disabled=se_fixed,
                        help="Off trains the plain twin (the same network without SE).")
-    reduction = c3.number_input("r", min_value=1, max_value=64, value=16, step=1, key="new_r",
-                                disabled=not (use_se or se_fixed), help="SE reduction ratio")
+    model_name = variants.get(use_se, next(iter(variants.values())))
+    reduction = c3.number_input("r", min_value=int(REDUCTION.low), max_value=int(REDUCTION.high), value=16, step=1,
+                                key="new_r", disabled=not model_spec(model_name).has_se, help=REDUCTION.help)
     recipe = c4.segmented_control("Recipe", list(RECIPES), key="new_recipe", default="fast", required=True,
                                   help="fast: the project's time-to-accuracy recipe; seed: the blog post's.")
-    model_name = family if se_fixed or not use_se else f"se_{family}"
-    if family != "seed_senet" and not use_se:
-        model_name = family
     source = st.session_state.get("new_from") or ""
     source_config = _source_config(source)
     inherited = {k: v for k, v in source_config.items()
@@ -163,48 +183,24 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
     except ConfigError:  # a recorded config this model cannot take (e.g. another family's width)
         inherited, defaults = {}, make_config(model_name, recipe or "fast")
     tag = f"{model_name}_{recipe}" + (f"_{zlib.crc32(source.encode())}" if source else "")  # new source: new fields
+    spec = model_spec(model_name)
     with st.form("new_run_form", border=False):
-        f1, f2, f3, f4 = st.columns(4)
-        epochs = f1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"new_epochs_{tag}")
-        lr = f2.number_input("Learning rate", 1e-5, 100.0, float(defaults.lr), format="%.4g", key=f"new_lr_{tag}")
-        batch = f3.number_input("Batch size", 1, 8192, defaults.batch_size, key=f"new_batch_{tag}")
-        seed = f4.number_input("Seed", 0, 2**31 - 1, defaults.seed, key=f"new_seed_{tag}")
-        g1, g2, g3 = st.columns([2, 1, 1])
-        data = g1.text_input("Data source", value=ui.data_spec(), key=f"new_data_{ui.data_spec()}",
-                             help="cifar10 or folder:PATH")
-        val_size = g2.number_input("Validation images", 0.0, 100000.0, float(defaults.val_size), format="%g",
-                                   key=f"new_val_{tag}",
-                                   help="A fraction (0.1) or a count (5000) of the training images.")
-        log_every = g3.number_input("Log every (steps)", 1, 1000, defaults.log_every, key=f"new_log_every_{tag}")
-        a1, a2, a3, a4, a5, a6 = st.columns(6)
-        width = a1.number_input("Width ×", 1, 16, defaults.width, key=f"new_width_{tag}", disabled=se_fixed,
-                                help="Channel multiplier of the network (2 doubles every layer's channels).")
-        crop_pad = a2.number_input("Crop padding", 0, 16, defaults.crop_pad, key=f"new_crop_{tag}",
-                                   help="Random-translate augmentation: pad by this many pixels, crop back.")
-        cutout = a3.number_input("Cutout", 0, 16, defaults.cutout, key=f"new_cutout_{tag}",
-                                 help="Side of a square set to the mean in each training image (0: off).")
-        weight_decay = a4.number_input("Weight decay", 0.0, 1.0, float(defaults.weight_decay), format="%.4g",
-                                       key=f"new_wd_{tag}")
-        se_weight_decay = a5.number_input(
-            "SE weight decay", 0.0, 1.0, defaults.se_weight_decay, format="%.4g", key=f"new_sewd_{tag}",
-            disabled=not (use_se or se_fixed), placeholder="= weight decay",
-            help="Weight decay of the SE blocks' FC weights; empty: the same as Weight decay. Strong decay can "
-                 "shrink a block's gate to a constant (the dashboard flags that); 0 keeps the gates alive.")
-        smoothing = a6.number_input("Label smoothing", 0.0, 0.99, float(defaults.label_smoothing), format="%.3g",
-                                    key=f"new_ls_{tag}")
+        values = {}
+        for _, row in itertools.groupby(form_fields(), key=lambda f: f.row):
+            row = list(row)
+            for column, field in zip(st.columns(len(row)), row):
+                off = (field.model_option and field.name not in spec.options) or (field.se_only and not spec.has_se)
+                value = _widget(column, field, ui.data_spec() if field.name == "data" else getattr(defaults, field.name),
+                                f"new_{field.name}_{ui.data_spec() if field.name == 'data' else tag}", off)
+                if not off:
+                    values[field.name] = value
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
     if submitted:
-        config = dict(inherited, model=model_name, recipe=recipe or "fast", data=data.strip(),
-                      data_dir=str(S.data_dir), epochs=int(epochs), lr=float(lr), batch_size=int(batch),
-                      seed=int(seed), val_size=int(val_size) if val_size >= 1 else float(val_size),
-                      log_every=int(log_every), crop_pad=int(crop_pad), cutout=int(cutout),
-                      weight_decay=float(weight_decay), label_smoothing=float(smoothing),
-                      se_weight_decay=None if se_weight_decay is None else float(se_weight_decay))
-        if not se_fixed:
-            config["width"] = int(width)
+        config = dict(inherited, **values, model=model_name, recipe=recipe or "fast", data_dir=str(S.data_dir))
+        config["data"] = config["data"].strip()
         if inherited.get("dataset_name") and source_config.get("data") != config["data"]:
             config.pop("dataset_name")  # the recorded name described another data source
-        if use_se or se_fixed:
+        if spec.has_se:
             config["reduction"] = int(reduction)
         reason = ui.data_available(config["data"])
         try:

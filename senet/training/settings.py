@@ -145,13 +145,13 @@ class TrainConfig:
                          help="width multiplier (2 doubles every layer's channels)")
     squeeze: bool = setting(False, kind=bool, model_option=True,
                             help="seed_senet only: apply the squeeze the seed's SE block throws away")
-    seed: int = setting(0, kind=int, low=0, high=2**63 - 1, label="Seed", row=1,
+    seed: int = setting(0, kind=int, low=0, high=2**32 - 1, label="Seed", row=1,
                         help="random seed of the initialisation and the data order")
     val_size: float = setting(0.1, kind=float, parse=parse_val_size, check=val_size_value,
                               label="Validation images", row=2,
                               help="validation holdout: a fraction (0.1) or a count (5000) of the training images")
-    split_seed: int = setting(0, kind=int, low=0, high=2**63 - 1, help="seed of the validation split")
-    train_limit: int = setting(0, kind=int, low=0, high=2**62, label="Train limit", row=2,
+    split_seed: int = setting(0, kind=int, low=0, high=2**32 - 1, help="seed of the validation split")
+    train_limit: int = setting(0, kind=int, low=0, high=10**9, label="Train limit", row=2,
                                help="train on a stratified subset of N training images (0: all; short runs)")
     log_every: int = setting(10, kind=int, low=1, high=1_000_000, label="Log every (steps)", row=2,
                              help="steps between step records in metrics.jsonl")

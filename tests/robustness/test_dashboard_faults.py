@@ -225,9 +225,9 @@ def test_two_dashboard_sessions_starting_runs_get_separate_directories(site: dic
         tag = "resnet20_fast"
         at.number_input(key=f"new_epochs_{tag}").set_value(1)
         at.number_input(key=f"new_lr_{tag}").set_value(0.05)
-        at.number_input(key=f"new_batch_{tag}").set_value(8)
+        at.number_input(key=f"new_batch_size_{tag}").set_value(8)
         at.number_input(key=f"new_seed_{tag}").set_value(seed)
-        at.number_input(key=f"new_val_{tag}").set_value(6.0)
+        at.number_input(key=f"new_val_size_{tag}").set_value(6.0)
         at.number_input(key=f"new_log_every_{tag}").set_value(1)
         next(b for b in at.button if b.label == "Start training").click().run()
         assert not at.exception and not at.error, f"session {seed}: {at.exception} {[e.value for e in at.error]}"
