@@ -195,7 +195,6 @@ def test_evaluate_json_stdout_is_pure_json_from_a_real_process(tmp_path: Path, f
 
 def test_ablate_reports_every_block_and_all_blocks_as_json_and_as_a_table(tmp_path: Path, folder_checkpoint: Path,
                                                                           capsys) -> None:
-    from senet import load_checkpoint
     from senet.analysis.ablation import gate_ablation
     from senet.checkpoint import open_checkpoint
     from senet.data import load_split
@@ -377,3 +376,22 @@ def test_a_changed_batch_size_with_the_recipe_lr_is_noted(workdir: Path, capsys,
     notes = [line for line in err.splitlines() if line.startswith("note:")]
     assert notes == ([note] if note else []), err
     assert seen["config"].lr == (0.1 if "--lr" in extra else 0.4), "the note changes nothing"
+
+
+def test_the_installed_senet_command_runs_from_any_directory(tmp_path: Path) -> None:
+    """``pip install -e .`` (the README's set-up) puts a ``senet`` command in the venv that needs no PYTHONPATH."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("senet")
+    if not script.is_file():
+        pytest.skip(f"no {script}: the checkout is not installed in this environment (pip install -e .)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(script), "info", "--list"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == senet.list_models()
+    bad = subprocess.run([str(script), "train", "--epochs", "0"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("senet train: error: epochs must be a positive integer")
+    assert not any(tmp_path.iterdir()), "nothing written"

@@ -21,6 +21,8 @@ from senet.training.settings import FormField, fields_by_name
 S = ui.settings()
 STATE_COLOR = {"running": "green", "starting": "orange", "finished": "blue", "stopped": "gray", "failed": "red"}
 ARCHITECTURES = architectures()  # e.g. "resnet20": [resnet20, se_resnet20]; "seed_senet": [seed_senet]
+_default = model_spec(TrainConfig.__dataclass_fields__["model"].default).architecture  # offered first
+ARCHITECTURES = {_default: ARCHITECTURES[_default], **ARCHITECTURES}
 REDUCTION = fields_by_name()["reduction"].metadata["setting"]
 STEP_WINDOWS = [0, 200, 1000, 5000]  # 0: all steps
 
@@ -162,7 +164,7 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
     st.selectbox("Start from", list(sources), format_func=sources.get, key="new_from", on_change=_start_from,
                  help="Copy every setting of a checkpoint's or run's recorded recipe (e.g. to train the twin of a "
                       "shipped model, or the same recipe longer); then change what you like below.")
-    c1, c2, c3, c4 = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([3, 1.3, 0.8, 1.6], vertical_alignment="bottom")
     family = c1.selectbox("Model", list(ARCHITECTURES), key="new_family",
                           format_func=lambda a: ARCHITECTURES[a][0].description)
     variants = {m.has_se: m.name for m in ARCHITECTURES[family]}

@@ -50,16 +50,16 @@ def _entries() -> list[ModelSpec]:
     entries = []
     for depth, params in ((20, "0.27M"), (32, "0.46M"), (56, "0.85M"), (110, "1.7M")):
         arch = f"resnet{depth}"
-        text = f"ResNet-{depth} (He et al.'s CIFAR ResNet, {params} parameters)"
+        text = f"ResNet-{depth} (He et al.'s CIFAR ResNet, {params})"
         entries += [ModelSpec(arch, "resnet", arch, False, text, ("width",), _resnet(depth, False)),
                     ModelSpec(f"se_{arch}", "resnet", arch, True, f"SE-{text}", ("width", "reduction"),
                               _resnet(depth, True))]
-    text = "AirNet (the airbench94 network, fast on CIFAR-10)"
+    text = "AirNet (airbench94's network, fast)"
     entries += [ModelSpec("airnet", "airnet", "airnet", False, text, ("width",), _airnet(False)),
                 ModelSpec("se_airnet", "airnet", "airnet", True, f"SE-{text}", ("width", "reduction"),
                           _airnet(True)),
                 ModelSpec("seed_senet", "seed_senet", "seed_senet", True,
-                          "Seed network (the blog post's; per-pixel SE, very slow on CPU)", ("reduction", "squeeze"),
+                          "Seed network (per-pixel SE; slow on a CPU)", ("reduction", "squeeze"),
                           SeedNetwork)]
     return entries
 
