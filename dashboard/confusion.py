@@ -2,7 +2,8 @@
 
 The matrix follows scikit-learn: rows are true classes, columns predicted
 classes. :func:`cell_members` lists the images of one cell, most confident
-first; :func:`predictions_csv` writes one row per image.
+first; :func:`predictions_csv` writes one row per image, naming its source (its file for ``folder:`` data,
+its position in the source's train or test set for every source).
 """
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import io
 import numpy as np
 
 from senet.analysis import Evaluation
+from senet.data import DataError, TensorDataset, parse_spec
 
-__all__ = ["row_normalised", "cell_members", "predictions_table", "predictions_csv", "summary"]
+__all__ = ["row_normalised", "cell_members", "predictions_table", "predictions_csv", "summary", "per_class_rows",
+           "CSV_COLUMNS"]
+
+# What the CSV's first columns mean (the page shows this next to the download button).
+CSV_COLUMNS = ("index: the image's position in this split (the # on this page); source_part and source_index: "
+               "the part of the data source (train or test) it comes from and its position there; file: its "
+               "image file (folder: data)")
 
 
 def row_normalised(confusion: np.ndarray) -> np.ndarray:
@@ -34,8 +42,26 @@ def cell_members(ev: Evaluation, true_class: int, predicted_class: int) -> tuple
     return ev.indices[positions[order]], conf[order]
 
 
-def predictions_table(ev: Evaluation):
-    """A pandas DataFrame with one row per image: index, true, predicted, confidence, correct, p_<class>."""
+def _source_columns(positions: np.ndarray, data: TensorDataset) -> dict:
+    """``source_part``, ``source_index`` and (folder data) ``file`` of the images at these split positions."""
+    if len(data) != len(positions) or (len(positions) and positions.max() >= len(data)):
+        raise ValueError(f"the evaluation has {len(positions)} images but the split has {len(data)}")
+    part = "test" if data.split == "test" else "train"
+    indices = data.indices.numpy()[positions] if data.indices is not None else positions
+    columns = {"source_part": [part] * len(positions), "source_index": indices.astype(int)}
+    if data.names is not None:
+        try:
+            kind, folder = parse_spec(data.source)
+        except DataError:
+            kind, folder = "", None
+        root = folder if kind == "folder" else None
+        columns["file"] = [str(root / data.names[i]) if root else data.names[i] for i in positions.tolist()]
+    return columns
+
+
+def predictions_table(ev: Evaluation, data: TensorDataset | None = None):
+    """A pandas DataFrame with one row per image: index (position in the split), true, predicted, confidence,
+    correct, then with ``data`` (the split evaluated) source_part, source_index and file, then p_<class>."""
     import pandas as pd
 
     preds = ev.preds
@@ -46,15 +72,18 @@ def predictions_table(ev: Evaluation):
         "confidence": ev.probs.max(axis=1).round(6),
         "correct": preds == ev.labels,
     })
+    if data is not None:
+        for name, values in _source_columns(ev.indices.astype(int), data).items():
+            table[name] = values
     for i, c in enumerate(ev.classes):
         table[f"p_{c}"] = ev.probs[:, i].round(6)
     return table
 
 
-def predictions_csv(ev: Evaluation) -> bytes:
+def predictions_csv(ev: Evaluation, data: TensorDataset | None = None) -> bytes:
     """:func:`predictions_table` as UTF-8 CSV bytes."""
     buf = io.StringIO()
-    predictions_table(ev).to_csv(buf, index=False)
+    predictions_table(ev, data).to_csv(buf, index=False)
     return buf.getvalue().encode()
 
 
@@ -66,3 +95,9 @@ def summary(ev: Evaluation) -> dict:
     off.sort(reverse=True)
     return {"accuracy": ev.accuracy, "n": ev.n, "macro": report["macro"], "per_class": report["per_class"],
             "top_confusions": [(ev.classes[t], ev.classes[p], n) for n, t, p in off[:5]]}
+
+
+def per_class_rows(per_class: list[dict]) -> list[dict]:
+    """The per-class report with precision, recall and F1 in percent (the page's one format for rates)."""
+    return [{"class": r["class"], "precision": 100 * r["precision"], "recall": 100 * r["recall"],
+             "f1": 100 * r["f1"], "support": r["support"]} for r in per_class]

@@ -134,16 +134,30 @@ def format_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def epochs_done(status: dict, curves: Curves) -> int:
+    """Completed epochs: the one epoch count the dashboard shows (from status.json, else the epoch records)."""
+    recorded = status.get("epoch")
+    return int(recorded) if isinstance(recorded, (int, float)) else len(curves.epoch)
+
+
+def last_smoothed(values: list[float], weight: float) -> float | None:
+    """The last point of the smoothed curve (what the chart's smoothed line ends at); None without values."""
+    finite = [v for v in smooth(values, weight) if not math.isnan(v)]
+    return finite[-1] if finite else None
+
+
 def progress(status: dict, curves: Curves, now: float | None = None) -> dict:
-    """Figures for a progress bar: ``fraction``, ``epoch``, ``epochs``, ``step``, ``total_steps``,
+    """Figures for a progress bar: ``fraction``, ``epoch`` (completed), ``epochs``, ``step``, ``total_steps``,
     ``images_per_s`` (latest), ``eta_s`` (remaining steps at the recent step rate) and ``text``."""
     now = time.time() if now is None else now
     total = status.get("total_steps") or 0
     step = status.get("step") or (curves.step[-1] if curves.step else 0)
     epochs = status.get("epochs")
-    spe = status.get("steps_per_epoch")
-    epoch = (min(step // spe + 1, epochs) if spe and epochs else status.get("epoch"))
-    ips = curves.images_per_s[-1] if curves.images_per_s else status.get("images_per_s")
+    done = epochs_done(status, curves)
+    active = status.get("state") in ("running", "starting")
+    # status.json has the current speed from the first step on; step records only every log_every steps
+    ips = (status.get("images_per_s") if active else None) or (curves.images_per_s[-1] if curves.images_per_s
+                                                               else status.get("images_per_s"))
     eta = None
     if total and step and status.get("state") in ("running", "starting"):
         elapsed = status.get("elapsed_s")
@@ -157,13 +171,13 @@ def progress(status: dict, curves: Curves, now: float | None = None) -> dict:
     if status.get("state") == "finished":
         fraction = 1.0
     parts = []
-    if epoch is not None and epochs:
-        parts.append(f"epoch {epoch}/{epochs}")
+    if epochs:
+        parts.append(f"{done}/{epochs} epochs done")
     if total:
         parts.append(f"step {step}/{total}")
     if ips:
         parts.append(f"{ips:,.0f} images/s")
     if eta is not None:
         parts.append(f"ETA {format_duration(eta)}")
-    return {"fraction": fraction, "epoch": epoch, "epochs": epochs, "step": step, "total_steps": total,
+    return {"fraction": fraction, "epoch": done, "epochs": epochs, "step": step, "total_steps": total,
             "images_per_s": ips, "eta_s": eta, "text": " · ".join(parts) or status.get("state", "")}

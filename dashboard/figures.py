@@ -84,7 +84,8 @@ def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300, last_ste
         return _placeholder(fig, "waiting for the first logged step")
     for s in c.resumes:
         if s >= c.step[i]:
-            fig.add_vline(x=s, line=dict(color="#999", dash="dot", width=1))
+            fig.add_vline(x=s, line=dict(color="#999", dash="dot", width=1), annotation_text=f"resumed at step {s:,}",
+                          annotation_position="top left", annotation_font=dict(size=10, color="#777"))
     if log_y:
         fig.update_yaxes(type="log")
     return fig

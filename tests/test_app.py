@@ -25,7 +25,10 @@ PAGES = ("views/home.py", "views/train.py", "views/excitation.py", "views/confus
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Checkpoints (SE, plain twin, a corrupt file), a tiny folder dataset, and the dashboard's env vars."""
+    from dataclasses import asdict
+
     from senet import create_model, save_checkpoint
+    from senet.training import make_config
 
     tmp = tmp_path_factory.mktemp("app")
     data = make_folder_dataset(tmp / "data", per_class=20, test_split=True)
@@ -34,11 +37,14 @@ def env(tmp_path_factory):
     torch.manual_seed(0)
     history = [{"epoch": 1, "train_loss": 1.2, "train_acc": 0.3, "val_loss": 1.1, "val_acc": 0.4, "lr": 0.1},
                {"epoch": 2, "train_loss": 0.9, "train_acc": 0.6, "val_loss": 0.8, "val_acc": 0.5, "lr": 0.05}]
+    twin_config = {k: v for k, v in asdict(make_config("se_resnet20", "fast", data=f"folder:{data}", epochs=2)).items()
+                   if k != "model"}  # the SE model and its plain twin trained alike: Compare pairs them
     save_checkpoint(ck / "se_resnet20.pt", create_model("se_resnet20", num_classes=3), model_name="se_resnet20",
                     model_options={"num_classes": 3, "reduction": 16}, classes=CLASSES, val_acc=0.5, history=history,
-                    recipe="fast", epochs=2)
+                    recipe="fast", epochs=2, config=dict(twin_config, model="se_resnet20"))
     save_checkpoint(ck / "resnet20.pt", create_model("resnet20", num_classes=3), model_name="resnet20",
-                    model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.45, history=history)
+                    model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.45, history=history,
+                    config=dict(twin_config, model="resnet20"))
     (ck / "broken.pt").write_bytes(b"this is not a checkpoint")
     values = {"SENET_CHECKPOINTS": str(ck), "SENET_RUNS": str(tmp / "runs"), "SENET_DATA": f"folder:{data}",
               "SENET_DATA_DIR": str(tmp / "cache")}
@@ -702,3 +708,71 @@ def test_compare_pairs_se_with_its_twin_on_the_same_validation_images(env):
     at.toggle(key="compare_paired_tta").set_value(True).run()
     no_exceptions(at)
     assert any("with flip TTA" in m.value for m in at.markdown), "the TTA variant should say so"
+
+
+def test_a_stopped_run_shows_its_last_figures_in_one_epoch_convention(env, tmp_path):
+    """A run stopped after one of two epochs, whose status.json has no best accuracy: the panel shows the best
+    accuracy from its epoch records (not None), "1/2 epochs done" in the progress bar, the
+    smoothed loss where the smoothed line ends, and one training time."""
+    from senet.training.runs import write_json_atomic
+
+    run = tmp_path / "stopped-run"
+    run.mkdir()
+    records = [{"type": "step", "step": s, "epoch": s / 4, "loss": 2.0 - s / 10, "lr": 0.1, "images_per_s": 100.0,
+                "time": 0.0} for s in range(1, 6)]
+    records.append({"type": "epoch", "step": 4, "epoch": 1, "train_loss": 1.5, "train_acc": 0.4, "val_loss": 1.4,
+                    "val_acc": 0.45, "lr": 0.1, "elapsed_s": 3.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_json_atomic(run / "config.json", {"model": "se_resnet20", "recipe": "fast", "epochs": 2})
+    write_json_atomic(run / "status.json", {"state": "stopped", "epoch": 1, "step": 5, "total_steps": 8,
+                                            "epochs": 2, "steps_per_epoch": 4, "elapsed_s": 75.0,
+                                            "started_at": 1.0, "updated_at": 500.0})
+    at = open_app("views/train.py")
+    at.text_input(key="open_run_path").set_value(str(run))
+    at.button(key="open_run_button").click().run()
+    no_exceptions(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Best val accuracy"] == "45.00%", metrics
+    assert metrics["Training time"] == "1m 15s", metrics
+    from dashboard.curves import smooth
+    assert metrics["Loss (smoothed)"] == f"{smooth([2.0 - s / 10 for s in range(1, 6)], 0.6)[-1]:.4f}"
+    assert any("1/2 epochs done" in p.proto.text for p in at.get("progress")), "progress text"
+
+
+def test_compare_refuses_to_pair_an_se_model_with_a_plain_one_trained_otherwise(env, tmp_path, monkeypatch):
+    """The walk got '+67.32 pts, McNemar p = 0' for a shipped SE model against a 3-epoch run on 600 images: a
+    pair that differs in more than SE is named as such, with the reason, and gets no difference or test."""
+    import shutil
+    from dataclasses import asdict
+
+    from senet import create_model, save_checkpoint
+    from senet.training import make_config
+
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    shutil.copy(env["checkpoints"] / "se_resnet20.pt", ck / "se_resnet20.pt")
+    short = asdict(make_config("resnet20", "fast", data=f"folder:{env['data']}", epochs=3, train_limit=600))
+    save_checkpoint(ck / "resnet20.pt", create_model("resnet20", num_classes=3), model_name="resnet20",
+                    model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.2, history=[], config=short)
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
+    at = open_app("views/compare.py")
+    at.toggle(key="compare_paired").set_value(True).run()
+    no_exceptions(at)
+    warnings = [w.value for w in at.warning if "Not compared" in w.value]
+    assert warnings and "epochs 2 vs 3" in warnings[0] and "train_limit 0 vs 600" in warnings[0], warnings
+    assert not any("only SE right" in m.value for m in at.markdown), "no paired test for a pair that is not twins"
+    assert not any(m.label.startswith("Val accuracy") for m in at.metric), "and no difference shown"
+
+
+def test_compare_times_twins_in_alternation_and_leaves_noise_uncoloured(env):
+    at = open_app("views/compare.py")
+    at.toggle(key="compare_latency").set_value(True).run()
+    no_exceptions(at)
+    caption = next(c for c in texts(at, "caption") if c.startswith("CPU latency: SE"))
+    assert "over 7 alternating rounds" in caption and "plain" in caption
+    from streamlit.proto.Metric_pb2 import Metric
+
+    accuracy = next(m for m in at.metric if m.label.startswith("Val accuracy, recorded in training"))
+    assert accuracy.proto.delta == "+5.00 pts", "a difference in percentage points"
+    assert (accuracy.proto.color, accuracy.proto.direction) == (Metric.GRAY, Metric.NONE), \
+        "no green or red arrow for a difference nobody has tested"

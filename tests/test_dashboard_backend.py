@@ -100,9 +100,30 @@ def test_progress_reports_epoch_step_speed_and_eta():
     status = {"state": "running", "step": 10, "total_steps": 40, "epochs": 2, "steps_per_epoch": 20,
               "elapsed_s": 5.0, "updated_at": 100.0}
     p = progress(status, curves_from_records(records), now=100.0)
-    assert p["fraction"] == 0.25 and p["epoch"] == 1 and p["eta_s"] == pytest.approx(15.0)
-    assert "epoch 1/2" in p["text"] and "step 10/40" in p["text"] and "200 images/s" in p["text"]
+    assert p["fraction"] == 0.25 and p["epoch"] == 0 and p["eta_s"] == pytest.approx(15.0)
+    assert "0/2 epochs done" in p["text"] and "step 10/40" in p["text"] and "200 images/s" in p["text"]
     assert progress(dict(status, state="finished"), curves_from_records(records))["eta_s"] is None
+
+
+def test_progress_counts_completed_epochs_and_has_the_speed_from_the_first_step():
+    """One epoch convention (completed epochs, as the runs table shows), and a speed before any step record:
+    the trainer writes images/s to status.json from its first step, step records come every log_every steps."""
+    status = {"state": "running", "step": 3, "total_steps": 40, "epochs": 2, "epoch": 1, "steps_per_epoch": 20,
+              "images_per_s": 150.0, "elapsed_s": 2.0, "updated_at": 100.0}
+    p = progress(status, curves_from_records([]), now=100.0)
+    assert "1/2 epochs done" in p["text"] and "150 images/s" in p["text"] and "ETA" in p["text"]
+    stale = [{"type": "step", "step": 1, "epoch": 0.05, "loss": 1.0, "lr": 0.1, "images_per_s": 90.0}]
+    assert progress(status, curves_from_records(stale), now=100.0)["images_per_s"] == 150.0
+    assert progress(dict(status, state="finished"), curves_from_records(stale))["images_per_s"] == 90.0
+
+
+def test_the_smoothed_loss_shown_is_where_the_smoothed_line_ends():
+    from dashboard.curves import last_smoothed
+
+    losses = [2.4, 2.2, 2.3, 2.1059]
+    assert last_smoothed(losses, 0.6) == pytest.approx(smooth(losses, 0.6)[-1])
+    assert last_smoothed(losses, 0.6) != pytest.approx(losses[-1]), "not the raw last step"
+    assert last_smoothed([], 0.6) is None
 
 
 # --------------------------------------------------------------------------- launcher
@@ -539,3 +560,39 @@ def test_paired_comparison_of_identical_predictions_is_no_evidence_and_bad_shape
         paired_comparison(labels, labels[:5], labels)
     with pytest.raises(ValueError, match="no images"):
         paired_comparison(labels[:0], labels[:0], labels[:0])
+
+
+def test_twins_are_the_same_architecture_trained_alike():
+    from dataclasses import asdict
+
+    from senet.training.twins import like_for_like
+
+    def card(model, **changes):
+        config = asdict(make_config(model, "fast", data="folder:/d", **changes))
+        return {"model": model, "config": config}
+
+    assert like_for_like(card("se_resnet20"), card("resnet20")) is None
+    assert like_for_like(card("se_resnet20", device="cpu"), card("resnet20")) is None, "execution only"
+    assert "epochs 30 vs 3" in like_for_like(card("se_resnet20"), card("resnet20", epochs=3))
+    assert "not one architecture" in like_for_like(card("se_resnet20"), card("airnet"))
+    assert "not one architecture" in like_for_like(card("se_resnet20"), card("se_resnet20"))
+    old = card("resnet20")
+    del old["config"]["cutout"]  # a checkpoint from before the option existed: it trained at the default
+    assert like_for_like(card("se_resnet20"), old) is None
+    assert "cutout 8 vs 0" in like_for_like(card("se_resnet20", cutout=8), old)
+    a, b = card("se_resnet20"), card("resnet20")
+    a["data_fingerprint"], b["data_fingerprint"] = {"train": "1", "val": "2"}, {"train": "1", "val": "3"}
+    assert "different images" in like_for_like(a, b)
+    assert "no training configuration" in like_for_like({"model": "se_resnet20"}, b)
+
+
+def test_interleaved_latency_alternates_and_says_when_it_is_noise():
+    from senet import create_model
+    from senet.analysis.compare import LatencyComparison, interleaved_latency
+
+    lat = interleaved_latency(create_model("se_resnet20"), create_model("resnet20"), rounds=3, repeats=2)
+    assert len(lat.rounds_a) == len(lat.rounds_b) == 3 and lat.median_a > 0 and lat.median_b > 0
+    clear = LatencyComparison((1.1, 1.2, 1.15), (1.0, 1.0, 1.0))
+    assert not clear.within_noise and clear.ratio == pytest.approx(1.15)
+    noisy = LatencyComparison((0.9, 1.2, 1.0), (1.0, 1.0, 1.0))
+    assert noisy.within_noise and noisy.ratio_range == (pytest.approx(0.9), pytest.approx(1.2))

@@ -8,12 +8,13 @@ from views import _shared as ui
 from senet.checkpoint import Checkpoint
 from senet import CheckpointError, DataError, evaluate_checkpoint
 from dashboard.catalog import default_entry
-from senet.analysis.compare import cpu_latency, model_row, paired_comparison
+from senet.analysis.compare import cpu_latency, interleaved_latency, model_row, paired_comparison
 from senet.analysis.evaluate import checkpoint_split_options
 from dashboard.curves import Curves, curves_from_history, curves_from_records
 from dashboard.figures import overlay_figure
 from senet.training.runs import read_metrics
 from senet.models import model_spec
+from senet.training.twins import like_for_like
 
 st.title("Compare")
 st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives.")
@@ -42,6 +43,12 @@ def _latency(path: str, mtime: float) -> float:
     return cpu_latency(model, tuple(meta.get("input_size", (3, 32, 32))))
 
 
+@st.cache_data(max_entries=16, show_spinner="Timing both models in alternation…")
+def _pair_latency(se_path: str, se_mtime: float, plain_path: str, plain_mtime: float):
+    (se_model, meta), (plain_model, _) = ui.load_entry(se_path), ui.load_entry(plain_path)
+    return interleaved_latency(se_model, plain_model, tuple(meta.get("input_size", (3, 32, 32))))
+
+
 series: dict[str, Curves] = {}
 rows = []
 for k in keys:
@@ -60,7 +67,8 @@ for k in keys:
             history.step, history.step_loss = curves.step, curves.step_loss
         curves = history
     series[name] = curves
-    row = {"name": name, **model_row(model, meta, ui.info_for(e.path)), "family": model_spec(meta["model"]).family,
+    row = {"name": name, **model_row(model, meta, ui.info_for(e.path)),
+           "architecture": model_spec(meta["model"]).architecture,
            "path": str(e.path), "mtime": e.mtime, "meta": meta}
     rows.append(row)
 
@@ -86,7 +94,9 @@ for tab, metric in zip(tabs, ("val_acc", "val_loss", "train_loss", "step_loss"))
 
 st.subheader("SE against plain")
 measure = st.toggle("Measure CPU latency per image (batch 1)", key="compare_latency",
-                    help="Median of 30 forward passes on this machine's CPU; busy cores make it slower.")
+                    help="In the table: the median of 30 forward passes of each model on this machine's CPU. For a "
+                         "pair: 7 rounds that time SE and plain in alternation (10 passes each), so that a change of "
+                         "load hits both; the ratio's range over the rounds is the noise.")
 paired = st.toggle("Paired test on the validation split", key="compare_paired",
                    help="Evaluate each SE checkpoint and its plain twin on the same validation images (cached on "
                         "disk), count the images only one of them gets right, and test whether that split is more "
@@ -117,7 +127,8 @@ def _paired_test(se: dict, plain: dict, tta: bool) -> None:
         f"On the same {t.n:,} validation images{' with flip TTA' if tta else ''}: both right {t.both_right:,}, "
         f"**only SE right {t.only_a:,}**, **only plain right {t.only_b:,}**, both wrong {t.both_wrong:,}. "
         f"SE − plain = {t.difference * 100:+.2f} pts (95% CI {low * 100:+.2f} to {high * 100:+.2f}); "
-        f"McNemar p = {t.p_value:.3g}: {verdict}.")
+        f"McNemar p = {t.p_value:.3g}: {verdict}. Recomputed now on this machine (recorded figures above can "
+        f"differ by a few images: other hardware, float16 export).")
 
 
 table = []
@@ -136,24 +147,42 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
     "MACs / image": st.column_config.NumberColumn(format="compact"),
 })
 
-pairs = []
-for se in (r for r in rows if r["SE"]):
-    for plain in (r for r in rows if not r["SE"] and r["family"] == se["family"]):
-        pairs.append((se, plain))
+pairs = [(se, plain) for se in rows if se["SE"] for plain in rows
+         if not plain["SE"] and plain["architecture"] == se["architecture"]]
 for se, plain in pairs[:3]:
     with st.container(border=True):
         st.markdown(f"**{se['name']}** (SE) vs **{plain['name']}** (plain)")
+        reason = like_for_like(se["meta"], plain["meta"])
+        if reason:
+            st.warning(f"Not compared: these two are not twins trained alike ({reason}). A difference between "
+                       "them would mix SE with everything else that differs.", icon=":material/block:")
+            continue
         c = st.columns(4)
         if se["val_acc"] is not None and plain["val_acc"] is not None:
-            c[0].metric("Accuracy", ui.pct(se["val_acc"]), delta=f"{(se['val_acc'] - plain['val_acc']) * 100:+.2f} pts")
+            diff = (se["val_acc"] - plain["val_acc"]) * 100
+            c[0].metric("Val accuracy, recorded in training", ui.pct(se["val_acc"]),
+                        delta=f"{diff:+.2f} pts" if diff else "±0.00 pts", delta_color="off", delta_arrow="off",
+                        help="SE's accuracy on its validation split as the trainer recorded it, and SE − plain in "
+                             "percentage points; not coloured: whether it is more than chance needs the paired "
+                             "test below.")
         c[1].metric("Parameters", f"{se['params']:,}", delta=f"{se['params'] / plain['params'] - 1:+.2%}",
-                    delta_color="inverse")
+                    delta_color="inverse", help="SE's count, and its change relative to plain (exact).")
         c[2].metric("MACs / image", ui.human(se["macs"]), delta=f"{se['macs'] / plain['macs'] - 1:+.2%}",
-                    delta_color="inverse")
+                    delta_color="inverse", help="Multiply-adds per image, and the relative change (exact).")
         if measure:
-            a, b = _latency(se["path"], se["mtime"]), _latency(plain["path"], plain["mtime"])
-            c[3].metric("CPU latency", f"{a:.2f} ms", delta=f"{a / b - 1:+.1%}", delta_color="inverse")
+            lat = _pair_latency(se["path"], se["mtime"], plain["path"], plain["mtime"])
+            low, high = lat.ratio_range
+            c[3].metric("CPU latency (batch 1)", f"{lat.median_a:.2f} ms", delta=f"{lat.ratio - 1:+.1%}",
+                        delta_color="off" if lat.within_noise else "inverse",
+                        delta_arrow="off" if lat.within_noise else "auto",
+                        help=f"SE {lat.median_a:.2f} ms vs plain {lat.median_b:.2f} ms (medians of 7 alternating "
+                             f"rounds); SE/plain per round from {low - 1:+.1%} to {high - 1:+.1%}"
+                             + (": the rounds disagree on which is faster, so it is within noise." if lat.within_noise
+                                else "."))
+            st.caption(f"CPU latency: SE {lat.median_a:.2f} ms, plain {lat.median_b:.2f} ms per image; SE/plain "
+                       f"{lat.ratio - 1:+.1%}, from {low - 1:+.1%} to {high - 1:+.1%} over 7 alternating rounds"
+                       + (" (within noise)." if lat.within_noise else "."))
         if paired:
             _paired_test(se, plain, paired_tta)
 if not pairs:
-    st.caption("Add an SE checkpoint and its plain twin (same family) to see the difference side by side.")
+    st.caption("Add an SE checkpoint and its plain twin (the same architecture) to see the difference side by side.")

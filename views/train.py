@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from views import _shared as ui
-from dashboard.curves import MetricsTail, curves_from_records, format_duration, progress
+from dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
 from dashboard.figures import epoch_figure, lr_figure, step_loss_figure
 from dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
     start_run, stop_run
@@ -280,15 +280,22 @@ def live_panel(run_dir: str) -> None:
         st.error(f"The run failed: {status.get('error') or 'no reason recorded'}", icon=":material/error:")
     st.progress(prog["fraction"], text=prog["text"] or state)
 
-    best = status.get("best_val_acc")
-    last_val = curves.val_acc[-1] if curves.val_acc else None
+    finite_val = [v for v in curves.val_acc if v is not None and v == v]
+    best = status.get("best_val_acc") if status.get("best_val_acc") is not None else max(finite_val, default=None)
+    last_val = finite_val[-1] if finite_val else None
+    change = 100 * (finite_val[-1] - finite_val[-2]) if len(finite_val) > 1 else None
     m = st.columns(5)
-    m[0].metric("Best val accuracy", ui.pct(best))
-    m[1].metric("Last val accuracy", ui.pct(last_val),
-                delta=f"{curves.val_acc[-1] - curves.val_acc[-2]:+.2%}" if len(curves.val_acc) > 1 else None)
-    m[2].metric("Loss (smoothed)", f"{curves.step_loss[-1]:.4f}" if curves.step_loss else "–")
-    m[3].metric("Images/s", f"{prog['images_per_s']:,.0f}" if prog["images_per_s"] else "–")
-    m[4].metric("Elapsed", format_duration(status.get("elapsed_s")))
+    m[0].metric("Best val accuracy", ui.pct(best), help="Validation split, recorded in training, best epoch so far.")
+    m[1].metric("Last val accuracy", ui.pct(last_val), help="Validation split, the last completed epoch; the change "
+                "is in percentage points against the epoch before.",
+                delta=f"{change:+.2f} pts" if change else None, delta_color="normal" if change else "off")
+    smoothed = last_smoothed(curves.step_loss, smoothing)
+    m[2].metric("Loss (smoothed)", f"{smoothed:.4f}" if smoothed is not None else "–",
+                help=f"Where the smoothed training-loss line ends (smoothing {smoothing:g}).")
+    m[3].metric("Images/s", f"{prog['images_per_s']:,.0f}" if prog["images_per_s"] else "–",
+                help="Training images per second, over the latest steps.")
+    m[4].metric("Training time", format_duration(status.get("elapsed_s")),
+                help="Time spent in the training loop (validation excluded), as the checkpoint records it.")
 
     g1, g2 = st.columns(2)
     log_loss = st.session_state.get("log_loss", False)
@@ -337,8 +344,8 @@ def past_runs() -> None:
         st.caption("None yet.")
         return
     table = [{"state": r["state"], "run": r["run"], "model": r["model"], "recipe": r["recipe"],
-              "epochs": f"{r['epoch'] or 0}/{r['epochs'] or '?'}", "best val acc": r["best_val_acc"],
-              "duration": format_duration(r["duration_s"]),
+              "epochs done": f"{r['epoch'] or 0}/{r['epochs'] or '?'}", "best val acc": r["best_val_acc"],
+              "training time": format_duration(r["elapsed_s"]),
               "started": dt.datetime.fromtimestamp(r["started_at"]) if r.get("started_at") else None,
               "error": r.get("error") or ""} for r in rows]
     st.session_state["runs_table_paths"] = [r["path"] for r in rows]

@@ -12,7 +12,8 @@ from torch import nn
 
 from ..models import model_info, se_blocks
 
-__all__ = ["PairedComparison", "cpu_latency", "model_row", "paired_comparison", "se_stage_terms"]
+__all__ = ["PairedComparison", "LatencyComparison", "cpu_latency", "interleaved_latency", "model_row",
+           "paired_comparison", "se_stage_terms"]
 
 
 @torch.no_grad()
@@ -38,6 +39,57 @@ def cpu_latency(model: nn.Module, input_size: tuple[int, int, int] | list[int] =
     finally:
         model.train(was_training)
     return statistics.median(times) * 1000 / batch
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    """CPU latencies of two models measured in alternation: per-round medians (ms per image) of each."""
+
+    rounds_a: tuple[float, ...]
+    rounds_b: tuple[float, ...]
+
+    @property
+    def median_a(self) -> float:
+        return statistics.median(self.rounds_a)
+
+    @property
+    def median_b(self) -> float:
+        return statistics.median(self.rounds_b)
+
+    @property
+    def ratios(self) -> list[float]:
+        """A's time over B's, round by round (each round measures both under the same load)."""
+        return [a / b for a, b in zip(self.rounds_a, self.rounds_b)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def ratio_range(self) -> tuple[float, float]:
+        """The smallest and largest round's ratio: the spread the machine's noise gave."""
+        return min(self.ratios), max(self.ratios)
+
+    @property
+    def within_noise(self) -> bool:
+        """Whether the rounds disagree on which model is faster (some ratios above 1, some below)."""
+        low, high = self.ratio_range
+        return low <= 1 <= high
+
+
+@torch.no_grad()
+def interleaved_latency(model_a: nn.Module, model_b: nn.Module,
+                        input_size: tuple[int, int, int] | list[int] = (3, 32, 32), rounds: int = 7,
+                        repeats: int = 10) -> LatencyComparison:
+    """Batch-1 CPU latency of two models, alternating A and B in ``rounds`` rounds of ``repeats`` passes each, so
+    that a change of load on the machine hits both alike."""
+    if rounds < 2:
+        raise ValueError(f"rounds must be at least 2 to show a spread, got {rounds}")
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(cpu_latency(model_a, input_size, repeats=repeats, warmup=2))
+        b.append(cpu_latency(model_b, input_size, repeats=repeats, warmup=2))
+    return LatencyComparison(tuple(a), tuple(b))
 
 
 def se_stage_terms(model: nn.Module) -> list[tuple[int, int, int]]:

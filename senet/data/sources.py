@@ -1,10 +1,11 @@
 """Data sources: dataset specs, decoding once into in-memory uint8 tensors, and the on-disk cache.
 
-A dataset spec is ``cifar10`` (torchvision's download, as the seed did) or
+A dataset spec is ``cifar10`` (torchvision's download, as the seed did),
 ``folder:PATH`` (ImageFolder layout ``PATH/train/<class>/*`` with an optional
-``PATH/test/<class>/*``). Each source is decoded once into a uint8 tensor
-(N, 3, 32, 32) cached on disk, keyed by the source path and its modification
-times. Augmentation (pad + random crop, horizontal flip) and normalisation run
+``PATH/test/<class>/*``) or ``sample`` (the bundled 500 held-out validation images
+of the shipped checkpoints, ``samples/``; only a ``val`` part). Each folder or
+CIFAR-10 source is decoded once into a uint8 tensor (N, 3, 32, 32) cached on disk,
+keyed by the source path and its modification times. Augmentation (pad + random crop, horizontal flip) and normalisation run
 on whole batches of tensors: no per-image PIL work in the training loop.
 """
 from __future__ import annotations
@@ -15,15 +16,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..files import atomic_torch_save
 from .images import IMAGE_SIZE, ImageError, image_to_uint8, open_image
 
-__all__ = ["DataError", "TensorDataset", "parse_spec", "load_source", "folder_root", "DEFAULT_DATA_DIR"]
+__all__ = ["DataError", "TensorDataset", "parse_spec", "load_source", "folder_root", "DEFAULT_DATA_DIR",
+           "SAMPLE_FILE", "SAMPLE_NAME", "SAMPLE_ONLY_VAL", "load_sample"]
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = os.environ.get("SENET_DATA_DIR", "./data")
+# The bundled sample (built by tools/make_sample.py): 50 images per class of the shipped checkpoints' own
+# validation split of the JPEG copy (val_size 0.1, split_seed 0), so no shipped model trained on them.
+SAMPLE_FILE = Path(__file__).resolve().parents[2] / "samples" / "cifar10-jpeg-val-sample.npz"
+SAMPLE_NAME = "CIFAR-10 (JPEG q75 copy): bundled sample, 50 held-out validation images per class"
+SAMPLE_ONLY_VAL = ("sample: the bundled sample has only held-out validation images (split 'val'); "
+                   "for train or test use cifar10 or folder:PATH")
+_SPECS = "expected 'cifar10' or 'folder:PATH' (or 'sample', the bundled sample)"
 
 
 class DataError(ValueError):
@@ -40,22 +50,30 @@ class TensorDataset:
     source: str = ""
     split: str = ""
     indices: torch.Tensor | None = None  # positions in the source's full train/test set
+    names: list[str] | None = None  # folder sources: each image's file, relative to the folder ("train/cat/1.png")
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def fingerprint(self) -> str:
+        """A short hash of the images, labels and class names: equal only for the same data in the same order."""
+        digest = hashlib.sha256("|".join(self.classes).encode())
+        digest.update(self.images.contiguous().numpy().tobytes())
+        digest.update(self.labels.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
 
 # --------------------------------------------------------------------------- specs and sources
 def parse_spec(spec: str) -> tuple[str, Path | None]:
-    """``"cifar10"`` -> ("cifar10", None); ``"folder:PATH"`` -> ("folder", PATH)."""
+    """``"cifar10"`` -> ("cifar10", None); ``"folder:PATH"`` -> ("folder", PATH); ``"sample"`` -> ("sample", None)."""
     if not isinstance(spec, str) or not spec.strip():
-        raise DataError(f"dataset spec {spec!r}: expected 'cifar10' or 'folder:PATH'")
+        raise DataError(f"dataset spec {spec!r}: {_SPECS}")
     spec = spec.strip()
-    if spec == "cifar10":
-        return "cifar10", None
+    if spec in ("cifar10", "sample"):
+        return spec, None
     if spec.startswith("folder:") and len(spec) > len("folder:"):
         return "folder", Path(spec[len("folder:"):]).expanduser()
-    raise DataError(f"unknown dataset {spec!r}: expected 'cifar10' or 'folder:PATH'")
+    raise DataError(f"unknown dataset {spec!r}: {_SPECS}")
 
 
 def folder_root(path: Path, part: str) -> Path:
@@ -95,8 +113,9 @@ def _source_key(kind: str, root: Path) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _decode_folder(root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    classes, images, labels, skipped = [], [], [], 0
+def _decode_folder(root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """Images, labels, class names, and each image's file relative to the folder source (``train/<class>/<file>``)."""
+    classes, images, labels, names, skipped = [], [], [], [], 0
     for label, d in enumerate(_class_dirs(root)):
         classes.append(d.name)
         count = 0
@@ -107,12 +126,13 @@ def _decode_folder(root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
                 skipped += 1
                 continue
             labels.append(label)
+            names.append(f"{root.name}/{d.name}/{f.name}")
             count += 1
         if count == 0:
             raise DataError(f"{d}: class folder '{d.name}' has no readable images")
     if skipped:
         log.warning("%s: skipped %d file(s) that are not readable images", root, skipped)
-    return torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes, names
 
 
 def _decode_cifar10(data_dir: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -129,10 +149,33 @@ def _decode_cifar10(data_dir: Path, train: bool) -> tuple[torch.Tensor, torch.Te
     return images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes)
 
 
+def load_sample(path: str | os.PathLike = SAMPLE_FILE) -> TensorDataset:
+    """The bundled sample: 500 held-out validation images (50 per class), read straight from its ``.npz``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"sample: the bundled sample file {path} is missing (rebuild it with tools/make_sample.py)")
+    try:
+        with np.load(path) as z:
+            images, labels, classes = z["images"], z["labels"], [str(c) for c in z["classes"]]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"sample: cannot read {path} ({type(exc).__name__}: {str(exc)[:100]})") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, IMAGE_SIZE[0], IMAGE_SIZE[1]) \
+            or labels.shape != (len(images),):
+        raise DataError(f"sample: {path} holds images of shape {images.shape} ({images.dtype}), "
+                        f"expected (N, 3, 32, 32) uint8 with one label each")
+    return TensorDataset(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), classes,
+                         "sample", "val", torch.arange(len(labels)))
+
+
 def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DEFAULT_DATA_DIR,
                 cache_dir: str | os.PathLike | None = None) -> TensorDataset:
-    """All images of ``part`` ('train' or 'test') of a source, through the on-disk uint8 cache."""
+    """All images of ``part`` ('train' or 'test'; for ``sample`` only 'val') of a source, through the
+    on-disk uint8 cache (the sample needs none)."""
     kind, path = parse_spec(spec)
+    if kind == "sample":
+        if part != "val":
+            raise DataError(SAMPLE_ONLY_VAL)
+        return load_sample()
     data_dir = Path(data_dir)
     if kind == "folder":
         root = folder_root(path, part)
@@ -146,19 +189,23 @@ def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DE
         if cache_file.is_file():
             try:
                 c = torch.load(cache_file, weights_only=True)
-                return TensorDataset(c["images"], c["labels"], list(c["classes"]), spec, part)
+                if kind != "folder" or "names" in c:  # a folder cache from before file names is rebuilt
+                    return TensorDataset(c["images"], c["labels"], list(c["classes"]), spec, part,
+                                         names=c.get("names"))
             except Exception:  # noqa: BLE001 -- a broken cache is rebuilt
                 log.warning("%s: unreadable cache, decoding again", cache_file)
     if kind == "folder":
         if part == "test":
             _check_same_classes(path)
-        images, labels, classes = _decode_folder(root)
+        images, labels, classes, names = _decode_folder(root)
     else:
         images, labels, classes = _decode_cifar10(data_dir, train=(part == "train"))
+        names = None
         cache_file = cache_dir / f"{kind}-{part}-{_source_key(kind, key_root)}.pt"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"images": images, "labels": labels, "classes": classes}, cache_file)
+        cached = {"images": images, "labels": labels, "classes": classes}
+        atomic_torch_save(cached if names is None else dict(cached, names=names), cache_file)
     except OSError as exc:
         log.warning("could not write the data cache %s: %s", cache_file, exc)
-    return TensorDataset(images, labels, classes, spec, part)
+    return TensorDataset(images, labels, classes, spec, part, names=names)

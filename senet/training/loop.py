@@ -229,7 +229,9 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool, device: torch.devi
     net, ddp = wrap_for_training(model, dist, device, config.sync_bn, config.compile)
     info = model_info(model)
     facts = dict(val_size=len(val_set), hardware=hardware(device, dist.world_size), params=info["params"],
-                 se_params=info["se_params"], se_formula=info["se_formula"], macs=info["macs"])
+                 se_params=info["se_params"], se_formula=info["se_formula"], macs=info["macs"],
+                 train_images=len(train_set), data_fingerprint={"train": train_set.fingerprint(),
+                                                                "val": val_set.fingerprint()})
     amp_dtype = mixed_precision_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # bf16 and fp32 need no scaling
     return Trainee(config, device, dist, train_set, val_set, model, net, ddp, optimizer, amp_dtype, scaler,

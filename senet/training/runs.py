@@ -111,7 +111,8 @@ def read_status(run_dir: str | os.PathLike) -> dict:
 
 
 def run_summary(run_dir: str | os.PathLike) -> dict:
-    """One row for a table of runs: name, state, model, epochs, best val accuracy, duration."""
+    """One row for a table of runs: name, state, model, epochs (completed, and in all), best val accuracy,
+    wall-clock duration and training time (``elapsed_s``, the training loop's time)."""
     run_dir = Path(run_dir)
     status = read_status(run_dir)
     config = read_json(run_dir / "config.json") or {}
@@ -127,6 +128,7 @@ def run_summary(run_dir: str | os.PathLike) -> dict:
         "epochs": config.get("epochs"),
         "best_val_acc": status.get("best_val_acc"),
         "duration_s": (ended - started) if started and ended else None,
+        "elapsed_s": status.get("elapsed_s"),
         "started_at": started,
         "error": status.get("error"),
     }

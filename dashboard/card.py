@@ -1,0 +1,138 @@
+"""What the model card and the Confusion explorer say about a checkpoint's recorded figures (no streamlit).
+
+:func:`epoch_summary` tells the best epoch from the number trained; :func:`loss_gap_note` explains, from
+the recorded recipe, why the validation loss sits below the training loss; :func:`recorded_accuracy` is the
+accuracy the trainer recorded for a split (only the checkpoint's own validation split has one), and
+:func:`has_test_split` says whether a data source has test images to recompute on.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from senet.data import DataError, parse_spec
+
+__all__ = ["pts", "epoch_summary", "smoothed_loss_floor", "loss_gap_note", "recorded_accuracy", "same_source",
+           "has_test_split"]
+
+
+def pts(new: float, old: float) -> str:
+    """An accuracy difference in percentage points: ``pts(0.9228, 0.9222) == "+0.06 pts"``."""
+    return f"{(new - old) * 100:+.2f} pts"
+
+
+def epoch_summary(meta: dict, status: dict | None = None) -> dict | None:
+    """The best validation epoch apart from the number of epochs trained; None without a history.
+
+    ``meta``: the checkpoint's metadata; ``status``: its run's ``status.json`` when it sits in a run directory.
+    Returns ``best`` (epoch), ``best_val_acc``, ``epoch`` (of these weights), ``trained`` (int or None when
+    unknown), ``planned`` (the configured number or None), ``value`` (e.g. "79 of 80") and ``help`` (a sentence).
+    """
+    rows = [r for r in meta.get("history") or [] if r.get("val_acc") is not None]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r["val_acc"])  # the first of equal bests, as the trainer keeps it
+    best_epoch = int(best.get("epoch", rows.index(best) + 1))
+    epoch = int(meta.get("epochs") or rows[-1].get("epoch", len(rows)))
+    planned = (meta.get("config") or {}).get("epochs")
+    trained = None
+    if status and status.get("epoch") is not None and status.get("state") in ("finished", "stopped", "running"):
+        trained = int(status["epoch"])
+    elif planned is not None and epoch >= int(planned):
+        trained = int(planned)
+    out_of = trained if trained is not None else planned if planned is not None else epoch
+    sentence = (f"Epoch {best_epoch} had the best val accuracy recorded in training ({best['val_acc']:.2%})")
+    if trained is not None:
+        sentence += f", of the {trained} epochs trained" + (" so far" if status and status.get("state") == "running"
+                                                             else "")
+    elif planned is not None:
+        sentence += (f", of the {planned} epochs the run was set to train; this file's history ends at epoch "
+                     f"{epoch} (a best checkpoint is written at its best epoch), so later epochs are not recorded "
+                     "here")
+    sentence += f". These weights are from epoch {epoch}."
+    return {"best": best_epoch, "best_val_acc": float(best["val_acc"]), "epoch": epoch, "trained": trained,
+            "planned": planned, "value": f"{best_epoch} of {out_of}", "help": sentence}
+
+
+def smoothed_loss_floor(label_smoothing: float, classes: int) -> float:
+    """The lowest cross-entropy a model can reach against label-smoothed targets: their entropy (nats)."""
+    eps, k = float(label_smoothing), int(classes)
+    if eps <= 0 or k < 2:
+        return 0.0
+    true, other = 1 - eps + eps / k, eps / k
+    return -(true * math.log(true) + (k - 1) * other * math.log(other))
+
+
+def _augmentations(config: dict) -> list[str]:
+    parts = []
+    if config.get("crop_pad"):
+        parts.append(f"random crops padded by {config['crop_pad']} px")
+    if config.get("flip", "none") != "none":
+        parts.append("horizontal flips")
+    if config.get("cutout"):
+        parts.append(f"{config['cutout']}×{config['cutout']} cutout")
+    return parts
+
+
+def loss_gap_note(config: dict, history: list[dict], classes: int) -> str | None:
+    """One sentence, from the recorded recipe, on why validation loss sits below (or apart from) training loss.
+
+    None when the checkpoint records no recipe.
+    """
+    if not config:
+        return None
+    last = history[-1] if history else {}
+    below = last.get("val_loss") is not None and last.get("train_loss") is not None \
+        and last["val_loss"] < last["train_loss"]
+    eps = float(config.get("label_smoothing") or 0)
+    augment = _augmentations(config)
+    train = ["the training loss is averaged over each epoch while the weights change"]
+    if eps > 0:
+        train.append(f"includes label smoothing {eps:g} (so it cannot fall below "
+                     f"{smoothed_loss_floor(eps, classes):.2f} with {classes} classes)")
+    train.append("is computed on augmented images (" + ", ".join(augment) + ")" if augment
+                 else "is computed in training mode")
+    sentence = ", ".join(train[:-1]) + (", and " if len(train) > 1 else "") + train[-1]
+    lead = "Why the validation loss sits below the training loss: " if below else "Why the two losses differ: "
+    return (lead + sentence + "; the validation loss is computed after the epoch on clean images"
+            + (", without smoothing." if eps > 0 else "."))
+
+
+def same_source(meta: dict, spec: str) -> bool | None:
+    """Whether ``spec`` is the data source the checkpoint was trained on (None when it records none)."""
+    recorded = meta.get("data_spec") or (meta.get("config") or {}).get("data")
+    if not recorded:
+        return None
+    try:
+        (k1, p1), (k2, p2) = parse_spec(recorded), parse_spec(spec)
+    except DataError:
+        return False
+    if k1 != k2:
+        return False
+    return p1 is None or Path(p1).expanduser().resolve() == Path(p2).expanduser().resolve()
+
+
+def recorded_accuracy(meta: dict, split: str, tta: bool, spec: str) -> float | None:
+    """The accuracy recorded in training for this split (with or without flip TTA) on this data source.
+
+    The trainer records only its own validation split (``val_acc``, ``val_acc_tta``), so any other split, or a
+    data source other than the recorded one, has none.
+    """
+    if split != "val" or same_source(meta, spec) is False:
+        return None
+    value = meta.get("val_acc_tta" if tta else "val_acc")
+    return None if value is None else float(value)
+
+
+def has_test_split(spec: str, data_dir: str | os.PathLike) -> bool:
+    """Whether the data source has test images on disk (``folder:`` with a test/ folder; downloaded CIFAR-10)."""
+    try:
+        kind, path = parse_spec(spec)
+    except DataError:
+        return False
+    if kind == "folder":
+        return (path / "test").is_dir()
+    if kind == "cifar10":
+        return (Path(data_dir) / "cifar-10-batches-py" / "test_batch").is_file()
+    return False
