@@ -761,7 +761,7 @@ def test_compare_refuses_to_pair_an_se_model_with_a_plain_one_trained_otherwise(
     warnings = [w.value for w in at.warning if "Not compared" in w.value]
     assert warnings and "epochs 2 vs 3" in warnings[0] and "train_limit 0 vs 600" in warnings[0], warnings
     assert not any("only SE right" in m.value for m in at.markdown), "no paired test for a pair that is not twins"
-    assert not any(m.label.startswith("Val accuracy") for m in at.metric), "and no difference shown"
+    assert not any(m.label.startswith("Val acc") for m in at.metric), "and no difference shown"
 
 
 def test_compare_times_twins_in_alternation_and_leaves_noise_uncoloured(env):
@@ -772,7 +772,7 @@ def test_compare_times_twins_in_alternation_and_leaves_noise_uncoloured(env):
     assert "over 7 alternating rounds" in caption and "plain" in caption
     from streamlit.proto.Metric_pb2 import Metric
 
-    accuracy = next(m for m in at.metric if m.label.startswith("Val accuracy, recorded in training"))
+    accuracy = next(m for m in at.metric if m.label == "Val acc (recorded)")
     assert accuracy.proto.delta == "+5.00 pts", "a difference in percentage points"
     assert (accuracy.proto.color, accuracy.proto.direction) == (Metric.GRAY, Metric.NONE), \
         "no green or red arrow for a difference nobody has tested"

@@ -16,7 +16,7 @@ from PIL import Image
 
 from senet import CheckpointError, DataError, load_checkpoint, model_info
 from dashboard.catalog import CheckpointEntry, default_entry, discover_checkpoints
-from senet.data import TensorDataset, load_split, parse_spec
+from senet.data import SAMPLE_FILE, SAMPLE_NAME, TensorDataset, load_split, parse_spec
 from senet.analysis.evaluate import checkpoint_split_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +34,18 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
+        data_dir = Path(os.environ.get("SENET_DATA_DIR", ROOT / "data"))
         return cls(Path(os.environ.get("SENET_CHECKPOINTS", ROOT / "checkpoints")),
-                   Path(os.environ.get("SENET_RUNS", ROOT / "runs")),
-                   Path(os.environ.get("SENET_DATA_DIR", ROOT / "data")),
-                   os.environ.get("SENET_DATA", "cifar10"))
+                   Path(os.environ.get("SENET_RUNS", ROOT / "runs")), data_dir,
+                   os.environ.get("SENET_DATA") or fallback_data(data_dir))
+
+
+def fallback_data(data_dir: Path) -> str:
+    """The data source when ``$SENET_DATA`` is unset: ``cifar10`` once downloaded, else the bundled ``sample``
+    (so that a fresh checkout shows results with no download), else ``cifar10`` (the pages say how to get it)."""
+    if (data_dir / "cifar-10-batches-py").is_dir() or not SAMPLE_FILE.is_file():
+        return "cifar10"
+    return "sample"
 
 
 def settings() -> Settings:
@@ -120,9 +128,11 @@ def data_available(spec: str | None = None) -> str | None:
     except DataError as exc:
         return str(exc)
     if kind == "cifar10":
-        if (settings().data_dir / "cifar-10-batches-py").is_dir():
+        if cifar10_downloaded():
             return None
         return f"CIFAR-10 is not downloaded yet (into {settings().data_dir})"
+    if kind == "sample":
+        return None if SAMPLE_FILE.is_file() else f"sample: the bundled sample file {SAMPLE_FILE} is missing"
     if not path.is_dir():
         return f"folder:{path}: no such directory"
     if not (path / "train").is_dir():
@@ -130,9 +140,14 @@ def data_available(spec: str | None = None) -> str | None:
     return None
 
 
+def cifar10_downloaded() -> bool:
+    return (settings().data_dir / "cifar-10-batches-py").is_dir()
+
+
 def _source_stamp(spec: str) -> float:
     kind, path = parse_spec(spec)
-    root = settings().data_dir / "cifar-10-batches-py" if kind == "cifar10" else path / "train"
+    root = {"cifar10": settings().data_dir / "cifar-10-batches-py", "sample": SAMPLE_FILE}.get(kind) \
+        or path / "train"
     try:
         return root.stat().st_mtime
     except OSError:
@@ -177,8 +192,9 @@ def no_data_message(reason: str, what_still_works: str) -> None:
     st.info(
         f"**No data: {reason}.**  \n"
         f"Get data: in the sidebar, download CIFAR-10 (about 170 MB, into `{settings().data_dir}`), or set the "
-        f"data source to `folder:PATH` with images in `PATH/train/<class>/` (optionally `PATH/test/<class>/`); "
-        f"`SENET_DATA` sets the default.  \n{what_still_works}", icon=":material/cloud_off:")
+        f"data source to `folder:PATH` with images in `PATH/train/<class>/` (optionally `PATH/test/<class>/`), or "
+        f"to `sample` (the bundled 500 held-out validation images, split val only); `SENET_DATA` sets the default."
+        f"  \n{what_still_works}", icon=":material/cloud_off:")
 
 
 def split_choice() -> str:
@@ -195,6 +211,14 @@ def enlarge(pixels: torch.Tensor | np.ndarray, scale: int = 8) -> Image.Image:
 
 def pct(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}%}"
+
+
+def relative_change(x: float) -> str:
+    """A relative change as a percentage with enough digits to show a small one (+0.86%, +0.005%); 0 is ±0%."""
+    if x == 0:
+        return "±0%"
+    digits = 2 if abs(x) >= 1e-3 else 4 if abs(x) >= 1e-5 else 6
+    return f"{x:+.{digits}%}"
 
 
 def human(n: float | None) -> str:
@@ -217,11 +241,41 @@ def _checkpoint_label(entries_by_key: dict[str, CheckpointEntry]):
     return fmt
 
 
+def _open_checkpoint_file() -> None:
+    """The popover's Open button. A callback runs before the script, so before the checkpoint selectbox exists:
+    only then may the selection change. A file that cannot be used leaves the selection as it was and says why."""
+    text = str(st.session_state.get("open_checkpoint_path") or "").strip()
+    if not text:
+        st.session_state["open_checkpoint_error"] = "Type the path of a .pt file first."
+        return
+    p = Path(text).expanduser()
+    if not p.exists():
+        st.session_state["open_checkpoint_error"] = f"{p}: no such file"
+        return
+    if not p.is_file():
+        st.session_state["open_checkpoint_error"] = f"{p}: not a file"
+        return
+    try:
+        load_entry(p)
+    except CheckpointError as exc:
+        st.session_state["open_checkpoint_error"] = f"Cannot open this checkpoint: {exc}"
+        return
+    st.session_state["pending_checkpoint"] = str(p)
+
+
+def _sample_caption(cifar10_ready: bool) -> str:
+    return (f":material/inventory_2: **Bundled sample**: {SAMPLE_NAME} of the shipped checkpoints (no shipped model "
+            "trained on them); figures on it are on 500 images, split val only."
+            + ("" if cifar10_ready else " The full CIFAR-10 (about 170 MB) is one button away:"))
+
+
 def sidebar() -> None:
     """The shared sidebar: checkpoint, data source, split."""
     s = settings()
     with st.sidebar:
         st.markdown("### :material/neurology: SENet Explorer")
+        if "pending_data_spec" in st.session_state:  # set by a download, before the data-source field exists
+            st.session_state["data_spec"] = st.session_state.pop("pending_data_spec")
         pending = st.session_state.pop("pending_checkpoint", None)
         if pending:
             known = {e.key for e in entries()}
@@ -245,32 +299,30 @@ def sidebar() -> None:
             st.session_state["checkpoint"] = None
             st.caption(f"No checkpoints in `{s.checkpoints_dir}` or `{s.runs_root}` yet.")
         with st.popover("Open a checkpoint file…", width="stretch"):
-            path = st.text_input("Path to a .pt file", key="open_checkpoint_path", placeholder="/path/to/best.pt")
-            if st.button("Open", key="open_checkpoint_button") and path:
-                p = Path(path).expanduser()
-                if not p.is_file():
-                    st.error(f"{p}: no such file")
-                else:
-                    extra = list(st.session_state.get("extra_checkpoints", []))
-                    if str(p) not in extra:
-                        extra.append(str(p))
-                    st.session_state["extra_checkpoints"] = extra
-                    st.session_state["checkpoint"] = str(p)
-                    st.rerun()
+            st.text_input("Path to a .pt file", key="open_checkpoint_path", placeholder="/path/to/best.pt")
+            st.button("Open", key="open_checkpoint_button", on_click=_open_checkpoint_file)
+        open_error = st.session_state.pop("open_checkpoint_error", None)
+        if open_error:
+            st.error(open_error, icon=":material/error:")
 
         st.divider()
         if "data_spec" not in st.session_state:
             st.session_state["data_spec"] = s.default_data
         st.text_input("Data source", key="data_spec",
-                      help="`cifar10` (downloaded into the data directory on first use) or `folder:PATH` with "
-                           "images in PATH/train/<class>/ and optionally PATH/test/<class>/.")
+                      help="`cifar10` (downloaded into the data directory on first use), `folder:PATH` with "
+                           "images in PATH/train/<class>/ and optionally PATH/test/<class>/, or `sample`: the "
+                           "bundled 500 held-out validation images of the shipped checkpoints (split val only).")
         reason = data_available()
-        if reason is None:
+        spec = data_spec().strip()
+        if spec == "sample" and reason is None:
+            st.caption(_sample_caption(cifar10_downloaded()))
+        elif reason is None:
             st.caption(":material/check_circle: data ready")
         else:
             st.caption(f":material/cloud_off: {reason}")
-            if data_spec().strip() == "cifar10" and st.button("Download CIFAR-10", icon=":material/download:"):
-                download_cifar10()
+        if spec in ("cifar10", "sample") and not cifar10_downloaded() \
+                and st.button("Download CIFAR-10", icon=":material/download:"):
+            download_cifar10()
         if st.session_state.get("split") not in SPLITS:  # a new session: a shared link may name the split
             st.session_state["split"] = st.query_params.get("split") if st.query_params.get("split") in SPLITS \
                 else "val"
@@ -294,3 +346,5 @@ def download_cifar10() -> None:
             st.error(str(exc))
             return
         status.update(label="CIFAR-10 is ready", state="complete")
+    st.session_state["pending_data_spec"] = "cifar10"
+    st.rerun()

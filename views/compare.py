@@ -135,13 +135,18 @@ table = []
 for r in rows:
     table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–",
                   "r": str(r["r"]) if r["r"] is not None else "–",
-                  "val acc": r["val_acc"], "val acc (flip TTA)": r["val_acc_tta"], "params": r["params"],
+                  "val acc % (recorded)": None if r["val_acc"] is None else 100 * r["val_acc"],
+                  "flip TTA % (recorded)": None if r["val_acc_tta"] is None else 100 * r["val_acc_tta"],
+                  "params": r["params"],
                   "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"]})
     if measure:  # the column exists only when it has figures, instead of a column of "None"
         table[-1]["CPU ms / image"] = round(_latency(r["path"], r["mtime"]), 2)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "val acc": st.column_config.NumberColumn(format="percent"),
-    "val acc (flip TTA)": st.column_config.NumberColumn(format="percent"),
+    "val acc % (recorded)": st.column_config.NumberColumn(format="%.2f", help="Validation split, as recorded in "
+                                                          "training (each checkpoint's own held-out images)."),
+    "flip TTA % (recorded)": st.column_config.NumberColumn(format="%.2f", help="The same, with flip test-time "
+                                                           "augmentation (the mean of the image's and its mirror's "
+                                                           "probabilities)."),
     "params": st.column_config.NumberColumn(format="localized"),
     "SE params": st.column_config.NumberColumn(format="localized"),
     "MACs / image": st.column_config.NumberColumn(format="compact"),
@@ -160,15 +165,17 @@ for se, plain in pairs[:3]:
         c = st.columns(4)
         if se["val_acc"] is not None and plain["val_acc"] is not None:
             diff = (se["val_acc"] - plain["val_acc"]) * 100
-            c[0].metric("Val accuracy, recorded in training", ui.pct(se["val_acc"]),
+            c[0].metric("Val acc (recorded)", ui.pct(se["val_acc"]),
                         delta=f"{diff:+.2f} pts" if diff else "±0.00 pts", delta_color="off", delta_arrow="off",
                         help="SE's accuracy on its validation split as the trainer recorded it, and SE − plain in "
                              "percentage points; not coloured: whether it is more than chance needs the paired "
                              "test below.")
-        c[1].metric("Parameters", f"{se['params']:,}", delta=f"{se['params'] / plain['params'] - 1:+.2%}",
-                    delta_color="inverse", help="SE's count, and its change relative to plain (exact).")
-        c[2].metric("MACs / image", ui.human(se["macs"]), delta=f"{se['macs'] / plain['macs'] - 1:+.2%}",
-                    delta_color="inverse", help="Multiply-adds per image, and the relative change (exact).")
+        for column, label, key, shown, text in (
+                (c[1], "Parameters", "params", f"{se['params']:,}", "SE's count, and its change relative to plain"),
+                (c[2], "MACs / image", "macs", ui.human(se["macs"]), "Multiply-adds per image, and the change")):
+            change = se[key] / plain[key] - 1
+            column.metric(label, shown, delta=ui.relative_change(change), delta_color="inverse" if change else "off",
+                          delta_arrow="auto" if change else "off", help=f"{text} (exact: {se[key]:,} vs {plain[key]:,}).")
         if measure:
             lat = _pair_latency(se["path"], se["mtime"], plain["path"], plain["mtime"])
             low, high = lat.ratio_range

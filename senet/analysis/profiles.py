@@ -28,7 +28,7 @@ from ..models import SeedSEBlock, excitations, gate_overrides, se_blocks
 from .runner import predict, run_over_split
 
 __all__ = ["Explanation", "ClassProfiles", "explain", "class_profiles", "intervene", "block_ablation",
-           "gate_description", "channel_order", "single_thread", "HOOK_LOCK"]
+           "gate_description", "channel_order", "largest_departures", "fair_order", "single_thread", "HOOK_LOCK"]
 
 HOOK_LOCK = threading.RLock()
 
@@ -74,8 +74,9 @@ class ClassProfiles:
 
     ``spread[block]`` is the std of the gate across the sampled images, averaged
     over channels: how much the block's re-weighting depends on the image.
-    ``positions`` are the sampled images' indices in the split and ``gates[block]``
-    their gates (N, C), kept to find the images that open a channel.
+    ``positions`` are the sampled images' indices in the split, ``labels`` their
+    classes and ``gates[block]`` their gates (N, C), kept to find the images that
+    open a channel.
     """
 
     classes: list[str]
@@ -85,26 +86,69 @@ class ClassProfiles:
     spread: dict[str, float]
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,) sampled images
     gates: dict[str, np.ndarray] = field(default_factory=dict)  # per block (N, C) float16: each image's gate
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (N,) the sampled images' classes
 
     def _gates_of(self, block: str) -> np.ndarray:
         if block not in self.gates:
             raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.gates) or 'none'}")
         return self.gates[block]
 
-    def channel_extremes(self, block: str, channel: int, k: int = 12) -> tuple[np.ndarray, np.ndarray,
-                                                                              np.ndarray, np.ndarray]:
-        """The sampled images that open ``channel`` of ``block`` most and least: (positions, gates) of the
-        ``k`` highest gates, highest first, then of the ``k`` lowest, lowest first (ties in position order).
-
-        Raises ``KeyError`` for an unknown block and ``IndexError`` for a channel out of range.
-        """
+    def _column(self, block: str, channel: int) -> np.ndarray:
         g = self._gates_of(block)
         if not 0 <= channel < g.shape[1]:
             raise IndexError(f"{block} has channels 0-{g.shape[1] - 1}, not {channel}")
-        column = g[:, channel].astype(np.float32)
-        high = np.argsort(-column, kind="stable")[:k]
-        low = np.argsort(column, kind="stable")[:k]
+        return g[:, channel].astype(np.float32)
+
+    def _sample_labels(self) -> np.ndarray | None:
+        return self.labels if len(self.labels) == len(self.positions) and len(self.labels) else None
+
+    def channel_extremes(self, block: str, channel: int, k: int = 12) -> tuple[np.ndarray, np.ndarray,
+                                                                              np.ndarray, np.ndarray]:
+        """The sampled images that open ``channel`` of ``block`` most and least: (positions, gates) of the
+        ``k`` highest gates, highest first, then of the ``k`` lowest, lowest first. Images with the same gate
+        (a saturated 1.0 or 0.0) are interleaved over their classes in proportion (:func:`fair_order`), not taken in
+        split order.
+
+        Raises ``KeyError`` for an unknown block and ``IndexError`` for a channel out of range.
+        """
+        column = self._column(block, channel)
+        labels = self._sample_labels()
+        high = fair_order(column, labels, descending=True)[:k]
+        low = fair_order(column, labels, descending=False)[:k]
         return self.positions[high], column[high], self.positions[low], column[low]
+
+    def extreme_class_counts(self, block: str, channel: int, k: int = 12,
+                             highest: bool = True) -> tuple[int, float, np.ndarray]:
+        """How the classes share the top (``highest``) or bottom ``k`` of ``channel``: (n, value, counts), where
+        ``value`` is the k-th most extreme gate and ``counts`` (K,) counts per class the ``n`` sampled images at
+        or beyond it (all of a tie included, so n can exceed k)."""
+        column = self._column(block, channel)
+        labels = self._sample_labels()
+        if labels is None or not len(column):
+            return 0, float("nan"), np.zeros(len(self.classes), dtype=int)
+        ranked = np.sort(column)[::-1] if highest else np.sort(column)
+        value = float(ranked[min(k, len(column)) - 1])
+        inside = column >= value if highest else column <= value
+        return int(inside.sum()), value, np.bincount(labels[inside], minlength=len(self.classes))
+
+    def most_specific_channel(self, block: str) -> int:
+        """The channel of ``block`` whose mean gate differs most between the sampled classes (std across them)."""
+        if block not in self.profiles:
+            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.profiles) or 'none'}")
+        present = self.counts > 0
+        p = self.profiles[block][present] if present.sum() > 1 else self.profiles[block]
+        return int(p.astype(np.float32).std(axis=0).argmax())
+
+    def gate_difference(self, block: str, image_gate: np.ndarray, cls: int) -> np.ndarray:
+        """``image_gate`` minus class ``cls``'s mean gate at ``block``, per channel (C,): a gate difference in
+        [-1, 1] (gates lie in [0, 1]); positive where this image opens the channel more than the class does."""
+        if block not in self.profiles:
+            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.profiles) or 'none'}")
+        mean = self.profiles[block][cls].astype(np.float32)
+        image_gate = np.asarray(image_gate, dtype=np.float32).ravel()
+        if image_gate.shape != mean.shape:
+            raise ValueError(f"{block} has {mean.size} channels; the image gate has {image_gate.size}")
+        return image_gate - mean
 
     def constant_blocks(self, tolerance: float = CONSTANT_GATE_SPREAD) -> list[str]:
         """Blocks whose gate hardly changes between images: a fixed channel scale the next layer absorbs,
@@ -161,6 +205,35 @@ class ClassProfiles:
         present = self.counts > 0
         return {b: float(p[present].std(axis=0).mean()) if present.sum() > 1 else 0.0
                 for b, p in self.profiles.items()}
+
+
+def fair_order(values: np.ndarray, labels: np.ndarray | None = None, descending: bool = True) -> np.ndarray:
+    """Indices of ``values`` from the highest (``descending``) or the lowest, where a tie (images of equal
+    value) is interleaved over the classes in proportion to their share of it: a class's i-th tied image (index
+    order) of its n goes at (i + 0.5) / n, so any first j of a tie hold each class about j x its share (on a
+    draw, the class with more tied images first, then the lower class index). Without labels, ties keep index
+    order. Saturated gates tie in their hundreds, and index order would fill the top with whichever class comes
+    first in the split."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    key = -values if descending else values
+    index = np.arange(len(values))
+    if labels is None or len(labels) != len(values) or not len(values):
+        return np.argsort(key, kind="stable")
+    labels = np.asarray(labels).ravel()
+    by = np.lexsort((index, labels, key))  # by value, then class, then index
+    k_by, l_by = key[by], labels[by]
+    new_run = np.r_[True, (k_by[1:] != k_by[:-1]) | (l_by[1:] != l_by[:-1])]  # a run: one value, one class
+    run = np.cumsum(new_run) - 1
+    rank, size = np.empty(len(values), dtype=np.int64), np.empty(len(values), dtype=np.int64)
+    rank[by] = index - np.flatnonzero(new_run)[run]
+    size[by] = np.bincount(run)[run]
+    return np.lexsort((index, labels, -size, (rank + 0.5) / size, key))
+
+
+def largest_departures(difference: np.ndarray, k: int = 5) -> np.ndarray:
+    """The indices of the ``k`` largest |difference|, largest first (ties in index order)."""
+    difference = np.asarray(difference, dtype=np.float64).ravel()
+    return np.argsort(-np.abs(difference), kind="stable")[:k]
 
 
 def channel_order(reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -221,7 +294,8 @@ def class_profiles(checkpoint: Checkpoint, data: TensorDataset, per_class: int =
         spread[name] = float(variance.sqrt().mean())
     return ClassProfiles(list(data.classes), counts.numpy().astype(int), profiles, overall, spread,
                          positions=idx.numpy(), gates={name: g.numpy().astype(np.float16)
-                                                       for name, g in out.gates.items()})
+                                                       for name, g in out.gates.items()},
+                         labels=data.labels[idx].numpy())
 
 
 @torch.no_grad()

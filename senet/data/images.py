@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageError", "MAX_PIXELS", "IMAGE_SIZE", "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES", "open_image",
-           "check_size", "to_rgb", "image_to_uint8", "normalize", "preprocess"]
+           "check_size", "to_rgb", "center_crop_box", "image_to_uint8", "normalize", "preprocess"]
 
 MAX_PIXELS = 40_000_000  # refuse larger images before decoding them in full
 IMAGE_SIZE = (32, 32)
@@ -93,13 +93,34 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def image_to_uint8(image: Image.Image, size: tuple[int, int] = (32, 32)) -> torch.Tensor:
-    """An RGB uint8 tensor (3, H, W) of the image resized to ``size`` (H, W)."""
+def center_crop_box(width: int, height: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred box (left, top, right, bottom) of a ``width`` x ``height`` image with the aspect
+    ratio of ``size`` (H, W): a 300x200 photo cropped for 32x32 keeps its middle 200x200."""
+    target = size[1] / size[0]  # W / H
+    if width / height > target:  # too wide: trim left and right
+        w = max(1, round(height * target))
+        left = (width - w) // 2
+        return left, 0, left + w, height
+    h = max(1, round(width / target))  # too tall (or exact): trim top and bottom
+    top = (height - h) // 2
+    return 0, top, width, top + h
+
+
+def image_to_uint8(image: Image.Image, size: tuple[int, int] = (32, 32), crop: bool = False) -> torch.Tensor:
+    """An RGB uint8 tensor (3, H, W) of the image resized to ``size`` (H, W).
+
+    ``crop=True`` (user images) first cuts the centred box of ``size``'s aspect ratio, so the picture keeps its
+    proportions; ``crop=False`` (dataset decoding) squashes the whole image to ``size``.
+    """
     check_size(image)
     try:
         rgb = to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # unsupported mode, or pixels that fail to decode
         raise ImageError(f"image: cannot convert {image.mode} image to RGB ({_one_line(exc)})") from None
+    if crop:
+        box = center_crop_box(rgb.width, rgb.height, size)
+        if box != (0, 0, rgb.width, rgb.height):
+            rgb = rgb.crop(box)
     if rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=3.0)
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size[0], size[1], 3).permute(2, 0, 1).contiguous()
@@ -113,7 +134,8 @@ def normalize(images: torch.Tensor, mean: list[float] | tuple[float, ...], std: 
 
 
 def preprocess(image: Image.Image, checkpoint: Mapping | Any) -> torch.Tensor:
-    """A PIL image of any mode and size -> the normalised (1, 3, H, W) input the checkpoint expects.
+    """A PIL image of any mode and size -> the normalised (1, 3, H, W) input the checkpoint expects: its
+    centred square (the input's aspect ratio) resized to the input size.
 
     ``checkpoint`` is a :class:`senet.Checkpoint` or a checkpoint's ``meta`` dict (``input_size``, ``mean``, ``std``).
     """
@@ -123,5 +145,5 @@ def preprocess(image: Image.Image, checkpoint: Mapping | Any) -> torch.Tensor:
         return getattr(checkpoint, key, default)
 
     _, h, w = read("input_size", (3, *IMAGE_SIZE))
-    pixels = image_to_uint8(image, (h, w))
+    pixels = image_to_uint8(image, (h, w), crop=True)
     return normalize(pixels[None], read("mean", CIFAR_MEAN), read("std", CIFAR_STD))
