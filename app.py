@@ -10,7 +10,7 @@ import streamlit as st
 
 from views import _shared
 
-st.set_page_config(page_title="SENet Explorer", page_icon=":material/neurology:", layout="wide")
+st.set_page_config(page_title="SENet Explorer", page_icon="🧠", layout="wide")
 
 PAGES = [
     st.Page("views/home.py", title="Model card", icon=":material/home:", default=True),

@@ -37,7 +37,8 @@ def epoch_summary(meta: dict, status: dict | None = None) -> dict | None:
     epoch = int(meta.get("epochs") or rows[-1].get("epoch", len(rows)))
     planned = (meta.get("config") or {}).get("epochs")
     trained = None
-    if status and status.get("epoch") is not None and status.get("state") in ("finished", "stopped", "running"):
+    if status and status.get("epoch") is not None and status.get("state") in ("finished", "stopped", "running",
+                                                                                "failed"):
         trained = int(status["epoch"])
     elif planned is not None and epoch >= int(planned):
         trained = int(planned)

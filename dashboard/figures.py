@@ -17,8 +17,9 @@ from .curves import Curves, smooth
 
 __all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_bars_figure",
            "gate_heatmap_figure", "profiles_figure", "separation_figure", "topk_figure", "intervention_figure",
-           "confusion_figure", "overlay_figure", "ablation_figure", "channel_classes_figure", "split_ablation_figure",
-           "class_splits_figure"]
+           "confusion_figure", "confusion_colour", "COLOUR_MODES",
+           "overlay_figure", "ablation_figure", "channel_classes_figure", "split_ablation_figure",
+           "class_splits_figure", "profiles_heatmap_figure", "gate_difference_figure"]
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#FF9DA6",
            "#9D755D", "#BAB0AC"]
@@ -139,14 +140,16 @@ def _grid(names: list[str], columns: int, row_height: int, top: int = 30) -> tup
     rows = max(1, math.ceil(len(names) / columns))
     height = rows * row_height + top
     gap_x, gap_y = 0.035, min(0.1, 60 / height)
+    panel_x, panel_y = (1 - (columns - 1) * gap_x) / columns, (1 - (rows - 1) * gap_y) / rows  # all panels alike
     layout: dict = {"annotations": []}
     refs = []
     for i, name in enumerate(names):
         r, c = divmod(i, columns)
         n = "" if i == 0 else str(i + 1)
-        x0, x1 = c / columns + (gap_x / 2 if c else 0), (c + 1) / columns - (gap_x / 2 if c < columns - 1 else 0)
-        y1 = 1 - r / rows - (gap_y / 2 if r else 0)
-        y0 = 1 - (r + 1) / rows + (gap_y / 2 if r < rows - 1 else 0)
+        x0 = c * (panel_x + gap_x)
+        x1 = min(1.0, x0 + panel_x)
+        y1 = 1 - r * (panel_y + gap_y)
+        y0 = max(0.0, y1 - panel_y)  # rounding must not leave [0, 1]
         layout[f"xaxis{n}"] = dict(domain=[x0, x1], anchor=f"y{n}")
         layout[f"yaxis{n}"] = dict(domain=[y0, y1], anchor=f"x{n}", range=[0, 1], showticklabels=c == 0)
         layout["annotations"].append(dict(text=name, x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper",
@@ -181,19 +184,34 @@ def gate_bars_figure(gates: dict[str, np.ndarray], columns: int = 3, row_height:
         g, channels = _ordered(gates[name], block_order)
         x = np.arange(len(g))
         data.append(dict(type="bar", x=x, y=g, customdata=channels, xaxis=xa, yaxis=ya, name=name,
-                         showlegend=False, marker=dict(color=g, colorscale="Viridis", cmin=0, cmax=1),
+                         showlegend=False, marker=dict(color=g, colorscale="Viridis", cmin=0, cmax=1, line_width=0),
                          hovertemplate=f"{name}<br>channel %{{customdata}}<br>gate %{{y:.3f}}<extra></extra>"))
         if reference and name in reference:
             data.append(dict(type="scatter", mode="lines", x=x, y=_ordered(reference[name], block_order)[0],
-                             xaxis=xa, yaxis=ya, line=dict(color=ACCENT, width=1), name="all-class mean",
+                             xaxis=xa, yaxis=ya, line=dict(color=ACCENT, width=1.5), name="all-class mean",
                              legendgroup="mean", showlegend=i == 0, hovertemplate="mean %{y:.3f}<extra></extra>"))
-    if order:
-        layout["annotations"].append(dict(text=order_label, x=0.5, y=0, xref="paper", yref="paper",
-                                          xanchor="center", yanchor="top", yshift=-18, showarrow=False,
-                                          font=dict(size=11, color="#666")))
-    layout.update(height=height + (30 if order else 10), margin=dict(l=10, r=10, t=30, b=40 if order else 10),
-                  bargap=0.05, legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
+        layout[f"yaxis{xa[1:]}"].update(tickvals=[0, 0.5, 1])
+    _axis_note(layout, order_label if order else "channel")
+    widest = max((len(g) for g in gates.values()), default=0)
+    layout.update(height=height + 56, margin=dict(l=10, r=10, t=50, b=46),
+                  bargap=0 if widest > 128 else 0.05,  # hundreds of bars: gaps would be wider than the bars
+                  legend=dict(orientation="h", yref="container", y=1, yanchor="top", xanchor="left", x=0))
     return go.Figure(data=data, layout=layout)
+
+
+def _axis_note(layout: dict, text: str) -> None:
+    """The channel axis's title, once under a grid of small charts."""
+    layout["annotations"].append(dict(text=text, x=0.5, y=0, xref="paper", yref="paper", xanchor="center",
+                                      yanchor="top", yshift=-24, showarrow=False, font=dict(size=11, color="#666")))
+
+
+def _legend_under_title(fig: go.Figure, height: int) -> go.Figure:
+    """Title at the top, the legend on a line of its own below it: neither covers the other nor the bars."""
+    fig.update_layout(margin=dict(l=10, r=10, t=66, b=10),
+                      legend=dict(orientation="h", yref="container", y=1 - 30 / height, yanchor="top", xanchor="left",
+                                  x=0),
+                      title=dict(yref="container", y=1 - 6 / height, yanchor="top"))
+    return fig
 
 
 def gate_heatmap_figure(gates: dict[str, np.ndarray], height: int | None = None,
@@ -245,12 +263,84 @@ def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarr
                              showlegend=i == 0, marker=dict(color="black", size=4),
                              hovertemplate=f"{hover}this image %{{y:.3f}}<extra></extra>"))
     if order:
-        layout["annotations"].append(dict(text=order_label, x=0.5, y=0, xref="paper", yref="paper",
-                                          xanchor="center", yanchor="top", yshift=-18, showarrow=False,
-                                          font=dict(size=11, color="#666")))
-    layout.update(height=height + (40 if order else 20), margin=dict(l=10, r=10, t=80, b=40 if order else 10),
+        _axis_note(layout, order_label)
+    layout.update(height=height + (46 if order else 20), margin=dict(l=10, r=10, t=80, b=46 if order else 10),
                   hovermode="x", legend=dict(orientation="h", yref="container", y=1, yanchor="top", xanchor="left",
                                              x=0))
+    return go.Figure(data=data, layout=layout)
+
+
+def profiles_heatmap_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarray], classes: list[str],
+                            image_gates: dict[str, np.ndarray] | None = None, marks: dict[int, str] | None = None,
+                            order: dict[str, np.ndarray] | None = None, order_label: str = ORDER_LABEL,
+                            row_px: int = 15) -> go.Figure:
+    """The paper's Fig. 6 as one heatmap per block (stacked, each the full width): a row per class of its mean
+    gate per channel, under this image's gate and the all-class mean; ``marks`` tags class rows (e.g.
+    ``{3: "true"}``); ``order`` as in :func:`gate_bars_figure`. With hundreds of channels a line per class is a
+    tangle; a colour per cell keeps every class and channel apart."""
+    names = list(profiles)
+    marks = marks or {}
+    top = ["this image"] if image_gates else []
+    rows = top + ["all classes", " "] + [f"{c} · {marks[k]}" if k in marks else c for k, c in enumerate(classes)]
+    layout, refs, height = _grid(names, 1, row_px * len(rows) + 40, top=50)
+    data = []
+    for name, (xa, ya) in zip(names, refs):
+        block_order = order.get(name) if order else None
+        mean, channels = _ordered(overall[name], block_order)
+        z = ([_ordered(image_gates[name], block_order)[0]] if top else []) + [mean, np.full(len(mean), np.nan)]
+        z += [_ordered(p, block_order)[0] for p in np.asarray(profiles[name])]
+        data.append(dict(type="heatmap", z=np.vstack(z), x=np.arange(len(mean)), y=rows,
+                         customdata=np.broadcast_to(channels, (len(rows), len(channels))), xaxis=xa, yaxis=ya,
+                         coloraxis="coloraxis", hoverongaps=False, name=name,
+                         hovertemplate=f"{name}<br>%{{y}}<br>channel %{{customdata}}<br>gate %{{z:.3f}}<extra></extra>"))
+        layout[f"yaxis{ya[1:]}"] = dict(domain=layout[f"yaxis{ya[1:]}"]["domain"], anchor=xa, autorange="reversed",
+                                        type="category", tickfont=dict(size=11))
+    _axis_note(layout, order_label if order else "channel")
+    layout.update(height=height + 46, margin=dict(l=10, r=10, t=30, b=46), hovermode="closest",
+                  coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
+                                 colorbar=dict(title=dict(text="gate", side="top"), thickness=12, len=min(1, 300 / height),
+                                               y=1, yanchor="top")))
+    return go.Figure(data=data, layout=layout)
+
+
+DIFF_UP, DIFF_DOWN = "#D6604D", "#4393C3"  # this image opens the channel more / less than the class does
+
+
+def gate_difference_figure(differences: dict[str, dict[str, np.ndarray]], order: dict[str, np.ndarray] | None = None,
+                           order_label: str = ORDER_LABEL, highlight: int = 5, row_height: int = 190) -> go.Figure:
+    """This image's gate minus a class's mean gate, per channel: one chart per block (rows) and reference
+    (columns; ``differences[label][block]`` is (C,)), on one scale from -1 to 1 with a zero line. Red bars: the
+    image opens the channel more than the class does; blue: less. The ``highlight`` largest departures of each
+    chart are marked and labelled with their channel."""
+    labels = list(differences)
+    blocks = list(next(iter(differences.values()), {}))
+    names = [f"{b}: this image − {label}" for b in blocks for label in labels]
+    layout, refs, height = _grid(names, len(labels), row_height, top=30)
+    data = []
+    for i, (block, label) in enumerate((b, lab) for b in blocks for lab in labels):
+        xa, ya = refs[i]
+        d, channels = _ordered(differences[label][block], order.get(block) if order else None)
+        x = np.arange(len(d))
+        data.append(dict(type="bar", x=x, y=d, customdata=channels, xaxis=xa, yaxis=ya, name=f"{block} − {label}",
+                         showlegend=False, marker=dict(color=np.where(d >= 0, DIFF_UP, DIFF_DOWN), line_width=0),
+                         hovertemplate=f"{block}, channel %{{customdata}}<br>this image − {label}: %{{y:+.3f}}"
+                                       "<extra></extra>"))
+        top = np.argsort(-np.abs(d), kind="stable")[:highlight]
+        data.append(dict(type="scatter", mode="markers+text", x=x[top], y=d[top], customdata=channels[top],
+                         text=[str(c) for c in channels[top]], xaxis=xa, yaxis=ya, showlegend=False,
+                         name="largest departures", cliponaxis=False,
+                         textposition=["top center" if v >= 0 else "bottom center" for v in d[top]],
+                         textfont=dict(size=10, color="#333"), marker=dict(color="#333", size=5),
+                         hovertemplate=f"{block}, channel %{{customdata}}<br>this image − {label}: %{{y:+.3f}}"
+                                       "<extra>largest departure</extra>"))
+        layout[f"yaxis{ya[1:]}"].update(range=[-1.2, 1.2], tickvals=[-1, -0.5, 0, 0.5, 1], zeroline=True,
+                                        zerolinecolor="#444", zerolinewidth=1)
+        if i % len(labels) == 0:
+            layout[f"yaxis{ya[1:]}"]["title"] = dict(text="gate difference", font=dict(size=11))
+    _axis_note(layout, order_label if order else "channel")
+    widest = max((len(v) for by_block in differences.values() for v in by_block.values()), default=0)
+    layout.update(height=height + 46, margin=dict(l=10, r=10, t=30, b=46), hovermode="closest",
+                  bargap=0 if widest > 128 else 0.05)
     return go.Figure(data=data, layout=layout)
 
 
@@ -281,14 +371,15 @@ def channel_classes_figure(per_class: np.ndarray, overall: float, classes: list[
     per_class = np.asarray(per_class, dtype=float)
     fig = go.Figure(go.Bar(x=list(classes), y=per_class, marker=dict(color=per_class, colorscale="Viridis", cmin=0,
                                                                      cmax=1),
-                           hovertemplate="%{x}: mean gate %{y:.3f}<extra></extra>"))
-    fig.add_hline(y=float(overall), line=dict(color="#444", dash="dash", width=1.4),
-                  annotation_text=f"all classes {overall:.3f}", annotation_position="top left")
+                           hovertemplate="%{x}: mean gate %{y:.3f}<extra></extra>", showlegend=False))
+    lines = [(float(overall), f"all classes {overall:.3f}", dict(color="#444", dash="dash", width=1.4))]
     if image_gate is not None:
-        fig.add_hline(y=float(image_gate), line=dict(color=ACCENT, dash="dot", width=2),
-                      annotation_text=f"this image {image_gate:.3f}", annotation_position="bottom right")
+        lines.append((float(image_gate), f"this image {image_gate:.3f}", dict(color=ACCENT, dash="dot", width=2)))
+    for y, label, line in lines:  # named in the legend above the chart: a label on the line would cover bars
+        fig.add_hline(y=y, line=line)
+        fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=label, hoverinfo="skip")
     fig.update_yaxes(range=[0, 1], title_text="mean gate")
-    return _layout(fig, title, height, hovermode="closest", showlegend=False)
+    return _legend_under_title(_layout(fig, title, height, hovermode="closest"), height)
 
 
 def class_splits_figure(profiles: np.ndarray, classes: list[str], splits: list[dict], title: str,
@@ -314,30 +405,37 @@ def class_splits_figure(profiles: np.ndarray, classes: list[str], splits: list[d
     return _layout(fig, title, height, hovermode="closest")
 
 
-def split_ablation_figure(table: list[dict], baseline: float, n: int, height: int = 320) -> go.Figure:
+def split_ablation_figure(table: list[dict], baseline: float, n: int, height: int = 340) -> go.Figure:
     """Change in accuracy (points) per block and for all blocks: gate off (left) and gate fixed to its mean
-    (right), each panel on its own scale (switching SE off costs tens of points, fixing the gate a few);
+    (right), both panels on one y axis so their bars compare, each bar labelled with its change;
     ``table`` is :meth:`senet.ablation.GateAblation.table`."""
     names = [r["blocks"] for r in table]
     ticks = _short_names(names)
+    changes = [r[f"{mode}_change_pts"] for r in table for mode in ("off", "mean")]
+    low, high = min(changes + [0.0]), max(changes + [0.0])
+    pad = 0.18 * max(high - low, 1.0)  # room for the labels outside the bars
     data = []
     for i, (mode, label, color) in enumerate((("off", "SE off (gate = 1)", ACCENT),
                                               ("mean", "gate fixed to its mean", TRAIN))):
         axis = "" if i == 0 else "2"
-        data.append(dict(type="bar", x=names, y=[r[f"{mode}_change_pts"] for r in table], name=label,
-                         marker_color=color, customdata=[r[f"{mode}_acc"] for r in table], xaxis=f"x{axis}",
-                         yaxis=f"y{axis}",
+        y = [r[f"{mode}_change_pts"] for r in table]
+        data.append(dict(type="bar", x=names, y=y, name=label, text=[f"{v:+.1f}" for v in y], textposition="outside",
+                         cliponaxis=False, textfont=dict(size=11), marker_color=color,
+                         customdata=[r[f"{mode}_acc"] for r in table], xaxis=f"x{axis}", yaxis=f"y{axis}",
                          hovertemplate=f"%{{x}}: {label}<br>%{{customdata:.2%}} (%{{y:+.2f}} pts)<extra></extra>"))
+    y_range = [low - (pad if low < 0 else 0), high + (pad if high > 0 else 0.05 * pad)]
     layout = dict(
-        xaxis=dict(domain=[0, 0.46], tickvals=names, ticktext=ticks), yaxis=dict(title_text="accuracy change (points)"),
-        xaxis2=dict(domain=[0.54, 1], tickvals=names, ticktext=ticks), yaxis2=dict(anchor="x2"),
+        xaxis=dict(domain=[0, 0.47], tickvals=names, ticktext=ticks),
+        yaxis=dict(title_text="accuracy change (points)", range=y_range, zeroline=True, zerolinecolor="#444"),
+        xaxis2=dict(domain=[0.53, 1], tickvals=names, ticktext=ticks),
+        yaxis2=dict(anchor="x2", matches="y", showticklabels=False, zeroline=True, zerolinecolor="#444"),
         annotations=[dict(text=text, x=x, y=1.0, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
                           showarrow=False, font=dict(size=12))
-                     for text, x in (("SE off (gate = 1)", 0.23), ("gate fixed to its mean", 0.77))],
+                     for text, x in (("SE off (gate = 1)", 0.235), ("gate fixed to its mean", 0.765))],
         showlegend=False)
     fig = go.Figure(data=data, layout=layout)
-    return _layout(fig, f"Over {n:,} images (as trained: {baseline:.2%})", height, hovermode="closest",
-                   margin=dict(l=10, r=10, t=60, b=10))
+    return _layout(fig, f"Over {n:,} images (as trained: {baseline:.2%}); both panels on one scale", height,
+                   hovermode="closest", margin=dict(l=10, r=10, t=60, b=10))
 
 
 def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:
@@ -364,30 +462,93 @@ def intervention_figure(classes: list[str], before: np.ndarray, after: np.ndarra
 def ablation_figure(ablation: dict[str, float], baseline: float, label: str, height: int = 260) -> go.Figure:
     """For each block switched off alone: the probability of the predicted class, against the baseline."""
     names = list(ablation)
-    fig = go.Figure(go.Bar(x=names, y=[ablation[n] for n in names], marker_color=TRAIN,
+    values = [ablation[n] for n in names]
+    fig = go.Figure(go.Bar(x=names, y=values, marker_color=TRAIN, name="SE off in that block",
+                           text=[f"{v:.1%}" for v in values], textposition="outside", cliponaxis=False,
                            hovertemplate="SE off in %{x}<br>p(" + label + ") %{y:.2%}<extra></extra>"))
-    fig.add_hline(y=baseline, line=dict(color=ACCENT, dash="dash"), annotation_text="all gates on",
-                  annotation_position="top left")
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text=f"p({label})")
-    return _layout(fig, f"SE off in one block at a time: p({label})", height, hovermode="closest")
+    line = dict(color=ACCENT, dash="dash")
+    fig.add_hline(y=baseline, line=line)  # named in the legend: a label on the line would cover a bar
+    fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=f"all gates on {baseline:.1%}", hoverinfo="skip")
+    fig.update_yaxes(range=[0, 1.12], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1], tickformat=".0%", title_text=f"p({label})")
+    if len(names) > 4:
+        fig.update_xaxes(tickvals=names, ticktext=_short_names(names))
+    return _legend_under_title(_layout(fig, f"SE off in one block at a time: p({label})", height,
+                                       hovermode="closest"), height)
+
+
+COLOUR_MODES = ("all", "errors", "log")
+
+
+def _log_ticks(top: float, rates: bool) -> tuple[list[float], list[str]]:
+    """Colour-bar ticks of a log(1 + value) scale, labelled in the value's own units."""
+    steps = [0, 1, 10, 100, 1000, 10000, 100000]
+    shown = [v for v in steps if v <= max(top, 1)]
+    return [math.log10(1 + v) for v in shown], [f"{v:g}%" if rates else f"{v:,}" for v in shown]
+
+
+def confusion_colour(cm: np.ndarray, normalise: bool, colour: str) -> dict:
+    """What the confusion heatmap's colours show: ``z`` (None on a hidden diagonal), ``zmax``, the colour-bar
+    ``title``, log ``ticks`` and a ``caption`` sentence saying what the colours mean."""
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {colour!r}")
+    k = len(cm)
+    totals = cm.sum(axis=1, keepdims=True)
+    rates = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
+    values = rates * 100 if normalise else cm.astype(float)
+    unit = "% of the true class" if normalise else "images"
+    top = float(values.max()) if values.size else 0.0
+    if colour == "errors":
+        off = values[~np.eye(k, dtype=bool)]
+        top_off = float(off.max()) if off.size else 0.0
+        z = [[None if t == p else float(values[t, p]) for p in range(k)] for t in range(k)]
+        shown = f"{top_off:.1f}%" if normalise else f"{top_off:,.0f}"
+        return dict(z=z, zmax=max(top_off, 1e-9), title="errors<br>(" + ("%" if normalise else "images") + ")",
+                    ticks=None, caption=f"Colour: errors only. The diagonal (correct predictions) is grey and "
+                    f"left out of the scale, so the colours span the off-diagonal cells alone, from 0 to {shown} "
+                    f"({unit}).")
+    if colour == "log":
+        ticks = _log_ticks(top, normalise)
+        return dict(z=np.log10(1 + values).tolist(), zmax=max(math.log10(1 + top), 1e-9),
+                    title="%<br>(log)" if normalise else "images<br>(log)", ticks=ticks,
+                    caption=f"Colour: log scale, log(1 + {'share' if normalise else 'count'}), so a few errors "
+                    f"are visible beside the large diagonal; every cell, 0 to "
+                    f"{f'{top:.1f}%' if normalise else f'{top:,.0f}'} ({unit}).")
+    return dict(z=values.tolist(), zmax=max(top, 1e-9), title="%" if normalise else "images", ticks=None,
+                caption=f"Colour: all cells on one linear scale, 0 to {f'{top:.1f}%' if normalise else f'{top:,.0f}'} "
+                f"({unit}); the diagonal holds the correct predictions.")
 
 
 def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool = False,
-                     selected: tuple[int, int] | None = None, height: int = 560) -> go.Figure:
-    """A heatmap (rows true, columns predicted) of counts or row rates, with a clickable scatter overlay."""
+                     selected: tuple[int, int] | None = None, height: int = 560, colour: str = "all") -> go.Figure:
+    """A heatmap (rows true, columns predicted) of counts or row rates, with a clickable scatter overlay.
+
+    Cells read as integers (counts) or percent with one decimal (row-normalised). ``colour``: ``all`` (one
+    linear scale), ``errors`` (the diagonal greyed out and left out of the scale) or ``log`` (log(1 + value)).
+    """
     cm = np.asarray(confusion)
     k = len(classes)
     totals = cm.sum(axis=1, keepdims=True)
     rates = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
-    z = rates if normalise else cm
-    text = [[(f"{rates[t, p]:.0%}" if normalise else f"{cm[t, p]:d}") for p in range(k)] for t in range(k)]
-    fig = go.Figure(go.Heatmap(z=np.asarray(z).tolist(), x=classes, y=classes, colorscale="Blues", hoverinfo="skip",
-                               text=text, texttemplate="%{text}", textfont=dict(size=11 if k > 6 else 14),
-                               colorbar=dict(title="rate" if normalise else "images", thickness=12),
-                               zmin=0, zmax=1 if normalise else max(1, int(cm.max()))))
+    paint = confusion_colour(cm, normalise, colour)
+    text = [[(f"{rates[t, p]:.1%}" if normalise else f"{cm[t, p]:d}") for p in range(k)] for t in range(k)]
+    small = k > 6
+    bar = dict(title=dict(text=paint["title"], side="top"), thickness=10, outlinewidth=0)
+    if paint["ticks"]:
+        bar.update(tickvals=paint["ticks"][0], ticktext=paint["ticks"][1])
+    elif normalise:
+        bar.update(ticksuffix="%")
+    fig = go.Figure(go.Heatmap(z=paint["z"], x=classes, y=classes, colorscale="Blues", hoverinfo="skip",
+                               text=text, texttemplate="%{text}", textfont=dict(size=10 if small else 14),
+                               colorbar=bar, zmin=0, zmax=paint["zmax"], xgap=1, ygap=1))
+    if colour == "errors":  # the hidden diagonal: grey cells that still read their value
+        for i in range(k):
+            fig.add_shape(type="rect", x0=i - 0.5, x1=i + 0.5, y0=i - 0.5, y1=i + 0.5, xref="x", yref="y",
+                          fillcolor="#e6e6e6", line=dict(width=0), layer="below")
+            fig.add_annotation(x=classes[i], y=classes[i], text=text[i][i], showarrow=False,
+                               font=dict(size=10 if small else 14, color="#555"))
     tt, pp = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     custom = np.stack([tt.ravel(), pp.ravel(), cm.ravel(), rates.ravel()], axis=1)
-    cell = max(8, int((height - 120) / k * 0.92))
+    cell = max(8, int((height - 140) / max(k, 1) * 0.9))
     fig.add_trace(go.Scatter(
         x=[classes[p] for p in pp.ravel()], y=[classes[t] for t in tt.ravel()], mode="markers",
         marker=dict(symbol="square", size=cell, color="rgba(0,0,0,0)", line=dict(width=0)),
@@ -399,8 +560,11 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
         t, p = selected
         fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5, xref="x", yref="y",
                       line=dict(color=ACCENT, width=3))
-    fig.update_xaxes(title_text="predicted class", side="bottom", tickangle=-30 if k > 6 else 0)
-    fig.update_yaxes(title_text="true class", autorange="reversed")
+    # Fixed ranges: the overlay's markers must not pad the axes (it left the heatmap a narrow strip).
+    fig.update_xaxes(title_text="predicted class", side="bottom", tickangle=-45 if small else 0,
+                     range=[-0.5, k - 0.5], showgrid=False, zeroline=False, ticks="", automargin=True)
+    fig.update_yaxes(title_text="true class", range=[k - 0.5, -0.5], showgrid=False, zeroline=False, ticks="",
+                     automargin=True)
     return _layout(fig, None, height, hovermode="closest", clickmode="event+select", dragmode=False,
                    plot_bgcolor="white")
 

@@ -174,7 +174,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .analysis.evaluate import evaluate_checkpoint
 
     try:
-        result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.data_dir, tta=args.tta,
+        tta = args.tta_level if args.tta_level is not None else int(args.tta)
+        result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.data_dir, tta=tta,
                                      cache_dir=args.cache_dir)
     except (CheckpointError, DataError) as exc:
         raise UsageError(str(exc)) from None
@@ -182,7 +183,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json()))
         return 0
     report = result.report()
-    print(f"{args.checkpoint} on {args.data} [{args.split}{', flip TTA' if args.tta else ''}]: "
+    views = {0: "", 1: ", flip TTA", 2: ", flip + translate TTA (level 2)"}[tta]
+    print(f"{args.checkpoint} on {args.data} [{args.split}{views}]: "
           f"accuracy {result.accuracy:.4f} over {result.n} images")
     print(f"{'class':>12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>7}")
     for row in report["per_class"]:
@@ -346,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"))
     p.add_argument("--data-dir", default=None)
     p.add_argument("--split", default="val", choices=("train", "val", "test"))
-    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    p.add_argument("--tta", action="store_true", help="average with the mirrored image (TTA level 1)")
+    p.add_argument("--tta-level", type=int, choices=(0, 1, 2), default=None,
+                   help="0: none, 1: flip (= --tta), 2: flip and two one-pixel translations (airbench's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--cache-dir", default=None, help="where predictions are cached")
     p = sub.add_parser("ablate", help="accuracy with each SE block's gate switched off or fixed to its mean")

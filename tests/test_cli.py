@@ -70,7 +70,7 @@ BAD_TRAIN_ARGS = [
     (["--model", "se_resnet20", "--reduction", "17"], "larger than the narrowest SE stage (16 channels)"),
     (["--model", "se_airnet", "--reduction", "65"], "larger than the narrowest SE stage (64 channels)"),
     (["--recipe", "turbo"], "unknown recipe 'turbo'"),
-    (["--schedule", "step"], "schedule must be one of"),
+    (["--schedule", "exponential"], "schedule must be one of"),
     (["--val-size", "0"], "val_size"),
     (["--val-size", "2.5"], "val_size"),
     (["--train-limit", "-1"], "train_limit"),
@@ -395,3 +395,21 @@ def test_the_installed_senet_command_runs_from_any_directory(tmp_path: Path) -> 
                          text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("senet train: error: epochs must be a positive integer")
     assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_evaluate_and_ablate_work_on_the_bundled_sample_and_refuse_its_missing_splits(tmp_path: Path, capsys) -> None:
+    from conftest import ROOT
+
+    checkpoint = str(ROOT / "checkpoints" / "se_resnet20.pt")
+    code, out, err = call(capsys, "evaluate", "--checkpoint", checkpoint, "--data", "sample", "--data-dir",
+                          str(tmp_path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 500
+    code, out, err = call(capsys, "ablate", "--checkpoint", checkpoint, "--data", "sample", "--data-dir", str(tmp_path),
+                          "--per-class", "3", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 30
+    for command in ("evaluate", "ablate"):
+        code, _, err = call(capsys, command, "--checkpoint", checkpoint, "--data", "sample", "--data-dir", str(tmp_path),
+                            "--split", "train")
+        assert code == 2 and "only held-out validation images" in err and len(err.strip().splitlines()) == 1, err

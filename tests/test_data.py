@@ -328,3 +328,47 @@ def test_eval_batches_cover_the_split_in_order_across_ranks() -> None:
     assert single.tolist() == list(range(23))
     shards = [torch.cat([idx for _, _, idx in eval_batches(data, 5, rank=r, world_size=2)]) for r in (0, 1)]
     assert sorted(torch.cat(shards).tolist()) == list(range(23)) and not set(shards[0].tolist()) & set(shards[1].tolist())
+
+
+# --------------------------------------------------------------------------- the bundled sample
+def test_sample_spec_loads_500_held_out_images_50_per_class_in_class_order() -> None:
+    from senet.data import SAMPLE_FILE
+
+    assert SAMPLE_FILE.is_file() and SAMPLE_FILE.stat().st_size < 4 * 2**20, "one compact file, a few MB at most"
+    assert parse_spec("sample") == ("sample", None)
+    data = load_split("sample", "val")
+    assert data.images.shape == (500, 3, 32, 32) and data.images.dtype == torch.uint8
+    assert data.classes == CIFAR_NAMES
+    assert torch.bincount(data.labels, minlength=10).tolist() == [50] * 10
+    assert data.labels.tolist() == sorted(data.labels.tolist()), "images come in class order"
+    assert data.indices.tolist() == list(range(500)) and data.split == "val" and data.source == "sample"
+    again = load_split("sample", "val", val_size=0.5, split_seed=3)
+    assert torch.equal(again.images, data.images), "the sample is never split again: val_size does not apply"
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_sample_has_no_train_or_test_split_and_says_so_in_one_line(split: str) -> None:
+    from senet.data import load_source
+
+    for load in (lambda: load_split("sample", split), lambda: load_source("sample", split)):
+        with pytest.raises(DataError) as info:
+            load()
+        message = str(info.value)
+        assert "only held-out validation images" in message and "\n" not in message, message
+
+
+def test_sample_is_the_shipped_checkpoints_own_validation_images(real_data: Path) -> None:
+    """Each sample image is, pixel for pixel, the image of the real validation split (val_size 0.1, split_seed 0)
+    it records, and its recorded file decodes to it."""
+    from senet.data import SAMPLE_FILE, image_to_uint8, open_image
+
+    data_dir = Path(os.environ.get("SENET_TEST_CACHE", "/tmp/senet-test-data")) / "senet-data-dir"
+    val = load_split(f"folder:{real_data}", "val", data_dir, val_size=0.1, split_seed=0)
+    sample = load_split("sample", "val")
+    with np.load(SAMPLE_FILE) as z:
+        source_index, val_index, files = z["source_index"], z["val_index"], list(z["files"])
+    assert sample.classes == val.classes
+    assert val.indices[val_index].tolist() == source_index.tolist(), "val_index and source_index agree"
+    assert torch.equal(sample.images, val.images[val_index]) and torch.equal(sample.labels, val.labels[val_index])
+    for i in (0, 123, 499):
+        assert torch.equal(image_to_uint8(open_image(real_data / files[i]), (32, 32)), sample.images[i]), files[i]

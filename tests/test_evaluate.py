@@ -126,3 +126,33 @@ def test_evaluating_on_data_with_other_classes_is_refused(tmp_path: Path, tiny_c
     root = make_folder_dataset(tmp_path / "ds", classes=("cat", "dog"), per_class=5)
     with pytest.raises(DataError, match="differ from the 3 classes"):
         evaluate_checkpoint(tiny_checkpoint, f"folder:{root}", "val", data_dir=tmp_path)
+
+
+def test_tta_level_two_is_the_flip_pair_and_two_translated_flip_pairs_weighted_as_airbench() -> None:
+    from senet.analysis.runner import view_probabilities
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 5)).eval()
+    x = torch.randn(3, 3, 8, 8)
+    p = lambda v: torch.softmax(model(v), 1)  # noqa: E731
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :8, :8], padded[..., 2:, 2:]
+    by_hand = (0.25 * (p(x) + p(x.flip(-1))) + 0.125 * (p(up_left) + p(up_left.flip(-1)))
+               + 0.125 * (p(down_right) + p(down_right.flip(-1))))
+    with torch.no_grad():
+        assert torch.allclose(view_probabilities(model, x, 2), by_hand, atol=1e-6)
+        assert torch.allclose(view_probabilities(model, x, True), 0.5 * (p(x) + p(x.flip(-1))), atol=1e-6)
+        assert torch.allclose(view_probabilities(model, x, 0), p(x), atol=1e-6)
+    with pytest.raises(ValueError, match="tta level"):
+        view_probabilities(model, x, 3)
+
+
+def test_a_shipped_checkpoint_evaluates_on_the_bundled_sample(tmp_path: Path) -> None:
+    from conftest import ROOT
+
+    ev = evaluate_checkpoint(ROOT / "checkpoints" / "resnet20.pt", "sample", "val", tmp_path, cache_dir=tmp_path)
+    assert ev.n == 500 and ev.split == "val" and ev.classes[0] == "airplane"
+    assert ev.confusion.sum(axis=1).tolist() == [50] * 10, "50 images of each true class"
+    assert ev.accuracy > 0.5, f"a trained model on its own held-out images should be far above chance: {ev.accuracy}"
+    with pytest.raises(DataError, match="only held-out validation images"):
+        evaluate_checkpoint(ROOT / "checkpoints" / "resnet20.pt", "sample", "test", tmp_path, cache_dir=tmp_path)

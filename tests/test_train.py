@@ -105,7 +105,7 @@ def test_overrides_replace_recipe_values_and_none_keeps_them() -> None:
     (dict(momentum=1.0), "momentum must be below 1"),
     (dict(reduction=0), "reduction"),
     (dict(reduction=17), "larger than the narrowest SE stage"),
-    (dict(schedule="step"), "schedule must be one of"),
+    (dict(schedule="exponential"), "schedule must be one of"),
     (dict(val_size=0), "val_size"),
     (dict(val_size=2.5), "val_size"),
     (dict(data="imagenet"), "unknown dataset"),
@@ -360,3 +360,97 @@ def test_recorded_accuracies_equal_senet_evaluate_of_the_checkpoint_to_the_image
     assert epoch["val_acc"] == meta["val_acc"] and epoch["val_acc_tta"] == meta["val_acc_tta"]
     nll = float(-np.log(plain.probs[np.arange(40), plain.labels]).mean())  # and the loss is the same computation
     assert math.isclose(nll, epoch["val_loss"], rel_tol=1e-5), (nll, epoch["val_loss"])
+
+
+def test_the_step_schedule_divides_by_ten_at_half_and_three_quarters() -> None:
+    factors = [lr_factor(s, 100, 0, "step", 1.0) for s in range(100)]
+    assert factors[:50] == [1.0] * 50 and factors[50:75] == [0.1] * 25 and factors[75:] == [0.01] * 25
+
+
+def test_onecycle_ends_at_its_end_fraction_as_airbenchs_triangle() -> None:
+    """airbench94: 0.2 of peak at step 0, the peak at 23% of the steps, 0.07 of it at the end, linear between."""
+    total, warm = 1000, 230
+    f = [lr_factor(s, total, warm, "onecycle", 0.2, 0.07) for s in range(total + 1)]
+    assert f[0] == pytest.approx(0.2) and f[warm] == pytest.approx(1.0) and f[total] == pytest.approx(0.07)
+    assert f[115] == pytest.approx(0.6) and f[615] == pytest.approx(1 - 0.93 * 385 / 770)
+    assert lr_factor(total, total, warm, "cosine", 0.2, 0.07) == pytest.approx(0.07)
+
+
+def test_lookahead_moves_a_slow_copy_every_five_steps_and_ends_on_it() -> None:
+    from senet.training.optim import Lookahead
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    la = Lookahead(model)
+    total = 20
+    slow = 0.0
+    for step in range(1, total + 1):
+        with torch.no_grad():
+            model.weight.add_(1.0)  # an "optimiser step"
+        la.after_step(model, step, total)
+        w = float(model.weight[0, 0])
+        if step == total:
+            assert w == pytest.approx(slow), "the last step ends on the slow weights"
+        elif step % 5 == 0:
+            decay = 0.95 ** 5 * (step / total) ** 3
+            slow = slow + (1 - decay) * (w_before + 1 - slow)
+            assert w == pytest.approx(slow), f"step {step}: reset to the slow copy"
+        w_before = float(model.weight[0, 0])
+
+
+def test_a_frozen_whitening_bias_stops_moving_after_its_epochs(tmp_path: Path) -> None:
+    data = make_texture_dataset(tmp_path / "tex", per_class=12)
+    config = tiny_config(data, tmp_path, model="airnet", epochs=3, whiten_bias_epochs=1, batch_size=8,
+                         weight_decay=0.01)
+    history = []
+
+    class Watch:
+        def on_batch(self, epoch, indices):
+            history.append((epoch, model_ref[0].whiten.bias.detach().clone()))
+
+    import senet.training.loop as loop
+    model_ref = []
+    original = loop.build_model
+
+    def build(*args, **kwargs):
+        model_ref.append(original(*args, **kwargs))
+        return model_ref[0]
+
+    loop.build_model = build
+    try:
+        run(config, tmp_path / "run", callbacks=(Watch(),))
+    finally:
+        loop.build_model = original
+    first = [b for e, b in history if e == 0]
+    later = [b for e, b in history if e >= 1]
+    assert not torch.equal(first[0], first[-1]), "trained in epoch 1"
+    assert all(torch.equal(later[0], b) for b in later), "held still from epoch 2 on (no step, decay or momentum)"
+    assert not torch.equal(first[0], later[0])
+
+
+def test_bn_momentum_reaches_every_batchnorm_and_a_lookahead_run_resumes_exactly(tmp_path: Path) -> None:
+    """Stop at step 7 (past a Lookahead update at step 5, before the next), resume: the same weights as an
+    uninterrupted run, so last.pt carries the slow weights."""
+    data = make_folder_dataset(tmp_path / "tiny", per_class=12)
+    config = tiny_config(data, tmp_path, model="airnet", epochs=3, lookahead=True, bn_momentum=0.4)
+    run(config, tmp_path / "straight")
+
+    def stop_at_step_7(record: dict) -> None:
+        if record["step"] == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    assert run(config, tmp_path / "resumed", on_log=stop_at_step_7)["state"] == "stopped"
+    assert "lookahead" in read_checkpoint(tmp_path / "resumed" / "last.pt")["extra_state"]
+    run(config, tmp_path / "resumed", resume=True)
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    without = tiny_config(data, tmp_path, model="airnet", epochs=3, bn_momentum=0.4)
+    run(without, tmp_path / "plain")
+    assert weights(tmp_path / "plain")["fc.weight"].ne(weights(tmp_path / "straight")["fc.weight"]).any(), \
+        "Lookahead changes the result"
+    from senet.data import load_split
+    from senet.training.loop import build_model
+
+    built = build_model(config, load_split(f"folder:{data}", "train", tmp_path / "cache", 6), torch.device("cpu"),
+                        fresh=True)
+    assert {m.momentum for m in built.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.4}

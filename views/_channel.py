@@ -1,15 +1,20 @@
-"""The Excitation explorer's one-channel section: which images open a channel, this image's most unusual
-channels, and which classes a block's channels tell apart."""
+"""The Excitation explorer's channel sections: this image against its class's mean gates, and one channel
+(which images open it, this image's most unusual channels, which classes a block's channels tell apart)."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from views import _shared as ui
-from dashboard.figures import channel_classes_figure, class_splits_figure
+from dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
 from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles, Explanation
 
 SPLIT_ROWS = 8  # class groups listed
+DEPARTURES = 5  # largest departures from the class mean marked and listed, per block
+
+
+def _shown() -> tuple[str | None, int | None]:
+    return st.session_state.get("exc_ch_block"), st.session_state.get("exc_ch")
 
 
 def _channel_from_click(bars: go.Figure) -> None:
@@ -24,20 +29,106 @@ def _channel_from_click(bars: go.Figure) -> None:
         st.session_state["exc_ch_block"], st.session_state["exc_ch"] = bars.data[number].name, int(channel)
 
 
-def _channel_from_rows(table_key: str, channels_key: str) -> None:
-    """A row newly picked in a table of channels (as drawn last run, its channels under ``channels_key``) picks
-    that channel, once."""
-    rows = ((st.session_state.get(table_key) or {}).get("selection") or {}).get("rows") or []
+def table_key(base: str, context: object) -> str:
+    """The widget key of a table of channels (``base``) for this run. A ticked row is only kept while it still
+    says what is shown: once the table's ``context`` changes (another image, another block) or the channel
+    shown is no longer the one its row picked, the table gets a new key, so it comes back with no row ticked
+    (Streamlit offers no other way to clear a table's selection)."""
+    state = st.session_state
+    generation = state.get(f"{base}_gen", 0)
+    picked = state.get(f"{base}_picked")
+    if state.get(f"{base}_context", context) != context or (picked is not None and picked != _shown()):
+        generation += 1
+        state[f"{base}_picked"] = None
+    state[f"{base}_gen"], state[f"{base}_context"] = generation, context
+    state[f"{base}_key"] = key = base if generation == 0 else f"{base}_{generation}"
+    return key
+
+
+def _channel_from_rows(base: str, channels_key: str) -> None:
+    """A row newly picked in a table of channels (as drawn last run, its channels, or (block, channel) pairs,
+    under ``channels_key``) picks that channel, once."""
+    key = st.session_state.get(f"{base}_key", base)
+    rows = ((st.session_state.get(key) or {}).get("selection") or {}).get("rows") or []
     shown = st.session_state.get(channels_key, [])
-    if rows and rows != st.session_state.get(f"{table_key}_last_rows") and rows[0] < len(shown):
-        st.session_state["exc_ch"] = shown[rows[0]]
-    st.session_state[f"{table_key}_last_rows"] = rows
+    if rows and rows != st.session_state.get(f"{base}_last_rows") and rows[0] < len(shown):
+        pick = shown[rows[0]]
+        if isinstance(pick, (tuple, list)):
+            st.session_state["exc_ch_block"], pick = pick[0], pick[1]
+        st.session_state["exc_ch"] = int(pick)
+        st.session_state[f"{base}_picked"] = _shown()
+    st.session_state[f"{base}_last_rows"] = rows
 
 
 def _most_specific(profiles: ClassProfiles) -> None:
     """The channel of the chosen block whose mean gate differs most between classes."""
-    block = st.session_state["exc_ch_block"]
-    st.session_state["exc_ch"] = int(profiles.profiles[block].std(axis=0).argmax())
+    st.session_state["exc_ch"] = profiles.most_specific_channel(st.session_state["exc_ch_block"])
+
+
+def choose_channel(profiles: ClassProfiles, blocks: list[str], bars: go.Figure) -> None:
+    """Settle the block and channel shown from last run's inputs (a bar click, a picked table row, the block
+    and channel inputs): call before drawing any table of channels. A block switched to keeps the channel
+    number if it has it, else shows its most class-specific channel; never one out of range."""
+    _channel_from_click(bars)
+    for base, channels_key in (("exc_departures", "exc_departure_channels"), ("exc_unusual", "exc_unusual_channels"),
+                               ("exc_splits", "exc_split_channels")):
+        _channel_from_rows(base, channels_key)
+    block, channel = _shown()
+    if block not in blocks or block not in profiles.gates:
+        block = st.session_state["exc_ch_block"] = next((b for b in reversed(blocks) if b in profiles.gates))
+    if not isinstance(channel, int) or not 0 <= channel < profiles.gates[block].shape[1]:
+        st.session_state["exc_ch"] = profiles.most_specific_channel(block)
+
+
+def _class_spread(profiles: ClassProfiles, block: str, channel: int, classes: list[str], k: int,
+                  highest: bool) -> str:
+    """'n of N sampled images reach v or more: truck 48 · ship 41 · ...', the classes of a channel's extremes."""
+    n, value, counts = profiles.extreme_class_counts(block, channel, k=k, highest=highest)
+    if not n:
+        return ""
+    spread = " · ".join(f"{classes[i]} {c}" for i, c in sorted(enumerate(counts.tolist()), key=lambda t: -t[1]) if c)
+    bound = f"{value:.2f} or {'more' if highest else 'less'}"
+    tie = f" (a tie: the {k} shown hold each class in proportion)" if n > k else ""
+    return f"{n} of the {len(profiles.positions):,} sampled images have a gate of {bound}: {spread}{tie}"
+
+
+def difference_section(profiles: ClassProfiles, result: Explanation, classes: list[str], blocks: list[str],
+                       true_class: int | None, split: str, order: dict | None, order_label: str) -> None:
+    """This image's gates minus its true class's and its predicted class's mean gates (one class when they are
+    the same, only the predicted one for an upload): a chart per block and class, and the largest departures."""
+    pred = result.predicted
+    references: dict[str, int] = {}
+    if true_class is not None:
+        references[f"{classes[true_class]} (true{' = predicted' if pred == true_class else ''})"] = true_class
+    if pred != true_class:
+        references[f"{classes[pred]} (predicted)"] = pred
+    differences = {f"{label} mean": {b: profiles.gate_difference(b, result.gates[b], k) for b in blocks}
+                   for label, k in references.items()}
+    st.plotly_chart(gate_difference_figure(differences, order=order, order_label=order_label, highlight=DEPARTURES),
+                    key="exc_difference")
+    counts = "/".join(map(str, sorted({int(profiles.counts[k]) for k in references.values()})))
+    st.caption(f"Gate difference: this image's gate minus the class's mean gate over {counts} sampled images of "
+               f"the **{split}** split, per channel; gates lie in 0–1, so a difference lies in −1…+1. Red: this "
+               "image opens the channel more than the class does; blue: less. The "
+               f"{DEPARTURES} largest departures of each chart are marked with their channel."
+               + (" Channels that depart from the true class but not from the predicted one are where this image "
+                  "looks like the class it was taken for." if len(references) > 1 else ""))
+    rows = profiles.departures(result.gates, list(references.values()), k=DEPARTURES)
+    st.session_state["exc_departure_channels"] = [(r["block"], r["channel"]) for r in rows]
+    names = [classes[k] for k in references.values()]
+    st.markdown(f"**Largest departures from the {names[0]} mean**, {DEPARTURES} per block (pick a row to see "
+                "which images open that channel)")
+    table = [{"block": r["block"], "channel": r["channel"], "gate": r["gate"],
+              **{f"mean {i}": m for i, m in enumerate(r["means"])},
+              **{f"diff {i}": d for i, d in enumerate(r["differences"])}} for r in rows]
+    config = {"gate": st.column_config.NumberColumn("gate here", format="%.3f")}
+    for i, name in enumerate(names):
+        config[f"mean {i}"] = st.column_config.NumberColumn(f"{name} mean gate", format="%.3f")
+        config[f"diff {i}"] = st.column_config.NumberColumn(f"here − {name}", format="%+.3f",
+                                                            help=f"this image's gate minus the {name} mean gate")
+    st.dataframe(table, key=table_key("exc_departures", result.probs.tobytes()), on_select="rerun",
+                 selection_mode="single-row", hide_index=True, width="stretch", column_config=config,
+                 height=35 * (len(table) + 1) + 3)
 
 
 def _show_image(position: int) -> None:
@@ -49,18 +140,10 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
     """Draw the section for the block and channel in session state (picked by a bar click, a table row or the
     inputs); ``bars`` is the gate chart as drawn, to map a click to its channel."""
     st.subheader("One channel: which images open it")
-    _channel_from_click(bars)
-    if st.session_state.get("exc_ch_block") not in blocks:
-        st.session_state["exc_ch_block"] = blocks[-1]
-    if "exc_ch" not in st.session_state:
-        _most_specific(profiles)
+    choose_channel(profiles, blocks, bars)  # again: a no-op when the page already did
     k1, k2, k3, _ = st.columns([2, 1, 1.2, 0.8], vertical_alignment="bottom")
     ch_block = k1.selectbox("Block", blocks, key="exc_ch_block")
-    _channel_from_rows("exc_unusual", "exc_unusual_channels")
-    _channel_from_rows("exc_splits", "exc_split_channels")
     width = profiles.gates[ch_block].shape[1]
-    if not 0 <= st.session_state.get("exc_ch", 0) < width:
-        st.session_state["exc_ch"] = 0
     ch = int(k2.number_input(f"Channel (0–{width - 1})", 0, width - 1, key="exc_ch"))
     k3.button("Most class-specific", on_click=_most_specific, args=(profiles,), key="exc_ch_specific", width="stretch",
               help="The channel of this block whose mean gate differs most between classes (std across the "
@@ -73,7 +156,7 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
     unusual = profiles.unusual_channels(ch_block, result.gates[ch_block], k=6)
     st.session_state["exc_unusual_channels"] = [r["channel"] for r in unusual]
     left.markdown(f"**This image's most unusual channels in {ch_block}** (pick a row to see one)")
-    left.dataframe(unusual, key="exc_unusual", on_select="rerun", selection_mode="single-row", hide_index=True,
+    left.dataframe(unusual, key=table_key("exc_unusual", (result.probs.tobytes(), ch_block)), on_select="rerun", selection_mode="single-row", hide_index=True,
                    width="stretch", column_config={
                        "gate": st.column_config.NumberColumn("gate here", format="%.3f"),
                        "mean": st.column_config.NumberColumn("mean gate", format="%.3f"),
@@ -88,8 +171,12 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
     else:
         sample_labels = sample.labels.numpy()
         with right:
-            for title, positions, values in (("Opens it most", high, high_gate), ("Opens it least", low, low_gate)):
+            for title, positions, values, highest in (("Opens it most", high, high_gate, True),
+                                                      ("Opens it least", low, low_gate, False)):
                 st.markdown(f"**{title}** (of the {len(profiles.positions):,} sampled images)")
+                spread = _class_spread(profiles, ch_block, ch, classes, len(positions), highest)
+                if spread:
+                    st.caption(spread)
                 st.image([ui.enlarge(sample.images[int(i)], 3) for i in positions], width=84,
                          caption=[f"{v:.2f} · {classes[sample_labels[int(i)]]}" for i, v in zip(positions, values)])
             choices = [int(i) for i in high] + [int(i) for i in low]
@@ -110,7 +197,7 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
         st.dataframe([{"group": i + 1, "open for": ", ".join(r["open"]), "closed for": ", ".join(r["closed"]),
                        "channels": len(r["channels"]), "strongest": ", ".join(map(str, r["channels"][:6])),
                        "jump": r["jump"]} for i, r in enumerate(shown_splits)],
-                     key="exc_splits", on_select="rerun", selection_mode="single-row", hide_index=True,
+                     key=table_key("exc_splits", ch_block), on_select="rerun", selection_mode="single-row", hide_index=True,
                      width="stretch", column_config={
                          "jump": st.column_config.NumberColumn("mean jump", format="%.2f", help=(
                              "The gap between the lowest class mean gate of the open classes and the highest of "

@@ -264,8 +264,9 @@ def _open_checkpoint_file() -> None:
 
 
 def _sample_caption(cifar10_ready: bool) -> str:
-    return (f":material/inventory_2: **Bundled sample**: {SAMPLE_NAME} of the shipped checkpoints (no shipped model "
-            "trained on them); figures on it are on 500 images, split val only."
+    name, detail = SAMPLE_NAME.split(": ", 1)
+    return (f":material/inventory_2: **{name}**: {detail}, from the shipped checkpoints' own validation split (no "
+            "shipped model trained on them). Figures on it are on these 500 images; split val only."
             + ("" if cifar10_ready else " The full CIFAR-10 (about 170 MB) is one button away:"))
 
 

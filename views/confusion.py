@@ -8,8 +8,11 @@ import streamlit as st
 from views import _shared as ui
 from senet.checkpoint import Checkpoint
 from senet import DataError, evaluate_checkpoint
-from dashboard.confusion import cell_members, predictions_csv, summary
-from dashboard.figures import confusion_figure
+from dashboard.card import pts, recorded_accuracy
+from dashboard.confusion import CSV_COLUMNS, cell_members, per_class_rows, predictions_csv, summary
+from dashboard.figures import confusion_colour, confusion_figure
+
+COLOURS = {"All cells": "all", "Errors only": "errors", "Log scale": "log"}
 
 st.title("Confusion explorer")
 st.caption("Rows are the true classes, columns the predicted ones. Click a cell to see its images, most confident "
@@ -34,11 +37,15 @@ def _evaluations() -> dict:
     return {}
 
 
-c1, c2, _ = st.columns([1.3, 2, 2.3], vertical_alignment="center")
-view = c1.segmented_control("Values", ["Counts", "Row-normalised"], key="conf_view", default="Counts",
-                            required=True, label_visibility="collapsed")
-tta = c2.toggle("Flip test-time augmentation", key="conf_tta",
-                help="Average the prediction with that of the mirrored image.")
+with st.container(horizontal=True, vertical_alignment="bottom", gap="medium"):
+    view = st.segmented_control("Values", ["Counts", "Row-normalised"], key="conf_view", default="Counts",
+                                required=True, help="Counts of images, or each row as percent of its true class.")
+    colour = st.segmented_control("Colour", list(COLOURS), key="conf_colour", default="All cells", required=True,
+                                  help="Errors only: the diagonal (correct predictions) is greyed out and left out "
+                                       "of the colour scale, so the off-diagonal errors get the whole scale. "
+                                       "Log scale: colour by log(1 + value).")
+    tta = st.toggle("Flip test-time augmentation", key="conf_tta",
+                    help="Average the prediction with that of the mirrored image.")
 mtime = Path(path).stat().st_mtime
 key = (path, mtime, ui.data_spec(), split, bool(tta), str(ui.settings().data_dir))
 store = _evaluations()
@@ -60,13 +67,29 @@ if ev is None:
         store.pop(next(iter(store)))
 
 info = summary(ev)
-m = st.columns(5)
-m[0].metric("Accuracy", ui.pct(info["accuracy"]))
-m[1].metric("Macro F1", f"{info['macro']['f1']:.4f}")
-m[2].metric("Macro precision", f"{info['macro']['precision']:.4f}")
-m[3].metric("Macro recall", f"{info['macro']['recall']:.4f}")
-m[4].metric("Images", f"{info['n']:,}", help=f"The {split} split of {ui.data_spec()}"
-            + (", with flip TTA" if tta else ""))
+recorded = recorded_accuracy(meta, split, bool(tta), ui.data_spec())
+how = "with flip TTA" if tta else "no TTA"
+where = (f"the checkpoint's own held-out validation images of {ui.data_spec()}" if split == "val"
+         else f"the {split} images of {ui.data_spec()}")
+m = st.columns([1.25, 1.25, 1, 1, 1, 1])
+m[0].metric(f"Accuracy · {split} · recomputed now", ui.pct(info["accuracy"]),
+            delta=f"{pts(info['accuracy'], recorded)} vs recorded" if recorded is not None else None,
+            delta_color="off", delta_arrow="off",
+            help=f"Computed now on this machine from the checkpoint's weights, on {info['n']:,} images: {where} "
+                 f"({how}). The predictions are cached on disk, so a second look reads them back.")
+if recorded is not None:
+    m[1].metric(f"Accuracy · {split} · recorded in training", ui.pct(recorded),
+                help=f"The trainer's figure for these images ({how}), recorded when the checkpoint was saved. A "
+                     "recomputed figure can differ by a few images: the trainer ran on its own hardware (bfloat16 "
+                     "on a GPU), this page in float32, and an exported file may hold float16 weights.")
+else:
+    m[1].metric(f"Accuracy · {split} · recorded in training", "–",
+                help="The trainer records accuracy only on its own validation split and data source"
+                     + ("" if split == "val" else f"; the {split} split has no recorded figure") + ".")
+m[2].metric(f"Macro F1 · {split}", ui.pct(info["macro"]["f1"]))
+m[3].metric(f"Macro precision · {split}", ui.pct(info["macro"]["precision"]))
+m[4].metric(f"Macro recall · {split}", ui.pct(info["macro"]["recall"]))
+m[5].metric("Images", f"{info['n']:,}", help=f"The {split} split of {ui.data_spec()}, {how}")
 
 
 def _cell_from_point(point: dict) -> tuple[int, int] | None:
@@ -96,10 +119,13 @@ cell = (st.session_state["conf_true"], st.session_state["conf_pred"])
 
 left, right = st.columns([3, 2], gap="large")
 with left:
-    fig = confusion_figure(ev.confusion, classes, normalise=view == "Row-normalised", selected=cell,
-                           height=560 if len(classes) > 5 else 440)
+    normalise = view == "Row-normalised"
+    fig = confusion_figure(ev.confusion, classes, normalise=normalise, selected=cell,
+                           height=600 if len(classes) > 5 else 440, colour=COLOURS[colour])
     st.plotly_chart(fig, key="confusion_chart", on_select="rerun", selection_mode="points",
                     config={"displayModeBar": False})
+    st.caption(confusion_colour(ev.confusion, normalise, COLOURS[colour])["caption"]
+               + (" Cells: percent of the row's true class, one decimal." if normalise else " Cells: image counts."))
 with right:
     st.markdown("##### Cell")
     s1, s2 = st.columns(2)
@@ -113,15 +139,15 @@ with right:
                 f"({len(positions) / max(row_total, 1):.1%} of {classes[t]}; {kind}).")
     if len(positions):
         shown = min(len(positions), 30)
-        st.image([ui.enlarge(data.images[int(i)], 2) for i in positions[:shown]],
-                 caption=[f"{c:.0%} · #{int(i)}" for i, c in zip(positions[:shown], confidence[:shown])], width=72)
+        st.image([ui.enlarge(data.images[int(i)], 3) for i in positions[:shown]],
+                 caption=[f"{c:.1%} · #{int(i)}" for i, c in zip(positions[:shown], confidence[:shown])], width=96)
+        st.caption(f"Under each image: the model's confidence in {classes[p]} · its position in the {split} split.")
         if len(positions) > shown:
             st.caption(f"The {shown} most confident of {len(positions):,}; the CSV below lists all.")
         share = dict(zip((int(i) for i in positions[:shown]), confidence[:shown]))
-        e1, e2 = st.columns([3, 2], vertical_alignment="bottom")
-        pick = e1.selectbox("See why: one of these images in the Excitation explorer", list(share), key="conf_explain",
-                            format_func=lambda i: f"#{i} · {share[i]:.0%} {classes[p]}")
-        if e2.button("Explain", icon=":material/tune:", key="conf_explain_go", width="stretch"):
+        pick = st.selectbox("See why: one of these images in the Excitation explorer", list(share), key="conf_explain",
+                            format_func=lambda i: f"#{i} · {share[i]:.1%} {classes[p]}")
+        if st.button("Explain in the Excitation explorer", icon=":material/tune:", key="conf_explain_go"):
             st.switch_page("views/excitation.py", query_params={"split": split, "image": str(pick)})
     else:
         st.caption("No images in this cell.")
@@ -130,10 +156,12 @@ with right:
         st.dataframe([{"true": a, "predicted": b, "images": n} for a, b, n in info["top_confusions"]],
                      hide_index=True, width="stretch")
 
-st.subheader("Per-class metrics")
-pct_col = {name: st.column_config.ProgressColumn(name, format="%.3f", min_value=0.0, max_value=1.0)
+st.subheader(f"Per-class metrics · {split} · recomputed now")
+pct_col = {name: st.column_config.ProgressColumn(f"{name} (%)", format="%.1f%%", min_value=0.0, max_value=100.0)
            for name in ("precision", "recall", "f1")}
-st.dataframe(info["per_class"], hide_index=True, width="stretch", column_config=pct_col)
-st.download_button("Download per-image predictions (CSV)", lambda: predictions_csv(ev),
+st.dataframe(per_class_rows(info["per_class"]), hide_index=True, width="stretch", column_config=pct_col)
+st.download_button("Download per-image predictions (CSV)", lambda: predictions_csv(ev, data),
                    file_name=f"predictions_{meta.get('model')}_{split}{'_tta' if tta else ''}.csv", mime="text/csv",
                    icon=":material/download:")
+st.caption("One row per image. " + CSV_COLUMNS + "; then the true and predicted class, the confidence and each "
+           "class's probability.")

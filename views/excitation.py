@@ -7,13 +7,14 @@ import numpy as np
 import streamlit as st
 
 from views import _shared as ui
-from views._channel import one_channel_section
+from views._channel import choose_channel, difference_section, one_channel_section
 from senet.checkpoint import Checkpoint
 from senet import ImageError, open_image, preprocess
 from senet.models import se_blocks
 from senet.analysis.ablation import gate_ablation
 from dashboard.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
-                           profiles_figure, separation_figure, split_ablation_figure, topk_figure)
+                               profiles_figure, profiles_heatmap_figure, separation_figure, split_ablation_figure,
+                               topk_figure)
 from senet.data import image_to_uint8, normalize
 from senet.analysis.profiles import (CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles, explain,
                             gate_description, intervene)
@@ -35,6 +36,7 @@ if not blocks:
     st.warning("This checkpoint has no SE blocks (a plain twin): there are no gates to show. Its predictions are "
                "shown below; choose an SE checkpoint in the sidebar to see excitations.", icon=":material/info:")
 gate_note = gate_description(model)
+TINY_SIDE = 16  # an upload with a side under this many pixels is mostly upscaling
 
 
 # --------------------------------------------------------------------------- choosing the image
@@ -58,7 +60,7 @@ def _reset_index() -> None:
 # split by its index; the page then keeps the address bar pointing at the image shown, so it can be shared.
 linked = st.query_params.get("image")
 link_is_new = linked is not None and linked != st.session_state.get("exc_url_image")
-if link_is_new:
+if link_is_new and st.session_state.get("exc_mode") == "Upload":  # else the widget's default: no double setting
     st.session_state["exc_mode"] = "From the data"
 
 mode = st.segmented_control("Image source", ["From the data", "Upload"], key="exc_mode", default="From the data",
@@ -118,17 +120,24 @@ else:
     for k in ("image", "split"):
         st.query_params.pop(k, None)
     st.session_state.pop("exc_url_image", None)
-    upload = st.file_uploader("A PNG, JPEG, GIF, BMP or WebP image (any size; it is resized to the model's input)",
+    upload = st.file_uploader("A PNG, JPEG, GIF, BMP or WebP image (any size; its centred square is resized to the "
+                              "model's input, so it keeps its proportions)",
                               type=["png", "jpg", "jpeg", "gif", "bmp", "webp"], key="exc_upload")
     if upload is None:
         st.info("Upload an image to see its excitations. Works without any dataset.", icon=":material/upload:")
     else:
         try:
             image = open_image(upload.getvalue(), upload.name)
-            x = preprocess(image, meta)
+            x = preprocess(image, meta)  # the centred square, resized: the same pixels as below
             _, h, w = meta.get("input_size", (3, 32, 32))
-            pixels = image_to_uint8(image, (h, w))
-            caption = f"uploaded **{upload.name}** ({image.width}×{image.height}, {image.mode}) as the model sees it"
+            pixels = image_to_uint8(image, (h, w), crop=True)
+            fit = ("" if image.size == (w, h) else f", resized to {w}×{h}" if image.width * h == image.height * w
+                   else f", its centred {'square' if w == h else 'crop'} resized to {w}×{h}")
+            caption = f"uploaded **{upload.name}** ({image.width}×{image.height}, {image.mode}) as the model sees it{fit}"
+            if min(image.width, image.height) < TINY_SIDE:
+                st.warning(f"{upload.name} is only {image.width}×{image.height} pixels: the model sees it upscaled to "
+                           f"{w}×{h}, so there is little picture in it and the result says little.",
+                           icon=":material/photo_size_select_small:")
         except ImageError as exc:
             st.error(str(exc), icon=":material/broken_image:")
         except Exception as exc:  # noqa: BLE001 -- any other decoder fault: one line, the page keeps working
@@ -187,10 +196,13 @@ sort_channels = st.segmented_control(
 order = channel_order(reference if reference is not None else result.gates) if sort_channels else None
 order_label = ("channels, highest mean gate first" if reference is not None
                else "channels, highest gate of this image first")
+widest = max(len(g) for g in result.gates.values())
+# hundreds of channels need the page's full width: one block per row; many narrow blocks: three per row
+grid_columns = 3 if len(blocks) > 4 else 1 if widest > 128 else len(blocks)
 tab_bars, tab_heat = st.tabs(["Per block", "Blocks × channels"])
 with tab_bars:
-    bars = gate_bars_figure(result.gates, columns=3 if len(blocks) > 4 else len(blocks), reference=reference,
-                            order=order, order_label=order_label)
+    bars = gate_bars_figure(result.gates, columns=grid_columns, reference=reference, order=order,
+                            order_label=order_label, row_height=150 if grid_columns == 1 else 170)
     st.plotly_chart(bars, key="exc_bars", on_select="rerun", selection_mode="points")
     st.caption("Bars: this image's gate per channel" + (" (spatial mean of the per-pixel gate)" if gate_note else "")
                + (". Red line: the all-class mean from the class profiles below." if reference else ".")
@@ -198,16 +210,22 @@ with tab_bars:
 with tab_heat:
     st.plotly_chart(gate_heatmap_figure(result.gates, order=order, order_label=order_label), key="exc_heatmap")
 
+# --------------------------------------------------------------------------- this image against its class
+st.subheader("This image against its class")
+if profile_data is not None and profile_data.gates:
+    choose_channel(profile_data, blocks, bars)  # before any table of channels is drawn
+    difference_section(profile_data, result, classes, blocks, true_class, split, order, order_label)
+elif have_data and profile_data is None:
+    st.caption("Needs the class profiles below.")
+else:
+    st.caption("Needs a dataset for the class means (see below).")
+
 # --------------------------------------------------------------------------- class profiles
 st.subheader("Class profiles (the paper's Fig. 6, for this model)")
 if not have_data:
     ui.no_data_message(ui.data_available(), "Class profiles need images of each class; this image's gates are above.")
 else:
-    p1, p2 = st.columns([3, 1])
-    default_classes = list(dict.fromkeys([c for c in (true_class, pred) if c is not None] + list(range(len(classes)))))
-    chosen = p1.multiselect("Classes", range(len(classes)), default=default_classes[:3],
-                            format_func=classes.__getitem__, key="exc_profile_classes")
-    p2.select_slider("Images per class", [10, 25, 50, 100, 200], value=50, key="exc_per_class")
+    st.select_slider("Images per class", [10, 25, 50, 100, 200], value=50, key="exc_per_class")
     if profile_error:
         st.error(profile_error)
     if profile_data is not None:
@@ -218,15 +236,28 @@ else:
                        f"{CONSTANT_GATE_SPREAD}), a fixed channel scale the next layer absorbs, so "
                        f"{'this block does' if len(constant) == 1 else 'these blocks do'} no squeeze-and-excitation.",
                        icon=":material/block:")
-        st.plotly_chart(profiles_figure(profiles, overall, classes, list(chosen), result.gates,
-                                        columns=3 if len(blocks) > 4 else len(blocks), order=order,
-                                        order_label=order_label), key="exc_profiles")
+        # hundreds of channels tangle ten lines into a wall: a cell per class and channel keeps them apart
+        tab_map, tab_lines = st.tabs(["Classes × channels", "Lines (the paper's layout)"])
+        marks = {true_class: "true"} if true_class is not None else {}
+        marks[pred] = "true = predicted" if pred == true_class else "predicted"
+        with tab_map:
+            st.plotly_chart(profiles_heatmap_figure(profiles, overall, classes, result.gates, marks=marks,
+                                                    order=order, order_label=order_label), key="exc_profiles_map")
+        with tab_lines:
+            default_classes = list(dict.fromkeys([c for c in (true_class, pred) if c is not None]
+                                                 + list(range(len(classes)))))
+            chosen = st.multiselect("Classes", range(len(classes)), default=default_classes[:3],
+                                    format_func=classes.__getitem__, key="exc_profile_classes")
+            st.plotly_chart(profiles_figure(profiles, overall, classes, list(chosen), result.gates,
+                                            columns=grid_columns, order=order, order_label=order_label,
+                                            row_height=170 if grid_columns == 1 else 200), key="exc_profiles")
         s1, s2 = st.columns([2, 3], vertical_alignment="center")
         s1.plotly_chart(separation_figure(profile_data.separation(), profile_data.spread), key="exc_separation")
         lo, hi = int(counts.min()), int(counts.max())
         s2.markdown(
-            f"Each line is a class's mean gate over {lo if lo == hi else f'{lo}–{hi}'} images of the "
-            f"**{split}** split; dashed is the mean over all classes, dots are this image. In the paper, early "
+            f"Each row (or line) is a class's mean gate over {lo if lo == hi else f'{lo}–{hi}'} images of the "
+            f"**{split}** split, beside the mean over all classes (dashed line) and this image (dots). In the "
+            "paper, early "
             "blocks excite alike for every class and late blocks become class-specific. The bars at the left "
             "measure that for this model: the spread of the class profiles (std across classes, mean over "
             "channels) at each block, and beside it how much the gate varies from image to image (std across "
@@ -305,7 +336,8 @@ else:
             bar.empty()
             st.plotly_chart(split_ablation_figure(ablation.table(), ablation.baseline, ablation.n),
                             key="exc_split_chart")
-            st.caption("Red: the block's gate set to 1, as if it had no SE block. Blue: the gate fixed to the "
+            st.caption("Both panels share one scale, and each bar is labelled with its change in points. "
+                       "Red: the block's gate set to 1, as if it had no SE block. Blue: the gate fixed to the "
                        "block's mean gate over the same images, which keeps the average channel re-weighting but "
                        "not its dependence on the image. Where blue costs little and red costs a lot, the block "
                        "mostly applies a fixed scale; where blue costs as much as red, what matters is that the "

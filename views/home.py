@@ -1,8 +1,14 @@
 """Home: what SENet is, and the model card of the selected checkpoint."""
+from pathlib import Path
+
 import streamlit as st
 
 from views import _shared as ui
+from senet import DataError, evaluate_checkpoint
 from senet.analysis.compare import se_stage_terms
+from senet.checkpoint import Checkpoint
+from senet.training.runs import read_status
+from dashboard.card import epoch_summary, has_test_split, loss_gap_note, pts, same_source
 from dashboard.curves import curves_from_history, format_duration
 from dashboard.figures import epoch_figure, lr_figure
 
@@ -49,19 +55,84 @@ with badges:
 trained = f" · trained in {format_duration(meta['wall_time_s'])}" if meta.get("wall_time_s") else ""
 st.caption(f"`{path}`{trained}" + (f" on {meta['hardware']}" if trained and meta.get("hardware") else ""))
 
-cols = st.columns(5)
-cols[0].metric("Validation accuracy", ui.pct(meta.get("val_acc")),
-               delta=(f"{meta['val_acc_tta'] - meta['val_acc']:+.2%} with flip TTA"
-                      if meta.get("val_acc_tta") is not None and meta.get("val_acc") is not None else None),
-               help="Accuracy on the held-out validation split, recorded by the trainer at this checkpoint's epoch."
-                    + (f" The flip-TTA figure was {meta['val_acc_tta_source']}." if meta.get("val_acc_tta_source") else ""))
-cols[1].metric("Parameters", f"{info['params']:,}")
-cols[2].metric("SE parameters", f"{info['se_params']:,}",
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _recompute(path: str, mtime: float, spec: str, split: str, data_dir: str) -> tuple[float, int]:
+    """Accuracy (no TTA) and image count of the checkpoint on a split, now (senet's disk cache behind it)."""
+    model, meta = ui.load_entry(path)
+    data = ui.load_data(split, meta, spec=spec)
+    ev = evaluate_checkpoint(path, spec, split, data_dir, loaded=Checkpoint.from_meta(model, meta), data=data)
+    return ev.accuracy, ev.n
+
+
+def _held_out() -> str:
+    n = meta.get("val_size")
+    source = meta.get("data_spec") or config.get("data") or "its data source"
+    seed = meta.get("split_seed", config.get("split_seed"))
+    return (f"the val split: {f'{n:,} images' if isinstance(n, int) else 'the images'} held out of the training "
+            f"images of {source}" + (f" (split_seed {seed})" if seed is not None else ""))
+
+
+epochs_seen = epoch_summary(meta, read_status(Path(path).parent) if (Path(path).parent / "status.json").is_file()
+                            else None)
+left, right = st.columns(2, gap="medium")
+with left:
+    a1, a2 = st.columns(2)
+    val, val_tta = meta.get("val_acc"), meta.get("val_acc_tta")
+    at_epoch = f" at epoch {epochs_seen['epoch']}" if epochs_seen else ""
+    a1.metric("Val accuracy · recorded in training", ui.pct(val),
+              delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
+              help=f"Accuracy on {_held_out()}, recorded by the trainer{at_epoch}, without test-time augmentation"
+                   + (f"; with flip TTA {ui.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
+                   + "." + (f" The flip-TTA figure was {meta['val_acc_tta_source']}."
+                            if meta.get("val_acc_tta_source") else ""))
+    a2.metric("Best epoch (val accuracy)", epochs_seen["value"] if epochs_seen else "–",
+              help=epochs_seen["help"] if epochs_seen else "This checkpoint carries no training history.")
+with right:
+    spec, data_dir = ui.data_spec(), str(ui.settings().data_dir)
+    splits = ("val", "test") if has_test_split(spec, data_dir) else ("val",)
+    done_key = (path, Path(path).stat().st_mtime, spec, data_dir)
+    done = st.session_state.get("card_recomputed", {}).get(done_key)
+    reason = ui.data_available()
+    if done is None and reason is None:
+        if st.button(f"Recompute {' and '.join(splits)} accuracy now", icon=":material/refresh:", key="card_recompute",
+                     help=f"Evaluate this checkpoint on the {' and '.join(splits)} split(s) of {spec} on this "
+                          "machine (cached on disk after the first time)."):
+            try:
+                with st.spinner(f"Evaluating on the {' and '.join(splits)} split(s) of {spec}…"):
+                    done = {s: _recompute(path, done_key[1], spec, s, data_dir) for s in splits}
+            except DataError as exc:
+                st.error(f"Cannot recompute accuracy: {exc}", icon=":material/error:")
+            else:
+                st.session_state.setdefault("card_recomputed", {})[done_key] = done
+        if done is None:
+            st.caption(f"Recomputes accuracy on {spec}: the checkpoint's own held-out val split"
+                       + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
+    elif done is None:
+        st.caption(f"To recompute accuracy now, choose a data source with images ({reason}).")
+    if done is not None:
+        own = same_source(meta, spec)
+        r = st.columns(len(done))
+        for col, (s, (acc, n)) in zip(r, done.items()):
+            compare = s == "val" and val is not None and own is not False
+            col.metric(f"Recomputed now · {s} · {n:,} images", ui.pct(acc),
+                       delta=f"{pts(acc, val)} vs recorded" if compare else None, delta_color="off",
+                       delta_arrow="off",
+                       help=f"Accuracy on the {s} split of {spec} ({n:,} images), computed now on this machine from "
+                            "the checkpoint's weights, without TTA"
+                            + (". It can differ from the figure recorded in training by a few images: the trainer "
+                               "ran on its own hardware (bfloat16 on a GPU), this in float32, and an exported file "
+                               "may hold float16 weights." if compare else
+                               f"; {spec} is not the data source this checkpoint was trained on, so it is not "
+                               "compared with the recorded figure." if s == "val" and own is False else "."))
+
+cols = st.columns(4)
+cols[0].metric("Parameters", f"{info['params']:,}")
+cols[1].metric("SE parameters", f"{info['se_params']:,}",
                help="Parameters inside the SE blocks, next to the seed's formula (2/r)·Σ N_s·C_s².")
-cols[3].metric("Multiply-adds / image", ui.human(info["macs"]))
-epochs = meta.get("epochs") or len(history) or None
-cols[4].metric("Epochs", epochs if epochs is not None else "–",
-               help=f"Trained in {format_duration(meta.get('wall_time_s'))} on {meta.get('hardware') or 'unrecorded hardware'}")
+cols[2].metric("Multiply-adds / image", ui.human(info["macs"]))
+cols[3].metric("Training time", format_duration(meta.get("wall_time_s")) if meta.get("wall_time_s") else "–",
+               help=f"On {meta.get('hardware') or 'unrecorded hardware'}.")
 
 terms = se_stage_terms(model)
 if terms:
@@ -85,8 +156,11 @@ if meta.get("model") == "seed_senet":
                  "computed per pixel (the paper's 'NoSqueeze' ablation plus a bias), not per channel.")
     st.warning(gate_note, icon=":material/warning:")
 
-st.markdown("##### Training curves")
+st.markdown("##### Training curves · recorded in training")
 if history:
+    note = loss_gap_note(config, history, len(meta.get("classes") or []))
+    if note:
+        st.caption(note)
     curves = curves_from_history(history)
     c1, c2, c3 = st.columns(3)
     c1.plotly_chart(epoch_figure(curves, "loss", height=280), key="home_loss")

@@ -34,7 +34,7 @@ class Evaluation:
     labels: np.ndarray           # (N,) true class
     indices: np.ndarray          # (N,) position of each image in its split
     classes: list[str]
-    tta: bool = False
+    tta: int | bool = False  # the TTA level (see senet.analysis.runner); True is 1
     split: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -81,7 +81,7 @@ def class_report(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> d
     }
 
 
-def evaluate(checkpoint: Checkpoint, data: TensorDataset, tta: bool = False, batch_size: int = 250,
+def evaluate(checkpoint: Checkpoint, data: TensorDataset, tta: int | bool = False, batch_size: int = 250,
              progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """Probabilities for every image of ``data`` (optionally with flip TTA; see :mod:`senet.analysis.runner`)."""
     out = run_over_split(checkpoint.model, data, checkpoint.mean, checkpoint.std, tta=tta, batch_size=batch_size,
@@ -97,9 +97,10 @@ def checkpoint_split_options(card: dict) -> tuple[float, int]:
     return config.get("val_size", 0.1), int(card.get("split_seed", config.get("split_seed", 0)))
 
 
-def _cache_key(path: Path, spec: str, split: str, tta: bool, data: TensorDataset) -> str:
+def _cache_key(path: Path, spec: str, split: str, tta: int | bool, data: TensorDataset) -> str:
     st = path.stat()
-    digest = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{spec}|{split}|{tta}|{len(data)}".encode())
+    level = "True" if int(tta) == 1 else str(int(tta))  # True and 1 are one level (and keep older cache names)
+    digest = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{spec}|{split}|{level}|{len(data)}".encode())
     digest.update(data.labels.numpy().tobytes())
     return digest.hexdigest()[:20]
 
@@ -124,7 +125,7 @@ def checkpoint_and_split(checkpoint: str | os.PathLike, spec: str, split: str = 
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: str, split: str = "val",
-                        data_dir: str | os.PathLike = DEFAULT_DATA_DIR, tta: bool = False,
+                        data_dir: str | os.PathLike = DEFAULT_DATA_DIR, tta: int | bool = False,
                         cache_dir: str | os.PathLike | None = None,
                         progress: Callable[[int, int], None] | None = None,
                         loaded: Checkpoint | None = None, data: TensorDataset | None = None) -> Evaluation:

@@ -150,6 +150,22 @@ class ClassProfiles:
             raise ValueError(f"{block} has {mean.size} channels; the image gate has {image_gate.size}")
         return image_gate - mean
 
+    def departures(self, image_gates: dict[str, np.ndarray], references: list[int], k: int = 5) -> list[dict]:
+        """Per block, the ``k`` channels where ``image_gates`` depart most from the mean gate of the first class
+        in ``references`` (largest |difference| first). Rows: block, channel, gate (this image's), means and
+        differences (image - mean), one per reference class, in gate units."""
+        rows = []
+        for block, gate in image_gates.items():
+            if block not in self.profiles:
+                continue
+            diffs = [self.gate_difference(block, gate, c) for c in references]
+            gate = np.asarray(gate, dtype=np.float32).ravel()
+            for c in largest_departures(diffs[0], k) if diffs else []:
+                rows.append({"block": block, "channel": int(c), "gate": float(gate[c]),
+                             "means": [float(self.profiles[block][r][c]) for r in references],
+                             "differences": [float(d[c]) for d in diffs]})
+        return rows
+
     def constant_blocks(self, tolerance: float = CONSTANT_GATE_SPREAD) -> list[str]:
         """Blocks whose gate hardly changes between images: a fixed channel scale the next layer absorbs,
         so the block no longer does any squeeze-and-excitation (e.g. weights shrunk by weight decay)."""

@@ -5,9 +5,11 @@ Training validation, ``senet evaluate``, the gate ablation and the class profile
 :func:`run_over_split`, so a figure recorded during training and one recomputed later are the same
 computation.
 
-**Flip TTA has one meaning here:** the class probabilities of an image are the mean of the softmax
-probabilities of the image and of its mirror image; the prediction is their argmax, and the TTA loss is
-the negative log of the mean probability of the true class.
+**Test-time augmentation (TTA) has one meaning here:** the class probabilities of an image are a mean of
+the softmax probabilities of several views of it; the prediction is their argmax, and the TTA loss is the
+negative log of the mean probability of the true class. Level 1 (flip TTA, ``tta=True``): the image and its
+mirror image, equally weighted. Level 2 (airbench's): half of that, plus a quarter for each of two one-pixel
+translations (up-left and down-right, reflect-padded), each itself averaged with its mirror.
 """
 from __future__ import annotations
 
@@ -30,16 +32,32 @@ def to_probabilities(output: torch.Tensor) -> torch.Tensor:
     return torch.softmax(output.float(), dim=1)
 
 
-def view_probabilities(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
-    """Class probabilities (B, K) of a normalised batch; with ``tta`` the mean over the image and its mirror."""
-    probs = to_probabilities(model(x))
-    if tta:
-        probs = (probs + to_probabilities(model(x.flip(-1)))) / 2
-    return probs
+def _flip_pair(model: nn.Module, x: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+    p = to_probabilities(model(x)) if first is None else first
+    return (p + to_probabilities(model(x.flip(-1)))) / 2
+
+
+def view_probabilities(model: nn.Module, x: torch.Tensor, tta: int | bool = 0,
+                       first: torch.Tensor | None = None) -> torch.Tensor:
+    """Class probabilities (B, K) of a normalised batch at TTA level ``tta`` (0, 1 or 2; True is 1).
+    ``first``: the probabilities of the plain view, when the caller has them already."""
+    level = int(tta)
+    if level not in (0, 1, 2):
+        raise ValueError(f"tta level must be 0, 1 or 2, got {tta!r}")
+    if level == 0:
+        return to_probabilities(model(x)) if first is None else first
+    pair = _flip_pair(model, x, first)
+    if level == 1:
+        return pair
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[..., :h, :w], padded[..., 2:h + 2, 2:w + 2]]
+    return 0.5 * pair + 0.25 * sum(_flip_pair(model, v.contiguous(memory_format=torch.channels_last))
+                                   for v in shifted)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batch: torch.Tensor, tta: bool = False) -> torch.Tensor:
+def predict(model: nn.Module, batch: torch.Tensor, tta: int | bool = 0) -> torch.Tensor:
     """Class probabilities (B, K) on the CPU for a normalised batch, in eval mode (the mode is restored)."""
     was_training = model.training
     model.eval()
@@ -80,7 +98,7 @@ class SplitOutputs:
 
 @torch.no_grad()
 def run_over_split(model: nn.Module, data: TensorDataset, mean: tuple[float, ...] | list[float],
-                   std: tuple[float, ...] | list[float], *, tta: bool = False, batch_size: int = 250,
+                   std: tuple[float, ...] | list[float], *, tta: int | bool = 0, batch_size: int = 250,
                    positions: torch.Tensor | None = None, overrides: dict | None = None,
                    capture: bool = False, rank: int = 0, world_size: int = 1,
                    amp_dtype: torch.dtype | None = None,
@@ -90,7 +108,7 @@ def run_over_split(model: nn.Module, data: TensorDataset, mean: tuple[float, ...
     ``positions`` picks images of the split (default: all, in order); under ``torchrun`` rank ``r`` of
     ``world_size`` takes the ``r``-th of ``world_size`` contiguous, near-equal slices of them, so per-rank
     sums add up to the whole. ``overrides`` replaces gates (see :func:`senet.gate_overrides`); ``capture``
-    records each SE block's gate per image (of the unmirrored view). ``progress(done, total)`` is called
+    records each SE block's gate per image (of the plain view). ``tta``: the level, see the module's docstring. ``progress(done, total)`` is called
     after each batch. ``amp_dtype`` runs the forward passes under autocast (CUDA training).
     """
     chosen = torch.arange(len(data)) if positions is None else torch.as_tensor(positions, dtype=torch.long)
@@ -111,8 +129,7 @@ def run_over_split(model: nn.Module, data: TensorDataset, mean: tuple[float, ...
                     out = to_probabilities(model(x))
                     for name, g in captured.items():
                         gates.setdefault(name, []).append(g)
-                    if tta:
-                        out = (out + to_probabilities(model(x.flip(-1)))) / 2
+                    out = view_probabilities(model, x, tta, first=out)
                 probs.append(out.float().cpu())
                 if progress:
                     progress(start + len(idx), len(chosen))

@@ -27,7 +27,7 @@ from ..data import (CIFAR_MEAN, CIFAR_STD, TensorDataset, limit_split, load_spli
 from ..models import create_model, model_info
 from ..analysis.runner import run_over_split
 from .distributed import Dist, StopFlag, hardware, mixed_precision_dtype, pick_device, wrap_for_training
-from .optim import lr_factor, make_optimizer, set_lr
+from .optim import Lookahead, lr_factor, make_optimizer, set_lr
 from .recorder import Recorder
 from .settings import ConfigError, TrainConfig, check_world_size
 
@@ -57,6 +57,7 @@ class Trainee:
     scaler: torch.amp.GradScaler
     state: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    lookahead: Lookahead | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -69,7 +70,23 @@ class Trainee:
     def lr_factor(self) -> float:
         c = self.config
         warmup = int(round(c.warmup_epochs * self.steps_per_epoch))
-        return lr_factor(self.state["global_step"], self.total_steps, warmup, c.schedule, c.start_lr_frac)
+        return lr_factor(self.state["global_step"], self.total_steps, warmup, c.schedule, c.start_lr_frac,
+                         c.end_lr_frac)
+
+    def frozen(self) -> list[nn.Parameter]:
+        """Parameters the recipe holds still this epoch (AirNet's whitening bias after ``whiten_bias_epochs``)."""
+        c, whiten = self.config, getattr(self.model, "whiten", None)
+        if c.whiten_bias_epochs and whiten is not None and self.state["epoch"] >= c.whiten_bias_epochs:
+            return [whiten.bias]
+        return []
+
+    def resume_state(self) -> dict[str, Any]:
+        """What ``last.pt`` needs so that a resumed run continues exactly."""
+        out = {"optimizer": self.optimizer.state_dict(), "train_state": dict(self.state),
+               "rng_state": torch.get_rng_state()}
+        if self.lookahead is not None:
+            out["lookahead"] = self.lookahead.slow
+        return out
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
@@ -104,8 +121,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
             bar.close()
         if stopped:
             history = t.state["history"]
-            recorder.save("last.pt", t.model, t.optimizer, t.state, t.train_set.classes, t.facts,
-                          history[-1]["val_acc"] if history else None)
+            recorder.save("last.pt", t.model, t.state, t.train_set.classes, t.facts,
+                          history[-1]["val_acc"] if history else None, resume_state=t.resume_state())
         status = recorder.end(t.state, stop.signal_name if stopped else None)
         dist.barrier()
         return status
@@ -141,6 +158,8 @@ def train_epoch(t: Trainee, recorder: Recorder, stop: StopFlag, callbacks: tuple
         state["loss_ema"] = loss / n if ema is None else 0.9 * ema + 0.1 * loss / n
         state["global_step"] += 1
         state["step_in_epoch"] += 1
+        if t.lookahead is not None:
+            t.lookahead.after_step(t.model, state["global_step"], t.total_steps)
         if bar:
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{state['loss_ema']:.3f}")
@@ -167,13 +186,13 @@ def end_epoch(t: Trainee, recorder: Recorder) -> None:
     if improved:
         state["best_val_acc"] = val_acc
     val_acc_tta = None
-    if state["epoch"] == t.config.epochs or improved:  # best.pt and the final last.pt carry both figures
-        val_acc_tta = row["val_acc_tta"] = validate(t, tta=True)[1]
+    if (state["epoch"] == t.config.epochs or improved) and t.config.tta_level:  # best.pt, last.pt: both figures
+        val_acc_tta = row["val_acc_tta"] = validate(t, tta=t.config.tta_level)[1]
     recorder.epoch(row, state)
-    recorder.save("last.pt", t.model, t.optimizer, state, t.train_set.classes, t.facts, val_acc, val_acc_tta)
+    recorder.save("last.pt", t.model, state, t.train_set.classes, t.facts, val_acc, val_acc_tta,
+                  resume_state=t.resume_state())
     if improved:
-        recorder.save("best.pt", t.model, t.optimizer, state, t.train_set.classes, t.facts, val_acc, val_acc_tta,
-                      with_state=False)
+        recorder.save("best.pt", t.model, state, t.train_set.classes, t.facts, val_acc, val_acc_tta)
     recorder.status(state="running", epoch=state["epoch"], step=state["global_step"],
                     best_val_acc=state["best_val_acc"], elapsed_s=state["elapsed_s"])
     t.dist.barrier()
@@ -201,12 +220,14 @@ def optimizer_step(t: Trainee, x: torch.Tensor, y: torch.Tensor, criterion: Call
             t.scaler.scale(loss * (len(ys) / len(y))).backward()
         loss_total += float(loss.detach()) * len(ys)
         correct += float((out.detach().argmax(1) == ys).sum())
+    for p in t.frozen():
+        p.grad = None  # SGD skips a parameter without a gradient: no step, no momentum, no decay
     t.scaler.step(t.optimizer)
     t.scaler.update()
     return loss_total, correct
 
 
-def validate(t: Trainee, tta: bool = False) -> tuple[float, float]:
+def validate(t: Trainee, tta: int = 0) -> tuple[float, float]:
     """(mean loss, accuracy) over the whole validation split, summed across ranks; the same computation as
     ``senet evaluate`` (:func:`senet.analysis.runner.run_over_split`)."""
     t.dist.broadcast_buffers(t.model)
@@ -224,8 +245,10 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool, device: torch.devi
     model = build_model(config, train_set, device, fresh=not resume)
     optimizer = make_optimizer(model, config)
     state = new_train_state()
-    if resume:
-        restore(run_dir, model, optimizer, state)
+    saved = restore(run_dir, model, optimizer, state) if resume else {}
+    lookahead = Lookahead(model) if config.lookahead else None  # the slow copy starts as the current weights
+    if lookahead is not None and isinstance(saved.get("lookahead"), dict):
+        lookahead.load(saved["lookahead"])
     net, ddp = wrap_for_training(model, dist, device, config.sync_bn, config.compile)
     info = model_info(model)
     facts = dict(val_size=len(val_set), hardware=hardware(device, dist.world_size), params=info["params"],
@@ -235,7 +258,7 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool, device: torch.devi
     amp_dtype = mixed_precision_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # bf16 and fp32 need no scaling
     return Trainee(config, device, dist, train_set, val_set, model, net, ddp, optimizer, amp_dtype, scaler,
-                   state, facts)
+                   state, facts, lookahead)
 
 
 def progress_bar(t: Trainee):
@@ -259,6 +282,9 @@ def load_training_data(config: TrainConfig) -> tuple[TensorDataset, TensorDatase
 def build_model(config: TrainConfig, train_set: TensorDataset, device: torch.device, fresh: bool) -> nn.Module:
     """The named model on ``device`` in channels_last; a fresh one gets its data-dependent init, if it has one."""
     model = create_model(config.model, num_classes=len(train_set.classes), **config.model_options())
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = config.bn_momentum
     if hasattr(model, "init_from_data") and fresh:
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))
         model.init_from_data(normalize(train_set.images[order[:5000]], CIFAR_MEAN, CIFAR_STD))
@@ -271,11 +297,13 @@ def new_train_state() -> dict[str, Any]:
             "elapsed_s": 0.0, "loss_ema": None, "epoch_sums": [0.0, 0.0, 0.0]}
 
 
-def restore(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Load ``run_dir/last.pt`` into the model, optimiser, loop state and the CPU random generator."""
+def restore(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> dict:
+    """Load ``run_dir/last.pt`` into the model, optimiser, loop state and the CPU random generator; returns its
+    resume state (which also holds the Lookahead's slow weights, when the run uses it)."""
     payload = read_checkpoint(run_dir / "last.pt")
     model.load_state_dict(payload["state_dict"])
     optimizer.load_state_dict(payload["extra_state"]["optimizer"])
     state.update(payload["extra_state"]["train_state"])
     if isinstance(payload["extra_state"].get("rng_state"), torch.Tensor):
         torch.set_rng_state(payload["extra_state"]["rng_state"])
+    return payload["extra_state"]

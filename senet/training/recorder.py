@@ -91,20 +91,17 @@ class Recorder:
         if self.active:
             self.metrics.write({"type": "epoch", "step": state["global_step"], "time": time.time(), **row})
 
-    def save(self, name: str, model, optimizer, state: dict, classes: list[str], facts: dict,
-             val_acc: float | None, val_acc_tta: float | None = None, with_state: bool = True) -> None:
-        """Write checkpoint ``name`` (``last.pt`` with the optimiser and loop state to resume from)."""
+    def save(self, name: str, model, state: dict, classes: list[str], facts: dict, val_acc: float | None,
+             val_acc_tta: float | None = None, resume_state: dict | None = None) -> None:
+        """Write checkpoint ``name``; ``resume_state`` (optimiser, loop counters, ...) makes it one to resume from."""
         if not self.active:
             return
-        import torch
-
         c = self.config
-        extra = ({"optimizer": optimizer.state_dict(), "train_state": dict(state), "rng_state": torch.get_rng_state()}
-                 if with_state else None)
+        extra = resume_state
         save_checkpoint(self.run_dir / name, model, model_name=c.model,
                         model_options=dict(c.model_options(), num_classes=len(classes)), classes=classes,
                         extra_state=extra, config=asdict(c), recipe=c.recipe, epochs=state["epoch"],
-                        history=state["history"], val_acc=val_acc, val_acc_tta=val_acc_tta,
+                        history=state["history"], val_acc=val_acc, val_acc_tta=val_acc_tta, tta_level=c.tta_level,
                         split_seed=c.split_seed, dataset=c.dataset_name or c.data, data_spec=c.data,
                         wall_time_s=state["elapsed_s"], run_dir=str(self.run_dir), **facts)
 

@@ -42,7 +42,7 @@ PLAUSIBLE = {
     "data": st.sampled_from(["cifar10", "folder:/tmp/x"]), "pad_mode": st.sampled_from(["zeros", "reflect"]),
     "flip": st.sampled_from(["random", "alternating", "none"]), "world_size": st.sampled_from([1, 1, 1, 2, 4]),
 }
-IMPLAUSIBLE = {"schedule": st.sampled_from(["step", "Cosine"]), "device": st.sampled_from(["gpu", "cuda:0", "tpu"]),
+IMPLAUSIBLE = {"schedule": st.sampled_from(["exponential", "Cosine"]), "device": st.sampled_from(["gpu", "cuda:0", "tpu"]),
                "data": st.sampled_from(["imagenet", "folder:", " ", "cifar100"]), "pad_mode": st.just("edge"),
                "flip": st.just("always")}
 
