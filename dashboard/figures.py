@@ -139,7 +139,7 @@ def _grid(names: list[str], columns: int, row_height: int, top: int = 30) -> tup
     columns = max(1, min(columns, len(names)))
     rows = max(1, math.ceil(len(names) / columns))
     height = rows * row_height + top
-    gap_x, gap_y = 0.035, min(0.1, 60 / height)
+    gap_x, gap_y = 0.035, min(0.12, 70 / height)
     panel_x, panel_y = (1 - (columns - 1) * gap_x) / columns, (1 - (rows - 1) * gap_y) / rows  # all panels alike
     layout: dict = {"annotations": []}
     refs = []
@@ -326,13 +326,13 @@ def gate_difference_figure(differences: dict[str, dict[str, np.ndarray]], order:
                          hovertemplate=f"{block}, channel %{{customdata}}<br>this image − {label}: %{{y:+.3f}}"
                                        "<extra></extra>"))
         top = np.argsort(-np.abs(d), kind="stable")[:highlight]
-        data.append(dict(type="scatter", mode="markers+text", x=x[top], y=d[top], customdata=channels[top],
-                         text=[str(c) for c in channels[top]], xaxis=xa, yaxis=ya, showlegend=False,
-                         name="largest departures", cliponaxis=False,
-                         textposition=["top center" if v >= 0 else "bottom center" for v in d[top]],
-                         textfont=dict(size=10, color="#333"), marker=dict(color="#333", size=5),
+        data.append(dict(type="scatter", mode="markers", x=x[top], y=d[top], customdata=channels[top], xaxis=xa,
+                         yaxis=ya, showlegend=False, name="largest departures", cliponaxis=False,
+                         marker=dict(color="#333", size=5),
                          hovertemplate=f"{block}, channel %{{customdata}}<br>this image − {label}: %{{y:+.3f}}"
                                        "<extra>largest departure</extra>"))
+        layout["annotations"] += _stacked_labels(x[top], d[top], [str(c) for c in channels[top]], xa, ya,
+                                                 near=0.04 * max(len(d), 1) * len(labels))
         layout[f"yaxis{ya[1:]}"].update(range=[-1.2, 1.2], tickvals=[-1, -0.5, 0, 0.5, 1], zeroline=True,
                                         zerolinecolor="#444", zerolinewidth=1)
         if i % len(labels) == 0:
@@ -342,6 +342,21 @@ def gate_difference_figure(differences: dict[str, dict[str, np.ndarray]], order:
     layout.update(height=height + 46, margin=dict(l=10, r=10, t=30, b=46), hovermode="closest",
                   bargap=0 if widest > 128 else 0.05)
     return go.Figure(data=data, layout=layout)
+
+
+def _stacked_labels(x: np.ndarray, y: np.ndarray, texts: list[str], xref: str, yref: str, near: float) -> list[dict]:
+    """Labels just beyond the ends of bars (above a positive one, below a negative one); a label within ``near``
+    (x units) of one already placed on the same side goes a line further out, so no two overlap."""
+    placed: list[tuple[float, int, int]] = []
+    labels = []
+    for xi, yi, text in zip(x.tolist(), y.tolist(), texts):
+        side = 1 if yi >= 0 else -1
+        level = max((lv + 1 for px, ps, lv in placed if ps == side and abs(px - xi) < near), default=0)
+        placed.append((xi, side, level))
+        labels.append(dict(text=text, x=xi, y=yi, xref=xref, yref=yref, showarrow=False,
+                           yanchor="bottom" if side > 0 else "top", yshift=side * (4 + 12 * level),
+                           font=dict(size=10, color="#333")))
+    return labels
 
 
 def separation_figure(separation: dict[str, float], spread: dict[str, float] | None = None,

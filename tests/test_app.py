@@ -108,7 +108,7 @@ def test_model_card_shows_params_se_params_and_formula(env):
     assert metrics["SE parameters"] == "2,016", "SE-ResNet-20 at r=16 adds 2,016 parameters (the seed's formula)"
     formula = " ".join(texts(at, "latex"))
     assert r"\frac{2}{16}" in formula and "3\\cdot16^2" in formula and "2{,}016" in formula, formula
-    assert metrics["Validation accuracy"] == "50.00%"
+    assert metrics["Val accuracy · recorded in training"] == "50.00%"
     assert len(at.get("plotly_chart")) == 3, "expected loss, accuracy and learning-rate curves from the history"
 
 
@@ -129,7 +129,7 @@ def test_model_card_says_where_a_figure_measured_after_training_came_from(env, t
     monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
     at = open_app("views/home.py")
     no_exceptions(at)
-    accuracy = next(m for m in at.metric if m.label == "Validation accuracy")
+    accuracy = next(m for m in at.metric if m.label == "Val accuracy · recorded in training")
     assert "measured after training" in accuracy.help
     table = at.dataframe[0].value
     shown = dict(zip(table["setting"], table["value"]))
@@ -228,7 +228,7 @@ def test_new_run_can_start_from_a_checkpoints_recorded_recipe(env, tmp_path, mon
     at.selectbox(key="new_from").set_value(str(ck / "recipe.pt")).run()
     no_exceptions(at)
     assert (at.selectbox(key="new_family").value, at.toggle(key="new_se").value, at.number_input(key="new_r").value,
-            at.segmented_control(key="new_recipe").value) == ("resnet20", True, 8, "fast")
+            at.selectbox(key="new_recipe").value) == ("resnet20", True, 8, "fast")
     shown = {n.label: n.value for n in at.number_input}
     assert (shown["Width ×"], shown["Crop padding"], shown["Cutout"], shown["SE weight decay"],
             shown["Label smoothing"], shown["Epochs"], shown["Batch size"]) == (2, 4, 6, 0.0, 0.1, 1, 16), shown
@@ -551,7 +551,7 @@ def test_confusion_selection_shows_that_cells_images(env):
     cm = ev.confusion
     at = open_app("views/confusion.py")
     no_exceptions(at)
-    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{ev.accuracy:.2%}"
+    assert {m.label: m.value for m in at.metric}["Accuracy · val · recomputed now"] == f"{ev.accuracy:.2%}"
     shown = (at.selectbox(key="conf_true").value, at.selectbox(key="conf_pred").value)
     cells = [(t, p) for t in range(3) for p in range(3) if cm[t, p] > 0 and (t, p) != shown]
     assert cells, "the test needs a non-empty cell other than the one shown first"
@@ -776,3 +776,62 @@ def test_compare_times_twins_in_alternation_and_leaves_noise_uncoloured(env):
     assert accuracy.proto.delta == "+5.00 pts", "a difference in percentage points"
     assert (accuracy.proto.color, accuracy.proto.direction) == (Metric.GRAY, Metric.NONE), \
         "no green or red arrow for a difference nobody has tested"
+
+
+# --------------------------------------------------------------------------- the bundled sample, opening a file
+def test_with_no_data_anywhere_the_sidebar_uses_the_bundled_sample_and_pages_show_results(env, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.delenv("SENET_DATA", raising=False)
+    monkeypatch.setenv("SENET_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ROOT / "checkpoints"))
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    assert at.sidebar.text_input(key="data_spec").value == "sample"
+    caption = " ".join(texts(at.sidebar, "caption"))
+    assert "bundled sample" in caption and "500 images" in caption and "one button away" in caption, caption
+    assert any(b.label == "Download CIFAR-10" for b in at.sidebar.button), "the full download stays one click away"
+    assert not at.info, f"no 'No data' message: {texts(at, 'info')}"
+    assert "Gates of this image" in texts(at, "subheader")
+    assert any(m.startswith("val image #0 · true class **airplane**") for m in texts(at, "markdown"))
+    assert any("over 50 images of the **val** split" in m for m in texts(at, "markdown")), "class profiles drawn"
+    at.switch_page("views/confusion.py").run()
+    no_exceptions(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "500" and metrics["Accuracy · val · recomputed now"].endswith("%"), metrics
+    assert at.dataframe[-1].value["support"].tolist() == [50] * 10
+
+
+def _open_file(at: AppTest, path: str) -> None:
+    at.sidebar.text_input(key="open_checkpoint_path").set_value(path)
+    at.sidebar.button(key="open_checkpoint_button").click().run()
+
+
+def test_opening_a_checkpoint_file_by_path_selects_it(env, tmp_path):
+    other = tmp_path / "elsewhere" / "twin.pt"
+    other.parent.mkdir()
+    shutil.copy(env["checkpoints"] / "resnet20.pt", other)
+    at = open_app("views/home.py")
+    _open_file(at, str(other))
+    no_exceptions(at)
+    assert at.sidebar.selectbox(key="checkpoint").value == str(other)
+    assert not at.error, texts(at, "error")
+    assert "Model card · resnet20" in texts(at, "subheader")
+    at.run()  # the next interaction keeps it
+    assert at.sidebar.selectbox(key="checkpoint").value == str(other)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d, ck: (d / "cut.pt").write_bytes((ck / "resnet20.pt").read_bytes()[:3000]) and d / "cut.pt",
+     "not a readable PyTorch checkpoint"),
+    (lambda d, ck: d / "nowhere.pt", "no such file"),
+], ids=["corrupt", "missing"])
+def test_opening_an_unusable_checkpoint_file_says_why_and_keeps_the_selection(env, tmp_path, make, expected):
+    path = make(tmp_path, env["checkpoints"])
+    at = open_app("views/home.py")
+    before = at.sidebar.selectbox(key="checkpoint").value
+    _open_file(at, str(path))
+    no_exceptions(at)
+    errors = texts(at.sidebar, "error")
+    assert len(errors) == 1 and str(path) in errors[0] and expected in errors[0] and "\n" not in errors[0], errors
+    assert at.sidebar.selectbox(key="checkpoint").value == before, "the selection stays as it was"
+    assert str(path) not in at.sidebar.selectbox(key="checkpoint").options

@@ -24,6 +24,8 @@ ARCHITECTURES = architectures()  # e.g. "resnet20": [resnet20, se_resnet20]; "se
 _default = model_spec(TrainConfig.__dataclass_fields__["model"].default).architecture  # offered first
 ARCHITECTURES = {_default: ARCHITECTURES[_default], **ARCHITECTURES}
 REDUCTION = fields_by_name()["reduction"].metadata["setting"]
+RECIPE_NAMES = {"seed": "seed (blog post)", "fast": "fast (default)", "paper": "paper (He et al.)",
+                "airbench94": "airbench94", "long": "long (airbench96-style)"}
 STEP_WINDOWS = [0, 200, 1000, 5000]  # 0: all steps
 
 st.title("Train")
@@ -174,8 +176,11 @@ with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
     model_name = variants.get(use_se, next(iter(variants.values())))
     reduction = c3.number_input("r", min_value=int(REDUCTION.low), max_value=int(REDUCTION.high), value=16, step=1,
                                 key="new_r", disabled=not model_spec(model_name).has_se, help=REDUCTION.help)
-    recipe = c4.segmented_control("Recipe", list(RECIPES), key="new_recipe", default="fast", required=True,
-                                  help="fast: the project's time-to-accuracy recipe; seed: the blog post's.")
+    if st.session_state.get("new_recipe") not in RECIPES:
+        st.session_state["new_recipe"] = TrainConfig.__dataclass_fields__["recipe"].default
+    recipe = c4.selectbox("Recipe", list(RECIPES), key="new_recipe", format_func=RECIPE_NAMES.get,
+                          help="fast: the project's time-to-accuracy recipe; seed: the blog post's; paper: He et al.'s "
+                               "ResNet recipe (164 epochs); airbench94 and long: airbench's AirNet recipes.")
     source = st.session_state.get("new_from") or ""
     source_config = _source_config(source)
     inherited = {k: v for k, v in source_config.items()
