@@ -333,7 +333,7 @@ def gate_difference_figure(differences: dict[str, dict[str, np.ndarray]], order:
                                        "<extra>largest departure</extra>"))
         layout["annotations"] += _stacked_labels(x[top], d[top], [str(c) for c in channels[top]], xa, ya,
                                                  near=0.04 * max(len(d), 1) * len(labels))
-        layout[f"yaxis{ya[1:]}"].update(range=[-1.2, 1.2], tickvals=[-1, -0.5, 0, 0.5, 1], zeroline=True,
+        layout[f"yaxis{ya[1:]}"].update(range=[-1.3, 1.3], tickvals=[-1, -0.5, 0, 0.5, 1], zeroline=True,
                                         zerolinecolor="#444", zerolinewidth=1)
         if i % len(labels) == 0:
             layout[f"yaxis{ya[1:]}"]["title"] = dict(text="gate difference", font=dict(size=11))
@@ -345,16 +345,26 @@ def gate_difference_figure(differences: dict[str, dict[str, np.ndarray]], order:
 
 
 def _stacked_labels(x: np.ndarray, y: np.ndarray, texts: list[str], xref: str, yref: str, near: float) -> list[dict]:
-    """Labels just beyond the ends of bars (above a positive one, below a negative one); a label within ``near``
-    (x units) of one already placed on the same side goes a line further out, so no two overlap."""
-    placed: list[tuple[float, int, int]] = []
+    """Labels just beyond the ends of bars (above a positive one, below a negative one), each ``near`` wide (x
+    units). A label that would overlap one already placed on the same side moves beside its bar, to the right
+    or the left, and only then a line further out, so no two overlap and few leave the chart."""
+    boxes: list[tuple[float, float, int, int]] = []  # (left, right, side, level) of each label placed
     labels = []
     for xi, yi, text in zip(x.tolist(), y.tolist(), texts):
         side = 1 if yi >= 0 else -1
-        level = max((lv + 1 for px, ps, lv in placed if ps == side and abs(px - xi) < near), default=0)
-        placed.append((xi, side, level))
-        labels.append(dict(text=text, x=xi, y=yi, xref=xref, yref=yref, showarrow=False,
-                           yanchor="bottom" if side > 0 else "top", yshift=side * (4 + 12 * level),
+        for level in range(len(texts)):
+            free = next(((lo, anchor) for lo, anchor in ((xi - near / 2, "center"), (xi + near * 0.15, "left"),
+                                                          (xi - near * 1.15, "right"))
+                         if not any(b[2] == side and b[3] == level and lo < b[1] and lo + near > b[0] for b in boxes)),
+                        None)
+            if free:
+                break
+        lo, anchor = free or (xi - near / 2, "center")
+        boxes.append((lo, lo + near, side, level))
+        labels.append(dict(text=text, x=xi, y=yi, xref=xref, yref=yref, showarrow=False, xanchor=anchor,
+                           xshift={"center": 0, "left": 3, "right": -3}[anchor],
+                           yanchor="bottom" if side > 0 else "top",
+                           yshift=side * (4 + 12 * level) if anchor == "center" else side * (-6 + 12 * level),
                            font=dict(size=10, color="#333")))
     return labels
 
@@ -438,7 +448,7 @@ def split_ablation_figure(table: list[dict], baseline: float, n: int, height: in
                          cliponaxis=False, textfont=dict(size=11), marker_color=color,
                          customdata=[r[f"{mode}_acc"] for r in table], xaxis=f"x{axis}", yaxis=f"y{axis}",
                          hovertemplate=f"%{{x}}: {label}<br>%{{customdata:.2%}} (%{{y:+.2f}} pts)<extra></extra>"))
-    y_range = [low - (pad if low < 0 else 0), high + (pad if high > 0 else 0.05 * pad)]
+    y_range = [low - (pad if low < 0 else 0.25 * pad), high + (pad if high > 0 else 0.25 * pad)]
     layout = dict(
         xaxis=dict(domain=[0, 0.47], tickvals=names, ticktext=ticks),
         yaxis=dict(title_text="accuracy change (points)", range=y_range, zeroline=True, zerolinecolor="#444"),

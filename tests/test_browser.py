@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -169,13 +170,25 @@ def _zoom_x(page, index: int) -> list[float]:
 
 def test_every_page_renders_without_errors(server, page):
     url, _ = server
-    for path, title in (("", "SENet Explorer"), ("train", "Train"), ("excitation", "Excitation explorer"),
-                        ("confusion", "Confusion explorer"), ("compare", "Compare")):
-        _goto(page, f"{url}/{path}", title)
-        assert page.locator('[data-testid="stException"]').count() == 0, f"{path}: the page shows an exception"
-        sidebar = page.locator('[data-testid="stSidebar"]')
-        assert sidebar.get_by_text("Checkpoint").first.is_visible(), f"/{path}: the shared sidebar is missing"
-        _shot(page, f"page-{path or 'home'}")
+    requested = []  # every request the pages make: offline, anything not on this server fails (and is noise)
+
+    def record(request) -> None:
+        requested.append(request.url)
+
+    page.on("request", record)
+    try:
+        for path, title in (("", "SENet Explorer"), ("train", "Train"), ("excitation", "Excitation explorer"),
+                            ("confusion", "Confusion explorer"), ("compare", "Compare")):
+            _goto(page, f"{url}/{path}", title)
+            assert page.locator('[data-testid="stException"]').count() == 0, f"{path}: the page shows an exception"
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            assert sidebar.get_by_text("Checkpoint").first.is_visible(), f"/{path}: the shared sidebar is missing"
+            _shot(page, f"page-{path or 'home'}")
+    finally:
+        page.remove_listener("request", record)
+    elsewhere = sorted({u for u in requested if urlparse(u).scheme in ("http", "https", "ws", "wss")
+                        and urlparse(u).hostname not in ("127.0.0.1", "localhost")})
+    assert requested and not elsewhere, f"the pages fetch from other hosts: {elsewhere[:5]}"
 
 
 def test_training_run_curve_gains_points(server, page):
@@ -359,3 +372,23 @@ def test_clicking_a_gate_bar_shows_which_images_open_that_channel(server, page):
     assert page.get_by_text("Opens it most").is_visible() and page.get_by_text("Opens it least").is_visible()
     assert page.locator('[data-testid="stException"]').count() == 0
     _shot(page, "excitation-one-channel")
+
+
+def test_opening_a_checkpoint_file_by_path_selects_it(server, page):
+    url, tmp = server
+    other = tmp / "elsewhere" / "twin.pt"
+    other.parent.mkdir(exist_ok=True)
+    other.write_bytes((tmp / "checkpoints" / "se_resnet20.pt").read_bytes())
+    _goto(page, url, "SENet Explorer")
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("Open a checkpoint file…").click()
+    box = page.get_by_label("Path to a .pt file")
+    box.fill(str(other))
+    box.press("Enter")
+    _settle(page)
+    page.get_by_test_id("stPopoverBody").get_by_role("button", name="Open", exact=True).click()
+    sidebar.get_by_test_id("stSelectbox").get_by_text(re.compile(r"twin\.pt\s+·\s+" + re.escape(str(other.parent)))).wait_for()
+    _settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert not sidebar.locator('[data-testid="stAlertContentError"]').count(), "opening a valid file is no error"
+    _shot(page, "open-checkpoint-file")

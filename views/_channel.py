@@ -87,9 +87,11 @@ def _class_spread(profiles: ClassProfiles, block: str, channel: int, classes: li
     if not n:
         return ""
     spread = " · ".join(f"{classes[i]} {c}" for i, c in sorted(enumerate(counts.tolist()), key=lambda t: -t[1]) if c)
-    bound = f"{value:.2f} or {'more' if highest else 'less'}"
-    tie = f" (a tie: the {k} shown hold each class in proportion)" if n > k else ""
-    return f"{n} of the {len(profiles.positions):,} sampled images have a gate of {bound}: {spread}{tie}"
+    of = f"{len(profiles.positions):,} sampled images"
+    if n > k:  # the k-th value is shared by more images than are shown
+        return (f"{n} of the {of} have a gate of {value:.2f} or {'more' if highest else 'less'}, a tie: "
+                f"{spread}. The {k} shown hold each class in proportion.")
+    return f"Classes of these {n}: {spread}"
 
 
 def difference_section(profiles: ClassProfiles, result: Explanation, classes: list[str], blocks: list[str],

@@ -1,0 +1,175 @@
+"""Parity with the reference: PyPI airbench 0.1.8's airbench94 against this project's recipes, on the same images.
+
+    pip install airbench==0.1.8        # the reference, as published (it expects CUDA and half precision)
+    .venv/bin/python benchmarks/reference_airbench.py --train-images 20000 --epochs 4 --seeds 0 1
+    .venv/bin/python benchmarks/reference_airbench.py --epochs 10 --seeds 0 1          # full size: 45,000 images
+
+Both sides train on the same training images (the shipped checkpoints' 45,000-image training split of the
+CIFAR-10 JPEG q75 copy, or a stratified subset of ``--train-images``) for the same number of epochs and seeds,
+and are scored on the same 5,000 held-out validation images, with and without test-time augmentation (TTA
+level 2 for the reference, as airbench reports it; flip and level 2 for the project). The reference runs the
+installed package's own ``train94`` loop, adapted to this device at run time (float32 instead of half
+precision, the CPU instead of CUDA, timing by ``time.perf_counter``): no line of it is copied here. The
+project's side runs ``senet.training.train`` with each ``--recipes`` entry. Times are each side's training loop
+only (the reference's own timing with evaluation off; the project's ``elapsed_s``, which leaves out its per-epoch
+validation). Figures print side by side, one row per (side, seed), then the means.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from senet.data import limit_split, load_split  # noqa: E402
+
+DEFAULT_FOLDER = "/work/data/cifar10-jpeg"
+
+
+class _Timer:
+    """Stands in for ``torch.cuda.Event(enable_timing=True)`` on the CPU."""
+
+    def __init__(self, **_kwargs) -> None:
+        self.t = 0.0
+
+    def record(self) -> None:
+        self.t = time.perf_counter()
+
+    def elapsed_time(self, end: "_Timer") -> float:
+        return (end.t - self.t) * 1000.0
+
+
+@contextlib.contextmanager
+def reference_on(device: torch.device):
+    """Run airbench's CUDA/half-precision code on ``device`` in float32: patch, at run time only, what it calls."""
+    import airbench.lib_airbench94 as lib
+    import airbench.utils as utils
+
+    saved = (torch.nn.Module.half, torch.nn.Module.cuda, torch.Tensor.half, torch.cuda.Event,
+             torch.cuda.synchronize, utils.CifarLoader.__init__)
+    original_init = utils.CifarLoader.__init__
+
+    def loader_init(self, path, train=True, batch_size=500, aug=None, drop_last=None, shuffle=None, altflip=False,
+                    gpu=0):
+        original_init(self, path, train, batch_size, aug, drop_last, shuffle, altflip, gpu=device)
+
+    torch.nn.Module.half = lambda self: self  # keep the network in float32
+    torch.nn.Module.cuda = lambda self, *a, **k: self.to(device)
+    torch.Tensor.half = lambda self, *a, **k: self.float()
+    torch.cuda.Event = _Timer
+    torch.cuda.synchronize = lambda *a, **k: None
+    utils.CifarLoader.__init__ = loader_init
+    try:
+        yield lib
+    finally:
+        (torch.nn.Module.half, torch.nn.Module.cuda, torch.Tensor.half, torch.cuda.Event, torch.cuda.synchronize,
+         utils.CifarLoader.__init__) = saved
+
+
+def write_reference_data(folder: Path, train, val) -> None:
+    """``folder/cifar10/{train,test}.pt`` in the layout airbench's CifarLoader reads (uint8 N x H x W x C)."""
+    (folder / "cifar10").mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", train), ("test", val)):
+        torch.save({"images": split.images.permute(0, 2, 3, 1).contiguous(), "labels": split.labels,
+                    "classes": list(split.classes)}, folder / "cifar10" / f"{name}.pt")
+
+
+def run_reference(folder: Path, epochs: float, seed: int, device: torch.device) -> dict:
+    """airbench94's own training, seeded; accuracy on the held-out images without TTA and with its level 2."""
+    from airbench.utils import evaluate
+
+    cwd = os.getcwd()
+    os.chdir(folder)  # airbench reads ./cifar10/{train,test}.pt
+    try:
+        with reference_on(device) as lib:
+            torch.manual_seed(seed)
+            loader = lib.CifarLoader("cifar10", train=True, batch_size=lib.hyp["opt"]["batch_size"],
+                                     aug=lib.hyp["aug"], altflip=True)
+            start = time.perf_counter()
+            model = lib.train94(loader, epochs=epochs, verbose=False)
+            seconds = time.perf_counter() - start
+            test = lib.CifarLoader("cifar10", train=False, batch_size=2000)
+            return {"acc": evaluate(model, test, tta_level=0), "acc_tta2": evaluate(model, test, tta_level=2),
+                    "seconds": seconds}
+    finally:
+        os.chdir(cwd)
+
+
+def run_project(recipe: str, spec: str, data_dir: Path, train_images: int, epochs: int, seed: int,
+                work: Path) -> dict:
+    """This project's engine on the same images and epochs; figures recomputed from its last.pt."""
+    from senet import evaluate_checkpoint
+    from senet.training import make_config, train
+
+    config = make_config("airnet", recipe, data=spec, data_dir=str(data_dir), epochs=epochs, seed=seed,
+                         train_limit=train_images if train_images < 45_000 else 0, log_every=1000)
+    run_dir = work / f"{recipe}-seed{seed}"
+    run_dir.mkdir(parents=True)
+    status = train(config, run_dir, progress=False)
+    row = {"seconds": status["elapsed_s"]}  # the training loop's time, as the reference's own timing counts it
+    for key, level in (("acc", 0), ("acc_tta1", 1), ("acc_tta2", 2)):
+        row[key] = evaluate_checkpoint(run_dir / "last.pt", spec, "val", data_dir, tta=level,
+                                       cache_dir=work / "pred").accuracy
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--folder", default=DEFAULT_FOLDER, help="the CIFAR-10 JPEG copy (ImageFolder, train/)")
+    p.add_argument("--data-dir", default=str(ROOT / "data"), help="where the decoded cache lives")
+    p.add_argument("--train-images", type=int, default=45_000, help="a stratified subset of the training split")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--recipes", nargs="+", default=["fast", "airbench94"], help="the project's recipes to run")
+    p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    spec = f"folder:{args.folder}"
+    train = load_split(spec, "train", args.data_dir, 0.1, 0)
+    if args.train_images < len(train):
+        train = limit_split(train, args.train_images, 0)
+    val = load_split(spec, "val", args.data_dir, 0.1, 0)
+    print(f"CIFAR-10 (JPEG q75 copy): {len(train):,} training images, {len(val):,} held-out validation images; "
+          f"{args.epochs} epochs; seeds {args.seeds}; {device}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not args.skip_reference:
+            write_reference_data(work / "ref", train, val)
+        for seed in args.seeds:
+            if not args.skip_reference:
+                rows.append(("reference airbench94", seed, run_reference(work / "ref", args.epochs, seed, device)))
+                print_row(*rows[-1])
+            for recipe in args.recipes:
+                rows.append((f"project {recipe}", seed,
+                             run_project(recipe, spec, Path(args.data_dir), len(train), args.epochs, seed, work)))
+                print_row(*rows[-1])
+    print("\nmeans over seeds (accuracy on the held-out images, recomputed after training):")
+    for side in dict.fromkeys(r[0] for r in rows):
+        mine = [r[2] for r in rows if r[0] == side]
+        cells = [f"{k} {100 * statistics.mean(m[k] for m in mine):.2f}%" for k in ("acc", "acc_tta1", "acc_tta2")
+                 if k in mine[0]]
+        print(f"  {side:<24} " + "  ".join(cells) + f"  time {statistics.mean(m['seconds'] for m in mine):.0f} s")
+    return 0
+
+
+def print_row(side: str, seed: int, row: dict) -> None:
+    cells = "  ".join(f"{k} {100 * v:.2f}%" for k, v in row.items() if k.startswith("acc"))
+    print(f"{side:<24} seed {seed}: {cells}  ({row['seconds']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
