@@ -71,25 +71,22 @@ recorded = recorded_accuracy(meta, split, bool(tta), ui.data_spec())
 how = "with flip TTA" if tta else "no TTA"
 where = (f"the checkpoint's own held-out validation images of {ui.data_spec()}" if split == "val"
          else f"the {split} images of {ui.data_spec()}")
-m = st.columns([1.25, 1.25, 1, 1, 1, 1])
+m = st.columns([1.45, 1.25, 1, 0.8])
 m[0].metric(f"Accuracy · {split} · recomputed now", ui.pct(info["accuracy"]),
             delta=f"{pts(info['accuracy'], recorded)} vs recorded" if recorded is not None else None,
             delta_color="off", delta_arrow="off",
             help=f"Computed now on this machine from the checkpoint's weights, on {info['n']:,} images: {where} "
                  f"({how}). The predictions are cached on disk, so a second look reads them back.")
-if recorded is not None:
-    m[1].metric(f"Accuracy · {split} · recorded in training", ui.pct(recorded),
-                help=f"The trainer's figure for these images ({how}), recorded when the checkpoint was saved. A "
-                     "recomputed figure can differ by a few images: the trainer ran on its own hardware (bfloat16 "
-                     "on a GPU), this page in float32, and an exported file may hold float16 weights.")
-else:
-    m[1].metric(f"Accuracy · {split} · recorded in training", "–",
-                help="The trainer records accuracy only on its own validation split and data source"
-                     + ("" if split == "val" else f"; the {split} split has no recorded figure") + ".")
-m[2].metric(f"Macro F1 · {split}", ui.pct(info["macro"]["f1"]))
-m[3].metric(f"Macro precision · {split}", ui.pct(info["macro"]["precision"]))
-m[4].metric(f"Macro recall · {split}", ui.pct(info["macro"]["recall"]))
-m[5].metric("Images", f"{info['n']:,}", help=f"The {split} split of {ui.data_spec()}, {how}")
+m[1].metric(f"Recorded in training · {split}", ui.pct(recorded),
+            help=(f"The trainer's accuracy on these images ({how}), recorded when the checkpoint was saved. A "
+                  "recomputed figure can differ by a few images: the trainer ran on its own hardware (bfloat16 on a "
+                  "GPU), this page in float32, and an exported file may hold float16 weights.") if recorded is not None
+            else "The trainer records accuracy only on its own validation split and data source"
+                 + ("" if split == "val" else f"; the {split} split has no recorded figure") + ".")
+m[2].metric(f"Macro F1 · {split}", ui.pct(info["macro"]["f1"]),
+            help=f"Macro precision {ui.pct(info['macro']['precision'])}, macro recall "
+                 f"{ui.pct(info['macro']['recall'])} (recomputed now, {how}).")
+m[3].metric(f"Images · {split}", f"{info['n']:,}", help=f"The {split} split of {ui.data_spec()}, {how}")
 
 
 def _cell_from_point(point: dict) -> tuple[int, int] | None:
@@ -160,6 +157,8 @@ st.subheader(f"Per-class metrics · {split} · recomputed now")
 pct_col = {name: st.column_config.ProgressColumn(f"{name} (%)", format="%.1f%%", min_value=0.0, max_value=100.0)
            for name in ("precision", "recall", "f1")}
 st.dataframe(per_class_rows(info["per_class"]), hide_index=True, width="stretch", column_config=pct_col)
+st.caption(f"Macro averages over the classes: precision {ui.pct(info['macro']['precision'])}, recall "
+           f"{ui.pct(info['macro']['recall'])}, F1 {ui.pct(info['macro']['f1'])}.")
 st.download_button("Download per-image predictions (CSV)", lambda: predictions_csv(ev, data),
                    file_name=f"predictions_{meta.get('model')}_{split}{'_tta' if tta else ''}.csv", mime="text/csv",
                    icon=":material/download:")

@@ -75,56 +75,64 @@ def _held_out() -> str:
 
 epochs_seen = epoch_summary(meta, read_status(Path(path).parent) if (Path(path).parent / "status.json").is_file()
                             else None)
-left, right = st.columns(2, gap="medium")
-with left:
-    a1, a2 = st.columns(2)
-    val, val_tta = meta.get("val_acc"), meta.get("val_acc_tta")
-    at_epoch = f" at epoch {epochs_seen['epoch']}" if epochs_seen else ""
-    a1.metric("Val accuracy · recorded in training", ui.pct(val),
-              delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
-              help=f"Accuracy on {_held_out()}, recorded by the trainer{at_epoch}, without test-time augmentation"
-                   + (f"; with flip TTA {ui.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
-                   + "." + (f" The flip-TTA figure was {meta['val_acc_tta_source']}."
-                            if meta.get("val_acc_tta_source") else ""))
-    a2.metric("Best epoch (val accuracy)", epochs_seen["value"] if epochs_seen else "–",
-              help=epochs_seen["help"] if epochs_seen else "This checkpoint carries no training history.")
-with right:
-    spec, data_dir = ui.data_spec(), str(ui.settings().data_dir)
-    splits = ("val", "test") if has_test_split(spec, data_dir) else ("val",)
-    done_key = (path, Path(path).stat().st_mtime, spec, data_dir)
-    done = st.session_state.get("card_recomputed", {}).get(done_key)
+def _recomputed_metrics(done: dict[str, tuple[float, int]], spec: str, val: float | None) -> None:
+    """One metric per recomputed split, the val one beside the recorded figure in points."""
+    own = same_source(meta, spec)
+    for col, (s, (acc, n)) in zip(st.columns(2), done.items()):
+        compare = s == "val" and val is not None and own is not False
+        why = (". It can differ from the figure recorded in training by a few images: the trainer ran on its own "
+               "hardware (bfloat16 on a GPU), this in float32, and an exported file may hold float16 weights."
+               if compare else f"; {spec} is not the data source this checkpoint was trained on, so it is not "
+               "compared with the recorded figure." if s == "val" and own is False else ".")
+        col.metric(f"Recomputed now · {s} · {n:,} images", ui.pct(acc),
+                   delta=f"{pts(acc, val)} vs recorded" if compare else None, delta_color="off", delta_arrow="off",
+                   help=f"Accuracy on the {s} split of {spec} ({n:,} images), computed now on this machine from the "
+                        "checkpoint's weights, without TTA" + why)
+
+
+def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> dict | None:
+    """The button that recomputes val (and test, where the source has one) accuracy; the results once done."""
     reason = ui.data_available()
-    if done is None and reason is None:
-        if st.button(f"Recompute {' and '.join(splits)} accuracy now", icon=":material/refresh:", key="card_recompute",
-                     help=f"Evaluate this checkpoint on the {' and '.join(splits)} split(s) of {spec} on this "
-                          "machine (cached on disk after the first time)."):
-            try:
-                with st.spinner(f"Evaluating on the {' and '.join(splits)} split(s) of {spec}…"):
-                    done = {s: _recompute(path, done_key[1], spec, s, data_dir) for s in splits}
-            except DataError as exc:
-                st.error(f"Cannot recompute accuracy: {exc}", icon=":material/error:")
-            else:
-                st.session_state.setdefault("card_recomputed", {})[done_key] = done
-        if done is None:
-            st.caption(f"Recomputes accuracy on {spec}: the checkpoint's own held-out val split"
-                       + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
-    elif done is None:
+    if reason is not None:
         st.caption(f"To recompute accuracy now, choose a data source with images ({reason}).")
-    if done is not None:
-        own = same_source(meta, spec)
-        r = st.columns(len(done))
-        for col, (s, (acc, n)) in zip(r, done.items()):
-            compare = s == "val" and val is not None and own is not False
-            col.metric(f"Recomputed now · {s} · {n:,} images", ui.pct(acc),
-                       delta=f"{pts(acc, val)} vs recorded" if compare else None, delta_color="off",
-                       delta_arrow="off",
-                       help=f"Accuracy on the {s} split of {spec} ({n:,} images), computed now on this machine from "
-                            "the checkpoint's weights, without TTA"
-                            + (". It can differ from the figure recorded in training by a few images: the trainer "
-                               "ran on its own hardware (bfloat16 on a GPU), this in float32, and an exported file "
-                               "may hold float16 weights." if compare else
-                               f"; {spec} is not the data source this checkpoint was trained on, so it is not "
-                               "compared with the recorded figure." if s == "val" and own is False else "."))
+        return None
+    splits = ("val", "test") if has_test_split(spec, data_dir) else ("val",)
+    both = " and ".join(splits)
+    if st.button(f"Recompute {both} accuracy now", icon=":material/refresh:", key="card_recompute",
+                 help=f"Evaluate this checkpoint on the {both} split(s) of {spec} on this machine (cached on disk "
+                      "after the first time)."):
+        try:
+            with st.spinner(f"Evaluating on the {both} split(s) of {spec}…"):
+                done = {s: _recompute(path, done_key[1], spec, s, data_dir) for s in splits}
+        except DataError as exc:
+            st.error(f"Cannot recompute accuracy: {exc}", icon=":material/error:")
+        else:
+            st.session_state.setdefault("card_recomputed", {})[done_key] = done
+            return done
+    st.caption(f"On {spec}: the checkpoint's own held-out val split"
+               + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
+    return None
+
+
+a1, a2, a3 = st.columns([1.4, 1, 1.6])
+val, val_tta = meta.get("val_acc"), meta.get("val_acc_tta")
+at_epoch = f" at epoch {epochs_seen['epoch']}" if epochs_seen else ""
+a1.metric("Val accuracy · recorded in training", ui.pct(val),
+          delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
+          help=f"Accuracy on {_held_out()}, recorded by the trainer{at_epoch}, without test-time augmentation"
+               + (f"; with flip TTA {ui.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
+               + "." + (f" The flip-TTA figure was {meta['val_acc_tta_source']}."
+                        if meta.get("val_acc_tta_source") else ""))
+a2.metric("Best epoch (val accuracy)", epochs_seen["value"] if epochs_seen else "–",
+          help=epochs_seen["help"] if epochs_seen else "This checkpoint carries no training history.")
+spec, data_dir = ui.data_spec(), str(ui.settings().data_dir)
+done_key = (path, Path(path).stat().st_mtime, spec, data_dir)
+done = st.session_state.get("card_recomputed", {}).get(done_key)
+if done is None:
+    with a3:
+        done = _recompute_button(spec, data_dir, done_key)
+if done is not None:
+    _recomputed_metrics(done, spec, val)
 
 cols = st.columns(4)
 cols[0].metric("Parameters", f"{info['params']:,}")
