@@ -322,7 +322,8 @@ def gate_difference_figure(differences: dict[str, dict[str, np.ndarray]], order:
         d, channels = _ordered(differences[label][block], order.get(block) if order else None)
         x = np.arange(len(d))
         data.append(dict(type="bar", x=x, y=d, customdata=channels, xaxis=xa, yaxis=ya, name=f"{block} − {label}",
-                         showlegend=False, marker=dict(color=np.where(d >= 0, DIFF_UP, DIFF_DOWN), line_width=0),
+                         showlegend=False, marker=dict(color=d, cmin=-1, cmax=1, line_width=0, colorscale=[
+                             [0, DIFF_DOWN], [0.5, DIFF_DOWN], [0.5, DIFF_UP], [1, DIFF_UP]]),  # by sign
                          hovertemplate=f"{block}, channel %{{customdata}}<br>this image − {label}: %{{y:+.3f}}"
                                        "<extra></extra>"))
         top = np.argsort(-np.abs(d), kind="stable")[:highlight]
@@ -389,21 +390,30 @@ def separation_figure(separation: dict[str, float], spread: dict[str, float] | N
     return fig
 
 
+def _hline(y: float, line: dict) -> dict:
+    """A horizontal line across the plot as a layout shape (``add_hline`` costs ~5 ms a line)."""
+    return dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=y, y1=y, line=line)
+
+
+def _legend_line(name: str, line: dict) -> dict:
+    """A legend entry for a line drawn as a shape (the legend names it: a label on the line covers bars)."""
+    return dict(type="scatter", x=[None], y=[None], mode="lines", line=line, name=name, hoverinfo="skip")
+
+
 def channel_classes_figure(per_class: np.ndarray, overall: float, classes: list[str], title: str,
                            height: int = 300, image_gate: float | None = None) -> go.Figure:
     """One channel's mean gate for each class (bars) against its all-class mean (dashed line) and, if given,
     one image's gate (dotted line)."""
     per_class = np.asarray(per_class, dtype=float)
-    fig = go.Figure(go.Bar(x=list(classes), y=per_class, marker=dict(color=per_class, colorscale="Viridis", cmin=0,
-                                                                     cmax=1),
-                           hovertemplate="%{x}: mean gate %{y:.3f}<extra></extra>", showlegend=False))
     lines = [(float(overall), f"all classes {overall:.3f}", dict(color="#444", dash="dash", width=1.4))]
     if image_gate is not None:
         lines.append((float(image_gate), f"this image {image_gate:.3f}", dict(color=ACCENT, dash="dot", width=2)))
-    for y, label, line in lines:  # named in the legend above the chart: a label on the line would cover bars
-        fig.add_hline(y=y, line=line)
-        fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=label, hoverinfo="skip")
-    fig.update_yaxes(range=[0, 1], title_text="mean gate")
+    data = [dict(type="bar", x=list(classes), y=per_class, showlegend=False,
+                 marker=dict(color=per_class, colorscale="Viridis", cmin=0, cmax=1),
+                 hovertemplate="%{x}: mean gate %{y:.3f}<extra></extra>")]
+    data += [_legend_line(label, line) for _, label, line in lines]
+    fig = go.Figure(data=data, layout=dict(shapes=[_hline(y, line) for y, _, line in lines],
+                                           yaxis=dict(range=[0, 1], title_text="mean gate")))
     return _legend_under_title(_layout(fig, title, height, hovermode="closest"), height)
 
 
@@ -412,21 +422,21 @@ def class_splits_figure(profiles: np.ndarray, classes: list[str], splits: list[d
     """Classes x channels heatmap of the mean gate, for the channels of ``splits`` (rows of
     :meth:`senet.profiles.ClassProfiles.class_splits`), group after group; each group is numbered on the x axis
     (1 = the first row) and fenced off by a white line."""
-    fig = go.Figure()
     channels = [c for r in splits for c in r["channels"]]
     if not channels:
-        return _placeholder(_layout(fig, title, height), "no channel of this block splits the classes in two")
+        return _placeholder(_layout(go.Figure(), title, height), "no channel of this block splits the classes in two")
     profiles = np.asarray(profiles, dtype=float)
-    fig.add_heatmap(z=profiles[:, channels], x=np.arange(len(channels)), y=list(classes),
-                    customdata=[list(channels)] * len(classes),
-                    zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="mean gate", thickness=12),
-                    hovertemplate="%{y}<br>channel %{customdata}<br>mean gate %{z:.3f}<extra></extra>")
     edges = np.cumsum([0] + [len(r["channels"]) for r in splits])
-    for edge in edges[1:-1]:
-        fig.add_vline(x=edge - 0.5, line=dict(color="white", width=2))
-    fig.update_xaxes(title_text="channels, by group", tickmode="array", tickvals=(edges[:-1] + edges[1:] - 1) / 2,
-                     ticktext=[str(i + 1) for i in range(len(splits))])
-    fig.update_yaxes(autorange="reversed")
+    heat = dict(type="heatmap", z=profiles[:, channels], x=np.arange(len(channels)), y=list(classes),
+                customdata=[list(channels)] * len(classes), zmin=0, zmax=1, colorscale="Viridis",
+                colorbar=dict(title=dict(text="mean gate"), thickness=12),
+                hovertemplate="%{y}<br>channel %{customdata}<br>mean gate %{z:.3f}<extra></extra>")
+    fences = [dict(type="line", xref="x", x0=e - 0.5, x1=e - 0.5, yref="paper", y0=0, y1=1,
+                   line=dict(color="white", width=2)) for e in edges[1:-1]]
+    fig = go.Figure(data=[heat], layout=dict(
+        shapes=fences, yaxis=dict(autorange="reversed"),
+        xaxis=dict(title_text="channels, by group", tickmode="array", tickvals=(edges[:-1] + edges[1:] - 1) / 2,
+                   ticktext=[str(i + 1) for i in range(len(splits))])))
     return _layout(fig, title, height, hovermode="closest")
 
 
@@ -488,15 +498,15 @@ def ablation_figure(ablation: dict[str, float], baseline: float, label: str, hei
     """For each block switched off alone: the probability of the predicted class, against the baseline."""
     names = list(ablation)
     values = [ablation[n] for n in names]
-    fig = go.Figure(go.Bar(x=names, y=values, marker_color=TRAIN, name="SE off in that block",
-                           text=[f"{v:.1%}" for v in values], textposition="outside", cliponaxis=False,
-                           hovertemplate="SE off in %{x}<br>p(" + label + ") %{y:.2%}<extra></extra>"))
     line = dict(color=ACCENT, dash="dash")
-    fig.add_hline(y=baseline, line=line)  # named in the legend: a label on the line would cover a bar
-    fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=f"all gates on {baseline:.1%}", hoverinfo="skip")
-    fig.update_yaxes(range=[0, 1.12], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1], tickformat=".0%", title_text=f"p({label})")
-    if len(names) > 4:
-        fig.update_xaxes(tickvals=names, ticktext=_short_names(names))
+    data = [dict(type="bar", x=names, y=values, marker_color=TRAIN, name="SE off in that block",
+                 text=[f"{v:.1%}" for v in values], textposition="outside", cliponaxis=False,
+                 hovertemplate="SE off in %{x}<br>p(" + label + ") %{y:.2%}<extra></extra>"),
+            _legend_line(f"all gates on {baseline:.1%}", line)]
+    fig = go.Figure(data=data, layout=dict(
+        shapes=[_hline(baseline, line)],
+        yaxis=dict(range=[0, 1.12], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1], tickformat=".0%", title_text=f"p({label})"),
+        xaxis=dict(tickvals=names, ticktext=_short_names(names)) if len(names) > 4 else {}))
     return _legend_under_title(_layout(fig, f"SE off in one block at a time: p({label})", height,
                                        hovermode="closest"), height)
 
@@ -527,18 +537,18 @@ def confusion_colour(cm: np.ndarray, normalise: bool, colour: str) -> dict:
         top_off = float(off.max()) if off.size else 0.0
         z = [[None if t == p else float(values[t, p]) for p in range(k)] for t in range(k)]
         shown = f"{top_off:.1f}%" if normalise else f"{top_off:,.0f}"
-        return dict(z=z, zmax=max(top_off, 1e-9), title="errors<br>(" + ("%" if normalise else "images") + ")",
+        return dict(z=z, zmax=max(top_off, 1e-9), title="errors (" + ("% of row" if normalise else "images") + ")",
                     ticks=None, caption=f"Colour: errors only. The diagonal (correct predictions) is grey and "
                     f"left out of the scale, so the colours span the off-diagonal cells alone, from 0 to {shown} "
                     f"({unit}).")
     if colour == "log":
         ticks = _log_ticks(top, normalise)
         return dict(z=np.log10(1 + values).tolist(), zmax=max(math.log10(1 + top), 1e-9),
-                    title="%<br>(log)" if normalise else "images<br>(log)", ticks=ticks,
+                    title="% of row (log)" if normalise else "images (log)", ticks=ticks,
                     caption=f"Colour: log scale, log(1 + {'share' if normalise else 'count'}), so a few errors "
                     f"are visible beside the large diagonal; every cell, 0 to "
                     f"{f'{top:.1f}%' if normalise else f'{top:,.0f}'} ({unit}).")
-    return dict(z=values.tolist(), zmax=max(top, 1e-9), title="%" if normalise else "images", ticks=None,
+    return dict(z=values.tolist(), zmax=max(top, 1e-9), title="% of row" if normalise else "images", ticks=None,
                 caption=f"Colour: all cells on one linear scale, 0 to {f'{top:.1f}%' if normalise else f'{top:,.0f}'} "
                 f"({unit}); the diagonal holds the correct predictions.")
 
@@ -557,7 +567,9 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
     paint = confusion_colour(cm, normalise, colour)
     text = [[(f"{rates[t, p]:.1%}" if normalise else f"{cm[t, p]:d}") for p in range(k)] for t in range(k)]
     small = k > 6
-    bar = dict(title=dict(text=paint["title"], side="top"), thickness=10, outlinewidth=0)
+    # The colour bar lies above the matrix, so the cells get the figure's whole width.
+    bar = dict(title=dict(text=paint["title"], side="top"), thickness=10, outlinewidth=0,
+               orientation="h", x=0.5, xanchor="center", y=1.01, yanchor="bottom", len=0.85)
     if paint["ticks"]:
         bar.update(tickvals=paint["ticks"][0], ticktext=paint["ticks"][1])
     elif normalise:
@@ -591,7 +603,7 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
     fig.update_yaxes(title_text="true class", range=[k - 0.5, -0.5], showgrid=False, zeroline=False, ticks="",
                      automargin=True)
     return _layout(fig, None, height, hovermode="closest", clickmode="event+select", dragmode=False,
-                   plot_bgcolor="white")
+                   plot_bgcolor="white", margin=dict(l=10, r=10, t=50, b=10))
 
 
 def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_axis: str = "epoch",

@@ -387,8 +387,10 @@ def test_opening_a_checkpoint_file_by_path_selects_it(server, page):
     box.press("Enter")
     _settle(page)
     page.get_by_test_id("stPopoverBody").get_by_role("button", name="Open", exact=True).click()
-    sidebar.get_by_test_id("stSelectbox").get_by_text(re.compile(r"twin\.pt\s+·\s+" + re.escape(str(other.parent)))).wait_for()
+    chosen = sidebar.get_by_test_id("stSelectbox").get_by_role("combobox").first
+    _wait_until(lambda: chosen.input_value().startswith("twin.pt"), 60)
     _settle(page)
+    assert chosen.input_value() == f"twin.pt  ·  {other.parent}", "the opened file is the selected checkpoint"
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not sidebar.locator('[data-testid="stAlertContentError"]').count(), "opening a valid file is no error"
     _shot(page, "open-checkpoint-file")

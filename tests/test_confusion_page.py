@@ -246,18 +246,18 @@ def test_confusion_accuracy_says_its_split_recomputed_now_beside_the_recorded_fi
     m = _metrics(at)
     now = m["Accuracy · val · recomputed now"]
     assert now.value == f"{ev.accuracy:.2%}" and now.delta == f"{pts(ev.accuracy, 0.5)} vs recorded"
-    assert m["Accuracy · val · recorded in training"].value == "50.00%"
+    assert m["Recorded in training · val"].value == "50.00%"
     at.toggle(key="conf_tta").set_value(True).run()
     no_exceptions(at)
     m = _metrics(at)
-    assert m["Accuracy · val · recorded in training"].value == "55.00%", "with TTA, the recorded TTA figure"
+    assert m["Recorded in training · val"].value == "55.00%", "with TTA, the recorded TTA figure"
     assert m["Accuracy · val · recomputed now"].value == f"{_evaluation(card_env, 'val', tta=True).accuracy:.2%}"
     at.toggle(key="conf_tta").set_value(False).run()
     at.sidebar.segmented_control(key="split").set_value("test").run()
     no_exceptions(at)
     m = _metrics(at)
     assert m["Accuracy · test · recomputed now"].value == f"{_evaluation(card_env, 'test').accuracy:.2%}"
-    assert m["Accuracy · test · recorded in training"].value == "–", "the trainer records no test figure"
+    assert m["Recorded in training · test"].value == "–", "the trainer records no test figure"
 
 
 def test_confusion_colour_control_hides_the_diagonal_and_says_what_the_colours_mean(card_env):

@@ -39,7 +39,7 @@ def table_key(base: str, context: object) -> str:
     picked = state.get(f"{base}_picked")
     if state.get(f"{base}_context", context) != context or (picked is not None and picked != _shown()):
         generation += 1
-        state[f"{base}_picked"] = None
+        state[f"{base}_picked"], state[f"{base}_last_rows"] = None, []  # the new table starts with no row ticked
     state[f"{base}_gen"], state[f"{base}_context"] = generation, context
     state[f"{base}_key"] = key = base if generation == 0 else f"{base}_{generation}"
     return key

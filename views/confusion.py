@@ -86,7 +86,7 @@ m[1].metric(f"Recorded in training · {split}", ui.pct(recorded),
 m[2].metric(f"Macro F1 · {split}", ui.pct(info["macro"]["f1"]),
             help=f"Macro precision {ui.pct(info['macro']['precision'])}, macro recall "
                  f"{ui.pct(info['macro']['recall'])} (recomputed now, {how}).")
-m[3].metric(f"Images · {split}", f"{info['n']:,}", help=f"The {split} split of {ui.data_spec()}, {how}")
+m[3].metric("Images", f"{info['n']:,}", help=f"The {split} split of {ui.data_spec()}, {how}")
 
 
 def _cell_from_point(point: dict) -> tuple[int, int] | None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint
 from ..data import TensorDataset
-from ..models import SeedSEBlock, excitations, gate_overrides, se_blocks
+from ..models import SeedSEBlock, capture_gates, gate_overrides, se_blocks
 from .runner import predict, run_over_split
 
 __all__ = ["Explanation", "ClassProfiles", "explain", "class_profiles", "intervene", "block_ablation",
@@ -271,9 +271,8 @@ def gate_description(model: nn.Module) -> str | None:
 
 @torch.no_grad()
 def explain(model: nn.Module, image: torch.Tensor, classes: list[str]) -> Explanation:
-    """Probabilities and gates for one normalised image (1, 3, H, W)."""
-    with HOOK_LOCK, single_thread():
-        gates = excitations(model, image)
+    """Probabilities and gates for one normalised image (1, 3, H, W), from one forward pass."""
+    with HOOK_LOCK, single_thread(), capture_gates(model) as gates:
         probs = predict(model, image)[0]
     return Explanation(probs.numpy(), {k: v[0].numpy() for k, v in gates.items()}, list(classes))
 

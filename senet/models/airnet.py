@@ -56,7 +56,7 @@ class AirNet(nn.Module):
     """
 
     def __init__(self, attn_layer: AttentionFactory | None = None, width: int = 1, num_classes: int = 10,
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, stages: str = "123") -> None:
         super().__init__()
         widths = (64 * width, 256 * width, 256 * width)
         whiten_width = 2 * in_channels * 2 * 2
@@ -64,9 +64,9 @@ class AirNet(nn.Module):
         self.whiten.weight.requires_grad_(False)
         nn.init.zeros_(self.whiten.bias)
         self.activ = nn.GELU()
-        self.stage1 = ConvGroup(whiten_width, widths[0], attn_layer)
-        self.stage2 = ConvGroup(widths[0], widths[1], attn_layer)
-        self.stage3 = ConvGroup(widths[1], widths[2], attn_layer)
+        self.stage1 = ConvGroup(whiten_width, widths[0], attn_layer if "1" in stages else None)
+        self.stage2 = ConvGroup(widths[0], widths[1], attn_layer if "2" in stages else None)
+        self.stage3 = ConvGroup(widths[1], widths[2], attn_layer if "3" in stages else None)
         self.pool = nn.MaxPool2d(3)
         self.fc = nn.Linear(widths[2], num_classes, bias=False)
         self.logit_scale = 1 / 9

@@ -12,7 +12,7 @@ from typing import Callable
 from torch import nn
 
 from .airnet import AirNet
-from .resnet import CifarResNet, check_common
+from .resnet import CifarResNet, check_common, check_stages
 from .se import paper_se
 from .seed import SeedNetwork
 
@@ -32,17 +32,27 @@ class ModelSpec:
     build: Callable[..., nn.Module]
 
 
+SE_ABLATIONS = ("se_squeeze", "se_excitation", "se_stages")  # the SENet paper's section 6, as model options
+
+
 def _resnet(depth: int, se: bool) -> Callable[..., nn.Module]:
-    def build(reduction: int = 16, width: int = 1, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-        check_common(se, reduction, width, num_classes, in_channels, narrowest=16)
-        return CifarResNet(depth, paper_se(reduction) if se else None, width, num_classes, in_channels)
+    def build(reduction: int = 16, width: int = 1, num_classes: int = 10, in_channels: int = 3,
+              se_squeeze: str = "avg", se_excitation: str = "sigmoid", se_position: str = "standard",
+              se_stages: str = "123") -> nn.Module:
+        check_common(se, reduction, width, num_classes, in_channels,
+                     narrowest=16 * (2 ** (int(min(check_stages(se_stages))) - 1)))
+        attn = paper_se(reduction, se_squeeze, se_excitation) if se else None
+        return CifarResNet(depth, attn, width, num_classes, in_channels, se_position, se_stages)
     return build
 
 
 def _airnet(se: bool) -> Callable[..., nn.Module]:
-    def build(reduction: int = 16, width: int = 1, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-        check_common(se, reduction, width, num_classes, in_channels, narrowest=64)
-        return AirNet(paper_se(reduction) if se else None, width, num_classes, in_channels)
+    def build(reduction: int = 16, width: int = 1, num_classes: int = 10, in_channels: int = 3,
+              se_squeeze: str = "avg", se_excitation: str = "sigmoid", se_stages: str = "123") -> nn.Module:
+        check_common(se, reduction, width, num_classes, in_channels, narrowest=64 if "1" in check_stages(se_stages)
+                     else 256)
+        attn = paper_se(reduction, se_squeeze, se_excitation) if se else None
+        return AirNet(attn, width, num_classes, in_channels, se_stages)
     return build
 
 
@@ -52,11 +62,11 @@ def _entries() -> list[ModelSpec]:
         arch = f"resnet{depth}"
         text = f"ResNet-{depth} (He et al.'s CIFAR ResNet, {params})"
         entries += [ModelSpec(arch, "resnet", arch, False, text, ("width",), _resnet(depth, False)),
-                    ModelSpec(f"se_{arch}", "resnet", arch, True, f"SE-{text}", ("width", "reduction"),
-                              _resnet(depth, True))]
+                    ModelSpec(f"se_{arch}", "resnet", arch, True, f"SE-{text}",
+                              ("width", "reduction", *SE_ABLATIONS, "se_position"), _resnet(depth, True))]
     text = "AirNet (airbench94's network, fast)"
     entries += [ModelSpec("airnet", "airnet", "airnet", False, text, ("width",), _airnet(False)),
-                ModelSpec("se_airnet", "airnet", "airnet", True, f"SE-{text}", ("width", "reduction"),
+                ModelSpec("se_airnet", "airnet", "airnet", True, f"SE-{text}", ("width", "reduction", *SE_ABLATIONS),
                           _airnet(True)),
                 ModelSpec("seed_senet", "seed_senet", "seed_senet", True,
                           "Seed network (per-pixel SE; slow on a CPU)", ("reduction", "squeeze"),

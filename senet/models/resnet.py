@@ -13,7 +13,7 @@ from torch import nn
 
 from .se import AttentionFactory, check_reduction, positive_int
 
-__all__ = ["BasicBlock", "CifarResNet", "check_common", "MAX_WIDTH"]
+__all__ = ["BasicBlock", "CifarResNet", "check_common", "check_stages", "MAX_WIDTH", "POSITIONS"]
 
 MAX_WIDTH = 64
 
@@ -31,17 +31,35 @@ def check_common(attn: bool, reduction: object, width: object, num_classes: obje
         raise ValueError(f"reduction {reduction} is larger than the narrowest SE stage ({narrowest * width} channels)")
 
 
-class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN, the attention layer (if any), option-A shortcut add, ReLU."""
+POSITIONS = ("standard", "pre", "post", "identity")
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, attn_layer: AttentionFactory | None = None
-                 ) -> None:
+
+def check_stages(stages: object) -> str:
+    """``stages`` must be a non-empty string of distinct stage numbers among 1, 2, 3 (e.g. "123", "23")."""
+    if not isinstance(stages, str) or not stages or set(stages) - set("123") or len(set(stages)) != len(stages):
+        raise ValueError(f"se_stages must name stages among 1, 2, 3 once each (e.g. 123 or 3), got {stages!r}")
+    return stages
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, the attention layer (if any), option-A shortcut add, ReLU.
+
+    ``position`` places the attention layer as in the SENet paper's Fig. 5 / Table 14: ``standard`` (on the
+    residual branch, after its last BN, before the add), ``pre`` (at the start of the residual branch, on the
+    block's input), ``post`` (after the add and its ReLU) or ``identity`` (on the shortcut branch).
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, attn_layer: AttentionFactory | None = None,
+                 position: str = "standard") -> None:
         super().__init__()
+        if position not in POSITIONS:
+            raise ValueError(f"se_position must be one of {', '.join(POSITIONS)}, got {position!r}")
+        self.position = position
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.se = attn_layer(planes) if attn_layer is not None else None
+        self.se = attn_layer(in_planes if position == "pre" else planes) if attn_layer is not None else None
         self.stride = stride
         self.pad_channels = planes - in_planes
 
@@ -54,18 +72,26 @@ class BasicBlock(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        where = self.position if self.se is not None else None
+        out = F.relu(self.bn1(self.conv1(self.se(x) if where == "pre" else x)))
         out = self.bn2(self.conv2(out))
-        if self.se is not None:
+        if where == "standard":
             out = self.se(out)
-        return F.relu(out + self.shortcut(x))
+        shortcut = self.shortcut(x)
+        out = F.relu(out + (self.se(shortcut) if where == "identity" else shortcut))
+        return self.se(out) if where == "post" else out
 
 
 class CifarResNet(nn.Module):
-    """ResNet for 32x32 inputs: depth = 6n + 2, stages of n blocks at widths 16/32/64 x width."""
+    """ResNet for 32x32 inputs: depth = 6n + 2, stages of n blocks at widths 16/32/64 x width.
+
+    ``se_stages`` names the stages whose blocks carry the attention layer ("123": all; "3": the last only), the SENet
+    paper's Table 13; ``position`` places it (see :class:`BasicBlock`).
+    """
 
     def __init__(self, depth: int = 20, attn_layer: AttentionFactory | None = None, width: int = 1,
-                 num_classes: int = 10, in_channels: int = 3) -> None:
+                 num_classes: int = 10, in_channels: int = 3, position: str = "standard",
+                 se_stages: str = "123") -> None:
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"depth must be 6n+2 with n >= 1, got {depth!r}")
@@ -78,7 +104,8 @@ class CifarResNet(nn.Module):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, attn_layer))
+                attn = attn_layer if str(i + 1) in se_stages else None
+                blocks.append(BasicBlock(in_planes, planes, stride, attn, position))
                 in_planes = planes
             stages.append(nn.Sequential(*blocks))
         self.stage1, self.stage2, self.stage3 = stages

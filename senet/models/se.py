@@ -30,9 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SEBlock", "SeedSEBlock", "check_reduction", "positive_int", "paper_se", "seed_se", "AttentionFactory",
-           "ATTENTION_LAYERS"]
+           "ATTENTION_LAYERS", "SQUEEZES", "EXCITATIONS", "GATE_RANGES"]
 
 AttentionFactory = Callable[[int], nn.Module]
+SQUEEZES = ("avg", "max", "none")
+EXCITATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
+GATE_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, float("inf"))}
 
 
 def check_reduction(reduction: object) -> int:
@@ -53,20 +56,38 @@ class SEBlock(nn.Module):
         channels: number of channels C of the input.
         reduction: ratio r; the hidden width is ``max(1, C // r)``.
         hidden: explicit hidden width, overriding ``reduction``.
+        squeeze: ``avg`` (the paper's), ``max`` (its Table 11 ablation), or ``none``: no pooling, the FCs run on
+            every pixel, a per-pixel gate (the paper's NoSqueeze, Table 16).
+        excitation: the gate's nonlinearity: ``sigmoid`` (the paper's; gates in 0..1), ``tanh`` (-1..1) or ``relu``
+            (0 and up), its Table 12.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None) -> None:
+    def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None, squeeze: str = "avg",
+                 excitation: str = "sigmoid") -> None:
         super().__init__()
         self.channels = positive_int("channels", channels)
         self.reduction = check_reduction(reduction)
         self.hidden = positive_int("hidden", hidden) if hidden is not None else max(1, channels // reduction)
+        if squeeze not in SQUEEZES:
+            raise ValueError(f"squeeze must be one of {', '.join(SQUEEZES)}, got {squeeze!r}")
+        if excitation not in EXCITATIONS:
+            raise ValueError(f"excitation must be one of {', '.join(EXCITATIONS)}, got {excitation!r}")
+        self.squeeze, self.excitation = squeeze, excitation
         self.fc1 = nn.Linear(channels, self.hidden, bias=False)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Linear(self.hidden, channels, bias=False)
-        self.gate = nn.Sigmoid()
+        self.gate = EXCITATIONS[excitation]()
+
+    @property
+    def gate_range(self) -> tuple[float, float]:
+        """The values the gate can take: (0, 1) for a sigmoid, (-1, 1) for tanh, (0, inf) for ReLU."""
+        return GATE_RANGES[self.excitation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x.mean(dim=(2, 3))
+        if self.squeeze == "none":  # the FCs as 1x1 convolutions on every pixel
+            s = self.gate(self.fc2(self.relu(self.fc1(x.permute(0, 2, 3, 1)))).permute(0, 3, 1, 2))
+            return x * s  # the gate is (B, C, H, W), as hooks and overrides expect
+        z = x.mean(dim=(2, 3)) if self.squeeze == "avg" else x.amax(dim=(2, 3))
         s = self.gate(self.fc2(self.relu(self.fc1(z))))
         return x * s[:, :, None, None]
 
@@ -93,6 +114,8 @@ class SeedSEBlock(nn.Module):
         )
         self.gate = nn.Sigmoid()
 
+    gate_range = (0.0, 1.0)  # a sigmoid
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = F.adaptive_avg_pool2d(x, 1) if self.squeeze else x
         w, b = self.fc(w).split(self.channels, dim=1)
@@ -102,9 +125,14 @@ class SeedSEBlock(nn.Module):
 ATTENTION_LAYERS = (SEBlock, SeedSEBlock)  # the modules whose ``gate`` the explorer reads
 
 
-def paper_se(reduction: int = 16) -> AttentionFactory:
-    """A factory of the paper's SE block at reduction ``reduction``."""
-    return partial(SEBlock, reduction=check_reduction(reduction))
+def paper_se(reduction: int = 16, squeeze: str = "avg", excitation: str = "sigmoid") -> AttentionFactory:
+    """A factory of the paper's SE block at reduction ``reduction`` (and one of its ablations)."""
+    check_reduction(reduction)
+    if squeeze not in SQUEEZES:
+        raise ValueError(f"se_squeeze must be one of {', '.join(SQUEEZES)}, got {squeeze!r}")
+    if excitation not in EXCITATIONS:
+        raise ValueError(f"se_excitation must be one of {', '.join(EXCITATIONS)}, got {excitation!r}")
+    return partial(SEBlock, reduction=reduction, squeeze=squeeze, excitation=excitation)
 
 
 def seed_se(reduction: int = 16, squeeze: bool = False) -> AttentionFactory:

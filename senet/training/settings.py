@@ -23,6 +23,7 @@ import torch
 
 from ..data import DEFAULT_DATA_DIR, DataError, parse_spec, parse_val_size, val_size_value
 from ..models import list_models, model_spec
+from ..models.resnet import check_stages
 
 __all__ = ["Setting", "setting", "TrainConfig", "ConfigError", "RECIPES", "FAMILY_RECIPES", "SCHEDULES",
            "make_config", "validate_config", "add_config_arguments", "config_overrides", "form_fields",
@@ -153,6 +154,19 @@ class TrainConfig:
                                             help="weight decay of the SE blocks' FC weights (default: weight_decay)")
     reduction: int = setting(16, kind=int, low=1, high=4096, model_option=True, se_only=True,
                              help="SE reduction ratio r")
+    se_squeeze: str = setting("avg", kind=str, choices=("avg", "max", "none"), model_option=True, se_only=True,
+                              label="SE squeeze", row=4, help="the squeeze: global average pooling (the paper's), "
+                              "max pooling (its Table 11), or none: a per-pixel gate (NoSqueeze, Table 16)")
+    se_excitation: str = setting("sigmoid", kind=str, choices=("sigmoid", "tanh", "relu"), model_option=True,
+                                 se_only=True, label="SE gate", row=4, help="the gate's nonlinearity: sigmoid "
+                                 "(gates in 0..1, the paper's), tanh (-1..1) or ReLU (0 and up), its Table 12")
+    se_position: str = setting("standard", kind=str, choices=("standard", "pre", "post", "identity"),
+                               model_option=True, se_only=True, label="SE position", row=4,
+                               help="ResNets: where the SE block sits (the paper's Fig. 5): before the residual add, "
+                                    "before the residual unit, after the add, or on the identity branch")
+    se_stages: str = setting("123", kind=str, model_option=True, se_only=True, label="SE stages", row=4,
+                             check=check_stages, help="the stages whose blocks carry SE, e.g. 123 (all) or 3 "
+                                                      "(the last only): the paper's Table 13")
     width: int = setting(1, kind=int, low=1, high=64, model_option=True, label="Width ×", row=3,
                          help="width multiplier (2 doubles every layer's channels)")
     squeeze: bool = setting(False, kind=bool, model_option=True,
