@@ -516,7 +516,7 @@ COLOUR_MODES = ("all", "errors", "log")
 
 def _log_ticks(top: float, rates: bool) -> tuple[list[float], list[str]]:
     """Colour-bar ticks of a log(1 + value) scale, labelled in the value's own units."""
-    steps = [0, 1, 10, 100, 1000, 10000, 100000]
+    steps = [1, 10, 100, 1000, 10000, 100000]
     shown = [v for v in steps if v <= max(top, 1)]
     return [math.log10(1 + v) for v in shown], [f"{v:g}%" if rates else f"{v:,}" for v in shown]
 
@@ -569,7 +569,7 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
     small = k > 6
     # The colour bar lies above the matrix, so the cells get the figure's whole width.
     bar = dict(title=dict(text=paint["title"], side="top"), thickness=10, outlinewidth=0,
-               orientation="h", x=0.5, xanchor="center", y=1.01, yanchor="bottom", len=0.85)
+               orientation="h", x=0.5, xanchor="center", y=1.01, yanchor="bottom", len=0.85, ypad=0)
     if paint["ticks"]:
         bar.update(tickvals=paint["ticks"][0], ticktext=paint["ticks"][1])
     elif normalise:
@@ -577,12 +577,10 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
     fig = go.Figure(go.Heatmap(z=paint["z"], x=classes, y=classes, colorscale="Blues", hoverinfo="skip",
                                text=text, texttemplate="%{text}", textfont=dict(size=10 if small else 14),
                                colorbar=bar, zmin=0, zmax=paint["zmax"], xgap=1, ygap=1))
-    if colour == "errors":  # the hidden diagonal: grey cells that still read their value
+    if colour == "errors":  # the hidden diagonal: grey cells (Plotly still writes their text)
         for i in range(k):
             fig.add_shape(type="rect", x0=i - 0.5, x1=i + 0.5, y0=i - 0.5, y1=i + 0.5, xref="x", yref="y",
                           fillcolor="#e6e6e6", line=dict(width=0), layer="below")
-            fig.add_annotation(x=classes[i], y=classes[i], text=text[i][i], showarrow=False,
-                               font=dict(size=10 if small else 14, color="#555"))
     tt, pp = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     custom = np.stack([tt.ravel(), pp.ravel(), cm.ravel(), rates.ravel()], axis=1)
     cell = max(8, int((height - 140) / max(k, 1) * 0.9))
@@ -597,13 +595,19 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
         t, p = selected
         fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5, xref="x", yref="y",
                       line=dict(color=ACCENT, width=3))
-    # Fixed ranges: the overlay's markers must not pad the axes (it left the heatmap a narrow strip).
-    fig.update_xaxes(title_text="predicted class", side="bottom", tickangle=-45 if small else 0,
-                     range=[-0.5, k - 0.5], showgrid=False, zeroline=False, ticks="", automargin=True)
+    # Fixed ranges: the overlay's markers must not pad the axes (it left the heatmap a narrow strip). Many class
+    # names are slanted; Plotly sets an axis title over long slanted labels, so the x title is an annotation
+    # placed below the labels' measured depth (12 px font: about 6.5 px a character).
+    angle = 45 if small else 0
+    depth = int(max((len(c) for c in classes), default=0) * 6.5 * math.sin(math.radians(angle)) + 16)
+    fig.update_xaxes(side="bottom", tickangle=-angle, range=[-0.5, k - 0.5], showgrid=False, zeroline=False,
+                     ticks="", automargin=False, tickfont=dict(size=12))
     fig.update_yaxes(title_text="true class", range=[k - 0.5, -0.5], showgrid=False, zeroline=False, ticks="",
                      automargin=True)
+    fig.add_annotation(text="predicted class", x=0.5, y=0, xref="paper", yref="paper", yanchor="top",
+                       yshift=-depth - 4, showarrow=False, font=dict(size=14))
     return _layout(fig, None, height, hovermode="closest", clickmode="event+select", dragmode=False,
-                   plot_bgcolor="white", margin=dict(l=10, r=10, t=50, b=10))
+                   plot_bgcolor="white", margin=dict(l=10, r=10, t=10, b=depth + 30))
 
 
 def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_axis: str = "epoch",

@@ -338,11 +338,88 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    from .training.settings import add_config_arguments
+
+    p = sub.add_parser("study", help="train variants x seeds alike, and summarise them with intervals")
+    p.add_argument("--study-dir", metavar="DIR", help="the study's directory (made, or continued if it exists)")
+    p.add_argument("--variants", nargs="+", metavar="MODEL[:SETTING=VALUE,...]",
+                   help="e.g. se_airnet airnet, or se_resnet20:se_position=pre")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant (default 3)")
+    p.add_argument("--summary", metavar="DIR", help="print the summary of the study in DIR instead of training")
+    p.add_argument("--pooled", action="store_true", help="with --summary: also the pooled image-level test "
+                   "(evaluates every run on its validation split)")
+    p.add_argument("--json", action="store_true", help="with --summary: one JSON object")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_config_arguments(p)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from .training.settings import config_overrides
+    from .training.study import StudyError, pooled_disagreement, run_study, summarize
+
+    try:
+        if args.summary:
+            summary = summarize(Path(args.summary))
+            if args.pooled:
+                names = [v["variant"] for v in summary["variants"]]
+                for i, a in enumerate(names):
+                    for b in names[i + 1:]:
+                        t = pooled_disagreement(Path(args.summary), a, b)
+                        summary.setdefault("pooled", []).append(
+                            {"a": a, "b": b, "n": t.n, "only_a": t.only_a, "only_b": t.only_b,
+                             "difference": t.difference, "ci95": list(t.difference_ci95), "p_value": t.p_value})
+            print(json.dumps(summary) if args.json else _study_table(summary))
+            return 0
+        if not args.study_dir or not args.variants:
+            raise UsageError("give --study-dir DIR and --variants (or --summary DIR)")
+        if args.seeds < 1:
+            raise UsageError(f"--seeds {args.seeds}: must be 1 or more")
+        shared = config_overrides(args)
+        for key in ("model", "seed"):
+            if key in shared and getattr(args, key, None) is not None:
+                raise UsageError(f"--{key} is set per run by a study: give --variants and --seeds instead")
+            shared.pop(key, None)
+        recipe = shared.pop("recipe", "fast")
+        states = run_study(Path(args.study_dir), args.variants, list(range(args.seeds)), recipe, shared,
+                           progress=args.progress)
+    except StudyError as exc:
+        raise UsageError(str(exc)) from None
+    for name, state in states.items():
+        print(f"{name:<40} {state}")
+    return 0 if all(s == "finished" for s in states.values()) else 1
+
+
+def _study_table(summary: dict) -> str:
+    def cell(iv: dict | None) -> str:
+        if not iv:
+            return "–"
+        if iv["low"] != iv["low"]:  # NaN: one seed
+            return f"{100 * iv['mean']:.2f}% (one seed)"
+        return f"{100 * iv['mean']:.2f}% [{100 * iv['low']:.2f}, {100 * iv['high']:.2f}]"
+
+    lines = [f"study {summary['study']}: validation accuracy recorded in training, mean over seeds "
+             f"[{summary['interval']}]"]
+    for v in summary["variants"]:
+        lines.append(f"  {v['variant']:<32} seeds {len(v['seeds'])}  acc {cell(v['val_acc'])}  "
+                     f"TTA {cell(v['val_acc_tta'])}  params {v['params'] or 0:,}  MACs {v['macs'] or 0:,}")
+    for p in summary["pairs"]:
+        interval = (f"[{100 * p['low']:+.2f}, {100 * p['high']:+.2f}]" if p["low"] == p["low"] else "(one seed)")
+        lines.append(f"  {p['a']} - {p['b']} ({p['metric']}, {p['seeds']} seeds): {100 * p['mean']:+.2f} pts "
+                     f"{interval}")
+    for p in summary.get("pooled", []):
+        lines.append(f"  pooled over seeds, {p['a']} vs {p['b']}: {p['n']:,} image-runs, only {p['a']} right "
+                     f"{p['only_a']:,}, only {p['b']} right {p['only_b']:,}, {100 * p['difference']:+.2f} pts "
+                     f"[{100 * p['ci95'][0]:+.2f}, {100 * p['ci95'][1]:+.2f}], McNemar p = {p['p_value']:.3g}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     invoked = "senet" if Path(sys.argv[0]).name == "senet" else "python -m senet"  # the console script, or not
     parser = OneLineParser(prog=invoked, description="Squeeze-and-Excitation networks on CIFAR-10")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_study(sub)
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"))
@@ -387,7 +464,7 @@ def main(argv: list[str] | None = None, train_callbacks: tuple = ()) -> int:
     if getattr(args, "data_dir", None) is None and args.command in ("evaluate", "ablate", "export"):
         from .data import DEFAULT_DATA_DIR
         args.data_dir = DEFAULT_DATA_DIR
-    handler = {"train": lambda a: cmd_train(a, train_callbacks), "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
+    handler = {"train": lambda a: cmd_train(a, train_callbacks), "study": cmd_study, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
                "excite": cmd_excite, "export": cmd_export}[args.command]
     try:
         return handler(args)

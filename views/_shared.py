@@ -302,9 +302,9 @@ def sidebar() -> None:
         with st.popover("Open a checkpoint file…", width="stretch"):
             st.text_input("Path to a .pt file", key="open_checkpoint_path", placeholder="/path/to/best.pt")
             st.button("Open", key="open_checkpoint_button", on_click=_open_checkpoint_file)
-        open_error = st.session_state.pop("open_checkpoint_error", None)
-        if open_error:
-            st.error(open_error, icon=":material/error:")
+            open_error = st.session_state.pop("open_checkpoint_error", None)
+            if open_error:  # in the popover, which stays open after the click
+                st.error(open_error, icon=":material/error:")
 
         st.divider()
         if "data_spec" not in st.session_state:
