@@ -799,6 +799,10 @@ def test_with_no_data_anywhere_the_sidebar_uses_the_bundled_sample_and_pages_sho
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "500" and metrics["Accuracy · val · recomputed now"].endswith("%"), metrics
     assert at.dataframe[-1].value["support"].tolist() == [50] * 10
+    at.sidebar.segmented_control(key="split").set_value("test").run()
+    no_exceptions(at)
+    info = " ".join(texts(at, "info"))
+    assert "only held-out validation images" in info, f"the sample's missing split is named: {info}"
 
 
 def _open_file(at: AppTest, path: str) -> None:
@@ -835,3 +839,24 @@ def test_opening_an_unusable_checkpoint_file_says_why_and_keeps_the_selection(en
     assert len(errors) == 1 and str(path) in errors[0] and expected in errors[0] and "\n" not in errors[0], errors
     assert at.sidebar.selectbox(key="checkpoint").value == before, "the selection stays as it was"
     assert str(path) not in at.sidebar.selectbox(key="checkpoint").options
+
+
+def test_compare_shows_a_study_with_every_seed_and_the_paired_differences(env, tmp_path, monkeypatch):
+    from senet.training.study import run_study
+
+    run_study(tmp_path / "studies" / "tiny", ["se_resnet20", "resnet20"], [0, 1], "fast",
+              dict(data=f"folder:{env['data']}", data_dir=str(env["tmp"] / "cache"), epochs=1, batch_size=8,
+                   val_size=9))
+    monkeypatch.setenv("SENET_STUDIES", str(tmp_path / "studies"))
+    at = open_app("views/compare.py")
+    at.segmented_control(key="compare_what").set_value("a study").run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == ["se_resnet20", "resnet20"] and list(table["seeds done"]) == [2, 2]
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    points = charts[0]["data"]
+    assert sum(len(t["y"]) for t in points if t.get("mode") == "markers" and "customdata" in t) == 4, "every seed"
+    assert charts[1]["layout"]["title"]["text"].startswith("Seed-paired differences")
+    at.text_input(key="open_study_path").set_value(str(tmp_path)).run()
+    at.button(key="open_study_button").click().run()
+    assert any("not a study directory" in e.value for e in at.error)

@@ -60,7 +60,8 @@ def server(tmp_path_factory):
                               "lr": 0.05}])
     port = _free_port()
     env = dict(os.environ, SENET_DATA=f"folder:{data}", SENET_RUNS=str(tmp / "runs"),
-               SENET_CHECKPOINTS=str(checkpoints), SENET_DATA_DIR=str(tmp / "cache"), PYTHONPATH=str(ROOT))
+               SENET_CHECKPOINTS=str(checkpoints), SENET_DATA_DIR=str(tmp / "cache"), PYTHONPATH=str(ROOT),
+               SENET_STUDIES=str(tmp / "studies"))
     log = open(tmp / "streamlit.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--browser.gatherUsageStats", "false"],
@@ -394,3 +395,21 @@ def test_opening_a_checkpoint_file_by_path_selects_it(server, page):
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not sidebar.locator('[data-testid="stAlertContentError"]').count(), "opening a valid file is no error"
     _shot(page, "open-checkpoint-file")
+
+
+def test_the_compare_page_draws_a_study(server, page):
+    """A 2 x 2 study trained here appears on Compare: every seed as a point, the paired difference, the curves."""
+    from senet.training.study import run_study
+
+    url, tmp = server
+    run_study(tmp / "studies" / "tiny", ["se_resnet20", "resnet20"], [0, 1], "fast",
+              dict(data=f"folder:{tmp / 'data'}", data_dir=str(tmp / "cache"), epochs=1, batch_size=8, val_size=9))
+    _goto(page, f"{url}/compare", "Compare")
+    page.get_by_text("a study", exact=True).click()
+    _settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    for title in ("Every seed", "Seed-paired differences", "Validation accuracy"):
+        page.get_by_text(title).first.wait_for()
+    assert page.locator('[data-testid="stDataFrame"]').count() == 1, "the per-variant table"
+    assert page.locator(".js-plotly-plot").count() == 3, "points, differences, curves"
+    page.screenshot(path=str(ARTIFACTS / "compare-study.png"), full_page=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from views import _shared as ui
+from views._study import study_view
 from senet.checkpoint import Checkpoint
 from senet import CheckpointError, DataError, evaluate_checkpoint
 from dashboard.catalog import default_entry
@@ -17,7 +18,12 @@ from senet.models import model_spec
 from senet.training.twins import like_for_like
 
 st.title("Compare")
-st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives.")
+st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives; "
+           "or read a study of several seeds.")
+if st.segmented_control("Compare", ["runs and checkpoints", "a study"], key="compare_what", required=True,
+                        default="runs and checkpoints", label_visibility="collapsed") == "a study":
+    study_view()
+    st.stop()
 
 found = [e for e in ui.entries()]
 if not found:

@@ -123,6 +123,10 @@ with left:
                     config={"displayModeBar": False})
     st.caption(confusion_colour(ev.confusion, normalise, COLOURS[colour])["caption"]
                + (" Cells: percent of the row's true class, one decimal." if normalise else " Cells: image counts."))
+    if info["top_confusions"]:
+        st.markdown("##### Most confused pairs")
+        st.dataframe([{"true": a, "predicted": b, "images": n} for a, b, n in info["top_confusions"]],
+                     hide_index=True, width="stretch")
 with right:
     st.markdown("##### Cell")
     s1, s2 = st.columns(2)
@@ -148,10 +152,6 @@ with right:
             st.switch_page("views/excitation.py", query_params={"split": split, "image": str(pick)})
     else:
         st.caption("No images in this cell.")
-    if info["top_confusions"]:
-        st.markdown("##### Most confused pairs")
-        st.dataframe([{"true": a, "predicted": b, "images": n} for a, b, n in info["top_confusions"]],
-                     hide_index=True, width="stretch")
 
 st.subheader(f"Per-class metrics · {split} · recomputed now")
 pct_col = {name: st.column_config.ProgressColumn(f"{name} (%)", format="%.1f%%", min_value=0.0, max_value=100.0)

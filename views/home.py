@@ -90,28 +90,28 @@ def _recomputed_metrics(done: dict[str, tuple[float, int]], spec: str, val: floa
                         "checkpoint's weights, without TTA" + why)
 
 
-def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> dict | None:
-    """The button that recomputes val (and test, where the source has one) accuracy; the results once done."""
+def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
+    """The button that recomputes val (and test, where the source has one) accuracy into the session state."""
     reason = ui.data_available()
     if reason is not None:
         st.caption(f"To recompute accuracy now, choose a data source with images ({reason}).")
-        return None
+        return
     splits = ("val", "test") if has_test_split(spec, data_dir) else ("val",)
     both = " and ".join(splits)
+    words = f"the {both} split" + ("s" if len(splits) > 1 else "")
     if st.button(f"Recompute {both} accuracy now", icon=":material/refresh:", key="card_recompute",
-                 help=f"Evaluate this checkpoint on the {both} split(s) of {spec} on this machine (cached on disk "
-                      "after the first time)."):
+                 help=f"Evaluate this checkpoint on {words} of {spec} on this machine (cached on disk after the "
+                      "first time)."):
         try:
-            with st.spinner(f"Evaluating on the {both} split(s) of {spec}…"):
+            with st.spinner(f"Evaluating on {words} of {spec}…"):
                 done = {s: _recompute(path, done_key[1], spec, s, data_dir) for s in splits}
         except DataError as exc:
             st.error(f"Cannot recompute accuracy: {exc}", icon=":material/error:")
         else:
             st.session_state.setdefault("card_recomputed", {})[done_key] = done
-            return done
+            st.rerun()  # draw the figures in place of the button
     st.caption(f"On {spec}: the checkpoint's own held-out val split"
                + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
-    return None
 
 
 a1, a2, a3 = st.columns([1.4, 1, 1.6])
@@ -130,8 +130,8 @@ done_key = (path, Path(path).stat().st_mtime, spec, data_dir)
 done = st.session_state.get("card_recomputed", {}).get(done_key)
 if done is None:
     with a3:
-        done = _recompute_button(spec, data_dir, done_key)
-if done is not None:
+        _recompute_button(spec, data_dir, done_key)
+else:
     _recomputed_metrics(done, spec, val)
 
 cols = st.columns(4)

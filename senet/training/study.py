@@ -170,8 +170,8 @@ def _finished_runs(study_dir: Path) -> dict[str, dict[int, dict]]:
 
 
 def summarize(study_dir: str | os.PathLike) -> dict:
-    """Per variant: seeds done, mean and 95% t-interval of the recorded validation accuracy (and with TTA),
-    parameters and multiply-adds; per pair of variants: the mean of the seed-by-seed differences (A - B, in
+    """Per variant: seeds done, each seed's figures, the mean and 95% t-interval of the recorded validation
+    accuracy (and with TTA), parameters and multiply-adds; per pair of variants: the mean of the seed-by-seed differences (A - B, in
     accuracy) with its 95% t-interval over the seeds both have finished."""
     study_dir = Path(study_dir)
     runs = _finished_runs(study_dir)
@@ -182,7 +182,9 @@ def summarize(study_dir: str | os.PathLike) -> dict:
             values = [r[key] for r in by_seed.values() if r[key] is not None]
             row[key] = dict(zip(("mean", "low", "high"), t_interval(values))) if values else None
         first = next(iter(by_seed.values()), {})
-        row.update(params=first.get("params"), macs=first.get("macs"))
+        row.update(params=first.get("params"), macs=first.get("macs"),
+                   per_seed={seed: {"val_acc": r["val_acc"], "val_acc_tta": r["val_acc_tta"]}
+                             for seed, r in by_seed.items()})
         variants[text] = row
     pairs = []
     names = list(runs)

@@ -1,0 +1,87 @@
+"""The Compare page's study view: a study's variants x seeds, every seed as a point, differences with intervals."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.curves import curves_from_records
+from dashboard.figures import overlay_figure
+from dashboard.study_figures import paired_differences_figure, study_points_figure
+from senet.training.runs import read_metrics
+from senet.training.study import StudyError, summarize
+
+
+
+def studies_root() -> Path:
+    """Where studies are found: $SENET_STUDIES, default ./studies."""
+    return Path(os.environ.get("SENET_STUDIES", "studies"))
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the study's runs…")
+def _summary(path: str, stamp: float) -> dict:
+    return summarize(Path(path))
+
+
+def _stamp(study: Path) -> float:
+    """Changes whenever a run of the study writes its status."""
+    return max((p.stat().st_mtime for p in study.glob("runs/*/status.json")), default=0.0)
+
+
+def _interval(iv: dict | None) -> str:
+    if not iv:
+        return "–"
+    if iv["low"] != iv["low"]:
+        return f"{100 * iv['mean']:.2f}% (one seed)"
+    return f"{100 * iv['mean']:.2f}% [{100 * iv['low']:.2f}, {100 * iv['high']:.2f}]"
+
+
+def study_view() -> None:
+    """Pick a study directory (under $SENET_STUDIES or any path) and show what it found."""
+    root = studies_root()
+    found = sorted(str(p.parent) for p in root.glob("*/study.json"))
+    extra = st.session_state.setdefault("extra_studies", [])
+    options = found + [p for p in extra if p not in found]
+    c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
+    with c2.popover("Open a study…", icon=":material/folder_open:", width="stretch"):
+        typed = st.text_input("Path of a study directory", key="open_study_path")
+        if st.button("Open", key="open_study_button") and typed:
+            if not (Path(typed).expanduser() / "study.json").is_file():
+                st.error(f"{typed}: not a study directory (no study.json); make one with `senet study`")
+            else:
+                extra.append(str(Path(typed).expanduser().resolve()))
+                st.session_state["study"] = extra[-1]
+                st.rerun()
+    if not options:
+        c1.info(f"No studies in `{root}` yet. Train one with `senet study --study-dir "
+                f"{root}/NAME --variants se_airnet airnet --seeds 5 ...`, or open one by path.")
+        return
+    study = c1.selectbox("Study", options, key="study", format_func=lambda p: Path(p).name)
+    try:
+        summary = _summary(study, _stamp(Path(study)))
+    except StudyError as exc:
+        st.error(str(exc))
+        return
+    st.caption(f"{summary['interval']}. Accuracy: each run's best epoch on its validation split, recorded in "
+               "training. A variant's seeds share data, split and recipe; only the seed differs.")
+    st.dataframe([{"variant": v["variant"], "seeds done": len(v["seeds"]), "val acc, mean [95% CI]": _interval(
+        v["val_acc"]), "with TTA": _interval(v["val_acc_tta"]), "params": v["params"], "MACs / image": v["macs"]}
+        for v in summary["variants"]], hide_index=True, width="stretch", column_config={
+            "params": st.column_config.NumberColumn(format="localized"),
+            "MACs / image": st.column_config.NumberColumn(format="compact")})
+    runs = {row["variant"]: {int(seed): r["val_acc"] for seed, r in row["per_seed"].items() if r["val_acc"] is not None}
+            for row in summary["variants"]}
+    curves = {}
+    for run_dir in sorted(Path(study).glob("runs/*")):
+        records = read_metrics(run_dir / "metrics.jsonl")[0]
+        if records:
+            curves[run_dir.name] = curves_from_records(records)
+    g1, g2 = st.columns(2)
+    g1.plotly_chart(study_points_figure(summary, runs), key="study_points")
+    if summary["pairs"]:
+        g2.plotly_chart(paired_differences_figure(summary), key="study_pairs")
+    else:
+        g2.caption("Differences appear once two variants have a seed in common.")
+    if curves:
+        st.plotly_chart(overlay_figure(curves, "val_acc", height=360), key="study_curves")
