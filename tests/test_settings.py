@@ -97,3 +97,8 @@ def test_the_airbench_recipes_convert_its_decoupled_hyperparameters() -> None:
     assert (paper.epochs, paper.batch_size, paper.lr, paper.momentum, paper.weight_decay, paper.schedule) == \
         (164, 128, 0.1, 0.9, 1e-4, "step")
     assert make_config("se_airnet", "long").width == 2
+
+
+def test_the_bundled_sample_cannot_be_trained_on() -> None:
+    with pytest.raises(ConfigError, match="data 'sample': the bundled sample holds only held-out validation images"):
+        make_config("se_resnet20", data="sample")

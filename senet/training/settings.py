@@ -96,9 +96,12 @@ def _check_recipe(value: str) -> None:
 
 def _check_data(value: str) -> None:
     try:
-        parse_spec(value)
+        kind, _ = parse_spec(value)
     except DataError as exc:
         raise ValueError(str(exc)) from None
+    if kind == "sample":
+        raise ValueError("data 'sample': the bundled sample holds only held-out validation images; "
+                         "train on cifar10 or folder:PATH")
 
 
 @dataclass(kw_only=True)
