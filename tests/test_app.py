@@ -860,3 +860,26 @@ def test_compare_shows_a_study_with_every_seed_and_the_paired_differences(env, t
     at.text_input(key="open_study_path").set_value(str(tmp_path)).run()
     at.button(key="open_study_button").click().run()
     assert any("not a study directory" in e.value for e in at.error)
+
+
+def test_the_train_page_shows_gates_forming_epoch_by_epoch(env, tmp_path):
+    from senet.training import make_config, train
+
+    config = make_config("se_resnet20", "fast", data=f"folder:{env['data']}", data_dir=str(env["tmp"] / "cache"),
+                         epochs=2, batch_size=8, val_size=15, probe_per_class=4)
+    (tmp_path / "run").mkdir()
+    train(config, tmp_path / "run", progress=False)
+    at = open_app("views/train.py")
+    at.text_input(key="open_run_path").set_value(str(tmp_path / "run"))
+    at.button(key="open_run_button").click().run()
+    no_exceptions(at)
+    assert at.selectbox(key="forming_block").value == "stage3.block3", "the last block first"
+    specs = {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+             for c in at.get("plotly_chart")}
+    heat = next(v for k, v in specs.items() if k.startswith("stage3.block3 after epoch 2"))
+    assert heat["data"][0]["z"]["shape"].replace(" ", "") == "3,64", "3 classes x 64 channels"
+    lines = specs["Class specificity by depth, epoch by epoch"]["data"]
+    assert len(lines) == 9 and all(list(t["x"]) == [1, 2] for t in lines)
+    at.select_slider(key="forming_epoch").set_value(1).run()
+    assert any(k.startswith("stage3.block3 after epoch 1") for k in
+               (json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")))

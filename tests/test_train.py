@@ -454,3 +454,29 @@ def test_bn_momentum_reaches_every_batchnorm_and_a_lookahead_run_resumes_exactly
     built = build_model(config, load_split(f"folder:{data}", "train", tmp_path / "cache", 6), torch.device("cpu"),
                         fresh=True)
     assert {m.momentum for m in built.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.4}
+
+
+def test_every_epoch_records_the_probe_images_gates_and_the_reader_returns_them_exactly(tmp_path: Path) -> None:
+    from senet.analysis.runner import run_over_split
+    from senet.data import CIFAR_MEAN, CIFAR_STD, load_split
+    from senet.training.gate_history import read_gate_history
+
+    data = make_texture_dataset(tmp_path / "tex", per_class=12)
+    config = tiny_config(data, tmp_path, model="se_resnet20", epochs=3, val_size=16, probe_per_class=3)
+    run(config, tmp_path / "run")
+    history = read_gate_history(tmp_path / "run")
+    assert history.epochs == [1, 2, 3] and len(history.blocks) == 9
+    assert list(np.bincount(history.labels)) == [3, 3, 3, 3], "3 of each of the 4 classes"
+    model, _ = load_checkpoint(tmp_path / "run" / "last.pt")
+    val = load_split(f"folder:{data}", "val", tmp_path / "cache", 16, 0)
+    probe = __import__("json").loads((tmp_path / "run" / "gates" / "probe.json").read_text())["positions"]
+    final = run_over_split(model, val, CIFAR_MEAN, CIFAR_STD, positions=torch.tensor(probe), capture=True).gates
+    for block, g in final.items():
+        assert np.array_equal(history.gates[3][block], g.to(torch.float16).float().numpy()), block
+    assert not np.array_equal(history.gates[1]["stage3.block3"], history.gates[3]["stage3.block3"]), "they change"
+    means = history.class_means(3, "stage1.block1")
+    assert means.shape == (4, 16) and set(history.specificity(3)) == set(history.blocks)
+    assert read_gate_history(tmp_path / "nothing-here") is None
+    plain = tiny_config(data, tmp_path, model="resnet20", epochs=1, val_size=16)
+    run(plain, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "gates").exists(), "a model without SE records no gates"

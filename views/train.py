@@ -6,11 +6,14 @@ import itertools
 import zlib
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from views import _shared as ui
 from dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
 from dashboard.figures import epoch_figure, lr_figure, step_loss_figure
+from dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
+from senet.training.gate_history import read_gate_history
 from dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
     start_run, stop_run
 from senet.models import architectures, model_spec
@@ -329,11 +332,34 @@ def live_panel(run_dir: str) -> None:
                                            key="use_best"):
             _use_checkpoint(str(best_pt))
             st.switch_page("views/home.py")
+    gates_forming(run_dir)
     with st.expander("Log", icon=":material/terminal:"):
         st.code(log_tail(run_dir, 30) or "(no train.log: the run was not launched from this dashboard)",
                 language=None)
     if started_active and state not in ACTIVE_STATES:
         st.rerun(scope="app")  # the run ended: redraw the page once and stop polling
+
+
+def gates_forming(run_dir: str) -> None:
+    """The probe images' gates epoch by epoch: class means of one block, and class specificity by depth."""
+    history = read_gate_history(run_dir)
+    if history is None or not history.epochs:
+        return
+    with st.expander(f"Gates forming: {len(history.labels)} probe images, {len(history.epochs)} epochs",
+                     icon=":material/animation:"):
+        c1, c2 = st.columns([1, 2])
+        block = c1.selectbox("SE block", history.blocks, index=len(history.blocks) - 1, key="forming_block")
+        epoch = (c2.select_slider("After epoch", history.epochs, value=history.epochs[-1], key="forming_epoch")
+                 if len(history.epochs) > 1 else history.epochs[0])
+        order = np.argsort(-history.gates[history.epochs[-1]][block].mean(axis=0), kind="stable")
+        g1, g2 = st.columns([3, 2])
+        g1.plotly_chart(forming_heatmap_figure(history.class_means(epoch, block), history.classes, order, block,
+                                               epoch), key="forming_heatmap")
+        g2.plotly_chart(specificity_by_epoch_figure(history.epochs, [history.specificity(e) for e in history.epochs]),
+                        key="forming_specificity")
+        st.caption("The same probe images (a fixed, class-stratified sample of the validation split) pass through the "
+                   "model after every epoch. Early blocks tend to stay alike for all classes while late blocks "
+                   "become class-specific (the SENet paper's Fig. 6); the right chart follows that per block.")
 
 
 live_panel(run_dir)

@@ -24,8 +24,9 @@ from torch import nn
 from ..checkpoint import read_checkpoint
 from ..data import (CIFAR_MEAN, CIFAR_STD, TensorDataset, limit_split, load_split, normalize, steps_per_epoch,
                     train_batches)
-from ..models import create_model, model_info
+from ..models import create_model, model_info, se_blocks
 from ..analysis.runner import run_over_split
+from .gate_history import choose_probe, record_gates
 from .distributed import Dist, StopFlag, hardware, mixed_precision_dtype, pick_device, wrap_for_training
 from .optim import Lookahead, lr_factor, make_optimizer, set_lr
 from .recorder import Recorder
@@ -189,6 +190,9 @@ def end_epoch(t: Trainee, recorder: Recorder) -> None:
     if (state["epoch"] == t.config.epochs or improved) and t.config.tta_level:  # best.pt, last.pt: both figures
         val_acc_tta = row["val_acc_tta"] = validate(t, tta=t.config.tta_level)[1]
     recorder.epoch(row, state)
+    if t.dist.is_main and t.config.probe_per_class and se_blocks(t.model):
+        record_gates(recorder.run_dir, t.model, t.val_set, choose_probe(t.val_set, t.config.probe_per_class),
+                     state["epoch"])
     recorder.save("last.pt", t.model, state, t.train_set.classes, t.facts, val_acc, val_acc_tta,
                   resume_state=t.resume_state())
     if improved:

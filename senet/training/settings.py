@@ -182,6 +182,8 @@ class TrainConfig:
     split_seed: int = setting(0, kind=int, low=0, high=2**32 - 1, help="seed of the validation split")
     train_limit: int = setting(0, kind=int, low=0, high=10**9, label="Train limit", row=2,
                                help="train on a stratified subset of N training images (0: all; short runs)")
+    probe_per_class: int = setting(20, kind=int, low=0, high=1000, help="images of each class whose SE gates are "
+                                   "recorded after every epoch in RUN_DIR/gates/ (0: none)")
     log_every: int = setting(10, kind=int, low=1, high=1_000_000, label="Log every (steps)", row=2,
                              help="steps between step records in metrics.jsonl")
     micro_batch: int = setting(256, kind=int, low=1, high=65_536,
