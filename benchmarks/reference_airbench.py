@@ -30,7 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from senet import evaluate_checkpoint  # noqa: E402
 from senet.data import limit_split, load_split  # noqa: E402
+from senet.training import make_config, train  # noqa: E402
 
 DEFAULT_FOLDER = "/work/data/cifar10-jpeg"
 
@@ -107,9 +109,6 @@ def run_reference(folder: Path, epochs: float, seed: int, device: torch.device) 
 def run_project(recipe: str, spec: str, data_dir: Path, train_images: int, epochs: int, seed: int,
                 work: Path) -> dict:
     """This project's engine on the same images and epochs; figures recomputed from its last.pt."""
-    from senet import evaluate_checkpoint
-    from senet.training import make_config, train
-
     config = make_config("airnet", recipe, data=spec, data_dir=str(data_dir), epochs=epochs, seed=seed,
                          train_limit=train_images if train_images < 45_000 else 0, log_every=1000)
     run_dir = work / f"{recipe}-seed{seed}"
