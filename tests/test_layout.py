@@ -80,7 +80,8 @@ def test_the_readme_layout_names_every_folder_and_subpackage() -> None:
     named = set(re.findall(r"^ {4}(\S+)", layout, re.M))  # top-level entries; those under senet/ are indented
     named |= {f"senet/{name}" for name in re.findall(r"^ {6}(\S+)", layout, re.M)}
     folders = {p.name + "/" for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")
-               and p.name not in ("data", "runs", "test-artifacts", "__pycache__") and not p.name.endswith(".egg-info")}
+               and p.name not in ("data", "runs", "studies", "test-artifacts", "__pycache__")
+               and not p.name.endswith(".egg-info")}
     subpackages = {f"senet/{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     missing = (folders | subpackages) - named
     assert not missing, f"the README's Layout section does not name {sorted(missing)}"
