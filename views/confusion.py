@@ -80,7 +80,9 @@ m[0].metric(f"Accuracy · {split} · recomputed now", ui.pct(info["accuracy"]),
 m[1].metric(f"Recorded in training · {split}", ui.pct(recorded),
             help=(f"The trainer's accuracy on these images ({how}), recorded when the checkpoint was saved. A "
                   "recomputed figure can differ by a few images: the trainer ran on its own hardware (bfloat16 on a "
-                  "GPU), this page in float32, and an exported file may hold float16 weights.") if recorded is not None
+                  "GPU), this page in float32, and an exported file may hold float16 weights."
+                  + (f" This flip-TTA figure was {meta['val_acc_tta_source']}."
+                     if tta and meta.get("val_acc_tta_source") else "")) if recorded is not None
             else "The trainer records accuracy only on its own validation split and data source"
                  + ("" if split == "val" else f"; the {split} split has no recorded figure") + ".")
 m[2].metric(f"Macro F1 · {split}", ui.pct(info["macro"]["f1"]),
@@ -162,5 +164,5 @@ st.caption(f"Macro averages over the classes: precision {ui.pct(info['macro']['p
 st.download_button("Download per-image predictions (CSV)", lambda: predictions_csv(ev, data),
                    file_name=f"predictions_{meta.get('model')}_{split}{'_tta' if tta else ''}.csv", mime="text/csv",
                    icon=":material/download:")
-st.caption("One row per image. " + CSV_COLUMNS + "; then the true and predicted class, the confidence and each "
+st.caption("One row per image. " + CSV_COLUMNS + "; also true, predicted, confidence, correct, and p_<class>: each "
            "class's probability.")

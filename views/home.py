@@ -179,7 +179,8 @@ else:
 
 with st.expander("Recipe and provenance", icon=":material/receipt_long:"):
     keys = ("recipe", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
-            "schedule", "warmup_epochs", "crop_pad", "pad_mode", "flip", "seed", "val_size", "split_seed", "data")
+            "schedule", "warmup_epochs", "crop_pad", "pad_mode", "flip", "cutout", "seed", "val_size", "split_seed",
+            "data")
     rows = [{"setting": k, "value": str(config[k])} for k in keys if k in config]
     rows += [{"setting": k, "value": str(meta[k])} for k in ("dataset", "hardware", "run_dir", "exported_from",
                                                                "weights_dtype", "val_acc_tta_source") if meta.get(k)]
