@@ -292,13 +292,15 @@ def profiles_heatmap_figure(profiles: dict[str, np.ndarray], overall: dict[str, 
         data.append(dict(type="heatmap", z=np.vstack(z), x=np.arange(len(mean)), y=rows,
                          customdata=np.broadcast_to(channels, (len(rows), len(channels))), xaxis=xa, yaxis=ya,
                          coloraxis="coloraxis", hoverongaps=False, name=name,
-                         hovertemplate=f"{name}<br>%{{y}}<br>channel %{{customdata}}<br>gate %{{z:.3f}}<extra></extra>"))
+                         hovertemplate=f"{name}<br>%{{y}}<br>channel %{{customdata}}<br>gate %{{z:.3f}}"
+                                       "<extra></extra>"))
         layout[f"yaxis{ya[1:]}"] = dict(domain=layout[f"yaxis{ya[1:]}"]["domain"], anchor=xa, autorange="reversed",
                                         type="category", tickfont=dict(size=11))
     _axis_note(layout, order_label if order else "channel")
     layout.update(height=height + 46, margin=dict(l=10, r=10, t=30, b=46), hovermode="closest",
                   coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
-                                 colorbar=dict(title=dict(text="gate", side="top"), thickness=12, len=min(1, 300 / height),
+                                 colorbar=dict(title=dict(text="gate", side="top"), thickness=12,
+                                               len=min(1, 300 / height),
                                                y=1, yanchor="top")))
     return go.Figure(data=data, layout=layout)
 
@@ -440,7 +442,8 @@ def class_splits_figure(profiles: np.ndarray, classes: list[str], splits: list[d
     return _layout(fig, title, height, hovermode="closest")
 
 
-def split_ablation_figure(table: list[dict], baseline: float, n: int, height: int = 340) -> go.Figure:
+def split_ablation_figure(table: list[dict], baseline: float, n: int, height: int = 340,
+                          split: str | None = None) -> go.Figure:
     """Change in accuracy (points) per block and for all blocks: gate off (left) and gate fixed to its mean
     (right), both panels on one y axis so their bars compare, each bar labelled with its change;
     ``table`` is :meth:`senet.ablation.GateAblation.table`."""
@@ -469,8 +472,9 @@ def split_ablation_figure(table: list[dict], baseline: float, n: int, height: in
                      for text, x in (("SE off (gate = 1)", 0.235), ("gate fixed to its mean", 0.765))],
         showlegend=False)
     fig = go.Figure(data=data, layout=layout)
-    return _layout(fig, f"Over {n:,} images (as trained: {baseline:.2%}); both panels on one scale", height,
-                   hovermode="closest", margin=dict(l=10, r=10, t=60, b=10))
+    images = f"{n:,} {split} images" if split else f"{n:,} images"
+    return _layout(fig, f"Over {images}, recomputed now (all gates on: {baseline:.2%}); both panels on one scale",
+                   height, hovermode="closest", margin=dict(l=10, r=10, t=60, b=10))
 
 
 def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:

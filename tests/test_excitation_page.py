@@ -138,7 +138,8 @@ def test_gate_difference_figure_draws_each_block_and_class_on_one_signed_scale_w
     fig = gate_difference_figure(d, order=order, highlight=5)
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 4, "one chart per block and class"
-    assert list(bars[0].customdata) == list(range(8))[::-1] and list(bars[0].y) == pytest.approx(d["cat (true) mean"]["s1"][::-1])
+    assert list(bars[0].customdata) == list(range(8))[::-1]
+    assert list(bars[0].y) == pytest.approx(d["cat (true) mean"]["s1"][::-1]), "in the channel order given"
     for name in ("xaxis", "yaxis"):
         assert getattr(fig.layout, name).domain is not None
     layout = fig.to_plotly_json()["layout"]
@@ -201,6 +202,7 @@ def test_split_ablation_panels_share_one_axis_and_label_each_bar():
     assert low < -59 and high > 0.4, "every bar and its label fit"
     assert [list(t.text) for t in fig.data] == [["-59.0", "-50.0"], ["-2.1", "+0.4"]]
     assert "one scale" in fig.layout.title.text
+    assert "Over 1,000 val images, recomputed now" in split_ablation_figure(table, 0.9, 1000, split="val").layout.title.text
 
 
 # --------------------------------------------------------------------------- the page

@@ -158,7 +158,8 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
     unusual = profiles.unusual_channels(ch_block, result.gates[ch_block], k=6)
     st.session_state["exc_unusual_channels"] = [r["channel"] for r in unusual]
     left.markdown(f"**This image's most unusual channels in {ch_block}** (pick a row to see one)")
-    left.dataframe(unusual, key=table_key("exc_unusual", (result.probs.tobytes(), ch_block)), on_select="rerun", selection_mode="single-row", hide_index=True,
+    left.dataframe(unusual, key=table_key("exc_unusual", (result.probs.tobytes(), ch_block)), on_select="rerun",
+                   selection_mode="single-row", hide_index=True,
                    width="stretch", column_config={
                        "gate": st.column_config.NumberColumn("gate here", format="%.3f"),
                        "mean": st.column_config.NumberColumn("mean gate", format="%.3f"),
@@ -199,7 +200,8 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
         st.dataframe([{"group": i + 1, "open for": ", ".join(r["open"]), "closed for": ", ".join(r["closed"]),
                        "channels": len(r["channels"]), "strongest": ", ".join(map(str, r["channels"][:6])),
                        "jump": r["jump"]} for i, r in enumerate(shown_splits)],
-                     key=table_key("exc_splits", ch_block), on_select="rerun", selection_mode="single-row", hide_index=True,
+                     key=table_key("exc_splits", ch_block), on_select="rerun", selection_mode="single-row",
+                     hide_index=True,
                      width="stretch", column_config={
                          "jump": st.column_config.NumberColumn("mean jump", format="%.2f", help=(
                              "The gap between the lowest class mean gate of the open classes and the highest of "

@@ -133,7 +133,8 @@ else:
             pixels = image_to_uint8(image, (h, w), crop=True)
             fit = ("" if image.size == (w, h) else f", resized to {w}×{h}" if image.width * h == image.height * w
                    else f", its centred {'square' if w == h else 'crop'} resized to {w}×{h}")
-            caption = f"uploaded **{upload.name}** ({image.width}×{image.height}, {image.mode}) as the model sees it{fit}"
+            caption = (f"uploaded **{upload.name}** ({image.width}×{image.height}, {image.mode}) as the model "
+                       f"sees it{fit}")
             if min(image.width, image.height) < TINY_SIDE:
                 st.warning(f"{upload.name} is only {image.width}×{image.height} pixels: the model sees it upscaled to "
                            f"{w}×{h}, so there is little picture in it and the result says little.",
@@ -257,8 +258,8 @@ else:
         s2.markdown(
             f"Each row (or line) is a class's mean gate over {lo if lo == hi else f'{lo}–{hi}'} images of the "
             f"**{split}** split, beside the mean over all classes (dashed line) and this image (dots). In the "
-            "paper, early "
-            "blocks excite alike for every class and late blocks become class-specific. The bars at the left "
+            "paper, early blocks excite alike for every class and late blocks become class-specific. The bars at "
+            "the left "
             "measure that for this model: the spread of the class profiles (std across classes, mean over "
             "channels) at each block, and beside it how much the gate varies from image to image (std across "
             "the same images).")
@@ -334,7 +335,7 @@ else:
             st.error(f"Cannot run the ablation: {exc}")
         else:
             bar.empty()
-            st.plotly_chart(split_ablation_figure(ablation.table(), ablation.baseline, ablation.n),
+            st.plotly_chart(split_ablation_figure(ablation.table(), ablation.baseline, ablation.n, split=split),
                             key="exc_split_chart")
             st.caption("Both panels share one scale, and each bar is labelled with its change in points. "
                        "Red: the block's gate set to 1, as if it had no SE block. Blue: the gate fixed to the "
