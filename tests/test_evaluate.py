@@ -156,3 +156,27 @@ def test_a_shipped_checkpoint_evaluates_on_the_bundled_sample(tmp_path: Path) ->
     assert ev.accuracy > 0.5, f"a trained model on its own held-out images should be far above chance: {ev.accuracy}"
     with pytest.raises(DataError, match="only held-out validation images"):
         evaluate_checkpoint(ROOT / "checkpoints" / "resnet20.pt", "sample", "test", tmp_path, cache_dir=tmp_path)
+
+
+def test_a_streamed_evaluation_grows_chunk_by_chunk_and_resumes_from_its_cached_chunks(tmp_path: Path,
+                                                                                        tiny_checkpoint: Path) -> None:
+    from senet.analysis.evaluate import stream_evaluation
+
+    root = make_folder_dataset(tmp_path / "ds", per_class=10)  # 30 images: 27 in the train split, 3 held out
+    path = tiny_checkpoint
+    spec, cache = f"folder:{root}", tmp_path / "pred"
+    sizes = [ev.n for ev in stream_evaluation(path, spec, "train", tmp_path, cache_dir=cache, chunk=8)]
+    whole = evaluate_checkpoint(path, spec, "train", tmp_path, cache_dir=tmp_path / "other")
+    assert sizes == [8, 16, 24, 27] and sizes[-1] == whole.n
+    final = list(stream_evaluation(path, spec, "train", tmp_path, cache_dir=cache, chunk=8))
+    assert len(final) == 1 and np.allclose(final[0].probs, whole.probs), "the whole split is cached"
+    assert not list(cache.glob("*.part*.npz")), "the chunks give way to the whole"
+    # interrupted after two chunks: a new evaluation reads them back and computes only the rest
+    interrupted = stream_evaluation(path, spec, "train", tmp_path, cache_dir=tmp_path / "cut", chunk=8)
+    next(interrupted), next(interrupted)
+    interrupted.close()
+    assert len(list((tmp_path / "cut").glob("*.part*.npz"))) == 2
+    calls = []
+    resumed = list(stream_evaluation(path, spec, "train", tmp_path, cache_dir=tmp_path / "cut", chunk=8,
+                                     progress=lambda d, n: calls.append(d)))
+    assert np.allclose(resumed[-1].probs, whole.probs) and calls[:2] == [8, 16], "two chunks read, not recomputed"

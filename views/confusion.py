@@ -7,7 +7,8 @@ import streamlit as st
 
 from views import _shared as ui
 from senet.checkpoint import Checkpoint
-from senet import DataError, evaluate_checkpoint
+from senet import DataError
+from senet.analysis.evaluate import stream_evaluation
 from dashboard.card import pts, recorded_accuracy
 from dashboard.confusion import CSV_COLUMNS, cell_members, per_class_rows, predictions_csv, summary
 from dashboard.figures import confusion_colour, confusion_figure
@@ -50,18 +51,22 @@ mtime = Path(path).stat().st_mtime
 key = (path, mtime, ui.data_spec(), split, bool(tta), str(ui.settings().data_dir))
 store = _evaluations()
 ev = store.get(key)
-if ev is None:
-    bar = st.progress(0.0, text=f"Evaluating on {len(data):,} {split} images…")
+if ev is None:  # stream it: the matrix and accuracy fill in as chunks finish; a rerun resumes from the disk cache
+    live = st.empty()
     try:
-        ev = evaluate_checkpoint(path, ui.data_spec(), split, ui.settings().data_dir, tta=bool(tta),
-                                 loaded=Checkpoint.from_meta(model, meta), data=data,
-                                 progress=lambda done, n: bar.progress(done / max(n, 1),
-                                                                       text=f"Evaluating: {done:,} / {n:,} images"))
+        for ev in stream_evaluation(path, ui.data_spec(), split, ui.settings().data_dir, tta=bool(tta),
+                                    loaded=Checkpoint.from_meta(model, meta), data=data):
+            if ev.n < len(data):
+                with live.container():
+                    st.progress(ev.n / len(data), text=f"Evaluating {split}: {ev.n:,} of {len(data):,} images done; "
+                                                       f"accuracy so far {ui.pct(ev.accuracy)} (recomputed now)")
+                    st.plotly_chart(confusion_figure(ev.confusion, classes, height=420),
+                                    key=f"confusion_partial_{ev.n}")
     except DataError as exc:
-        bar.empty()
+        live.empty()
         st.error(f"Cannot evaluate: {exc}")
         st.stop()
-    bar.empty()
+    live.empty()
     store[key] = ev
     while len(store) > 8:
         store.pop(next(iter(store)))

@@ -12,9 +12,10 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from ..checkpoint import Checkpoint, open_checkpoint
@@ -22,8 +23,8 @@ from ..data import DEFAULT_DATA_DIR, DataError, TensorDataset, load_split
 from ..files import atomic_write
 from .runner import run_over_split
 
-__all__ = ["Evaluation", "evaluate", "evaluate_checkpoint", "checkpoint_and_split", "checkpoint_split_options",
-           "class_report"]
+__all__ = ["Evaluation", "evaluate", "evaluate_checkpoint", "stream_evaluation", "checkpoint_and_split",
+           "checkpoint_split_options", "class_report"]
 
 
 @dataclass
@@ -135,22 +136,66 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: str, split: str = "
     recorded ``val_size`` and ``split_seed``). ``loaded`` and ``data``: the checkpoint and that split, already
     loaded by the caller.
     """
+    result = None
+    for result in stream_evaluation(checkpoint, spec, split, data_dir, tta, cache_dir, progress, loaded, data):
+        pass
+    return result
+
+
+def stream_evaluation(checkpoint: str | os.PathLike, spec: str, split: str = "val",
+                      data_dir: str | os.PathLike = DEFAULT_DATA_DIR, tta: int | bool = False,
+                      cache_dir: str | os.PathLike | None = None,
+                      progress: Callable[[int, int], None] | None = None,
+                      loaded: Checkpoint | None = None, data: TensorDataset | None = None,
+                      chunk: int = 1000) -> Iterator[Evaluation]:
+    """:func:`evaluate_checkpoint` as it goes: an :class:`Evaluation` of the images done so far after every
+    ``chunk`` images, the last one whole. Each finished chunk is cached on disk at once, so an evaluation that is
+    interrupted (a dashboard rerun) continues where it stopped; the whole split's cache replaces the chunks."""
     path = Path(checkpoint)
     ckpt, data = checkpoint_and_split(path, spec, split, data_dir, loaded, data)
     cache_dir = Path(cache_dir) if cache_dir else Path(data_dir) / ".senet-cache" / "predictions"
-    cache_file = cache_dir / f"{_cache_key(path, spec, split, tta, data)}.npz"
-    if cache_file.is_file():
-        try:
-            with np.load(cache_file) as z:
-                return Evaluation(z["probs"], z["labels"], z["indices"], list(data.classes), tta, split)
-        except (OSError, ValueError, KeyError):
-            pass
-    result = evaluate(ckpt, data, tta=tta, progress=progress)
+    key = _cache_key(path, spec, split, tta, data)
+    cache_file = cache_dir / f"{key}.npz"
+    whole = _read_probs(cache_file)
+    if whole is not None:
+        yield Evaluation(whole, data.labels.numpy(), np.arange(len(data)), list(data.classes), tta, split)
+        return
+    parts, n = [], len(data)
+    for k, start in enumerate(range(0, n, chunk)):
+        part_file = cache_dir / f"{key}.part{k:04d}.npz"
+        probs = _read_probs(part_file)
+        if probs is None:
+            out = run_over_split(ckpt.model, data, ckpt.mean, ckpt.std, tta=tta,
+                                 positions=torch.arange(start, min(start + chunk, n)),
+                                 progress=(lambda d, _, s=start: progress(s + d, n)) if progress else None)
+            probs = out.numpy_probs()
+            _write_probs(part_file, probs)
+        elif progress:
+            progress(start + len(probs), n)
+        parts.append(probs)
+        done = np.concatenate(parts)
+        yield Evaluation(done, data.labels.numpy()[:len(done)], np.arange(len(done)), list(data.classes), tta, split)
+    _write_probs(cache_file, np.concatenate(parts) if parts else np.zeros((0, len(data.classes)), np.float32))
+    for part in cache_dir.glob(f"{key}.part*.npz"):
+        part.unlink(missing_ok=True)
+
+
+def _read_probs(path: Path) -> np.ndarray | None:
+    if not path.is_file():
+        return None
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        with np.load(path) as z:
+            return z["probs"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _write_probs(path: Path, probs: np.ndarray) -> None:
+    """Cache predictions (atomically; a disk that refuses only costs the cache)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        np.savez(buffer, probs=result.probs, labels=result.labels, indices=result.indices)
-        atomic_write(cache_file, lambda f: f.write(buffer.getvalue()))
+        np.savez(buffer, probs=probs)
+        atomic_write(path, lambda f: f.write(buffer.getvalue()))
     except OSError:
         pass
-    return result
