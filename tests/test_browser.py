@@ -10,35 +10,22 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from browser_support import ARTIFACTS, CHROMIUM, chromium_page, dashboard, goto, outside_hosts, settle
 from conftest import ROOT, make_folder_dataset
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 if not CHROMIUM.is_file():
     pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,76 +45,27 @@ def server(tmp_path_factory):
                               "lr": 0.1},
                              {"epoch": 2, "train_loss": 0.9, "train_acc": 0.55, "val_loss": 0.8, "val_acc": 0.5,
                               "lr": 0.05}])
-    port = _free_port()
     env = dict(os.environ, SENET_DATA=f"folder:{data}", SENET_RUNS=str(tmp / "runs"),
                SENET_CHECKPOINTS=str(checkpoints), SENET_DATA_DIR=str(tmp / "cache"), PYTHONPATH=str(ROOT),
                SENET_STUDIES=str(tmp / "studies"))
-    log = open(tmp / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not become healthy; log: {(tmp / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url, tmp
+        with dashboard(env, tmp / "streamlit.log") as url:
+            yield url, tmp
     finally:
         from dashboard.launcher import active_runs, stop_run
 
         for row in active_runs(tmp / "runs"):  # a failed test may leave its training process running
             stop_run(row["path"])
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def page(server):
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        context = browser.new_context(viewport={"width": 1440, "height": 1600})
-        pg = context.new_page()
-        pg.set_default_timeout(60_000)
+    with chromium_page(sync_api) as pg:
         yield pg
-        context.close()
-        browser.close()
 
 
-def _goto(page, url: str, title: str) -> None:
-    page.goto(url)
-    page.get_by_role("heading", name=title).first.wait_for()
-    _settle(page)
-
-
-def _settle(page, quiet_s: float = 1.0, timeout_s: float = 60) -> None:
-    """Wait until Streamlit reports no running script for ``quiet_s`` seconds."""
-    deadline = time.time() + timeout_s
-    quiet_since = None
-    while time.time() < deadline:
-        state = page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
-        running = state != "notRunning"
-        if running:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.time()
-        elif time.time() - quiet_since >= quiet_s:
-            return
-        time.sleep(0.2)
+_goto, _settle = goto, settle
 
 
 def _shot(page, name: str) -> None:
@@ -187,8 +125,7 @@ def test_every_page_renders_without_errors(server, page):
             _shot(page, f"page-{path or 'home'}")
     finally:
         page.remove_listener("request", record)
-    elsewhere = sorted({u for u in requested if urlparse(u).scheme in ("http", "https", "ws", "wss")
-                        and urlparse(u).hostname not in ("127.0.0.1", "localhost")})
+    elsewhere = outside_hosts(requested)
     assert requested and not elsewhere, f"the pages fetch from other hosts: {elsewhere[:5]}"
 
 

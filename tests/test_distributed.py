@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 if not TORCHRUN.exists():
     TORCHRUN = Path(shutil.which("torchrun") or "torchrun")
-RUN_FILES = ["best.pt", "config.json", "last.pt", "metrics.jsonl", "status.json"]
+RUN_FILES = sorted(["best.pt", "config.json", "last.pt", "metrics.jsonl", "status.json", "gates"])
 
 
 def make_noise_dataset(root: Path, classes: int = 4, per_class: int = 16, seed: int = 0) -> Path:

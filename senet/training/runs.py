@@ -5,6 +5,7 @@
     RUN_DIR/metrics.jsonl   one JSON object per line, appended and flushed as it happens
     RUN_DIR/last.pt         every epoch (and on stop), through senet.save_checkpoint
     RUN_DIR/best.pt         the best validation accuracy so far
+    RUN_DIR/gates/          a probe set's SE gates after every epoch (see :mod:`senet.training.gate_history`)
 
 Readers ignore an incomplete last line of ``metrics.jsonl`` and report a run
 whose process has died as ``failed`` rather than running forever.
