@@ -885,3 +885,19 @@ def test_the_train_page_shows_gates_forming_epoch_by_epoch(env, tmp_path):
     at.select_slider(key="forming_epoch").set_value(1).run()
     assert any(k.startswith("stage3.block3 after epoch 1") for k in
                (json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")))
+
+
+def test_compare_recomputes_val_and_test_accuracy_where_the_data_has_a_test_split(env):
+    from senet import evaluate_checkpoint
+
+    at = open_app("views/compare.py")
+    at.toggle(key="compare_recompute").set_value(True).run()
+    no_exceptions(at)
+    assert at.toggle(key="compare_recompute").label == "Recompute val and test accuracy now"
+    table = at.dataframe[0].value
+    se = table[table["model"] == "se_resnet20"].iloc[0]
+    spec, cache = f"folder:{env['data']}", str(env["tmp"] / "cache")
+    for split in ("val", "test"):
+        expected = evaluate_checkpoint(env["checkpoints"] / "se_resnet20.pt", spec, split, cache).accuracy
+        assert se[f"{split} % (recomputed now)"] == pytest.approx(100 * expected)
+    assert "val acc % (recorded)" in table.columns, "beside the recorded figure"

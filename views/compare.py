@@ -16,6 +16,7 @@ from dashboard.figures import overlay_figure
 from senet.training.runs import read_metrics
 from senet.models import model_spec
 from senet.training.twins import like_for_like
+from dashboard.card import has_test_split
 
 st.title("Compare")
 st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives; "
@@ -108,6 +109,21 @@ paired = st.toggle("Paired test on the validation split", key="compare_paired",
                         "disk), count the images only one of them gets right, and test whether that split is more "
                         "than chance (exact McNemar test).")
 paired_tta = paired and st.toggle("…with flip test-time augmentation", key="compare_paired_tta")
+splits_now = ("val", "test") if has_test_split(ui.data_spec(), ui.settings().data_dir) else ("val",)
+recompute = st.toggle(f"Recompute {' and '.join(splits_now)} accuracy now", key="compare_recompute",
+                      help=f"Evaluate every checkpoint above on the {' and '.join(splits_now)} split(s) of "
+                           f"{ui.data_spec()} on this machine (cached on disk), beside the figures recorded in training.")
+
+
+@st.cache_data(max_entries=64, show_spinner="Evaluating…")
+def _accuracy_now(path: str, mtime: float, spec: str, split: str, data_dir: str) -> float | None:
+    """Accuracy (no TTA) of a checkpoint on a split of ``spec``, now; None if its classes do not fit the data."""
+    model, meta = ui.load_entry(path)
+    try:
+        return evaluate_checkpoint(path, spec, split, data_dir, loaded=Checkpoint.from_meta(model, meta),
+                                   data=ui.load_data(split, meta, spec=spec)).accuracy
+    except DataError:
+        return None
 
 
 def _paired_test(se: dict, plain: dict, tta: bool) -> None:
@@ -147,6 +163,10 @@ for r in rows:
                   "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"]})
     if measure:  # the column exists only when it has figures, instead of a column of "None"
         table[-1]["CPU ms / image"] = round(_latency(r["path"], r["mtime"]), 2)
+    if recompute and ui.data_available() is None:
+        for split in splits_now:
+            acc = _accuracy_now(r["path"], r["mtime"], ui.data_spec(), split, str(ui.settings().data_dir))
+            table[-1][f"{split} % (recomputed now)"] = None if acc is None else 100 * acc
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "val acc % (recorded)": st.column_config.NumberColumn(format="%.2f", help="Validation split, as recorded in "
                                                           "training (each checkpoint's own held-out images)."),
@@ -156,6 +176,9 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
     "params": st.column_config.NumberColumn(format="localized"),
     "SE params": st.column_config.NumberColumn(format="localized"),
     "MACs / image": st.column_config.NumberColumn(format="compact"),
+    **{f"{split} % (recomputed now)": st.column_config.NumberColumn(
+        format="%.2f", help=f"The {split} split of {ui.data_spec()}, computed now on this machine, no TTA")
+       for split in ("val", "test")},
 })
 
 pairs = [(se, plain) for se in rows if se["SE"] for plain in rows

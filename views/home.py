@@ -119,6 +119,7 @@ val, val_tta = meta.get("val_acc"), meta.get("val_acc_tta")
 at_epoch = f" at epoch {epochs_seen['epoch']}" if epochs_seen else ""
 a1.metric("Val accuracy · recorded in training", ui.pct(val),
           delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
+          delta_color="off", delta_arrow="off",
           help=f"Accuracy on {_held_out()}, recorded by the trainer{at_epoch}, without test-time augmentation"
                + (f"; with flip TTA {ui.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
                + "." + (f" The flip-TTA figure was {meta['val_acc_tta_source']}."
