@@ -37,6 +37,15 @@ def make_folder_dataset(root: Path, classes: tuple[str, ...] = ("red", "green", 
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny models train fastest on one thread, and do not fight other processes for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     """A 3-class, 20-images-per-class folder dataset (train only)."""
     return make_folder_dataset(tmp_path / "tiny")

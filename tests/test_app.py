@@ -269,19 +269,24 @@ def test_second_run_asks_for_confirmation_then_stop_saves_last_checkpoint(env):
     assert at.button(key="resume_run"), "a stopped run offers Resume"
 
 
-def test_opening_a_run_directory_by_path_shows_its_curves(env, tmp_path):
+def _synthetic_run(run: Path, steps: int, status: dict) -> None:
+    """A run directory written by hand: ``steps`` step records, one epoch record, a config and ``status``."""
     from senet.training.runs import write_json_atomic
 
-    run = tmp_path / "elsewhere-run"
     run.mkdir()
     records = [{"type": "step", "step": s, "epoch": s / 4, "loss": 2.0 - s / 10, "lr": 0.1, "images_per_s": 100.0,
-                "time": 0.0} for s in range(1, 9)]
-    records.append({"type": "epoch", "step": 8, "epoch": 1, "train_loss": 1.5, "train_acc": 0.4, "val_loss": 1.4,
-                    "val_acc": 0.45, "lr": 0.1, "elapsed_s": 3.0})
+                "time": 0.0} for s in range(1, steps + 1)]
+    records.append({"type": "epoch", "step": min(steps, 8), "epoch": 1, "train_loss": 1.5, "train_acc": 0.4,
+                    "val_loss": 1.4, "val_acc": 0.45, "lr": 0.1, "elapsed_s": 3.0})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     write_json_atomic(run / "config.json", {"model": "se_resnet20", "recipe": "fast", "epochs": 2})
-    write_json_atomic(run / "status.json", {"state": "running", "pid": 2 ** 22 + 12345, "host": os.uname().nodename,
-                                            "step": 8, "total_steps": 16, "epochs": 2, "steps_per_epoch": 8})
+    write_json_atomic(run / "status.json", status)
+
+
+def test_opening_a_run_directory_by_path_shows_its_curves(env, tmp_path):
+    run = tmp_path / "elsewhere-run"
+    _synthetic_run(run, 8, {"state": "running", "pid": 2 ** 22 + 12345, "host": os.uname().nodename, "step": 8,
+                            "total_steps": 16, "epochs": 2, "steps_per_epoch": 8})
     at = open_app("views/train.py")
     at.text_input(key="open_run_path").set_value(str(run))
     at.button(key="open_run_button").click().run()
@@ -716,19 +721,9 @@ def test_a_stopped_run_shows_its_last_figures_in_one_epoch_convention(env, tmp_p
     """A run stopped after one of two epochs, whose status.json has no best accuracy: the panel shows the best
     accuracy from its epoch records (not None), "1/2 epochs done" in the progress bar, the
     smoothed loss where the smoothed line ends, and one training time."""
-    from senet.training.runs import write_json_atomic
-
     run = tmp_path / "stopped-run"
-    run.mkdir()
-    records = [{"type": "step", "step": s, "epoch": s / 4, "loss": 2.0 - s / 10, "lr": 0.1, "images_per_s": 100.0,
-                "time": 0.0} for s in range(1, 6)]
-    records.append({"type": "epoch", "step": 4, "epoch": 1, "train_loss": 1.5, "train_acc": 0.4, "val_loss": 1.4,
-                    "val_acc": 0.45, "lr": 0.1, "elapsed_s": 3.0})
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    write_json_atomic(run / "config.json", {"model": "se_resnet20", "recipe": "fast", "epochs": 2})
-    write_json_atomic(run / "status.json", {"state": "stopped", "epoch": 1, "step": 5, "total_steps": 8,
-                                            "epochs": 2, "steps_per_epoch": 4, "elapsed_s": 75.0,
-                                            "started_at": 1.0, "updated_at": 500.0})
+    _synthetic_run(run, 5, {"state": "stopped", "epoch": 1, "step": 5, "total_steps": 8, "epochs": 2,
+                            "steps_per_epoch": 4, "elapsed_s": 75.0, "started_at": 1.0, "updated_at": 500.0})
     at = open_app("views/train.py")
     at.text_input(key="open_run_path").set_value(str(run))
     at.button(key="open_run_button").click().run()

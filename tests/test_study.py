@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import make_folder_dataset
 from senet.cli import main
@@ -18,12 +17,7 @@ from senet.training.study import StudyError, parse_variant, pooled_disagreement,
 VARIANTS = ["se_resnet20", "resnet20"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shared(tmp_path: Path, data: Path) -> dict:

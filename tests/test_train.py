@@ -21,13 +21,7 @@ from senet.training import (RECIPES, ConfigError, TrainConfig, lr_factor, make_c
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and do not fight other processes for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_texture_dataset(root: Path, per_class: int = 40, seed: int = 0) -> Path:
@@ -384,7 +378,7 @@ def test_lookahead_moves_a_slow_copy_every_five_steps_and_ends_on_it() -> None:
         model.weight.fill_(0.0)
     la = Lookahead(model)
     total = 20
-    slow = 0.0
+    slow = w_before = 0.0
     for step in range(1, total + 1):
         with torch.no_grad():
             model.weight.add_(1.0)  # an "optimiser step"
