@@ -896,3 +896,13 @@ def test_compare_recomputes_val_and_test_accuracy_where_the_data_has_a_test_spli
         expected = evaluate_checkpoint(env["checkpoints"] / "se_resnet20.pt", spec, split, cache).accuracy
         assert se[f"{split} % (recomputed now)"] == pytest.approx(100 * expected)
     assert "val acc % (recorded)" in table.columns, "beside the recorded figure"
+
+
+def test_the_train_form_has_one_field_per_declared_setting_with_a_label(env):
+    from senet.training import form_fields
+
+    at = open_app("views/train.py")
+    labels = {w.label for kind in ("number_input", "text_input", "selectbox", "toggle") for w in at.get(kind)}
+    missing = {f.label for f in form_fields()} - labels
+    assert not missing, f"declared for the form but not drawn: {missing}"
+    assert "Train limit" in labels, "the trainer's train limit, for quick experiments"

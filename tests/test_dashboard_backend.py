@@ -596,3 +596,12 @@ def test_interleaved_latency_alternates_and_says_when_it_is_noise():
     assert not clear.within_noise and clear.ratio == pytest.approx(1.15)
     noisy = LatencyComparison((0.9, 1.2, 1.0), (1.0, 1.0, 1.0))
     assert noisy.within_noise and noisy.ratio_range == (pytest.approx(0.9), pytest.approx(1.2))
+
+
+def test_the_resume_marker_on_the_step_loss_chart_says_what_it_is():
+    from dashboard.figures import step_loss_figure
+
+    records = [{"type": "step", "step": s, "loss": 1.0, "lr": 0.1} for s in range(1, 6)]
+    records.insert(3, {"type": "resume", "step": 3, "epoch": 1})
+    fig = step_loss_figure(curves_from_records(records))
+    assert [a.text for a in fig.layout.annotations] == ["resumed at step 3"]
