@@ -101,3 +101,13 @@ def test_every_option_trains_saves_loads_and_shows_its_gates_in_range(tmp_path, 
     gates = excitations(loaded, x)
     low, high = next(iter(se_blocks(loaded).values())).gate_range
     assert gates and all(((g >= low - 1e-6) & (g <= high + 1e-6)).all() for g in gates.values())
+
+
+def test_the_explorer_says_when_a_gate_is_not_a_sigmoid_in_0_to_1() -> None:
+    from senet.analysis.profiles import gate_description
+
+    assert gate_description(create_model("se_resnet20")) is None
+    assert "tanh: gates from -1 to 1" in gate_description(create_model("se_resnet20", se_excitation="tanh"))
+    assert "ReLU: gates from 0 up" in gate_description(create_model("se_resnet20", se_excitation="relu"))
+    assert "NoSqueeze" in gate_description(create_model("se_resnet20", se_squeeze="none"))
+    assert "seed's block" in gate_description(create_model("seed_senet", filters=16, blocks=2))

@@ -262,11 +262,24 @@ def channel_order(reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def gate_description(model: nn.Module) -> str | None:
-    """A label for gates that are not the paper's per-channel gate (the seed's per-pixel gate), else None."""
-    if any(isinstance(b, SeedSEBlock) and not b.squeeze for b in se_blocks(model).values()):
-        return ("this model's SE gate is computed per pixel (the seed's block discards the squeeze); "
-                "each bar is the gate's spatial mean over H x W")
-    return None
+    """A label for gates that are not the paper's per-channel sigmoid gate in 0..1 (the seed's per-pixel gate,
+    the NoSqueeze ablation, a tanh or ReLU excitation), else None."""
+    blocks = list(se_blocks(model).values())
+    notes = []
+    if any(isinstance(b, SeedSEBlock) and not b.squeeze for b in blocks):
+        notes.append("this model's SE gate is computed per pixel (the seed's block discards the squeeze); "
+                     "each bar is the gate's spatial mean over H x W")
+    elif any(getattr(b, "squeeze", None) == "none" for b in blocks):
+        notes.append("this model's SE gate is computed per pixel (no squeeze: the paper's NoSqueeze ablation); "
+                     "each bar is the gate's spatial mean over H x W")
+    ranges = {getattr(b, "gate_range", (0.0, 1.0)) for b in blocks}
+    if ranges - {(0.0, 1.0)}:
+        words = {(-1.0, 1.0): "tanh: gates from -1 to 1 (a negative gate flips a channel's sign)",
+                 (0.0, float("inf")): "ReLU: gates from 0 up, without a ceiling (a gate above 1 amplifies)"}
+        kinds = "; ".join(words.get(r, str(r)) for r in sorted(ranges - {(0.0, 1.0)}))
+        notes.append(f"this model's excitation is {kinds}, not the sigmoid's 0 to 1; 1 still means the channel "
+                     "passes unchanged")
+    return "; ".join(notes) or None
 
 
 @torch.no_grad()

@@ -171,8 +171,8 @@ def _finished_runs(study_dir: Path) -> dict[str, dict[int, dict]]:
 
 def summarize(study_dir: str | os.PathLike) -> dict:
     """Per variant: seeds done, each seed's figures, the mean and 95% t-interval of the recorded validation
-    accuracy (and with TTA), parameters and multiply-adds; per pair of variants: the mean of the seed-by-seed differences (A - B, in
-    accuracy) with its 95% t-interval over the seeds both have finished."""
+    accuracy (and with TTA), parameters and multiply-adds; per pair of variants: the mean of the seed-by-seed
+    differences (A - B, in accuracy) with its 95% t-interval over the seeds both have finished."""
     study_dir = Path(study_dir)
     runs = _finished_runs(study_dir)
     variants = {}
