@@ -340,9 +340,16 @@ def live_panel(run_dir: str) -> None:
         st.rerun(scope="app")  # the run ended: redraw the page once and stop polling
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _gate_history(run_dir: str, stamp: float):
+    """The run's gate history, read again only when a new epoch's file arrives (``stamp``)."""
+    return read_gate_history(run_dir)
+
+
 def gates_forming(run_dir: str) -> None:
     """The probe images' gates epoch by epoch: class means of one block, and class specificity by depth."""
-    history = read_gate_history(run_dir)
+    files = list((Path(run_dir) / "gates").glob("epoch-*.pt"))
+    history = _gate_history(run_dir, max((f.stat().st_mtime for f in files), default=0.0)) if files else None
     if history is None or not history.epochs:
         return
     with st.expander(f"Gates forming: {len(history.labels)} probe images, {len(history.epochs)} epochs",
