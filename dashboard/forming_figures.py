@@ -15,9 +15,10 @@ def forming_heatmap_figure(means: np.ndarray, classes: list[str], order: np.ndar
     fig = _layout(go.Figure(), f"{block} after epoch {epoch}: mean gate per class (probe images)", height,
                   hovermode="closest")
     low, high = gate_range
-    fig.add_heatmap(z=means[:, order], y=classes, x=[str(c) for c in order], colorscale="Viridis",
-                    zmin=low, zmax=high if np.isfinite(high) else None, colorbar=dict(title="gate", thickness=12),
-                    hovertemplate="%{y}, channel %{x}: %{z:.3f}<extra></extra>")
+    fig.add_heatmap(z=means[:, order], y=classes, x=list(range(len(order))), colorscale="Viridis",
+                    customdata=np.broadcast_to(order, means.shape), zmin=low,
+                    zmax=high if np.isfinite(high) else None, colorbar=dict(title="gate", thickness=12),
+                    hovertemplate="%{y}, channel %{customdata}: %{z:.3f}<extra></extra>")
     fig.update_xaxes(title_text="channels, highest mean gate at the last epoch first", showticklabels=False)
     return fig
 
@@ -25,7 +26,8 @@ def forming_heatmap_figure(means: np.ndarray, classes: list[str], order: np.ndar
 def specificity_by_epoch_figure(epochs: list[int], specificity: list[dict[str, float]], height: int = 300
                                 ) -> go.Figure:
     """Per block, how class-specific its gates are after each epoch (std across class means, mean over channels)."""
-    fig = _layout(go.Figure(), "Class specificity by depth, epoch by epoch", height)
+    fig = _layout(go.Figure(), "Class specificity by depth, epoch by epoch", height,
+                  legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top", font=dict(size=10)))
     blocks = list(specificity[-1]) if specificity else []
     for i, block in enumerate(blocks):
         fig.add_scatter(x=epochs, y=[s.get(block) for s in specificity], mode="lines+markers", name=block,

@@ -241,8 +241,9 @@ labels = {r["path"]: r["run"] for r in rows}
 if st.session_state.get("train_run") not in run_paths:
     st.session_state["train_run"] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
 
-st.subheader("Run")
-h1, h2, h3, h4, h5, h6 = st.columns([2, 1.1, 1, 1.05, 0.9, 1.3], vertical_alignment="bottom")
+t1, t2 = st.columns([4, 1.3], vertical_alignment="bottom")
+t1.subheader("Run")
+h1, h2, h3, h4, h5 = st.columns([2, 1.3, 1.1, 1.1, 0.9], vertical_alignment="bottom")
 if run_paths:
     h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, p))
     h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
@@ -253,7 +254,7 @@ if run_paths:
     h4.toggle("Log loss", key="log_loss", help="Both loss charts on a logarithmic axis.")
     h5.toggle("Pause", key="pause_live", help="Stop redrawing the charts every second, so that you can zoom, pan and "
               "hover over them. The run keeps training; switch off to catch up.")
-with h6.popover("Open a run…", icon=":material/folder_open:", width="stretch"):
+with t2.popover("Open a run…", icon=":material/folder_open:", width="stretch"):
     st.text_input("Path of a run directory", key="open_run_path",
                   help="Any run directory, e.g. one trained on another machine or under torchrun on a shared disk.")
     st.button("Open", on_click=_open_typed_run, key="open_run_button")
@@ -295,8 +296,8 @@ def live_panel(run_dir: str) -> None:
     m = st.columns(5)
     m[0].metric("Best val accuracy", ui.pct(best), help="Validation split, recorded in training, best epoch so far.")
     m[1].metric("Last val accuracy", ui.pct(last_val), help="Validation split, the last completed epoch; the change "
-                "is in percentage points against the epoch before.",
-                delta=f"{change:+.2f} pts" if change else None, delta_color="normal" if change else "off")
+                "is in percentage points against the epoch before (not tested against noise, so not coloured).",
+                delta=f"{change:+.2f} pts" if change else None, delta_color="off", delta_arrow="off")
     smoothed = last_smoothed(curves.step_loss, smoothing)
     m[2].metric("Loss (smoothed)", f"{smoothed:.4f}" if smoothed is not None else "–",
                 help=f"Where the smoothed training-loss line ends (smoothing {smoothing:g}).")
