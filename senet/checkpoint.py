@@ -154,8 +154,8 @@ def _num_outputs(model: nn.Module) -> int | None:
 class Checkpoint:
     """A loaded checkpoint: the model (in eval mode) and what the analyses need to feed it.
 
-    ``card`` is the recorded metadata (recipe, history, accuracies, ...); :attr:`meta` is the same dict
-    plus the fields above, as :func:`load_checkpoint` returns it.
+    ``card`` is the recorded metadata (recipe, history, accuracies, ...); :func:`load_checkpoint`'s ``meta`` is
+    that dict plus the fields above.
     """
 
     model: nn.Module
@@ -182,12 +182,6 @@ class Checkpoint:
                    tuple(meta.get("mean", CIFAR_MEAN)), tuple(meta.get("std", CIFAR_STD)),
                    tuple(meta.get("input_size", (3, 32, 32))), {k: v for k, v in meta.items() if k not in own},
                    str(meta.get("path", "")))
-
-    @property
-    def meta(self) -> dict:
-        return {**self.card, "model": self.name, "model_options": self.options, "classes": self.classes,
-                "mean": list(self.mean), "std": list(self.std), "input_size": list(self.input_size),
-                "path": self.path}
 
 
 def open_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:

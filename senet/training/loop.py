@@ -174,7 +174,8 @@ def train_epoch(t: Trainee, recorder: Recorder, stop: StopFlag, callbacks: tuple
 
 
 def end_epoch(t: Trainee, recorder: Recorder) -> None:
-    """Validate, record the epoch, and save ``last.pt`` (and ``best.pt`` on a new best, both with flip TTA)."""
+    """Validate, record the epoch and the probe gates, and save ``last.pt`` (and ``best.pt`` on a new best; both
+    with the accuracy at the recipe's TTA level)."""
     state = t.state
     loss_sum, correct, seen = state["epoch_sums"]
     val_loss, val_acc = validate(t)
