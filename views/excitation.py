@@ -8,10 +8,13 @@ import streamlit as st
 
 from views import _shared as ui
 from views._channel import choose_channel, difference_section, one_channel_section
+from views._gate_space import gate_space_section
+from views._inside import inside_section
 from senet.checkpoint import Checkpoint
 from senet import ImageError, open_image, preprocess
 from senet.models import se_blocks
 from senet.analysis.ablation import gate_ablation
+from senet.analysis.inside import channel_responses
 from dashboard.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
                                profiles_figure, profiles_heatmap_figure, separation_figure, split_ablation_figure,
                                topk_figure)
@@ -65,7 +68,7 @@ if link_is_new and st.session_state.get("exc_mode") == "Upload":  # else the wid
 
 mode = st.segmented_control("Image source", ["From the data", "Upload"], key="exc_mode", default="From the data",
                             required=True, label_visibility="collapsed")
-x = pixels = None
+x = pixels = position = None
 caption = ""
 true_class = None
 if mode == "From the data":
@@ -96,7 +99,7 @@ if mode == "From the data":
             idx = c2.number_input(f"Index within {classes[cls]} ({len(members)} images in {split})", 0,
                                   len(members) - 1, key="exc_idx")
             c3.button("Random", icon=":material/casino:", on_click=_random, args=(labels,), width="stretch")
-            pos = int(members[idx])
+            pos = position = int(members[idx])
             pixels = data.images[pos]
             x = normalize(pixels[None], meta["mean"], meta["std"])
             true_class = int(labels[pos])
@@ -174,6 +177,38 @@ def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
     return class_profiles(Checkpoint.from_meta(model, meta), data, per_class=per_class)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _responses(path: str, mtime: float, spec: str, split: str, per_class: int):
+    model, meta = ui.load_entry(path)
+    profiles = _profiles(path, mtime, spec, split, per_class)
+    return channel_responses(Checkpoint.from_meta(model, meta), ui.load_data(split, meta, spec), profiles.positions)
+
+
+def _split_ablation(path: str, mtime: float, spec: str, split: str, per_class: int | None, progress=None):
+    """The ablation of this checkpoint on this split, kept in the session (st.cache_data cannot hold a
+    function that draws a progress bar)."""
+    results = st.session_state.setdefault("exc_split_results", {})
+    key = (path, mtime, spec, split, per_class)
+    if key not in results:
+        model, meta = ui.load_entry(path)
+        data = ui.load_data(split, meta, spec)
+        results[key] = gate_ablation(Checkpoint.from_meta(model, meta), data, per_class=per_class, progress=progress)
+    return results[key]
+
+
+def _request_ablation() -> None:
+    """The spread view's button: run the split ablation below on 100 images per class."""
+    st.session_state["exc_split_per_class"] = 100
+    st.session_state["exc_split_requested"] = True
+
+
+def _any_ablation():
+    """An ablation of this checkpoint on this split computed in this session (the larger one if several)."""
+    done = [(k[4] or 10**9, v) for k, v in st.session_state.get("exc_split_results", {}).items()
+            if k[:4] == (path, mtime, ui.data_spec(), split)]
+    return max(done, key=lambda t: t[0])[1] if done else None
+
+
 profile_data = profile_error = None
 have_data = ui.data_available() is None
 per_class = st.session_state.get("exc_per_class", 50)
@@ -210,6 +245,11 @@ with tab_bars:
                + (" Click a bar to see below which images open that channel." if reference else ""))
 with tab_heat:
     st.plotly_chart(gate_heatmap_figure(result.gates, order=order, order_label=order_label), key="exc_heatmap")
+
+# --------------------------------------------------------------------------- inside one block
+sample = ui.load_data(split, meta) if profile_data is not None else None
+inside_section(model, x, blocks, classes, order, profile_data,
+               (lambda: _responses(path, mtime, ui.data_spec(), split, per_class)) if profile_data else None, sample)
 
 # --------------------------------------------------------------------------- this image against its class
 st.subheader("This image against its class")
@@ -268,6 +308,12 @@ else:
 if profile_data is not None and profile_data.gates:
     one_channel_section(profile_data, result, classes, blocks, bars, split, meta)
 
+# --------------------------------------------------------------------------- images by their gates
+if profile_data is not None and profile_data.gates:
+    gate_space_section(profile_data, classes, blocks, split, sample, (path, mtime, ui.data_spec(), split, per_class),
+                       {b: tuple(m.gate_range) for b, m in se_blocks(model).items()}, position, _any_ablation(),
+                       _request_ablation, true_class if true_class is not None else pred)
+
 # --------------------------------------------------------------------------- interventions
 st.subheader("Interventions")
 i1, i2, i3 = st.columns([2, 2, 1])
@@ -302,18 +348,6 @@ with st.expander("SE off in one block at a time", icon=":material/science:", exp
 
 
 # --------------------------------------------------------------------------- the whole split
-def _split_ablation(path: str, mtime: float, spec: str, split: str, per_class: int | None, progress=None):
-    """The ablation of this checkpoint on this split, kept in the session (st.cache_data cannot hold a
-    function that draws a progress bar)."""
-    results = st.session_state.setdefault("exc_split_results", {})
-    key = (path, mtime, spec, split, per_class)
-    if key not in results:
-        model, meta = ui.load_entry(path)
-        data = ui.load_data(split, meta, spec)
-        results[key] = gate_ablation(Checkpoint.from_meta(model, meta), data, per_class=per_class, progress=progress)
-    return results[key]
-
-
 st.subheader("Across the split: what each block's gate is worth")
 if not have_data:
     ui.no_data_message(ui.data_available(), "This needs the images of a split.")
@@ -326,7 +360,8 @@ else:
     clicked = a2.button("Done" if computed else "Run", icon=":material/check:" if computed else ":material/play_arrow:",
                         key="exc_split_run", disabled=computed,
                         help=f"{2 + 2 * (len(blocks) + 1)} passes over the images; kept for this session.")
-    if computed or clicked:
+    requested = st.session_state.pop("exc_split_requested", False) and not computed
+    if computed or clicked or requested:
         bar = st.empty()
         try:
             ablation = _split_ablation(*key, progress=lambda d, n: bar.progress(
@@ -335,6 +370,8 @@ else:
             st.error(f"Cannot run the ablation: {exc}")
         else:
             bar.empty()
+            if requested:
+                st.rerun()  # the spread view above reads the result
             st.plotly_chart(split_ablation_figure(ablation.table(), ablation.baseline, ablation.n, split=split),
                             key="exc_split_chart")
             st.caption("Both panels share one scale, and each bar is labelled with its change in points. "

@@ -1,0 +1,111 @@
+"""The Excitation explorer's "Inside one SE block" section: the block's equations with this image's values, and
+the feature maps behind the gates (before and after scaling, and the images a channel responds to most)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import streamlit as st
+import torch
+
+from views import _shared as ui
+from dashboard.inside_figures import block_steps_figure, feature_maps_figure
+from senet.analysis.inside import BlockSteps, block_steps, ranked_channels
+from senet.analysis.profiles import ClassProfiles
+
+EXTREMES = 3  # most and least excited channels shown as feature maps
+RESPONDERS = 10  # images shown for the channel's strongest responses
+
+
+def _channel_sentence(steps: BlockSteps, c: int) -> str:
+    """The paper's equations for channel ``c`` of this image, with its numbers."""
+    sigma = {"sigmoid": "σ", "tanh": "tanh", "relu": "ReLU"}[steps.excitation]
+    size = "×".join(map(str, steps.u.shape[1:]))
+    mean = "mean" if steps.squeeze != "max" else "max"
+    out_mean = float(steps.out[c].mean())
+    parts = []
+    if steps.per_pixel:
+        parts.append(f"at each of the {size} pixels the FCs map the pixel's {steps.channels} values to a gate; "
+                     f"averaged over the pixels: a_{c} = {steps.pre_gate[c]:.3f}, s_{c} = {steps.gate[c]:.3f}")
+    else:
+        parts.append(f"z_{c} = {mean} of u_{c} over its {size} map = **{steps.z[c]:.3f}**")
+        if steps.w2 is not None:
+            terms = steps.w2[c] * steps.hidden
+            top = np.argsort(-np.abs(terms))[:3]
+            shown = " + ".join(f"({steps.w2[c, j]:+.2f} × h{j} = {steps.hidden[j]:.2f})" for j in top)
+            parts.append(f"a_{c} = Σ_j W2[{c}, j] · h_j = **{steps.pre_gate[c]:+.3f}** (largest terms: {shown})")
+        parts.append(f"s_{c} = {sigma}(a_{c}) = **{steps.gate[c]:.3f}**")
+    tail = f" + b_{c} (b_{c} = {steps.bias[c]:+.3f})" if steps.bias is not None else ""
+    parts.append(f"x̃_{c} = {steps.gate[c]:.3f} · u_{c}{tail}, spatial mean **{out_mean:.3f}** "
+                 f"(u_{c}'s mean {float(steps.u[c].mean()):.3f})")
+    return " → ".join(parts)
+
+
+def _follow(block: str, width: int, default: int) -> int:
+    """The channel followed through the block: kept while in range, else the block's most excited one."""
+    state = st.session_state
+    if state.get("exc_inside_for") != block or not 0 <= state.get("exc_inside_ch", -1) < width:
+        state["exc_inside_ch"], state["exc_inside_for"] = default, block
+    return state["exc_inside_ch"]
+
+
+def _steps_tab(steps: BlockSteps, order: np.ndarray | None, channel: int) -> None:
+    st.markdown(f"**Channel {channel}, step by step:** " + _channel_sentence(steps, channel))
+    st.plotly_chart(block_steps_figure(steps, order=order, highlight=channel), key="exc_inside_steps")
+    seed = " The seed's block also adds a learned bias b (row 4b)." if steps.bias is not None else ""
+    pixel = (" This block computes its gate at every pixel, so rows 1–4 show spatial means and the gate of one "
+             "channel differs from pixel to pixel (see the feature maps)." if steps.per_pixel else "")
+    st.caption(f"The paper's equations (Sec. 3) for this image, top to bottom: {steps.reduction_text}. Every row "
+               "is recomputed from the block's weights and agrees with the block's own output (largest difference "
+               f"{steps.check_error:.1g}). Channels in the same order in rows 1, 3, 4 and 5; red: channel "
+               f"{channel}.{seed}{pixel}")
+
+
+def _responders_grid(responses: dict[str, np.ndarray] | None, profiles: ClassProfiles, block: str, channel: int,
+                     sample, classes: list[str]) -> None:
+    if responses is None or block not in responses:
+        st.caption("Load a dataset for the images this channel responds to most.")
+        return
+    column = responses[block][:, channel].astype(np.float32)
+    top = np.argsort(-column, kind="stable")[:RESPONDERS]
+    positions = profiles.positions[top]
+    labels = sample.labels.numpy()
+    st.markdown(f"**The images channel {channel} responds to most** (largest value of u_{channel} anywhere in its "
+                f"map, over the {len(profiles.positions):,} sampled images)")
+    st.image([ui.enlarge(sample.images[int(p)], 3) for p in positions], width=84,
+             caption=[f"{column[i]:.2f} · {classes[labels[int(p)]]}" for i, p in zip(top, positions)])
+
+
+def inside_section(model: torch.nn.Module, x: torch.Tensor, blocks: list[str], classes: list[str],
+                   order: dict[str, np.ndarray] | None, profiles: ClassProfiles | None,
+                   responses: Callable[[], dict[str, np.ndarray]] | None, sample) -> None:
+    """Draw the section for image ``x``; ``responses()`` gives the sampled images' channel responses (cached)."""
+    st.subheader("Inside one SE block")
+    c1, c2, _ = st.columns([2, 2, 3], vertical_alignment="bottom")
+    if st.session_state.get("exc_inside_block") not in blocks:
+        st.session_state["exc_inside_block"] = blocks[-1]
+    block = c1.selectbox("Block", blocks, key="exc_inside_block")
+    try:
+        steps = block_steps(model, x, block)
+    except TypeError as exc:  # an attention layer of another library: its gates are shown above
+        st.caption(f"Step by step is available for this project's SE blocks only: {exc}.")
+        return
+    most, least = ranked_channels(steps.gate, EXTREMES, strength=steps.z)
+    channel = _follow(block, steps.channels, most[0])
+    channel = int(c2.number_input(f"Channel to follow (0–{steps.channels - 1})", 0, steps.channels - 1,
+                                  key="exc_inside_ch"))
+    tab_steps, tab_maps = st.tabs(["Step by step", "Feature maps u_c and s_c · u_c"])
+    with tab_steps:
+        _steps_tab(steps, order.get(block) if order else None, channel)
+    with tab_maps:
+        shown = list(dict.fromkeys(most + least + [channel]))
+        labels = ["most excited" if c in most else "least excited" if c in least else "followed" for c in shown]
+        st.plotly_chart(feature_maps_figure(steps, shown, labels), key="exc_inside_maps")
+        st.caption(f"Each column: a channel's feature map u_c entering the SE block (top; {steps.u.shape[1]}×"
+                   f"{steps.u.shape[2]} pixels, each drawn as a square) and the same map after the gate scales it "
+                   "(bottom), on one colour scale per column (red positive, blue negative, values on hover). The "
+                   f"{EXTREMES} most and least excited channels of this image (equal gates: the strongest squeeze "
+                   "first), and the followed one. A gate near 1 leaves the map as it is; a gate near 0 blanks it."
+                   + (" The seed's block adds its bias b_c after scaling." if steps.bias is not None else ""))
+        if profiles is not None:
+            _responders_grid(responses() if responses else None, profiles, block, channel, sample, classes)
