@@ -906,3 +906,78 @@ def test_the_train_form_has_one_field_per_declared_setting_with_a_label(env):
     missing = {f.label for f in form_fields()} - labels
     assert not missing, f"declared for the form but not drawn: {missing}"
     assert "Train limit" in labels, "the trainer's train limit, for quick experiments"
+
+
+def _chart(at: AppTest, title_part: str) -> dict:
+    """The spec of the first chart whose title or a subplot title contains ``title_part``."""
+    for c in at.get("plotly_chart"):
+        spec = json.loads(c.proto.spec)
+        layout = spec.get("layout", {})
+        titles = [((layout.get("title") or {}).get("text") or "")]
+        titles += [a.get("text", "") for a in layout.get("annotations", [])]
+        if any(title_part in t for t in titles):
+            return spec
+    raise AssertionError(f"no chart titled with {title_part!r}")
+
+
+def test_inside_one_block_shows_this_images_steps_and_follows_a_channel(env):
+    import re
+
+    from senet import load_checkpoint
+    from senet.analysis.inside import block_steps, ranked_channels
+    from senet.data import load_split, normalize
+
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    assert "Inside one SE block" in texts(at, "subheader")
+    model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    x = normalize(val.images[val.labels == 0][:1], meta["mean"], meta["std"])  # the page's first image
+    assert at.selectbox(key="exc_inside_block").value == "stage3.block3", "the last block first"
+    at.number_input(key="exc_inside_ch").set_value(5).run()
+    no_exceptions(at)
+    steps = block_steps(model, x, "stage3.block3")
+    sentence = next(m for m in texts(at, "markdown") if m.startswith("**Channel 5, step by step:**"))
+    z = float(re.search(r"z_5 = mean of u_5 over its 8×8 map = \*\*(-?[\d.]+)\*\*", sentence).group(1))
+    s = float(re.search(r"s_5 = σ\(a_5\) = \*\*(-?[\d.]+)\*\*", sentence).group(1))
+    assert z == pytest.approx(float(steps.z[5]), abs=6e-4) and s == pytest.approx(float(steps.gate[5]), abs=6e-4)
+    gate_row = _chart(at, "4. gate s = σ(a)")["data"][3]
+    assert plotly_array(gate_row["y"]) == pytest.approx(steps.gate[plotly_array(gate_row["customdata"])], abs=1e-5)
+    maps = _chart(at, "u_c (before)")
+    assert len([t for t in maps["data"] if t["type"] == "heatmap"]) == 2 * 7, "3 most, 3 least, the followed one"
+    at.selectbox(key="exc_inside_block").set_value("stage1.block1").run()
+    no_exceptions(at)
+    first = block_steps(model, x, "stage1.block1")
+    most = ranked_channels(first.gate, 3, strength=first.z)[0][0]
+    assert at.number_input(key="exc_inside_ch").value == most, "another block starts at its most excited channel"
+    assert any(m.startswith(f"**Channel {most}, step by step:**") for m in texts(at, "markdown"))
+
+
+def test_images_by_their_gates_map_probe_spread_and_removal(env):
+    from senet import load_checkpoint
+    from senet.analysis.gate_space import probe_accuracy
+    from senet.analysis.profiles import class_profiles
+    from senet.data import load_split
+
+    at = open_app("views/excitation.py")
+    no_exceptions(at)
+    assert "Images by their gates" in texts(at, "subheader")
+    model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)
+    scores = probe_accuracy(profiles)
+    probe = _chart(at, "linear probe")["data"][0]
+    assert plotly_array(probe["y"]) == pytest.approx([100 * s.accuracy for s in scores])
+    gate_map = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                    if "PC 1" in str(json.loads(c.proto.spec)["layout"].get("xaxis", {}).get("title")))
+    shown = sorted(int(p) for t in gate_map["data"] if t.get("name") in CLASSES
+                   for p in plotly_array(t["customdata"]))
+    assert shown == sorted(profiles.positions.tolist()), "every sampled image is a point, named by its position"
+    spread = _chart(at, "each channel's gate over the")
+    assert spread["data"][1]["name"] == "median"
+    assert any("Flags:" in m for m in texts(at, "markdown"))
+    at.button(key="exc_spread_ablate").click().run()  # measures the removal cost with the split ablation
+    no_exceptions(at)
+    verdicts = [m for m in texts(at, "markdown") if m.startswith("**Removable?**")]
+    assert len(verdicts) == 1 and "pts on" in verdicts[0], texts(at, "markdown")
+    assert at.selectbox(key="exc_split_per_class").value == 100

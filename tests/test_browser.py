@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from browser_support import ARTIFACTS, CHROMIUM, chromium_page, dashboard, goto, outside_hosts, settle
+from browser_support import ARTIFACTS, CHROMIUM, chromium_page, dashboard, goto, no_exception, outside_hosts, settle
 from conftest import ROOT, make_folder_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -350,3 +350,39 @@ def test_the_compare_page_draws_a_study(server, page):
     assert page.locator('[data-testid="stDataFrame"]').count() == 1, "the per-variant table"
     assert page.locator(".js-plotly-plot").count() == 3, "points, differences, curves"
     page.screenshot(path=str(ARTIFACTS / "compare-study.png"), full_page=True)
+
+
+def test_attention_views_show_and_a_map_point_opens_its_image(server, page):
+    """Inside one block (both tabs), the map of images (a click on a point, then "Explain this image"), and the
+    spread and saturation tab, in a real browser."""
+    url, _ = server
+    _goto(page, f"{url}/excitation", "Excitation explorer")
+    page.get_by_text("Images by their gates").first.wait_for()
+    _settle(page)
+    assert page.get_by_text("step by step:").first.is_visible()
+    page.get_by_role("tab", name="Feature maps u_c and s_c · u_c").click()
+    page.get_by_text("u_c (before)").first.wait_for()
+    index = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].findIndex(
+        g => g._fullLayout.xaxis && String(g._fullLayout.xaxis.title.text).startsWith('PC 1'))""")
+    assert index >= 0, "the map of images is drawn"
+    page.locator(".js-plotly-plot").nth(index).scroll_into_view_if_needed()
+    target = page.evaluate("""(i) => {
+        const g = document.querySelectorAll('.js-plotly-plot')[i];
+        const t = g._fullData.findIndex(d => d.mode === 'markers' && d.customdata && d.customdata.length);
+        const tr = g._fullData[t];
+        const xa = g._fullLayout['xaxis' + tr.xaxis.slice(1)], ya = g._fullLayout['yaxis' + tr.yaxis.slice(1)];
+        const box = g.getBoundingClientRect();
+        return {x: box.left + xa._offset + xa.l2p(tr.x[0]), y: box.top + ya._offset + ya.l2p(tr.y[0]),
+                position: tr.customdata[0]};
+    }""", index)
+    page.mouse.click(target["x"], target["y"])
+    page.get_by_role("button", name="Explain this image").wait_for()
+    _settle(page)
+    page.get_by_role("button", name="Explain this image").click()
+    page.get_by_text(f"val image #{target['position']} ·").first.wait_for()
+    _settle(page)
+    no_exception(page, "excitation after opening a map point")
+    page.get_by_role("tab", name="Spread and saturation").click()
+    page.get_by_text("Share of gates at the ends of their range").first.wait_for()
+    no_exception(page, "excitation, spread and saturation")
+    _shot(page, "excitation-attention-views")
