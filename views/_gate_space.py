@@ -68,8 +68,8 @@ def _map_tab(profiles: ClassProfiles, classes: list[str], blocks: list[str], spl
     p1, p2 = st.columns([3, 2], vertical_alignment="center")
     p1.plotly_chart(probe_figure(scores), key="exc_probe")
     s0 = scores[0]
-    p2.markdown(f"How much class information a block's gates carry on their own: a linear probe (logistic "
-                f"regression on the standardised gates) predicts each image's class from its gate vector alone. "
+    p2.markdown(f"How much class information a block's gates carry on their own: a linear probe (a ridge-"
+                f"regression classifier on the standardised gates) predicts each image's class from its gate vector alone. "
                 f"Accuracy is the mean over {s0.folds}-fold stratified cross-validation on the {s0.images:,} "
                 f"sampled images (error bar: std over the folds); chance is {s0.chance:.0%}. The paper's claim "
                 "that late blocks become class-specific reads as a rising bar from input to output.")
