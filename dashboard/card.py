@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-from senet.data import DataError, parse_spec
+from senet.data import CIFAR_SOURCES, DataError, parse_spec
 
 __all__ = ["pts", "epoch_summary", "smoothed_loss_floor", "loss_gap_note", "recorded_accuracy", "same_source",
            "has_test_split"]
@@ -127,13 +127,13 @@ def recorded_accuracy(meta: dict, split: str, tta: bool, spec: str) -> float | N
 
 
 def has_test_split(spec: str, data_dir: str | os.PathLike) -> bool:
-    """Whether the data source has test images on disk (``folder:`` with a test/ folder; downloaded CIFAR-10)."""
+    """Whether the data source has test images on disk (``folder:`` with a test/ folder; downloaded CIFAR-10/100)."""
     try:
         kind, path = parse_spec(spec)
     except DataError:
         return False
     if kind == "folder":
         return (path / "test").is_dir()
-    if kind == "cifar10":
-        return (Path(data_dir) / "cifar-10-batches-py" / "test_batch").is_file()
+    if kind in CIFAR_SOURCES:
+        return (Path(data_dir) / CIFAR_SOURCES[kind].folder / CIFAR_SOURCES[kind].test_file).is_file()
     return False

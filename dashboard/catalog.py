@@ -1,4 +1,5 @@
-"""Finding checkpoints: the shipped ones in ``checkpoints/`` and those of training runs.
+"""Finding checkpoints: the shipped ones in ``checkpoints/`` and those of training runs, and other libraries'
+ImageNet models opened by name (``torchvision:mobilenet_v3_large``, ``timm:seresnet50``).
 
 Discovery only looks at file names and a few header bytes, so one corrupt or
 foreign file never stops the listing; it is marked with a one-line ``problem``
@@ -11,7 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CheckpointEntry", "SHIPPED", "DEFAULT_CHECKPOINT", "discover_checkpoints", "default_entry", "probe"]
+from senet.models.external import RANDOM, is_external, parse_name
+
+__all__ = ["CheckpointEntry", "SHIPPED", "DEFAULT_CHECKPOINT", "discover_checkpoints", "default_entry", "probe",
+           "external_entry", "external_name", "external_data_note"]
 
 # The shipped checkpoints, in the order the dashboard offers them; the first present one is the default.
 SHIPPED = ("se_airnet.pt", "airnet.pt", "se_resnet20.pt", "resnet20.pt")
@@ -28,6 +32,8 @@ class CheckpointEntry:
     mtime: float
     size: int
     problem: str | None = None  # a one-line reason when the file is visibly not a checkpoint
+
+    # source "external": another library's model, by name; ``path`` holds the name, mtime and size are 0
 
     @property
     def key(self) -> str:
@@ -88,6 +94,11 @@ def discover_checkpoints(checkpoints_dir: str | os.PathLike = "checkpoints",
     entries += runs
     seen = {e.key for e in entries}
     for p in extra:
+        if is_external(str(p)):
+            if str(p) not in seen:
+                entries.append(external_entry(str(p)))
+                seen.add(str(p))
+            continue
         p = Path(p)
         if str(p) not in seen:
             e = _entry(p, f"{p.name}  ·  {p.parent}", "path")
@@ -95,6 +106,31 @@ def discover_checkpoints(checkpoints_dir: str | os.PathLike = "checkpoints",
                 entries.append(e)
                 seen.add(e.key)
     return entries
+
+
+def external_name(name: str, pretrained: bool) -> str:
+    """The name to open: ``name`` as typed, with ``@random`` when no pretrained weights are wanted."""
+    name = name.strip()
+    if not pretrained and "@" not in name:
+        return f"{name}@{RANDOM}"
+    return name
+
+
+def external_entry(name: str) -> CheckpointEntry:
+    """The picker's entry for another library's model (``torchvision:mobilenet_v3_large@random``)."""
+    weights = "random weights" if parse_name(name).random else "ImageNet weights"
+    return CheckpointEntry(Path(name), f"{name.split('@')[0]}  ·  {weights}", "external", 0.0, 0)
+
+
+def external_data_note(meta: dict, spec: str) -> str:
+    """Why split-wide views (class profiles, confusion, ablation over a split) are not offered for another
+    library's ImageNet model on ``spec``: one line."""
+    _, h, w = meta.get("input_size", (3, 224, 224))
+    return (f"{meta.get('model')} predicts {len(meta.get('classes', [])):,} ImageNet classes from {w}×{h} photos; "
+            "class profiles, confusion and split-wide ablation need labelled photos of some of those classes, "
+            "which the dashboard does not read yet (the data source here is read at 32×32). Uploaded photos work, "
+            f"and `senet evaluate --checkpoint {meta.get('model')} --data folder:PATH` judges the model on photos in "
+            "class folders named after its classes")
 
 
 def default_entry(entries: list[CheckpointEntry]) -> CheckpointEntry | None:

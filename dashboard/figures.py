@@ -24,6 +24,7 @@ __all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_fig
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#FF9DA6",
            "#9D755D", "#BAB0AC"]
 TRAIN, VAL, RAW, ACCENT = "#4C78A8", "#F58518", "rgba(76,120,168,0.25)", "#E45756"
+MANY_CLASSES = 30  # above this (CIFAR-100's 100), figures with a row or bar per class change their layout
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int = 300, **kwargs) -> go.Figure:
@@ -242,6 +243,9 @@ def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarr
     against the all-class mean (dashed) and this image's gate (dots); ``order`` as in :func:`gate_bars_figure`."""
     names = list(profiles)
     layout, refs, height = _grid(names, columns, row_height, top=60)
+    colours = {k: PALETTE[k % len(PALETTE)] for k in chosen}  # a class keeps its colour across choices ...
+    if len(set(colours.values())) < len(colours):  # ... unless two chosen classes (of 100) would share one
+        colours = {k: PALETTE[j % len(PALETTE)] for j, k in enumerate(chosen)}
     data = []
     for i, (name, (xa, ya)) in enumerate(zip(names, refs)):
         block_order = order.get(name) if order else None
@@ -251,7 +255,7 @@ def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarr
         for k in chosen:
             data.append(dict(type="scatter", mode="lines", x=x, y=_ordered(profiles[name][k], block_order)[0],
                              customdata=channels, xaxis=xa, yaxis=ya, name=classes[k], legendgroup=classes[k],
-                             showlegend=i == 0, line=dict(color=PALETTE[k % len(PALETTE)], width=1.6),
+                             showlegend=i == 0, line=dict(color=colours[k], width=1.6),
                              hovertemplate=f"{hover}{classes[k]} %{{y:.3f}}<extra></extra>"))
         data.append(dict(type="scatter", mode="lines", x=x, y=mean, customdata=channels, xaxis=xa, yaxis=ya,
                          name="all classes", legendgroup="all", showlegend=i == 0,
@@ -273,18 +277,25 @@ def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarr
 def profiles_heatmap_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarray], classes: list[str],
                             image_gates: dict[str, np.ndarray] | None = None, marks: dict[int, str] | None = None,
                             order: dict[str, np.ndarray] | None = None, order_label: str = ORDER_LABEL,
-                            row_px: int = 15) -> go.Figure:
+                            row_px: int = 15, columns: int | None = None) -> go.Figure:
     """The paper's Fig. 6 as one heatmap per block (stacked, each the full width): a row per class of its mean
     gate per channel, under this image's gate and the all-class mean; ``marks`` tags class rows (e.g.
     ``{3: "true"}``); ``order`` as in :func:`gate_bars_figure`. With hundreds of channels a line per class is a
-    tangle; a colour per cell keeps every class and channel apart."""
+    tangle; a colour per cell keeps every class and channel apart. With many classes (CIFAR-100) the rows are
+    12 px and the blocks sit side by side (``columns``; default: up to 3, as many as leave about 3 px a channel),
+    rows aligned by class and named once at the left, so that 100 classes do not stack 100 rows per block."""
     names = list(profiles)
     marks = marks or {}
     top = ["this image"] if image_gates else []
     rows = top + ["all classes", " "] + [f"{c} · {marks[k]}" if k in marks else c for k, c in enumerate(classes)]
-    layout, refs, height = _grid(names, 1, row_px * len(rows) + 40, top=50)
+    many = len(classes) > MANY_CLASSES
+    if columns is None:
+        widest = max((len(np.asarray(overall[n]).ravel()) for n in names), default=1)
+        columns = max(1, min(3, 900 // (3 * widest))) if many else 1
+    row_px = min(row_px, 12) if many else row_px
+    layout, refs, height = _grid(names, columns, row_px * len(rows) + 40, top=50)
     data = []
-    for name, (xa, ya) in zip(names, refs):
+    for i, (name, (xa, ya)) in enumerate(zip(names, refs)):
         block_order = order.get(name) if order else None
         mean, channels = _ordered(overall[name], block_order)
         z = ([_ordered(image_gates[name], block_order)[0]] if top else []) + [mean, np.full(len(mean), np.nan)]
@@ -295,7 +306,8 @@ def profiles_heatmap_figure(profiles: dict[str, np.ndarray], overall: dict[str, 
                          hovertemplate=f"{name}<br>%{{y}}<br>channel %{{customdata}}<br>gate %{{z:.3f}}"
                                        "<extra></extra>"))
         layout[f"yaxis{ya[1:]}"] = dict(domain=layout[f"yaxis{ya[1:]}"]["domain"], anchor=xa, autorange="reversed",
-                                        type="category", tickfont=dict(size=11))
+                                        type="category", tickfont=dict(size=10 if many else 11),
+                                        showticklabels=i % columns == 0)
     _axis_note(layout, order_label if order else "channel")
     layout.update(height=height + 46, margin=dict(l=10, r=10, t=30, b=46), hovermode="closest",
                   coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
@@ -435,8 +447,10 @@ def class_splits_figure(profiles: np.ndarray, classes: list[str], splits: list[d
                 hovertemplate="%{y}<br>channel %{customdata}<br>mean gate %{z:.3f}<extra></extra>")
     fences = [dict(type="line", xref="x", x0=e - 0.5, x1=e - 0.5, yref="paper", y0=0, y1=1,
                    line=dict(color="white", width=2)) for e in edges[1:-1]]
+    if len(classes) > MANY_CLASSES:  # a readable row per class (12 px), not 100 rows squeezed into the height
+        height = max(height, 12 * len(classes) + 90)
     fig = go.Figure(data=[heat], layout=dict(
-        shapes=fences, yaxis=dict(autorange="reversed"),
+        shapes=fences, yaxis=dict(autorange="reversed", tickfont=dict(size=10) if len(classes) > MANY_CLASSES else {}),
         xaxis=dict(title_text="channels, by group", tickmode="array", tickvals=(edges[:-1] + edges[1:] - 1) / 2,
                    ticktext=[str(i + 1) for i in range(len(splits))])))
     return _layout(fig, title, height, hovermode="closest")
@@ -489,13 +503,22 @@ def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:
     return _layout(fig, None, height, hovermode="closest")
 
 
-def intervention_figure(classes: list[str], before: np.ndarray, after: np.ndarray, height: int = 300) -> go.Figure:
-    """Class probabilities before and after an intervention, grouped bars."""
+def intervention_figure(classes: list[str], before: np.ndarray, after: np.ndarray, height: int = 300,
+                        top: int = 12) -> go.Figure:
+    """Class probabilities before and after an intervention, grouped bars; with more than
+    :data:`MANY_CLASSES` classes only the ``top`` most probable either way (in class order; the title says so)."""
+    before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    title = "Prediction before and after"
+    keep = np.arange(len(classes))
+    if len(classes) > MANY_CLASSES:
+        keep = np.sort(np.argsort(-np.maximum(before, after), kind="stable")[:top])
+        title += f": the {len(keep)} most probable of {len(classes)} classes (before or after)"
+    names = [classes[k] for k in keep]
     fig = go.Figure()
-    fig.add_bar(x=classes, y=before, name="as trained", marker_color=TRAIN, hovertemplate="%{x}: %{y:.2%}")
-    fig.add_bar(x=classes, y=after, name="with intervention", marker_color=VAL, hovertemplate="%{x}: %{y:.2%}")
+    fig.add_bar(x=names, y=before[keep], name="as trained", marker_color=TRAIN, hovertemplate="%{x}: %{y:.2%}")
+    fig.add_bar(x=names, y=after[keep], name="with intervention", marker_color=VAL, hovertemplate="%{x}: %{y:.2%}")
     fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text="probability")
-    return _layout(fig, "Prediction before and after", height, barmode="group", hovermode="x")
+    return _layout(fig, title, height, barmode="group", hovermode="x")
 
 
 def ablation_figure(ablation: dict[str, float], baseline: float, label: str, height: int = 260) -> go.Figure:
@@ -571,6 +594,7 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
     paint = confusion_colour(cm, normalise, colour)
     text = [[(f"{rates[t, p]:.1%}" if normalise else f"{cm[t, p]:d}") for p in range(k)] for t in range(k)]
     small = k > 6
+    dense = k > MANY_CLASSES  # cells a few pixels wide: no numbers in them (the hover has them), no gaps
     # The colour bar lies above the matrix, so the cells get the figure's whole width.
     bar = dict(title=dict(text=paint["title"], side="top"), thickness=10, outlinewidth=0,
                orientation="h", x=0.5, xanchor="center", y=1.01, yanchor="bottom", len=0.85, ypad=0)
@@ -578,9 +602,10 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
         bar.update(tickvals=paint["ticks"][0], ticktext=paint["ticks"][1])
     elif normalise:
         bar.update(ticksuffix="%")
+    cells = {} if dense else dict(text=text, texttemplate="%{text}", textfont=dict(size=10 if small else 14))
     fig = go.Figure(go.Heatmap(z=paint["z"], x=classes, y=classes, colorscale="Blues", hoverinfo="skip",
-                               text=text, texttemplate="%{text}", textfont=dict(size=10 if small else 14),
-                               colorbar=bar, zmin=0, zmax=paint["zmax"], xgap=1, ygap=1))
+                               colorbar=bar, zmin=0, zmax=paint["zmax"], xgap=0 if dense else 1,
+                               ygap=0 if dense else 1, **cells))
     if colour == "errors":  # the hidden diagonal: grey cells (Plotly still writes their text)
         for i in range(k):
             fig.add_shape(type="rect", x0=i - 0.5, x1=i + 0.5, y0=i - 0.5, y1=i + 0.5, xref="x", yref="y",

@@ -21,9 +21,10 @@ from torch import nn
 from .data.images import CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD
 from .files import atomic_torch_save, writer_tag
 from .models import create_model
+from .models.external import ExternalModelError, is_external, load_external
 
 __all__ = ["Checkpoint", "CheckpointError", "open_checkpoint", "save_checkpoint", "load_checkpoint",
-           "read_checkpoint", "export_checkpoint", "FORMAT", "VERSION"]
+           "load_external_model", "read_checkpoint", "export_checkpoint", "FORMAT", "VERSION"]
 
 FORMAT = "senet-checkpoint"
 VERSION = 1
@@ -196,7 +197,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     ``meta`` is the checkpoint's metadata plus ``model``, ``model_options``,
     ``classes``, ``mean``, ``std``, ``input_size`` and ``path``.
     Any fault raises :class:`CheckpointError` with one line naming the file.
+    ``path`` may also name another library's ImageNet model (``torchvision:mobilenet_v3_large``,
+    ``timm:seresnet50``, ``...@random``; see :mod:`senet.models.external`), with its pretrained weights.
     """
+    if is_external(path):
+        return load_external_model(str(path), map_location)
     payload = read_checkpoint(path)
     model = _model_from(payload, path)
     model.to(map_location).eval()
@@ -204,6 +209,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     meta.update({k: payload[k] for k in ("model", "model_options", "classes", "mean", "std", "input_size")})
     meta["path"] = str(path)
     return model, meta
+
+
+def load_external_model(name: str, map_location: str | torch.device = "cpu",
+                        fetch_weights: bool = True) -> tuple[nn.Module, dict]:
+    """``load_checkpoint`` for a prefixed model name: the model and a meta dict of the same shape (``external``
+    True, ``weights_note``, ``preprocessing``: the weights' resize and crop). CheckpointError in one line."""
+    try:
+        loaded = load_external(name, fetch_weights=fetch_weights)
+    except ExternalModelError as exc:
+        raise CheckpointError(str(exc)) from None
+    loaded.model.to(map_location).eval()
+    meta = {**loaded.card, "model": loaded.name, "model_options": {}, "classes": loaded.classes,
+            "mean": list(loaded.mean), "std": list(loaded.std), "input_size": list(loaded.input_size), "path": name}
+    return loaded.model, meta
 
 
 def _model_from(payload: dict, path: str | os.PathLike) -> nn.Module:

@@ -1,4 +1,4 @@
-"""``senet`` (or ``python -m senet``): train, evaluate, ablate, info, excite and export from the command line.
+"""``senet`` (or ``python -m senet``): train, evaluate, ablate, info, excite, export and import from the command line.
 
 Invalid arguments print one line ``senet <command>: error: ...`` and exit 2
 without writing anything.
@@ -186,6 +186,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     views = {0: "", 1: ", flip TTA", 2: ", flip + translate TTA (level 2)"}[tta]
     print(f"{args.checkpoint} on {args.data} [{args.split}{views}]: "
           f"accuracy {result.accuracy:.4f} over {result.n} images")
+    from .models.external import is_external
+    if is_external(args.checkpoint):
+        k = len(result.classes)
+        print(f"  among the folder's {k} classes: the model's logits restricted to them (a {k}-way choice, not "
+              "ImageNet top-1); images prepared with its weights' resize, crop and normalisation")
     print(f"{'class':>12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>7}")
     for row in report["per_class"]:
         print(f"{row['class']:>12} {row['precision']:9.4f} {row['recall']:7.4f} {row['f1']:7.4f} {row['support']:7d}")
@@ -224,17 +229,25 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .checkpoint import CheckpointError, load_checkpoint
+    from .checkpoint import CheckpointError, load_checkpoint, load_external_model
     from .models import create_model, list_models, model_info
+    from .models.external import is_external
 
     if args.list:
         print("\n".join(list_models()))
         return 0
+    if args.name and (args.checkpoint or args.model):
+        raise UsageError(f"{args.name}: give the model once, as NAME, --model or --checkpoint")
+    if args.name:  # a model name, another library's model (torchvision:..., timm:...) or a checkpoint file
+        args.model, args.checkpoint = (args.name, None) if args.name in list_models() else (None, args.name)
     if bool(args.checkpoint) == bool(args.model):
         raise UsageError("give exactly one of --checkpoint PATH or --model NAME")
     meta: dict = {}
     try:
-        if args.checkpoint:
+        external = args.checkpoint or args.model
+        if is_external(external):  # the architecture's card: its weights are not needed for it
+            model, meta = load_external_model(external, fetch_weights=False)
+        elif args.checkpoint:
             model, meta = load_checkpoint(args.checkpoint)
         else:
             model = create_model(args.model)
@@ -252,12 +265,32 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"(seed's formula (2/r)*sum N_s*C_s^2 = {info['se_formula']:,.0f})")
     print(f"multiply-adds    {info['macs'] / 1e6:,.1f} M per image")
     for key in ("recipe", "epochs", "val_acc", "val_acc_tta", "dataset", "hardware", "wall_time_s", "weights_dtype",
-                "exported_from"):
+                "exported_from", "imported_from", "normalisation"):
         if meta.get(key) is not None:
             print(f"{key:<16} {meta[key]}")
     if meta.get("val_acc_tta_source"):
         print(f"{'':<16} (val_acc_tta {meta['val_acc_tta_source']})")
+    if meta.get("external"):
+        print("\n".join(_external_lines(model, meta)))
     return 0
+
+
+def _external_lines(model, meta: dict) -> list[str]:
+    """``senet info``'s lines for another library's model: weights, classes, preprocessing, its SE modules."""
+    from .models import se_blocks
+    from .models.gates import block_channels, block_reduction
+
+    prep = meta.get("preprocessing") or {}
+    _, h, w = meta["input_size"]
+    resize = f"short side resized to {round(h / prep['crop_pct'])}, " if prep.get("crop_pct", 1) < 1 else ""
+    lines = [f"{'source':<16} {meta['source']} {meta.get('library_version', '')}",
+             f"{'weights':<16} {meta['weights_note']}",
+             f"{'classes':<16} {len(meta['classes'])} ({meta.get('weights_dataset')}: {', '.join(meta['classes'][:3])}, ...)",
+             f"{'input':<16} {w}x{h}: {resize}centre crop, {prep.get('interpolation', 'bilinear')}; "
+             f"mean {tuple(round(m, 3) for m in meta['mean'])} std {tuple(round(s, 3) for s in meta['std'])}"]
+    for name, block in se_blocks(model).items():
+        lines.append(f"  {name:<34} {type(block).__name__:<18} C {block_channels(block):>5}  r {block_reduction(block)}")
+    return lines
 
 
 def cmd_excite(args: argparse.Namespace) -> int:
@@ -272,6 +305,8 @@ def cmd_excite(args: argparse.Namespace) -> int:
         model, meta = load_checkpoint(args.checkpoint)
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
+    if meta.get("external"):
+        print(f"{meta['model']}: {meta['weights_note']}")
     failed = 0
     for image_path in args.images:
         try:
@@ -335,6 +370,55 @@ def cmd_export(args: argparse.Namespace) -> int:
               "(measured now: the trainer recorded none)")
     elif args.tta_data:
         print(f"{args.out}: keeps the trainer's flip-TTA accuracy; --tta-data was not needed")
+    return 0
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="a senet checkpoint from another CIFAR codebase's state dict")
+    p.add_argument("--state-dict", required=True, metavar="PATH", help="the file the other codebase saved")
+    p.add_argument("--out", required=True, help="where to write the senet checkpoint")
+    p.add_argument("--from", dest="source", choices=("akamaster", "moskomule"), default=None,
+                   help="akamaster/pytorch_resnet_cifar10 or moskomule/senet.pytorch (default: from the key names)")
+    p.add_argument("--model", default=None, help="the senet model, e.g. resnet20 (default: read from the tensors)")
+    p.add_argument("--reduction", type=int, default=None, help="SE reduction (default: read from the SE weights)")
+    p.add_argument("--classes", default=None, help="class names, comma-separated or a file with one per line "
+                   "(default: CIFAR-10's, for 10 outputs)")
+    p.add_argument("--mean", default=None, metavar="R,G,B", help="input normalisation (default: the source's)")
+    p.add_argument("--std", default=None, metavar="R,G,B", help="input normalisation (default: the source's)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def _numbers(flag: str, text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} must be comma-separated numbers, e.g. 0.485,0.456,0.406, got {text!r}") from None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .interop import StateDictError, import_checkpoint
+
+    classes = None
+    if args.classes is not None:
+        listed = Path(args.classes)
+        try:
+            text = listed.read_text() if listed.is_file() else args.classes.replace(",", "\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--classes {args.classes}: cannot read it ({exc})") from None
+        classes = [c.strip() for c in text.splitlines() if c.strip()]
+    try:
+        s = import_checkpoint(args.state_dict, args.out, source=args.source, model=args.model,
+                              reduction=args.reduction, classes=classes, mean=_numbers("--mean", args.mean),
+                              std=_numbers("--std", args.std), overwrite=args.force)
+    except StateDictError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"{args.out}: {exc.strerror or exc}") from None
+    options = ", ".join(f"{k} {v}" for k, v in s["options"].items() if k != "num_classes")
+    print(f"{s['out']}: {s['model']} ({options}; {s['se_blocks']} SE blocks) from {s['repo']}, "
+          f"{s['tensors']} tensors; inputs normalised with mean {s['mean']} std {s['std']}")
     return 0
 
 
@@ -414,6 +498,9 @@ def _study_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+DATA_HELP = "dataset spec: cifar10 | cifar100 | folder:PATH | sample (default: $SENET_DATA or cifar10)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     invoked = "senet" if Path(sys.argv[0]).name == "senet" else "python -m senet"  # the console script, or not
     parser = OneLineParser(prog=invoked, description="Squeeze-and-Excitation networks on CIFAR-10")
@@ -422,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study(sub)
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"))
+    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"), help=DATA_HELP)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--split", default="val", choices=("train", "val", "test"))
     p.add_argument("--tta", action="store_true", help="average with the mirrored image (TTA level 1)")
@@ -432,12 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="where predictions are cached")
     p = sub.add_parser("ablate", help="accuracy with each SE block's gate switched off or fixed to its mean")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"))
+    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"), help=DATA_HELP)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--split", default="val", choices=("train", "val", "test"))
     p.add_argument("--per-class", type=int, default=None, help="use this many images of each class (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser("info", help="the model card of a checkpoint or a model")
+    p.add_argument("name", nargs="?", help="a model (se_resnet20, torchvision:mobilenet_v3_large, "
+                   "timm:seresnet50) or a checkpoint file")
     p.add_argument("--checkpoint")
     p.add_argument("--model")
     p.add_argument("--list", action="store_true", help="list the model names")
@@ -454,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-data", metavar="DATA", help="if the checkpoint records no flip-TTA accuracy (a best.pt "
                    "saved before the final epoch by an older trainer), measure it on its validation split of DATA")
     p.add_argument("--data-dir", default=None)
+    _add_import(sub)
     return parser
 
 
@@ -465,7 +555,7 @@ def main(argv: list[str] | None = None, train_callbacks: tuple = ()) -> int:
         from .data import DEFAULT_DATA_DIR
         args.data_dir = DEFAULT_DATA_DIR
     handler = {"train": lambda a: cmd_train(a, train_callbacks), "study": cmd_study, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
-               "excite": cmd_excite, "export": cmd_export}[args.command]
+               "excite": cmd_excite, "export": cmd_export, "import": cmd_import}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

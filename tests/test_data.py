@@ -61,9 +61,9 @@ def skip_cifar_md5(monkeypatch: pytest.MonkeyPatch) -> list:
 
 
 # --------------------------------------------------------------------------- specs
-@pytest.mark.parametrize("spec", ["", "imagenet", "folder:", "cifar100", "Folder:/x"])
+@pytest.mark.parametrize("spec", ["", "imagenet", "folder:", "cifar-100", "Folder:/x"])
 def test_parse_spec_refuses_unknown_datasets(spec: str) -> None:
-    with pytest.raises(DataError, match="expected 'cifar10' or 'folder:PATH'"):
+    with pytest.raises(DataError, match="expected 'cifar10', 'cifar100' or 'folder:PATH'"):
         parse_spec(spec)
 
 

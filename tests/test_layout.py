@@ -17,8 +17,9 @@ ALLOWED = {
     "models": set(),
     "checkpoint": {"files", "data", "models"},
     "analysis": {"files", "data", "models", "checkpoint"},
+    "interop": {"files", "data", "models", "checkpoint"},
     "training": {"files", "data", "models", "checkpoint", "analysis"},
-    "cli": {"files", "data", "models", "checkpoint", "analysis", "training"},
+    "cli": {"files", "data", "models", "checkpoint", "analysis", "training", "interop"},
     "__init__": {"analysis", "checkpoint", "data", "models"},
     "__main__": {"cli"},
 }

@@ -169,3 +169,30 @@ def test_senet_package_imports_no_streamlit():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{source.name}:{node.lineno}" for n in names if n.split(".")[0] == "streamlit"]
     assert not offenders, f"senet/ must not import streamlit (pages are the only UI): {offenders}"
+
+
+def test_shortcut_b_projects_with_a_1x1_conv_and_bn_only_where_the_shape_changes():
+    torch.manual_seed(0)
+    plain, projected = create_model("resnet20"), create_model("resnet20", shortcut="B").eval()
+    with_downsample = [name for name, m in projected.named_modules() if getattr(m, "downsample", None) is not None]
+    assert with_downsample == ["stage2.0", "stage3.0"]
+    # 1x1 conv + BN (weight, bias) at 16 -> 32 and 32 -> 64
+    assert n_params(projected) - n_params(plain) == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
+    block, x = projected.stage2[0], torch.randn(2, 16, 32, 32)
+    with torch.no_grad():
+        short = block.shortcut(x)
+        assert torch.equal(short, block.downsample[1](block.downsample[0](x))) and short.shape == (2, 32, 16, 16)
+        branch = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
+        torch.testing.assert_close(block(x), torch.relu(branch + short))
+    se = create_model("se_resnet20", shortcut="B")
+    assert len(se_blocks(se)) == 9 and se.stage3[0].downsample is not None
+
+
+def test_a_bad_shortcut_is_one_line_naming_it():
+    with pytest.raises(ValueError, match=r"^shortcut must be A .* or B .*, got 'C'$"):
+        create_model("se_resnet20", shortcut="C")
+
+
+def test_resnet44_has_he_et_al_s_parameter_count():
+    assert round(n_params(create_model("resnet44")) / 1e6, 2) == 0.66
+    assert "se_resnet44" in list_models()

@@ -64,7 +64,11 @@ def _map_tab(profiles: ClassProfiles, classes: list[str], blocks: list[str], spl
                f"by their gate vectors of **{block}** projected on the first two principal axes (PCA; together they "
                f"keep {m.explained.sum():.0%} of the vectors' variance). Colour: the true class. Classes that form "
                "separate clusters get different channel re-weightings from this block.")
-    scores = _probe(key, profiles)
+    try:
+        scores = _probe(key, profiles)
+    except ValueError as exc:  # e.g. one sampled image per class: nothing to cross-validate
+        st.caption(f"No probe of class information: {exc}.")
+        return
     p1, p2 = st.columns([3, 2], vertical_alignment="center")
     p1.plotly_chart(probe_figure(scores), key="exc_probe")
     s0 = scores[0]

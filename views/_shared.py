@@ -5,6 +5,7 @@ a call into ``senet`` -- only the Streamlit caching and messages around it.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,12 @@ import torch
 from PIL import Image
 
 from senet import CheckpointError, DataError, load_checkpoint, model_info
-from dashboard.catalog import CheckpointEntry, default_entry, discover_checkpoints
-from senet.data import SAMPLE_FILE, SAMPLE_NAME, TensorDataset, load_split, parse_spec
-from senet.analysis.evaluate import checkpoint_split_options
+from dashboard.catalog import CheckpointEntry, default_entry, discover_checkpoints, external_data_note
+from senet.models.external import is_external
+from senet.data import CIFAR_SOURCES, SAMPLE_FILE, SAMPLE_NAME, TensorDataset, load_split, parse_spec
+from senet.analysis.evaluate import checkpoint_split_options, has_cached_evaluation
+from dashboard.demo import DEMO_ENV, DOWNLOAD_OFF, DemoConfigError, DemoPolicy, images_within
+from dashboard.demo import TRAINING_OFF  # noqa: F401 -- for the Train page
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("val", "test", "train")
@@ -52,6 +56,60 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+# --------------------------------------------------------------------------- public demo mode (dashboard/demo.py)
+def demo() -> DemoPolicy:
+    """The public demo policy (``SENET_DEMO`` and friends), read once per configuration. Raises
+    :class:`dashboard.demo.DemoConfigError` for a malformed setting (the sidebar then stops every page)."""
+    s = settings()
+    studies = Path(os.environ.get("SENET_STUDIES", "studies"))  # as views/_study.py finds studies
+    return _demo_policy(tuple(os.environ.get(k, "") for k in DEMO_ENV), (s.checkpoints_dir, s.runs_root, studies),
+                        s.data_dir, s.default_data)
+
+
+@functools.lru_cache(maxsize=4)
+def _demo_policy(values: tuple[str, ...], dirs: tuple[Path, ...], data_dir: Path, default_data: str) -> DemoPolicy:
+    return DemoPolicy.from_env(dict(zip(DEMO_ENV, values)), dirs, data_dir, default_data)
+
+
+def demo_on() -> bool:
+    return demo().enabled
+
+
+def demo_budget() -> int | None:
+    """Image passes one split-wide computation may take in demo mode (None outside it)."""
+    return demo().budget if demo().enabled else None
+
+
+def split_work_refusal(what: str, images: int, passes: int = 1, cached: bool = False,
+                       way_out: str = "choose fewer images, or the sample data") -> str | None:
+    """None if a split-wide computation may run now, else a one-line reason (demo mode's budget)."""
+    return demo().split_work_refusal(what, images, passes, cached, way_out)
+
+
+def per_class_within_budget(passes: int, n_classes: int) -> int | None:
+    """The most images per class a computation of ``passes`` passes may take in demo mode (None: no limit)."""
+    return demo().per_class_within_budget(passes, n_classes)
+
+
+def subset_size(data: TensorDataset, per_class: int | None) -> int:
+    """How many images of ``data`` a per-class subset of at most ``per_class`` each takes (all for None / 0)."""
+    return images_within(np.bincount(data.labels.numpy(), minlength=len(data.classes)).tolist(), per_class)
+
+
+def evaluation_cached(path: str | Path, split: str, tta: int | bool, data: TensorDataset,
+                      spec: str | None = None) -> bool:
+    """Whether this evaluation was prepared beforehand (``senet evaluate`` or an earlier page left it on disk)."""
+    return has_cached_evaluation(path, spec or data_spec(), split, data, settings().data_dir, tta)
+
+
+def upload_refusal(upload) -> str | None:
+    """None if an uploaded file (``st.file_uploader``'s value) is within demo mode's caps, else a one-line
+    reason; outside demo mode always None (``open_image`` still refuses decompression bombs)."""
+    if upload is None:
+        return None
+    return demo().upload_refusal(upload.name, int(upload.size), upload.getvalue())
+
+
 # --------------------------------------------------------------------------- checkpoints
 @st.cache_resource(max_entries=8, show_spinner="Loading checkpoint…")
 def _load_checkpoint(path: str, mtime: float) -> tuple[torch.nn.Module, dict]:
@@ -75,6 +133,11 @@ def load_entry(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
     Raises :class:`senet.CheckpointError` with a one-line reason.
     """
+    refusal = demo().model_refusal(str(path)) if is_external(str(path)) else demo().path_refusal(path, "checkpoint")
+    if refusal:
+        raise CheckpointError(refusal)
+    if is_external(str(path)):  # torchvision:..., timm:...: built (weights fetched) once per server
+        return _load_checkpoint(str(path), 0.0)
     p = Path(path)
     try:
         mtime = p.stat().st_mtime
@@ -83,9 +146,13 @@ def load_entry(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return _load_checkpoint(str(p), mtime)
 
 
+def entry_mtime(path: str | Path) -> float:
+    """The modification time that keys a checkpoint's caches; 0 for another library's model (by name)."""
+    return 0.0 if is_external(str(path)) else Path(path).stat().st_mtime
+
+
 def info_for(path: str | Path) -> dict:
-    p = Path(path)
-    return _model_info(str(p), p.stat().st_mtime)
+    return _model_info(str(path) if is_external(str(path)) else str(Path(path)), entry_mtime(path))
 
 
 def selected_path() -> str | None:
@@ -123,14 +190,17 @@ def data_spec() -> str:
 def data_available(spec: str | None = None) -> str | None:
     """None when the data source can be read without a download, else a one-line reason."""
     spec = spec or data_spec()
+    refusal = demo().data_refusal(spec)
+    if refusal:
+        return refusal
     try:
         kind, path = parse_spec(spec)
     except DataError as exc:
         return str(exc)
-    if kind == "cifar10":
-        if cifar10_downloaded():
+    if kind in CIFAR_SOURCES:
+        if cifar_downloaded(kind):
             return None
-        return f"CIFAR-10 is not downloaded yet (into {settings().data_dir})"
+        return f"{CIFAR_SOURCES[kind].title} is not downloaded yet (into {settings().data_dir})"
     if kind == "sample":
         return None if SAMPLE_FILE.is_file() else f"sample: the bundled sample file {SAMPLE_FILE} is missing"
     if not path.is_dir():
@@ -141,13 +211,18 @@ def data_available(spec: str | None = None) -> str | None:
 
 
 def cifar10_downloaded() -> bool:
-    return (settings().data_dir / "cifar-10-batches-py").is_dir()
+    return cifar_downloaded("cifar10")
+
+
+def cifar_downloaded(kind: str) -> bool:
+    """Whether torchvision's ``cifar10`` or ``cifar100`` archive is unpacked in the data directory."""
+    return (settings().data_dir / CIFAR_SOURCES[kind].folder).is_dir()
 
 
 def _source_stamp(spec: str) -> float:
     kind, path = parse_spec(spec)
-    root = {"cifar10": settings().data_dir / "cifar-10-batches-py", "sample": SAMPLE_FILE}.get(kind) \
-        or path / "train"
+    root = settings().data_dir / CIFAR_SOURCES[kind].folder if kind in CIFAR_SOURCES \
+        else SAMPLE_FILE if kind == "sample" else path / "train"
     try:
         return root.stat().st_mtime
     except OSError:
@@ -165,12 +240,20 @@ def load_data(split: str, meta: dict | None = None, spec: str | None = None) -> 
     Raises :class:`senet.DataError` with a one-line reason.
     """
     spec = spec or data_spec()
+    refusal = demo().data_refusal(spec)
+    if refusal:
+        raise DataError(refusal)
+    if meta and meta.get("external"):
+        raise DataError(external_data_note(meta, spec))
     val_size, split_seed = checkpoint_split_options(meta or {})
     return _load_split(spec, split, str(settings().data_dir), val_size, split_seed, _source_stamp(spec))
 
 
 def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorDataset | None:
     """:func:`load_data` or None after a message saying how to get data and what still works."""
+    if meta and meta.get("external"):  # an ImageNet model: the data sources hold other classes, at 32x32
+        st.info(f"{external_data_note(meta, data_spec())}.  \n{what_still_works}", icon=":material/info:")
+        return None
     reason = data_available()
     if reason is None:
         try:
@@ -179,8 +262,8 @@ def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorData
             reason = str(exc)
         else:
             if meta and list(meta.get("classes", [])) != list(data.classes):
-                st.warning(f"The data's classes {data.classes} differ from the checkpoint's "
-                           f"{meta.get('classes')}; choose a matching data source in the sidebar.",
+                st.warning(f"The data's classes {class_list(data.classes)} differ from the checkpoint's "
+                           f"{class_list(meta.get('classes', []))}; choose a matching data source in the sidebar.",
                            icon=":material/warning:")
                 return None
             return data
@@ -188,10 +271,36 @@ def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorData
     return None
 
 
+def split_data_reason(meta: dict | None, spec: str | None = None) -> str | None:
+    """None when split-wide work (class profiles, ablation over a split) can use the data source for this
+    checkpoint, else a one-line reason: no data, or an ImageNet model whose classes the data does not hold."""
+    if meta and meta.get("external"):
+        return external_data_note(meta, spec or data_spec())
+    return data_available(spec)
+
+
+def no_split_data_message(meta: dict | None, what_still_works: str) -> None:
+    """:func:`no_data_message` for :func:`split_data_reason`: how to get data, or what an ImageNet model needs."""
+    if meta and meta.get("external"):
+        st.info(f"{external_data_note(meta, data_spec())}.  \n{what_still_works}", icon=":material/info:")
+    else:
+        no_data_message(data_available(), what_still_works)
+
+
+def class_list(names) -> str:
+    """Class names for a message: all of them up to 12, else the first 8 and how many there are."""
+    names = [str(n) for n in names]
+    return str(names) if len(names) <= 12 else f"({len(names)}: {', '.join(names[:8])}, …)"
+
+
 def no_data_message(reason: str, what_still_works: str) -> None:
+    if demo_on():
+        st.info(f"**No data: {reason}.**  \n{_demo_data_help()}  \n{what_still_works}", icon=":material/cloud_off:")
+        return
     st.info(
         f"**No data: {reason}.**  \n"
-        f"Get data: in the sidebar, download CIFAR-10 (about 170 MB, into `{settings().data_dir}`), or set the "
+        f"Get data: in the sidebar, download CIFAR-10 (about 170 MB, into `{settings().data_dir}`; data source "
+        f"`cifar100` offers CIFAR-100), or set the "
         f"data source to `folder:PATH` with images in `PATH/train/<class>/` (optionally `PATH/test/<class>/`), or "
         f"to `sample` (the bundled 500 held-out validation images, split val only); `SENET_DATA` sets the default."
         f"  \n{what_still_works}", icon=":material/cloud_off:")
@@ -248,6 +357,10 @@ def _open_checkpoint_file() -> None:
     if not text:
         st.session_state["open_checkpoint_error"] = "Type the path of a .pt file first."
         return
+    refusal = demo().path_refusal(text, "checkpoint")  # before looking at the file: says nothing about it
+    if refusal:
+        st.session_state["open_checkpoint_error"] = refusal
+        return
     p = Path(text).expanduser()
     if not p.exists():
         st.session_state["open_checkpoint_error"] = f"{p}: no such file"
@@ -275,6 +388,19 @@ def sidebar() -> None:
     s = settings()
     with st.sidebar:
         st.markdown("### :material/neurology: SENet Explorer")
+        try:
+            policy = demo()
+        except DemoConfigError as exc:  # fail closed: a public demo never runs unguarded
+            st.error(f"Demo mode is misconfigured: {exc}", icon=":material/error:")
+            st.stop()
+        if policy.enabled:
+            st.caption(":material/public: **Public demo**: training and downloads are off; checkpoints and data "
+                       "only from the folders it serves.")
+        if "link_checked" not in st.session_state:  # a new session: a shared link may name checkpoint and data
+            st.session_state["link_checked"] = True
+            _apply_link()
+        for problem in st.session_state.pop("link_errors", []):
+            st.error(problem, icon=":material/link_off:")
         if "pending_data_spec" in st.session_state:  # set by a download, before the data-source field exists
             st.session_state["data_spec"] = st.session_state.pop("pending_data_spec")
         pending = st.session_state.pop("pending_checkpoint", None)
@@ -296,6 +422,9 @@ def sidebar() -> None:
             chosen = by_key.get(st.session_state.get("checkpoint"))
             if chosen is not None and chosen.problem:
                 st.error(chosen.problem, icon=":material/error:")
+            if chosen is not None and chosen.source == "external":
+                from views._imagenet import weights_caption  # here: it imports this module
+                weights_caption(chosen.key)
         else:
             st.session_state["checkpoint"] = None
             st.caption(f"No checkpoints in `{s.checkpoints_dir}` or `{s.runs_root}` yet.")
@@ -305,25 +434,34 @@ def sidebar() -> None:
             open_error = st.session_state.pop("open_checkpoint_error", None)
             if open_error:  # in the popover, which stays open after the click
                 st.error(open_error, icon=":material/error:")
+        from views._imagenet import imagenet_picker
+        imagenet_picker()
 
         st.divider()
         if "data_spec" not in st.session_state:
             st.session_state["data_spec"] = s.default_data
         st.text_input("Data source", key="data_spec",
-                      help="`cifar10` (downloaded into the data directory on first use), `folder:PATH` with "
+                      help=_demo_data_help() if policy.enabled else
+                      "`cifar10` or `cifar100` (CIFAR-10, or CIFAR-100's 100 fine classes, downloaded into "
+                           "the data directory on first use), `folder:PATH` with "
                            "images in PATH/train/<class>/ and optionally PATH/test/<class>/, or `sample`: the "
                            "bundled 500 held-out validation images of the shipped checkpoints (split val only).")
         reason = data_available()
         spec = data_spec().strip()
         if spec == "sample" and reason is None:
-            st.caption(_sample_caption(cifar10_downloaded()))
+            st.caption(_sample_caption(cifar10_downloaded() or policy.enabled))
         elif reason is None:
             st.caption(":material/check_circle: data ready")
+        elif policy.data_refusal(spec):
+            st.error(reason, icon=":material/block:")
         else:
             st.caption(f":material/cloud_off: {reason}")
-        if spec in ("cifar10", "sample") and not cifar10_downloaded() \
+        if spec in ("cifar10", "sample") and not cifar10_downloaded() and not policy.enabled \
                 and st.button("Download CIFAR-10", icon=":material/download:"):
-            download_cifar10()
+            download_cifar("cifar10")
+        if spec == "cifar100" and not cifar_downloaded("cifar100") and not policy.enabled \
+                and st.button("Download CIFAR-100", icon=":material/download:"):
+            download_cifar("cifar100")
         if st.session_state.get("split") not in SPLITS:  # a new session: a shared link may name the split
             st.session_state["split"] = st.query_params.get("split") if st.query_params.get("split") in SPLITS \
                 else "val"
@@ -332,20 +470,57 @@ def sidebar() -> None:
                                   "test: the source's test images.")
 
 
-def download_cifar10() -> None:
+def download_cifar(kind: str = "cifar10") -> None:
+    """Download and decode ``cifar10`` or ``cifar100`` (train and test), then make it the data source."""
     from senet.data import load_source
 
-    with st.status("Downloading CIFAR-10 (about 170 MB) into "
+    if demo_on():
+        st.error(DOWNLOAD_OFF, icon=":material/block:")
+        return
+    source = CIFAR_SOURCES[kind]
+    with st.status(f"Downloading {source.title} (about {source.megabytes} MB) into "
                    f"{settings().data_dir}…", expanded=True) as status:
         try:
             st.write("Training images…")
-            load_source("cifar10", "train", settings().data_dir)
+            load_source(kind, "train", settings().data_dir)
             st.write("Test images…")
-            load_source("cifar10", "test", settings().data_dir)
+            load_source(kind, "test", settings().data_dir)
         except DataError as exc:
             status.update(label="Download failed", state="error")
             st.error(str(exc))
             return
-        status.update(label="CIFAR-10 is ready", state="complete")
-    st.session_state["pending_data_spec"] = "cifar10"
+        status.update(label=f"{source.title} is ready", state="complete")
+    st.session_state["pending_data_spec"] = kind
     st.rerun()
+
+
+def _demo_data_help() -> str:
+    """What data a public demo serves, for the data-source field and the no-data message."""
+    policy = demo()
+    served = ["`sample`"] + [f"`{k}`" for k, src in CIFAR_SOURCES.items()
+                             if (policy.data_dir / src.folder).is_dir()]
+    roots = ", ".join(f"`folder:{r}`" for r in policy.data_roots)
+    return (f"This public demo serves {', '.join(served)}" + (f", and `folder:PATH` under {roots}" if roots else "")
+            + "; it downloads nothing.")
+
+
+def _apply_link() -> None:
+    """A new session's ``?checkpoint=PATH`` and ``?data=SPEC`` (a shared link), each checked as if typed into the
+    sidebar (in demo mode: only inside the folders it serves); a refused one keeps the default and says why."""
+    errors = []
+    linked = str(st.query_params.get("checkpoint") or "").strip()
+    if linked:
+        try:
+            load_entry(Path(linked).expanduser())
+        except CheckpointError as exc:
+            errors.append(f"checkpoint={linked} in the address: not opened ({str(exc).removeprefix(linked + ': ')})")
+        else:
+            st.session_state["pending_checkpoint"] = str(Path(linked).expanduser())
+    spec = str(st.query_params.get("data") or "").strip()
+    if spec:
+        refusal = demo().data_refusal(spec)
+        if refusal:
+            errors.append(f"data={spec} in the address: not used ({refusal.removeprefix(spec + ': ')})")
+        else:
+            st.session_state["data_spec"] = spec
+    st.session_state["link_errors"] = errors

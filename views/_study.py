@@ -11,6 +11,7 @@ from dashboard.figures import overlay_figure
 from dashboard.study_figures import paired_differences_figure, study_points_figure
 from senet.training.runs import read_metrics
 from senet.training.study import StudyError, summarize
+from views import _shared as ui
 
 
 
@@ -47,7 +48,10 @@ def study_view() -> None:
     with c2.popover("Open a study…", icon=":material/folder_open:", width="stretch"):
         typed = st.text_input("Path of a study directory", key="open_study_path")
         if st.button("Open", key="open_study_button") and typed:
-            if not (Path(typed).expanduser() / "study.json").is_file():
+            refusal = ui.demo().path_refusal(typed, "study directory")  # public demo: only under its folders
+            if refusal:
+                st.error(refusal)
+            elif not (Path(typed).expanduser() / "study.json").is_file():
                 st.error(f"{typed}: not a study directory (no study.json); make one with `senet study`")
             else:
                 extra.append(str(Path(typed).expanduser().resolve()))

@@ -26,7 +26,7 @@ if st.segmented_control("Compare", ["runs and checkpoints", "a study"], key="com
     study_view()
     st.stop()
 
-found = [e for e in ui.entries()]
+found = [e for e in ui.entries() if e.source != "external"]  # ImageNet models by name: no curves, no twin
 if not found:
     ui.no_checkpoint_message()
     st.stop()
@@ -126,6 +126,20 @@ def _accuracy_now(path: str, mtime: float, spec: str, split: str, data_dir: str)
         return None
 
 
+def _over_budget(row: dict, split: str, tta: bool = False, data=None) -> str | None:
+    """In a public demo, why this evaluation may not run now (over its budget and not prepared beforehand);
+    None when it may, and always outside demo mode."""
+    if not ui.demo_on():
+        return None
+    try:
+        data = data if data is not None else ui.load_data(split, row["meta"])
+    except DataError:
+        return None  # the evaluation itself says what is wrong
+    return ui.split_work_refusal(f"Evaluating {row['name']} on {split}", len(data), passes=2 if tta else 1,
+                                 cached=ui.evaluation_cached(row["path"], split, tta, data),
+                                 way_out="the sample data source fits")
+
+
 def _paired_test(se: dict, plain: dict, tta: bool) -> None:
     """Both checkpoints on the same validation images: a McNemar test of their disagreements."""
     if checkpoint_split_options(se["meta"]) != checkpoint_split_options(plain["meta"]):
@@ -133,6 +147,10 @@ def _paired_test(se: dict, plain: dict, tta: bool) -> None:
         return
     data = ui.get_data("val", se["meta"], "The table and curves above do not need data.")
     if data is None:
+        return
+    over = [why for why in (_over_budget(r, "val", tta, data) for r in (se, plain)) if why]
+    if over:
+        st.error("No paired test: " + "; ".join(over), icon=":material/block:")
         return
     try:
         with st.spinner(f"Evaluating both on {len(data):,} validation images…"):
@@ -153,7 +171,7 @@ def _paired_test(se: dict, plain: dict, tta: bool) -> None:
         f"differ by a few images: other hardware, float16 export).")
 
 
-table = []
+table, refused = [], []
 for r in rows:
     table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–",
                   "r": str(r["r"]) if r["r"] is not None else "–",
@@ -165,6 +183,11 @@ for r in rows:
         table[-1]["CPU ms / image"] = round(_latency(r["path"], r["mtime"]), 2)
     if recompute and ui.data_available() is None:
         for split in splits_now:
+            over = _over_budget(r, split)
+            if over:
+                refused.append(over)
+                table[-1][f"{split} % (recomputed now)"] = None
+                continue
             acc = _accuracy_now(r["path"], r["mtime"], ui.data_spec(), split, str(ui.settings().data_dir))
             table[-1][f"{split} % (recomputed now)"] = None if acc is None else 100 * acc
 st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -180,6 +203,9 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
         format="%.2f", help=f"The {split} split of {ui.data_spec()}, computed now on this machine, no TTA")
        for split in ("val", "test")},
 })
+
+for why in refused:
+    st.caption(f":material/block: {why}")
 
 pairs = [(se, plain) for se in rows if se["SE"] for plain in rows
          if not plain["SE"] and plain["architecture"] == se["architecture"]]

@@ -51,6 +51,13 @@ mtime = Path(path).stat().st_mtime
 key = (path, mtime, ui.data_spec(), split, bool(tta), str(ui.settings().data_dir))
 store = _evaluations()
 ev = store.get(key)
+refusal = None if ev is not None else ui.split_work_refusal(
+    f"Evaluating {split}", len(data), passes=2 if tta else 1,
+    cached=ui.demo_on() and ui.evaluation_cached(path, split, bool(tta), data),
+    way_out="the sample data source fits" + ("; without flip TTA it takes half the passes" if tta else ""))
+if refusal:  # a public demo's budget: only evaluations prepared beforehand (senet evaluate) or small enough
+    st.error(refusal, icon=":material/block:")
+    st.stop()
 if ev is None:  # stream it: the matrix and accuracy fill in as chunks finish; a rerun resumes from the disk cache
     live = st.empty()
     try:

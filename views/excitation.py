@@ -1,7 +1,6 @@
 """Excitation explorer: every SE block's channel gates for one image, class profiles, interventions."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -13,12 +12,13 @@ from views._inside import inside_section
 from senet.checkpoint import Checkpoint
 from senet import ImageError, open_image, preprocess
 from senet.models import se_blocks
+from senet.models.gates import block_gate_range
 from senet.analysis.ablation import gate_ablation
 from senet.analysis.inside import channel_responses
 from dashboard.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
                                profiles_figure, profiles_heatmap_figure, separation_figure, split_ablation_figure,
                                topk_figure)
-from senet.data import image_to_uint8, normalize
+from senet.data import input_pixels, normalize
 from senet.analysis.profiles import (CONSTANT_GATE_SPREAD, block_ablation, channel_order, class_profiles, explain,
                             gate_description, intervene)
 
@@ -33,7 +33,7 @@ model, meta = loaded
 classes = list(meta["classes"])
 blocks = list(se_blocks(model))
 path = ui.selected_path()
-mtime = Path(path).stat().st_mtime
+mtime = ui.entry_mtime(path)
 split = ui.split_choice()
 if not blocks:
     st.warning("This checkpoint has no SE blocks (a plain twin): there are no gates to show. Its predictions are "
@@ -128,12 +128,14 @@ else:
                               type=["png", "jpg", "jpeg", "gif", "bmp", "webp"], key="exc_upload")
     if upload is None:
         st.info("Upload an image to see its excitations. Works without any dataset.", icon=":material/upload:")
+    elif refusal := ui.upload_refusal(upload):  # a public demo's caps in bytes and pixels
+        st.error(refusal, icon=":material/block:")
     else:
         try:
             image = open_image(upload.getvalue(), upload.name)
             x = preprocess(image, meta)  # the centred square, resized: the same pixels as below
             _, h, w = meta.get("input_size", (3, 32, 32))
-            pixels = image_to_uint8(image, (h, w), crop=True)
+            pixels = input_pixels(image, meta)
             fit = ("" if image.size == (w, h) else f", resized to {w}×{h}" if image.width * h == image.height * w
                    else f", its centred {'square' if w == h else 'crop'} resized to {w}×{h}")
             caption = (f"uploaded **{upload.name}** ({image.width}×{image.height}, {image.mode}) as the model "
@@ -156,7 +158,7 @@ result = explain(model, x, classes)
 pred = result.predicted
 left, right = st.columns([1, 2], gap="large")
 with left:
-    st.image(ui.enlarge(pixels, 8), caption=None, width=256)
+    st.image(ui.enlarge(pixels, max(1, 256 // pixels.shape[-1])), caption=None, width=256)
     st.markdown(caption)
 with right:
     verdict = ":green-badge[:material/check: correct]" if true_class is not None and pred == true_class else (
@@ -173,7 +175,8 @@ def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
     model, meta = ui.load_entry(path)
     data = ui.load_data(split, meta, spec)
     if list(data.classes) != list(meta["classes"]):
-        raise ValueError(f"the data's classes {data.classes} differ from the checkpoint's {meta['classes']}")
+        raise ValueError(f"the data's classes {ui.class_list(data.classes)} differ from the checkpoint's "
+                         f"{ui.class_list(meta['classes'])}")
     return class_profiles(Checkpoint.from_meta(model, meta), data, per_class=per_class)
 
 
@@ -210,7 +213,7 @@ def _any_ablation():
 
 
 profile_data = profile_error = None
-have_data = ui.data_available() is None
+have_data = ui.split_data_reason(meta) is None
 per_class = st.session_state.get("exc_per_class", 50)
 if have_data:
     try:
@@ -264,7 +267,7 @@ else:
 # --------------------------------------------------------------------------- class profiles
 st.subheader("Class profiles (the paper's Fig. 6, for this model)")
 if not have_data:
-    ui.no_data_message(ui.data_available(), "Class profiles need images of each class; this image's gates are above.")
+    ui.no_split_data_message(meta, "Class profiles need images of each class; this image's gates are above.")
 else:
     st.select_slider("Images per class", [10, 25, 50, 100, 200], value=50, key="exc_per_class")
     if profile_error:
@@ -311,7 +314,7 @@ if profile_data is not None and profile_data.gates:
 # --------------------------------------------------------------------------- images by their gates
 if profile_data is not None and profile_data.gates:
     gate_space_section(profile_data, classes, blocks, split, sample, (path, mtime, ui.data_spec(), split, per_class),
-                       {b: tuple(m.gate_range) for b, m in se_blocks(model).items()}, position, _any_ablation(),
+                       {b: block_gate_range(m) for b, m in se_blocks(model).items()}, position, _any_ablation(),
                        _request_ablation, true_class if true_class is not None else pred)
 
 # --------------------------------------------------------------------------- interventions
@@ -350,18 +353,23 @@ with st.expander("SE off in one block at a time", icon=":material/science:", exp
 # --------------------------------------------------------------------------- the whole split
 st.subheader("Across the split: what each block's gate is worth")
 if not have_data:
-    ui.no_data_message(ui.data_available(), "This needs the images of a split.")
+    ui.no_split_data_message(meta, "This needs the images of a split.")
 else:
     a1, a2 = st.columns([1, 3], vertical_alignment="bottom")
     sizes = {100: "100 per class", 0: f"all of {split}"}
     per = a1.selectbox("Images", list(sizes), format_func=sizes.get, key="exc_split_per_class")
     key = (path, mtime, ui.data_spec(), split, per or None)
     computed = key in st.session_state.get("exc_split_results", {})
+    over = None if computed else ui.split_work_refusal(  # a public demo's budget (None outside one)
+        "The ablation over the split", ui.subset_size(ui.load_data(split, meta), per or None),
+        2 + 2 * (len(blocks) + 1))
     clicked = a2.button("Done" if computed else "Run", icon=":material/check:" if computed else ":material/play_arrow:",
-                        key="exc_split_run", disabled=computed,
+                        key="exc_split_run", disabled=computed or bool(over),
                         help=f"{2 + 2 * (len(blocks) + 1)} passes over the images; kept for this session.")
-    requested = st.session_state.pop("exc_split_requested", False) and not computed
-    if computed or clicked or requested:
+    requested = st.session_state.pop("exc_split_requested", False) and not computed and not over
+    if over:
+        st.caption(f":material/block: {over}")
+    elif computed or clicked or requested:
         bar = st.empty()
         try:
             ablation = _split_ablation(*key, progress=lambda d, n: bar.progress(

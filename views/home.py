@@ -90,6 +90,25 @@ def _recomputed_metrics(done: dict[str, tuple[float, int]], spec: str, val: floa
                         "checkpoint's weights, without TTA" + why)
 
 
+def _within_demo_budget(splits: tuple[str, ...], spec: str) -> tuple[tuple[str, ...], str | None]:
+    """The splits a public demo may evaluate now (within its budget, or prepared beforehand), and why not the
+    others (one line); outside demo mode all of them."""
+    if not ui.demo_on():
+        return splits, None
+    kept, refused = [], []
+    for s in splits:
+        try:
+            data = ui.load_data(s, meta, spec=spec)
+        except DataError as exc:
+            refused.append(str(exc))
+            continue
+        why = ui.split_work_refusal(f"Recomputing {s} accuracy", len(data),
+                                    cached=ui.evaluation_cached(path, s, False, data, spec),
+                                    way_out="the sample data source fits")
+        (refused if why else kept).append(why or s)
+    return tuple(kept), "; ".join(refused) or None
+
+
 def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
     """The button that recomputes val (and test, where the source has one) accuracy into the session state."""
     reason = ui.data_available()
@@ -97,6 +116,11 @@ def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
         st.caption(f"To recompute accuracy now, choose a data source with images ({reason}).")
         return
     splits = ("val", "test") if has_test_split(spec, data_dir) else ("val",)
+    splits, over = _within_demo_budget(splits, spec)
+    if over:
+        st.caption(f":material/block: {over}")
+    if not splits:
+        return
     both = " and ".join(splits)
     words = f"the {both} split" + ("s" if len(splits) > 1 else "")
     if st.button(f"Recompute {both} accuracy now", icon=":material/refresh:", key="card_recompute",
@@ -127,7 +151,7 @@ a1.metric("Val accuracy · recorded in training", ui.pct(val),
 a2.metric("Best epoch (val accuracy)", epochs_seen["value"] if epochs_seen else "–",
           help=epochs_seen["help"] if epochs_seen else "This checkpoint carries no training history.")
 spec, data_dir = ui.data_spec(), str(ui.settings().data_dir)
-done_key = (path, Path(path).stat().st_mtime, spec, data_dir)
+done_key = (path, ui.entry_mtime(path), spec, data_dir)
 done = st.session_state.get("card_recomputed", {}).get(done_key)
 if done is None:
     with a3:

@@ -31,9 +31,13 @@ RECIPE_NAMES = {"seed": "seed (blog post)", "fast": "fast (default)", "paper": "
                 "airbench94": "airbench94", "long": "long (airbench96-style)"}
 STEP_WINDOWS = [0, 200, 1000, 5000]  # 0: all steps
 
+DEMO = ui.demo_on()  # a public demo shows runs read-only: nothing starts, stops or resumes
+
 st.title("Train")
 st.caption(f"Each run is its own `python -m senet train` process writing a run directory under `{S.runs_root}`; "
            "this page only reads that directory, so you can reload, switch pages or restart the dashboard.")
+if DEMO:
+    st.info(ui.TRAINING_OFF, icon=":material/block:")
 
 
 # --------------------------------------------------------------------------- actions (callbacks)
@@ -46,6 +50,9 @@ def _open_run(path: str) -> None:
 
 def _launch(config_dict: dict) -> None:
     st.session_state.pop("pending_config", None)
+    if ui.demo_on():
+        st.session_state["train_error"] = ui.TRAINING_OFF
+        return
     try:
         config = make_config(**config_dict)
         run_dir = start_run(config, S.runs_root)
@@ -64,6 +71,9 @@ def _request_start(config_dict: dict) -> None:
 
 
 def _stop(run_dir: str) -> None:
+    if ui.demo_on():
+        st.session_state["train_error"] = ui.TRAINING_OFF
+        return
     try:
         sent = stop_run(run_dir)
     except LaunchError as exc:
@@ -74,6 +84,9 @@ def _stop(run_dir: str) -> None:
 
 
 def _resume(run_dir: str, epochs: int) -> None:
+    if ui.demo_on():
+        st.session_state["train_error"] = ui.TRAINING_OFF
+        return
     try:
         resume_run(run_dir, epochs)
     except LaunchError as exc:
@@ -87,7 +100,10 @@ def _open_typed_run() -> None:
     p = Path(raw).expanduser()
     if not raw:
         return
-    if not p.is_dir():
+    refusal = ui.demo().path_refusal(raw, "run directory")  # before looking at the path: says nothing about it
+    if refusal:
+        st.session_state["train_error"] = refusal
+    elif not p.is_dir():
         st.session_state["train_error"] = f"{p}: no such directory"
     elif not any((p / f).is_file() for f in ("status.json", "metrics.jsonl", "config.json")):
         st.session_state["train_error"] = f"{p}: not a run directory (no status.json, config.json or metrics.jsonl)"
@@ -162,70 +178,79 @@ rows = list_run_rows(S.runs_root)
 active = [r for r in rows if r["state"] in ACTIVE_STATES]
 
 # --------------------------------------------------------------------------- new run
-with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
-    sources = {"": "the recipe's defaults"} | {e.key: e.label for e in ui.entries() if not e.problem}
-    if st.session_state.get("new_from") not in sources:
-        st.session_state["new_from"] = ""
-    st.selectbox("Start from", list(sources), format_func=sources.get, key="new_from", on_change=_start_from,
-                 help="Copy every setting of a checkpoint's or run's recorded recipe (e.g. to train the twin of a "
-                      "shipped model, or the same recipe longer); then change what you like below.")
-    c1, c2, c3, c4 = st.columns([3, 1.3, 0.8, 1.6], vertical_alignment="bottom")
-    family = c1.selectbox("Model", list(ARCHITECTURES), key="new_family",
-                          format_func=lambda a: ARCHITECTURES[a][0].description)
-    variants = {m.has_se: m.name for m in ARCHITECTURES[family]}
-    se_fixed = len(variants) == 1
-    use_se = c2.toggle("SE blocks", value=True, key="new_se", disabled=se_fixed,
-                       help="Off trains the plain twin (the same network without SE).")
-    model_name = variants.get(use_se, next(iter(variants.values())))
-    reduction = c3.number_input("r", min_value=int(REDUCTION.low), max_value=int(REDUCTION.high), value=16, step=1,
-                                key="new_r", disabled=not model_spec(model_name).has_se, help=REDUCTION.help)
-    if st.session_state.get("new_recipe") not in RECIPES:
-        st.session_state["new_recipe"] = TrainConfig.__dataclass_fields__["recipe"].default
-    recipe = c4.selectbox("Recipe", list(RECIPES), key="new_recipe", format_func=RECIPE_NAMES.get,
-                          help="fast: the project's time-to-accuracy recipe; seed: the blog post's; paper: He et al.'s "
-                               "ResNet recipe (164 epochs); airbench94 and long: airbench's AirNet recipes.")
-    source = st.session_state.get("new_from") or ""
-    source_config = _source_config(source)
-    inherited = {k: v for k, v in source_config.items()
-                 if k not in ("model", "recipe", "data", "data_dir", "world_size", "reduction")}
-    try:
-        defaults = make_config(model_name, recipe or "fast", **inherited)
-    except ConfigError:  # a recorded config this model cannot take (e.g. another family's width)
-        inherited, defaults = {}, make_config(model_name, recipe or "fast")
-    tag = f"{model_name}_{recipe}" + (f"_{zlib.crc32(source.encode())}" if source else "")  # new source: new fields
-    spec = model_spec(model_name)
-    with st.form("new_run_form", border=False):
-        values = {}
-        for _, row in itertools.groupby(form_fields(), key=lambda f: f.row):
-            row = list(row)
-            for column, field in zip(st.columns(len(row)), row):
-                off = (field.model_option and field.name not in spec.options) or (field.se_only and not spec.has_se)
-                value = _widget(column, field, ui.data_spec() if field.name == "data" else getattr(defaults, field.name),
-                                f"new_{field.name}_{ui.data_spec() if field.name == 'data' else tag}", off)
-                if not off:
-                    values[field.name] = value
-        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
-    if submitted:
-        config = dict(inherited, **values, model=model_name, recipe=recipe or "fast", data_dir=str(S.data_dir))
-        config["data"] = config["data"].strip()
-        if inherited.get("dataset_name") and source_config.get("data") != config["data"]:
-            config.pop("dataset_name")  # the recorded name described another data source
-        if spec.has_se:
-            config["reduction"] = int(reduction)
-        reason = ui.data_available(config["data"])
+def new_run() -> None:
+    """The form that starts a run (not in a public demo)."""
+    with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
+        sources = {"": "the recipe's defaults"} | {e.key: e.label for e in ui.entries() if not e.problem}
+        if st.session_state.get("new_from") not in sources:
+            st.session_state["new_from"] = ""
+        st.selectbox("Start from", list(sources), format_func=sources.get, key="new_from", on_change=_start_from,
+                     help="Copy every setting of a checkpoint's or run's recorded recipe (e.g. to train the twin of a "
+                          "shipped model, or the same recipe longer); then change what you like below.")
+        c1, c2, c3, c4 = st.columns([3, 1.3, 0.8, 1.6], vertical_alignment="bottom")
+        family = c1.selectbox("Model", list(ARCHITECTURES), key="new_family",
+                              format_func=lambda a: ARCHITECTURES[a][0].description)
+        variants = {m.has_se: m.name for m in ARCHITECTURES[family]}
+        se_fixed = len(variants) == 1
+        use_se = c2.toggle("SE blocks", value=True, key="new_se", disabled=se_fixed,
+                           help="Off trains the plain twin (the same network without SE).")
+        model_name = variants.get(use_se, next(iter(variants.values())))
+        reduction = c3.number_input("r", min_value=int(REDUCTION.low), max_value=int(REDUCTION.high), value=16, step=1,
+                                    key="new_r", disabled=not model_spec(model_name).has_se, help=REDUCTION.help)
+        if st.session_state.get("new_recipe") not in RECIPES:
+            st.session_state["new_recipe"] = TrainConfig.__dataclass_fields__["recipe"].default
+        recipe = c4.selectbox("Recipe", list(RECIPES), key="new_recipe", format_func=RECIPE_NAMES.get,
+                              help="fast: the project's time-to-accuracy recipe; seed: the blog post's; paper: He "
+                                   "et al.'s ResNet recipe (164 epochs); airbench94 and long: airbench's AirNet "
+                                   "recipes.")
+        source = st.session_state.get("new_from") or ""
+        source_config = _source_config(source)
+        inherited = {k: v for k, v in source_config.items()
+                     if k not in ("model", "recipe", "data", "data_dir", "world_size", "reduction")}
         try:
-            make_config(**config)
-        except ConfigError as exc:
-            st.error(f"Not started: {exc}")
-        else:
-            if reason:
-                st.error(f"Not started: {reason}. Choose a data source you have, e.g. folder:PATH.")
+            defaults = make_config(model_name, recipe or "fast", **inherited)
+        except ConfigError:  # a recorded config this model cannot take (e.g. another family's width)
+            inherited, defaults = {}, make_config(model_name, recipe or "fast")
+        tag = f"{model_name}_{recipe}" + (f"_{zlib.crc32(source.encode())}" if source else "")  # new source: new fields
+        spec = model_spec(model_name)
+        with st.form("new_run_form", border=False):
+            values = {}
+            for _, row in itertools.groupby(form_fields(), key=lambda f: f.row):
+                row = list(row)
+                for column, field in zip(st.columns(len(row)), row):
+                    off = (field.model_option and field.name not in spec.options) or (
+                        field.se_only and not spec.has_se)
+                    default = ui.data_spec() if field.name == "data" else getattr(defaults, field.name)
+                    value = _widget(column, field, default,
+                                    f"new_{field.name}_{ui.data_spec() if field.name == 'data' else tag}", off)
+                    if not off:
+                        values[field.name] = value
+            submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+        if submitted:
+            config = dict(inherited, **values, model=model_name, recipe=recipe or "fast", data_dir=str(S.data_dir))
+            config["data"] = config["data"].strip()
+            if inherited.get("dataset_name") and source_config.get("data") != config["data"]:
+                config.pop("dataset_name")  # the recorded name described another data source
+            if spec.has_se:
+                config["reduction"] = int(reduction)
+            reason = ui.data_available(config["data"])
+            try:
+                make_config(**config)
+            except ConfigError as exc:
+                st.error(f"Not started: {exc}")
             else:
-                _request_start(config)
-                st.rerun()
+                if reason:
+                    st.error(f"Not started: {reason}. Choose a data source you have, e.g. folder:PATH.")
+                else:
+                    _request_start(config)
+                    st.rerun()
+
+
+if not DEMO:
+    new_run()
 
 pending = st.session_state.get("pending_config")
-if pending:
+if pending and not DEMO:
     with st.container(border=True):
         names = ", ".join(r["run"] for r in active) or "another run"
         st.warning(f"**{len(active) or 1} run(s) already active ({names}).** Two runs share this machine's "
@@ -261,7 +286,8 @@ with t2.popover("Open a run…", icon=":material/folder_open:", width="stretch")
 
 run_dir = st.session_state.get("train_run")
 if not run_dir:
-    st.info("No runs yet. Start one above; its curves appear here as it trains.", icon=":material/info:")
+    st.info("No runs on this server." if DEMO else "No runs yet. Start one above; its curves appear here as it "
+            "trains.", icon=":material/info:")
     st.stop()
 
 smoothing = st.session_state.get("smoothing", 0.6)
@@ -320,7 +346,9 @@ def live_panel(run_dir: str) -> None:
 
     actions = st.container(horizontal=True, vertical_alignment="bottom")
     with actions:
-        if state in ACTIVE_STATES:
+        if DEMO:
+            pass  # read-only: no Stop, no Resume
+        elif state in ACTIVE_STATES:
             st.button("Stop", icon=":material/stop:", on_click=_stop, args=(run_dir,), key="stop_run")
         elif can_resume(run_dir):
             more = st.number_input("Epochs in total", 1, 1000, int(config.get("epochs") or 1),

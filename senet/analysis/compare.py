@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..models import model_info, se_blocks
+from ..models.gates import block_channels, block_reduction
 
 __all__ = ["PairedComparison", "LatencyComparison", "cpu_latency", "interleaved_latency", "model_row",
            "paired_comparison", "se_stage_terms"]
@@ -97,7 +98,7 @@ def se_stage_terms(model: nn.Module) -> list[tuple[int, int, int]]:
     (2/r) * sum_s N_s * C_s^2, in the order the widths first occur."""
     counts: dict[tuple[int, int], int] = {}
     for block in se_blocks(model).values():
-        key = (block.channels, block.reduction)
+        key = (block_channels(block), block_reduction(block))
         counts[key] = counts.get(key, 0) + 1
     return [(n, c, r) for (c, r), n in counts.items()]
 

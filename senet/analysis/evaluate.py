@@ -21,10 +21,12 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..data import DEFAULT_DATA_DIR, DataError, TensorDataset, load_split
 from ..files import atomic_write
+from ..models.external import is_external, source_version
+from .imagenet import external_split
 from .runner import run_over_split
 
 __all__ = ["Evaluation", "evaluate", "evaluate_checkpoint", "stream_evaluation", "checkpoint_and_split",
-           "checkpoint_split_options", "class_report"]
+           "checkpoint_split_options", "class_report", "has_cached_evaluation"]
 
 
 @dataclass
@@ -99,9 +101,13 @@ def checkpoint_split_options(card: dict) -> tuple[float, int]:
 
 
 def _cache_key(path: Path, spec: str, split: str, tta: int | bool, data: TensorDataset) -> str:
-    st = path.stat()
+    if is_external(path):  # another library's model, by name: its weights change with the library's version
+        stamp = f"{path}|{source_version(str(path))}"
+    else:
+        st = path.stat()
+        stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     level = "True" if int(tta) == 1 else str(int(tta))  # True and 1 are one level (and keep older cache names)
-    digest = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{spec}|{split}|{level}|{len(data)}".encode())
+    digest = hashlib.sha256(f"{stamp}|{spec}|{split}|{level}|{len(data)}".encode())
     digest.update(data.labels.numpy().tobytes())
     return digest.hexdigest()[:20]
 
@@ -117,6 +123,8 @@ def checkpoint_and_split(checkpoint: str | os.PathLike, spec: str, split: str = 
     path = Path(checkpoint)
     ckpt = loaded or open_checkpoint(path)
     val_size, split_seed = checkpoint_split_options(ckpt.card)
+    if ckpt.card.get("external") and not ckpt.card.get("class_subset"):  # an ImageNet model: among folder classes
+        return external_split(ckpt, spec, split, data_dir, val_size, split_seed, data)
     data = data if data is not None else load_split(spec, split, data_dir, val_size, split_seed)
     trained_on = list(ckpt.classes or [])
     if trained_on and trained_on != list(data.classes):
@@ -153,7 +161,7 @@ def stream_evaluation(checkpoint: str | os.PathLike, spec: str, split: str = "va
     interrupted (a dashboard rerun) continues where it stopped; the whole split's cache replaces the chunks."""
     path = Path(checkpoint)
     ckpt, data = checkpoint_and_split(path, spec, split, data_dir, loaded, data)
-    cache_dir = Path(cache_dir) if cache_dir else Path(data_dir) / ".senet-cache" / "predictions"
+    cache_dir = _cache_dir(data_dir, cache_dir)
     key = _cache_key(path, spec, split, tta, data)
     cache_file = cache_dir / f"{key}.npz"
     whole = _read_probs(cache_file)
@@ -178,6 +186,22 @@ def stream_evaluation(checkpoint: str | os.PathLike, spec: str, split: str = "va
     _write_probs(cache_file, np.concatenate(parts) if parts else np.zeros((0, len(data.classes)), np.float32))
     for part in cache_dir.glob(f"{key}.part*.npz"):
         part.unlink(missing_ok=True)
+
+
+def _cache_dir(data_dir: str | os.PathLike, cache_dir: str | os.PathLike | None) -> Path:
+    return Path(cache_dir) if cache_dir else Path(data_dir) / ".senet-cache" / "predictions"
+
+
+def has_cached_evaluation(checkpoint: str | os.PathLike, spec: str, split: str, data: TensorDataset,
+                          data_dir: str | os.PathLike = DEFAULT_DATA_DIR, tta: int | bool = False,
+                          cache_dir: str | os.PathLike | None = None) -> bool:
+    """Whether :func:`evaluate_checkpoint` (e.g. an earlier ``senet evaluate``) left this whole split's
+    predictions in the cache, so that evaluating it again only reads a file; loads no model."""
+    try:
+        key = _cache_key(Path(checkpoint), spec, split, tta, data)
+    except OSError:
+        return False
+    return (_cache_dir(data_dir, cache_dir) / f"{key}.npz").is_file()
 
 
 def _read_probs(path: Path) -> np.ndarray | None:

@@ -18,6 +18,7 @@ block's input ``u_c``) responds: its spatial maximum, to find the images a chann
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,9 +73,11 @@ class BlockSteps:
 def _capture_block_io(model: nn.Module, block: nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The input and output of ``block`` for one forward pass of ``image`` (1, 3, H, W)."""
     seen: dict[str, torch.Tensor] = {}
+    owner = threading.get_ident()  # a model shared by the dashboard's sessions: only this thread's pass
 
     def hook(_module, inputs, output):
-        seen["u"], seen["out"] = inputs[0].detach().float(), output.detach().float()
+        if threading.get_ident() == owner:
+            seen["u"], seen["out"] = inputs[0].detach().float(), output.detach().float()
 
     handle = block.register_forward_hook(hook)
     try:
@@ -167,10 +170,12 @@ def channel_responses(checkpoint: Checkpoint, data: TensorDataset, positions: np
     spatial maximum of its feature map ``u_c`` (the block's input), as ``{block: (N, C) float16}``."""
     blocks = se_blocks(checkpoint.model)
     found: dict[str, list[torch.Tensor]] = {name: [] for name in blocks}
+    owner = threading.get_ident()  # a model shared by the dashboard's sessions: only this thread's passes
 
     def recorder(name: str):
         def hook(_module, inputs):
-            found[name].append(inputs[0].detach().float().amax(dim=(2, 3)).cpu())
+            if threading.get_ident() == owner:
+                found[name].append(inputs[0].detach().float().amax(dim=(2, 3)).cpu())
         return hook
 
     handles = [m.register_forward_pre_hook(recorder(name)) for name, m in blocks.items()]

@@ -25,6 +25,7 @@ from torch import nn
 from ..checkpoint import Checkpoint
 from ..data import TensorDataset
 from ..models import SeedSEBlock, capture_gates, gate_overrides, se_blocks
+from ..models.gates import block_gate_range, gate_module
 from .runner import predict, run_over_split
 
 __all__ = ["Explanation", "ClassProfiles", "explain", "class_profiles", "intervene", "block_ablation",
@@ -272,7 +273,7 @@ def gate_description(model: nn.Module) -> str | None:
     elif any(getattr(b, "squeeze", None) == "none" for b in blocks):
         notes.append("this model's SE gate is computed per pixel (no squeeze: the paper's NoSqueeze ablation); "
                      "each bar is the gate's spatial mean over H x W")
-    ranges = {getattr(b, "gate_range", (0.0, 1.0)) for b in blocks}
+    ranges = {block_gate_range(b) for b in blocks}
     if ranges - {(0.0, 1.0)}:
         words = {(-1.0, 1.0): "tanh: gates from -1 to 1 (a negative gate flips a channel's sign)",
                  (0.0, float("inf")): "ReLU: gates from 0 up, without a ceiling (a gate above 1 amplifies)"}
@@ -352,8 +353,12 @@ def block_ablation(model: nn.Module, image: torch.Tensor, target: int) -> dict[s
         return {}
     batch = image.expand(len(names), *image.shape[1:]).contiguous()
 
+    owner = threading.get_ident()  # the model may be shared with other threads (dashboard sessions)
+
     def switch_off(j: int):
         def hook(_module, _inputs, output):
+            if threading.get_ident() != owner:
+                return None
             output = output.clone()
             output[j] = 1.0
             return output
@@ -363,7 +368,7 @@ def block_ablation(model: nn.Module, image: torch.Tensor, target: int) -> dict[s
     with HOOK_LOCK, single_thread():
         try:
             for j, name in enumerate(names):
-                handles.append(blocks[name].gate.register_forward_hook(switch_off(j)))
+                handles.append(gate_module(blocks[name]).register_forward_hook(switch_off(j)))
             probs = predict(model, batch)
         finally:
             for h in handles:

@@ -11,13 +11,15 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageError", "MAX_PIXELS", "IMAGE_SIZE", "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES", "open_image",
-           "check_size", "to_rgb", "center_crop_box", "image_to_uint8", "normalize", "preprocess"]
+           "check_size", "to_rgb", "center_crop_box", "image_to_uint8", "normalize", "preprocess", "input_pixels"]
 
 MAX_PIXELS = 40_000_000  # refuse larger images before decoding them in full
 IMAGE_SIZE = (32, 32)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+              "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
 
 
 class ImageError(ValueError):
@@ -106,23 +108,35 @@ def center_crop_box(width: int, height: int, size: tuple[int, int]) -> tuple[int
     return 0, top, width, top + h
 
 
-def image_to_uint8(image: Image.Image, size: tuple[int, int] = (32, 32), crop: bool = False) -> torch.Tensor:
+def _shrink(box: tuple[int, int, int, int], fraction: float) -> tuple[int, int, int, int]:
+    """The centred part of ``box`` with each side ``fraction`` as long."""
+    left, top, right, bottom = box
+    w, h = max(1, round((right - left) * fraction)), max(1, round((bottom - top) * fraction))
+    x, y = left + (right - left - w) // 2, top + (bottom - top - h) // 2
+    return x, y, x + w, y + h
+
+
+def image_to_uint8(image: Image.Image, size: tuple[int, int] = (32, 32), crop: bool = False,
+                   crop_pct: float = 1.0, interpolation: str = "bilinear") -> torch.Tensor:
     """An RGB uint8 tensor (3, H, W) of the image resized to ``size`` (H, W).
 
     ``crop=True`` (user images) first cuts the centred box of ``size``'s aspect ratio, so the picture keeps its
-    proportions; ``crop=False`` (dataset decoding) squashes the whole image to ``size``.
+    proportions; ``crop=False`` (dataset decoding) squashes the whole image to ``size``. ``crop_pct`` below 1
+    keeps only the centre of that (ImageNet weights' resize to ``size / crop_pct``, then centre crop to ``size``);
+    ``interpolation`` is one of :data:`RESAMPLING` (``bilinear`` for the project's models).
     """
     check_size(image)
     try:
         rgb = to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # unsupported mode, or pixels that fail to decode
         raise ImageError(f"image: cannot convert {image.mode} image to RGB ({_one_line(exc)})") from None
-    if crop:
-        box = center_crop_box(rgb.width, rgb.height, size)
-        if box != (0, 0, rgb.width, rgb.height):
-            rgb = rgb.crop(box)
+    box = center_crop_box(rgb.width, rgb.height, size) if crop else (0, 0, rgb.width, rgb.height)
+    if crop_pct < 1.0:
+        box = _shrink(box, crop_pct)
+    if box != (0, 0, rgb.width, rgb.height):
+        rgb = rgb.crop(box)
     if rgb.size != (size[1], size[0]):
-        rgb = rgb.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=3.0)
+        rgb = rgb.resize((size[1], size[0]), RESAMPLING.get(interpolation, Image.BILINEAR), reducing_gap=3.0)
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size[0], size[1], 3).permute(2, 0, 1).contiguous()
 
 
@@ -133,17 +147,33 @@ def normalize(images: torch.Tensor, mean: list[float] | tuple[float, ...], std: 
     return (images.float() / 255.0 - m) / s
 
 
+def _read(checkpoint: Mapping | Any, key: str, default: Any) -> Any:
+    """A field of a checkpoint's ``meta`` dict, or of a :class:`senet.Checkpoint` (or its ``card``)."""
+    if isinstance(checkpoint, Mapping):
+        return checkpoint.get(key, default)
+    if hasattr(checkpoint, key):
+        return getattr(checkpoint, key)
+    return (getattr(checkpoint, "card", None) or {}).get(key, default)
+
+
+def input_pixels(image: Image.Image, checkpoint: Mapping | Any) -> torch.Tensor:
+    """The uint8 (3, H, W) pixels the checkpoint's model sees for ``image``, before normalisation: its centred
+    box of the input's aspect ratio (for ImageNet weights only the central ``crop_pct`` of it, as their resize
+    and centre crop do) resized to the input size with the weights' interpolation (``preprocessing`` in meta)."""
+    _, h, w = _read(checkpoint, "input_size", (3, *IMAGE_SIZE))
+    prep = _read(checkpoint, "preprocessing", None) or {}
+    crop_pct = float(prep.get("crop_pct", 1.0))
+    squash = prep.get("crop_mode") == "squash"  # timm's: the whole image to the scaled size, then the centre
+    return image_to_uint8(image, (h, w), crop=not squash, crop_pct=min(crop_pct, 1.0),
+                          interpolation=str(prep.get("interpolation", "bilinear")))
+
+
 def preprocess(image: Image.Image, checkpoint: Mapping | Any) -> torch.Tensor:
     """A PIL image of any mode and size -> the normalised (1, 3, H, W) input the checkpoint expects: its
-    centred square (the input's aspect ratio) resized to the input size.
+    centred square (the input's aspect ratio) resized to the input size (:func:`input_pixels`).
 
-    ``checkpoint`` is a :class:`senet.Checkpoint` or a checkpoint's ``meta`` dict (``input_size``, ``mean``, ``std``).
+    ``checkpoint`` is a :class:`senet.Checkpoint` or a checkpoint's ``meta`` dict (``input_size``, ``mean``, ``std``;
+    ``preprocessing`` for other libraries' ImageNet weights).
     """
-    def read(key: str, default: Any) -> Any:
-        if isinstance(checkpoint, Mapping):
-            return checkpoint.get(key, default)
-        return getattr(checkpoint, key, default)
-
-    _, h, w = read("input_size", (3, *IMAGE_SIZE))
-    pixels = image_to_uint8(image, (h, w), crop=True)
-    return normalize(pixels[None], read("mean", CIFAR_MEAN), read("std", CIFAR_STD))
+    pixels = input_pixels(image, checkpoint)
+    return normalize(pixels[None], _read(checkpoint, "mean", CIFAR_MEAN), _read(checkpoint, "std", CIFAR_STD))

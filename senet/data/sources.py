@@ -1,18 +1,23 @@
 """Data sources: dataset specs, decoding once into in-memory uint8 tensors, and the on-disk cache.
 
-A dataset spec is ``cifar10`` (torchvision's download, as the seed did),
-``folder:PATH`` (ImageFolder layout ``PATH/train/<class>/*`` with an optional
-``PATH/test/<class>/*``) or ``sample`` (the bundled 500 held-out validation images
-of the shipped checkpoints, ``samples/``; only a ``val`` part). Each folder or
-CIFAR-10 source is decoded once into a uint8 tensor (N, 3, 32, 32) cached on disk,
+A dataset spec is ``cifar10`` (torchvision's download, as the seed did), ``cifar100``
+(torchvision's CIFAR-100 download, its 100 fine classes), ``folder:PATH`` (ImageFolder layout
+``PATH/train/<class>/*`` with an optional ``PATH/test/<class>/*``) or ``sample`` (the bundled 500
+held-out validation images of the shipped checkpoints, ``samples/``; only a ``val`` part). Each folder or
+CIFAR source is decoded once into a uint8 tensor (N, 3, 32, 32) cached on disk,
 keyed by the source path and its modification times. Augmentation (pad + random crop, horizontal flip) and normalisation run
 on whole batches of tensors: no per-image PIL work in the training loop.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import http.client
 import logging
 import os
+import tarfile
+import urllib.error
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +28,7 @@ from ..files import atomic_torch_save
 from .images import IMAGE_SIZE, ImageError, image_to_uint8, open_image
 
 __all__ = ["DataError", "TensorDataset", "parse_spec", "load_source", "folder_root", "DEFAULT_DATA_DIR",
-           "SAMPLE_FILE", "SAMPLE_NAME", "SAMPLE_ONLY_VAL", "load_sample"]
+           "CifarSource", "CIFAR_SOURCES", "SAMPLE_FILE", "SAMPLE_NAME", "SAMPLE_ONLY_VAL", "load_sample"]
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = os.environ.get("SENET_DATA_DIR", "./data")
@@ -33,7 +38,23 @@ SAMPLE_FILE = Path(__file__).resolve().parents[2] / "samples" / "cifar10-jpeg-va
 SAMPLE_NAME = "CIFAR-10 (JPEG q75 copy): bundled sample, 50 held-out validation images per class"
 SAMPLE_ONLY_VAL = ("sample: the bundled sample has only held-out validation images (split 'val'); "
                    "for train or test use cifar10 or folder:PATH")
-_SPECS = "expected 'cifar10' or 'folder:PATH' (or 'sample', the bundled sample)"
+_SPECS = "expected 'cifar10', 'cifar100' or 'folder:PATH' (or 'sample', the bundled sample)"
+
+
+@dataclass(frozen=True)
+class CifarSource:
+    """A torchvision CIFAR download: its dataset class, its name, the folder its archive unpacks to
+    (under the data directory), the test file in that folder, and the archive's size."""
+
+    dataset: str
+    title: str
+    folder: str
+    test_file: str
+    megabytes: int
+
+
+CIFAR_SOURCES = {"cifar10": CifarSource("CIFAR10", "CIFAR-10", "cifar-10-batches-py", "test_batch", 170),
+                 "cifar100": CifarSource("CIFAR100", "CIFAR-100", "cifar-100-python", "test", 169)}
 
 
 class DataError(ValueError):
@@ -65,11 +86,12 @@ class TensorDataset:
 
 # --------------------------------------------------------------------------- specs and sources
 def parse_spec(spec: str) -> tuple[str, Path | None]:
-    """``"cifar10"`` -> ("cifar10", None); ``"folder:PATH"`` -> ("folder", PATH); ``"sample"`` -> ("sample", None)."""
+    """``"cifar10"`` -> ("cifar10", None) (``"cifar100"`` alike); ``"folder:PATH"`` -> ("folder", PATH);
+    ``"sample"`` -> ("sample", None)."""
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"dataset spec {spec!r}: {_SPECS}")
     spec = spec.strip()
-    if spec in ("cifar10", "sample"):
+    if spec in CIFAR_SOURCES or spec == "sample":
         return spec, None
     if spec.startswith("folder:") and len(spec) > len("folder:"):
         return "folder", Path(spec[len("folder:"):]).expanduser()
@@ -135,18 +157,48 @@ def _decode_folder(root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str], l
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes, names
 
 
-def _decode_cifar10(data_dir: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+_NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
+_UNPACK_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _cifar_failure(kind: str, dataset: type, data_dir: Path, exc: Exception) -> str:
+    """One line saying why torchvision could not give ``kind`` (offline, a bad archive, bad unpacked files)."""
+    from torchvision.datasets.utils import check_integrity
+
+    title = CIFAR_SOURCES[kind].title
+    archive = data_dir / dataset.filename
+    why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:100]}"
+    bad_archive = archive.is_file() and not check_integrity(str(archive), dataset.tgz_md5)
+    way_out = "use --data folder:PATH with images in PATH/train/<class>/"
+    if isinstance(exc, _NETWORK_ERRORS):
+        damaged = f"; the {archive.name} there is incomplete or corrupt (MD5 mismatch)" if bad_archive else ""
+        return f"{kind}: could not download {title} into {data_dir} ({why}){damaged}; offline? {way_out}"
+    if bad_archive:
+        return (f"{kind}: {archive} does not match {title}'s published MD5 checksum (corrupt or incomplete "
+                f"download); delete it and try again, or {way_out}")
+    if isinstance(exc, _UNPACK_ERRORS):
+        return f"{kind}: cannot unpack {archive} ({why}); delete it and try again, or {way_out}"
+    folder = data_dir / CIFAR_SOURCES[kind].folder
+    return (f"{kind}: the unpacked {title} files in {folder} are unreadable or corrupt ({why}); delete that folder "
+            f"and try again, or {way_out}")
+
+
+def _decode_cifar(kind: str, data_dir: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A torchvision CIFAR part (downloaded and checked against torchvision's MD5 checksums on first use)."""
     import torchvision
 
+    dataset = getattr(torchvision.datasets, CIFAR_SOURCES[kind].dataset)
     try:
-        ds = torchvision.datasets.CIFAR10(root=str(data_dir), train=train, download=True)
-    except Exception as exc:  # noqa: BLE001 -- urllib, socket and checksum errors alike
-        raise DataError(
-            f"cifar10: could not download CIFAR-10 into {data_dir} ({type(exc).__name__}: {str(exc)[:100]}); "
-            "offline? use --data folder:PATH with images in PATH/train/<class>/"
-        ) from None
-    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-    return images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes)
+        ds = dataset(root=str(data_dir), train=train, download=True)
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        labels, classes = torch.tensor(ds.targets, dtype=torch.int64), [str(c) for c in ds.classes]
+    except Exception as exc:  # noqa: BLE001 -- urllib, socket, checksum, archive and pickle errors alike
+        raise DataError(_cifar_failure(kind, dataset, data_dir, exc)) from None
+    if len(labels) != len(images) or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(classes)):
+        raise DataError(f"{kind}: the unpacked files in {data_dir / CIFAR_SOURCES[kind].folder} hold "
+                        f"{len(images)} images, {len(labels)} labels and {len(classes)} class names that do not "
+                        "agree; delete that folder and try again")
+    return images, labels, classes
 
 
 def load_sample(path: str | os.PathLike = SAMPLE_FILE) -> TensorDataset:
@@ -181,7 +233,7 @@ def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DE
         root = folder_root(path, part)
         key_root = root
     else:
-        key_root = data_dir / "cifar-10-batches-py"
+        key_root = data_dir / CIFAR_SOURCES[kind].folder
     cache_dir = Path(cache_dir) if cache_dir else data_dir / ".senet-cache"
     cache_file = None
     if key_root.is_dir():
@@ -199,7 +251,7 @@ def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DE
             _check_same_classes(path)
         images, labels, classes, names = _decode_folder(root)
     else:
-        images, labels, classes = _decode_cifar10(data_dir, train=(part == "train"))
+        images, labels, classes = _decode_cifar(kind, data_dir, train=(part == "train"))
         names = None
         cache_file = cache_dir / f"{kind}-{part}-{_source_key(kind, key_root)}.pt"
     try:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .gates import se_blocks
+from .gates import block_channels, block_reduction, se_blocks
 
 __all__ = ["model_info"]
 
@@ -21,8 +21,8 @@ def model_info(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32))
     blocks = se_blocks(model)
     params = sum(p.numel() for p in model.parameters())
     se_params = sum(p.numel() for b in blocks.values() for p in b.parameters())
-    se_formula = sum(2 * b.channels ** 2 / b.reduction for b in blocks.values())
-    reductions = sorted({b.reduction for b in blocks.values()})
+    se_formula = sum(2 * block_channels(b) ** 2 / block_reduction(b) for b in blocks.values())
+    reductions = sorted({block_reduction(b) for b in blocks.values()})
     was_training = model.training
     model.eval()
     try:

@@ -12,7 +12,7 @@ from typing import Callable
 from torch import nn
 
 from .airnet import AirNet
-from .resnet import CifarResNet, check_common, check_stages
+from .resnet import CifarResNet, check_common, check_shortcut, check_stages
 from .se import paper_se
 from .seed import SeedNetwork
 
@@ -38,11 +38,12 @@ SE_ABLATIONS = ("se_squeeze", "se_excitation", "se_stages")  # the SENet paper's
 def _resnet(depth: int, se: bool) -> Callable[..., nn.Module]:
     def build(reduction: int = 16, width: int = 1, num_classes: int = 10, in_channels: int = 3,
               se_squeeze: str = "avg", se_excitation: str = "sigmoid", se_position: str = "standard",
-              se_stages: str = "123") -> nn.Module:
+              se_stages: str = "123", shortcut: str = "A") -> nn.Module:
         check_common(se, reduction, width, num_classes, in_channels,
                      narrowest=16 * (2 ** (int(min(check_stages(se_stages))) - 1)))
         attn = paper_se(reduction, se_squeeze, se_excitation) if se else None
-        return CifarResNet(depth, attn, width, num_classes, in_channels, se_position, se_stages)
+        return CifarResNet(depth, attn, width, num_classes, in_channels, se_position, se_stages,
+                           check_shortcut(shortcut))
     return build
 
 
@@ -58,12 +59,12 @@ def _airnet(se: bool) -> Callable[..., nn.Module]:
 
 def _entries() -> list[ModelSpec]:
     entries = []
-    for depth, params in ((20, "0.27M"), (32, "0.46M"), (56, "0.85M"), (110, "1.7M")):
+    for depth, params in ((20, "0.27M"), (32, "0.46M"), (44, "0.66M"), (56, "0.85M"), (110, "1.7M")):
         arch = f"resnet{depth}"
         text = f"ResNet-{depth} (He et al.'s CIFAR ResNet, {params})"
-        entries += [ModelSpec(arch, "resnet", arch, False, text, ("width",), _resnet(depth, False)),
+        entries += [ModelSpec(arch, "resnet", arch, False, text, ("width", "shortcut"), _resnet(depth, False)),
                     ModelSpec(f"se_{arch}", "resnet", arch, True, f"SE-{text}",
-                              ("width", "reduction", *SE_ABLATIONS, "se_position"), _resnet(depth, True))]
+                              ("width", "reduction", *SE_ABLATIONS, "se_position", "shortcut"), _resnet(depth, True))]
     text = "AirNet (airbench94's network, fast)"
     entries += [ModelSpec("airnet", "airnet", "airnet", False, text, ("width",), _airnet(False)),
                 ModelSpec("se_airnet", "airnet", "airnet", True, f"SE-{text}", ("width", "reduction", *SE_ABLATIONS),

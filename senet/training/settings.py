@@ -101,7 +101,7 @@ def _check_data(value: str) -> None:
         raise ValueError(str(exc)) from None
     if kind == "sample":
         raise ValueError("data 'sample': the bundled sample holds only held-out validation images; "
-                         "train on cifar10 or folder:PATH")
+                         "train on cifar10, cifar100 or folder:PATH")
 
 
 @dataclass(kw_only=True)
@@ -113,8 +113,8 @@ class TrainConfig:
     recipe: str = setting("fast", kind=str, check=_check_recipe,
                           help="recipe giving the defaults: seed | fast | paper | airbench94 | long (see RECIPES)")
     data: str = setting("cifar10", kind=str, check=_check_data, env="SENET_DATA", label="Data source", row=2,
-                        help="dataset spec: cifar10 | folder:PATH (default: $SENET_DATA or cifar10)")
-    data_dir: str = setting(DEFAULT_DATA_DIR, kind=str, help="where cifar10 is downloaded and caches live")
+                        help="dataset spec: cifar10 | cifar100 | folder:PATH (default: $SENET_DATA or cifar10)")
+    data_dir: str = setting(DEFAULT_DATA_DIR, kind=str, help="where cifar10/cifar100 are downloaded and caches live")
     dataset_name: str = setting("", kind=str, help="a human name for the data, kept in the checkpoint")
     # ---- the recipe's hyperparameters (no default here: see RECIPES)
     epochs: int = setting(kind=int, low=1, high=100_000, label="Epochs", row=1, help="epochs to train")

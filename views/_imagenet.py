@@ -1,0 +1,62 @@
+"""The sidebar's ImageNet-model picker: other libraries' SE models by name (``torchvision:...``, ``timm:...``)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.catalog import external_name
+from senet import CheckpointError
+from senet.models.external import SUGGESTED, is_external
+
+
+def _open_external_model() -> None:
+    """The popover's Open button. A callback runs before the script, so before the checkpoint selectbox exists:
+    only then may the selection change. A model that cannot be used leaves the selection as it was and says why
+    (offline: its weights could not be fetched)."""
+    from views import _shared as ui
+
+    typed = str(st.session_state.get("imagenet_name") or "").strip()
+    if not typed:
+        st.session_state["imagenet_error"] = "Choose or type a model name first, e.g. torchvision:mobilenet_v3_large."
+        return
+    name = external_name(typed, bool(st.session_state.get("imagenet_pretrained", True)))
+    if not is_external(name):
+        st.session_state["imagenet_error"] = (f"{typed}: not a model name of the form torchvision:NAME or "
+                                              "timm:NAME (e.g. timm:seresnet50)")
+        return
+    try:
+        ui.load_entry(name)
+    except CheckpointError as exc:
+        offline = "could not be fetched" in str(exc)
+        st.session_state["imagenet_error"] = f"{exc}" + (" (here: switch Pretrained weights off)" if offline else "")
+        return
+    st.session_state["pending_checkpoint"] = name
+
+
+def imagenet_picker() -> None:
+    """A popover that opens any torchvision or timm model with SE modules, with or without pretrained weights."""
+    with st.popover("ImageNet model…", width="stretch"):
+        st.selectbox("Model", SUGGESTED, key="imagenet_name", accept_new_options=True,
+                     help="Any classification model of torchvision, or of timm (an optional extra: "
+                          "`pip install 'senet-explorer[timm]'`), that has SE modules. Type another name, e.g. "
+                          "`torchvision:efficientnet_b3` or `timm:seresnext26d_32x4d`.")
+        st.toggle("Pretrained weights", value=True, key="imagenet_pretrained",
+                  help="The library's default ImageNet weights, downloaded once into its cache (torch hub or the "
+                       "Hugging Face cache). Off: random weights, no download; the gates then mean nothing.")
+        st.button("Open", key="imagenet_open", on_click=_open_external_model)
+        problem = st.session_state.pop("imagenet_error", None)
+        if problem:  # in the popover, which stays open after the click
+            st.error(problem, icon=":material/error:")
+
+
+def weights_caption(name: str) -> None:
+    """Under the checkpoint picker: what weights the chosen ImageNet model has (random ones said plainly)."""
+    from views import _shared as ui
+
+    try:
+        _, meta = ui.load_entry(name)
+    except CheckpointError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    pretrained = meta.get("weights_state") == "pretrained"
+    st.caption(f"{':material/public:' if pretrained else ':material/warning:'} {meta.get('weights_note')}. "
+               f"{len(meta['classes']):,} classes, {meta['input_size'][2]}×{meta['input_size'][1]} input.")
