@@ -49,7 +49,7 @@ def main() -> None:
 
     from dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
     from dashboard.gate_space_figures import gate_map_figure, probe_figure, quantiles_figure, saturation_figure
-    from dashboard.inside_figures import block_steps_figure, feature_maps_figure
+    from dashboard.inside_figures import block_steps_figure, feature_map_pairs
     from senet.analysis.gate_space import gate_map, probe_accuracy
     from senet.analysis.inside import block_steps, channel_responses, ranked_channels
     from senet.analysis.profiles import class_profiles
@@ -78,7 +78,7 @@ def main() -> None:
         steps = block_steps(ck.model, x, last)
         most, least = ranked_channels(steps.gate, 3, steps.z)
         block_steps_figure(steps, highlight=most[0]).to_json()
-        feature_maps_figure(steps, most + least, ["most"] * 3 + ["least"] * 3).to_json()
+        feature_map_pairs(steps, most + least)
 
     def responders():
         if "responses" not in cached:

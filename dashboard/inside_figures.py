@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from PIL import Image
 
 from senet.analysis.inside import BlockSteps
 from .figures import ACCENT, PALETTE, _layout
 
-__all__ = ["step_rows", "block_steps_figure", "feature_maps_figure"]
+__all__ = ["step_rows", "block_steps_figure", "feature_map_image", "feature_map_pairs"]
 
 
 def step_rows(steps: BlockSteps) -> list[tuple[str, np.ndarray, str]]:
@@ -34,51 +34,63 @@ def step_rows(steps: BlockSteps) -> list[tuple[str, np.ndarray, str]]:
 def block_steps_figure(steps: BlockSteps, order: np.ndarray | None = None, highlight: int | None = None,
                        row_height: int = 120) -> go.Figure:
     """One bar chart per step, top to bottom; channel rows share ``order`` (default: channel index) and mark
-    channel ``highlight``; the bottleneck row shows its C/r numbers in their own order."""
+    channel ``highlight``; the bottleneck row shows its C/r numbers in their own order. Axes are laid out by
+    hand (``make_subplots`` cost ~60 ms a figure here, on every new image)."""
     rows = step_rows(steps)
-    fig = make_subplots(rows=len(rows), cols=1, subplot_titles=[r[0] for r in rows], vertical_spacing=0.5 /
-                        len(rows) ** 1.3)
+    n = len(rows)
+    height = row_height * n + 40
+    gap = 34 / height  # room for each row's title
+    span = (1 - gap * (n - 1)) / n
     channel_order = np.arange(steps.channels) if order is None else np.asarray(order)
-    for i, (title, values, colour) in enumerate(rows, start=1):
+    data, layout = [], {}
+    for i, (title, values, colour) in enumerate(rows):
         values = np.asarray(values, dtype=np.float32)
+        top = 1 - i * (span + gap)
+        suffix = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{suffix}"] = dict(anchor=f"y{suffix}", domain=[0, 1])
+        layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", domain=[max(0.0, top - span), min(1.0, top)])
         if len(values) == steps.channels:
             ids = channel_order
-            colours = [ACCENT if c == highlight else colour for c in ids]
-            fig.add_bar(x=list(range(len(ids))), y=values[ids], customdata=ids, marker_color=colours,
-                        row=i, col=1, showlegend=False, hovertemplate="channel %{customdata}: %{y:.4f}<extra></extra>")
-            fig.update_xaxes(showticklabels=False, row=i, col=1)
+            colours = np.where(ids == highlight, ACCENT, colour).tolist() if highlight is not None else colour
+            data.append(dict(type="bar", x=np.arange(len(ids)), y=values[ids], customdata=ids, marker_color=colours,
+                             xaxis=f"x{suffix}", yaxis=f"y{suffix}", showlegend=False,
+                             hovertemplate="channel %{customdata}: %{y:.4f}<extra></extra>"))
+            layout[f"xaxis{suffix}"]["showticklabels"] = False
         else:  # the bottleneck: few numbers, each labelled
-            fig.add_bar(x=[f"h{j}" for j in range(len(values))], y=values, marker_color=colour, row=i, col=1,
-                        showlegend=False, text=[f"{v:.2f}" for v in values] if len(values) <= 16 else None,
-                        textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y:.4f}<extra></extra>")
+            data.append(dict(type="bar", x=[f"h{j}" for j in range(len(values))], y=values, marker_color=colour,
+                             xaxis=f"x{suffix}", yaxis=f"y{suffix}", showlegend=False,
+                             text=[f"{v:.2f}" for v in values] if len(values) <= 16 else None,
+                             textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
+        layout.setdefault("annotations", []).append(dict(text=title, x=0, xanchor="left", xref="paper", y=top,
+                                                         yanchor="bottom", yref="paper", showarrow=False,
+                                                         font=dict(size=12)))
     low, high = steps.gate_range
-    gate_row = 4
     if np.isfinite(high):
-        fig.update_yaxes(range=[min(low, 0.0), high * 1.05], row=gate_row, col=1)
-    fig = _layout(fig, None, row_height * len(rows) + 40, hovermode="closest", bargap=0.05)
-    fig.update_annotations(font=dict(size=12), x=0, xanchor="left")
-    return fig
+        layout["yaxis4"]["range"] = [min(low, 0.0), high * 1.05]
+    return _layout(go.Figure(data=data, layout=layout), None, height, hovermode="closest", bargap=0.05)
 
 
-def feature_maps_figure(steps: BlockSteps, channels: list[int], labels: list[str], height: int = 380) -> go.Figure:
-    """One column per channel: its feature map ``u_c`` (top) and the scaled map ``s_c·u_c`` (bottom), on one
-    colour scale per column centred on 0, each pixel of the map drawn as a square cell."""
-    scaled = "s_c·u_c" if steps.bias is None else "σ(w_c)·u_c + b_c"
-    n = max(len(channels), 1)
-    titles = [f"{label}<br>channel {c}" for c, label in zip(channels, labels)]
-    titles += [f"gate {steps.gate[c]:.3f}" for c in channels]
-    fig = make_subplots(rows=2, cols=n, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12,
-                        row_titles=["u_c (before)", f"{scaled} (after)"])
-    for j, c in enumerate(channels, start=1):
-        before, after = steps.u[c], steps.out[c]
-        bound = float(max(np.abs(before).max(), np.abs(after).max(), 1e-6))
-        for i, z in enumerate((before, after), start=1):
-            fig.add_heatmap(z=z, zmin=-bound, zmax=bound, colorscale="RdBu_r", showscale=False, row=i, col=j,
-                            hovertemplate=f"channel {c}, " + "row %{y}, column %{x}: %{z:.3f}<extra></extra>")
-            axis = (i - 1) * n + j
-            fig.update_yaxes(autorange="reversed", scaleanchor=f"x{axis if axis > 1 else ''}", showticklabels=False,
-                             row=i, col=j)
-            fig.update_xaxes(showticklabels=False, row=i, col=j)
-    fig = _layout(fig, None, height, hovermode="closest", margin=dict(l=10, r=30, t=50, b=10))
-    fig.update_annotations(font=dict(size=11))
-    return fig
+_DIVERGING = np.array([[33, 102, 172], [247, 247, 247], [178, 24, 43]], dtype=np.float32)  # blue, white, red
+
+
+def feature_map_image(values: np.ndarray, bound: float, size: int = 96) -> Image.Image:
+    """A feature map as a picture: blue (-bound) through white (0) to red (+bound), each pixel an enlarged
+    square (nearest-neighbour upsampling, so no detail is invented)."""
+    t = np.clip(np.asarray(values, dtype=np.float32) / max(bound, 1e-12), -1, 1)
+    low = t < 0
+    rgb = np.where(low[..., None], _DIVERGING[1] + (_DIVERGING[1] - _DIVERGING[0]) * t[..., None],
+                   _DIVERGING[1] + (_DIVERGING[2] - _DIVERGING[1]) * t[..., None])
+    image = Image.fromarray(rgb.round().astype(np.uint8))
+    scale = max(1, size // max(t.shape))
+    return image.resize((t.shape[1] * scale, t.shape[0] * scale), Image.NEAREST)
+
+
+def feature_map_pairs(steps: BlockSteps, channels: list[int], size: int = 96) -> tuple[list, list, list[float]]:
+    """For each channel: the picture of ``u_c``, of the scaled map, and the shared scale (the larger |value|)."""
+    before, after, bounds = [], [], []
+    for c in channels:
+        bound = float(max(np.abs(steps.u[c]).max(), np.abs(steps.out[c]).max(), 1e-6))
+        before.append(feature_map_image(steps.u[c], bound, size))
+        after.append(feature_map_image(steps.out[c], bound, size))
+        bounds.append(bound)
+    return before, after, bounds

@@ -943,8 +943,12 @@ def test_inside_one_block_shows_this_images_steps_and_follows_a_channel(env):
     assert z == pytest.approx(float(steps.z[5]), abs=6e-4) and s == pytest.approx(float(steps.gate[5]), abs=6e-4)
     gate_row = _chart(at, "4. gate s = σ(a)")["data"][3]
     assert plotly_array(gate_row["y"]) == pytest.approx(steps.gate[plotly_array(gate_row["customdata"])], abs=1e-5)
-    maps = _chart(at, "u_c (before)")
-    assert len([t for t in maps["data"] if t["type"] == "heatmap"]) == 2 * 7, "3 most, 3 least, the followed one"
+    before = next(i for i in at.image if any(c.startswith("most excited · ch") for c in i.captions))
+    assert len(before.value) == 7 and sum(c.startswith("followed · ch 5") for c in before.captions) == 1, \
+        "3 most, 3 least, the followed one"
+    after = at.image[list(at.image).index(before) + 1]
+    assert [c.split(" · ")[0] for c in after.captions] == [f"gate {steps.gate[int(c.split('ch ')[1])]:.3f}"
+                                                           for c in before.captions]
     at.selectbox(key="exc_inside_block").set_value("stage1.block1").run()
     no_exceptions(at)
     first = block_steps(model, x, "stage1.block1")

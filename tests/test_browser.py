@@ -361,7 +361,7 @@ def test_attention_views_show_and_a_map_point_opens_its_image(server, page):
     _settle(page)
     assert page.get_by_text("step by step:").first.is_visible()
     page.get_by_role("tab", name="Feature maps u_c and s_c · u_c").click()
-    page.get_by_text("u_c (before)").first.wait_for()
+    page.get_by_text("u_c, entering the block").first.wait_for()
     index = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].findIndex(
         g => g._fullLayout.xaxis && String(g._fullLayout.xaxis.title.text).startsWith('PC 1'))""")
     assert index >= 0, "the map of images is drawn"

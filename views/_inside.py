@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from views import _shared as ui
-from dashboard.inside_figures import block_steps_figure, feature_maps_figure
+from dashboard.inside_figures import block_steps_figure, feature_map_pairs
 from senet.analysis.inside import BlockSteps, block_steps, ranked_channels
 from senet.analysis.profiles import ClassProfiles
 
@@ -100,12 +100,18 @@ def inside_section(model: torch.nn.Module, x: torch.Tensor, blocks: list[str], c
     with tab_maps:
         shown = list(dict.fromkeys(most + least + [channel]))
         labels = ["most excited" if c in most else "least excited" if c in least else "followed" for c in shown]
-        st.plotly_chart(feature_maps_figure(steps, shown, labels), key="exc_inside_maps")
+        before, after, bounds = feature_map_pairs(steps, shown)
+        scaled = "s_c·u_c" if steps.bias is None else "σ(w_c)·u_c + b_c"
+        st.markdown("**u_c, entering the block**")
+        st.image(before, width=96, caption=[f"{label} · ch {c}" for c, label in zip(shown, labels)])
+        st.markdown(f"**{scaled}, after the gate**")
+        st.image(after, width=96, caption=[f"gate {steps.gate[c]:.3f} · ±{b:.2g}" for c, b in zip(shown, bounds)])
         st.caption(f"Each column: a channel's feature map u_c entering the SE block (top; {steps.u.shape[1]}×"
                    f"{steps.u.shape[2]} pixels, each drawn as a square) and the same map after the gate scales it "
-                   "(bottom), on one colour scale per column (red positive, blue negative, values on hover). The "
-                   f"{EXTREMES} most and least excited channels of this image (equal gates: the strongest squeeze "
-                   "first), and the followed one. A gate near 1 leaves the map as it is; a gate near 0 blanks it."
+                   "(bottom), on one colour scale per channel: blue −b, white 0, red +b, with b (the ± under each "
+                   f"map) the larger absolute value of the two maps. The {EXTREMES} most and least excited channels "
+                   "of this image (equal gates: the strongest squeeze first), and the followed one. A gate near 1 "
+                   "leaves the map as it is; a gate near 0 blanks it."
                    + (" The seed's block adds its bias b_c after scaling." if steps.bias is not None else ""))
         if profiles is not None:
             _responders_grid(responses() if responses else None, profiles, block, channel, sample, classes)
