@@ -11,7 +11,7 @@ from PIL import Image
 
 from senet.analysis.gate_space import GateMap, ProbeScore
 from senet.analysis.saturation import BlockSaturation
-from .figures import ACCENT, PALETTE, _hline, _layout, _legend_line, _short_names
+from .figures import ACCENT, PALETTE, _hline, _layout, _legend_line, _legend_under_title, _short_names
 
 __all__ = ["gate_map_figure", "probe_figure", "quantiles_figure", "saturation_figure"]
 
@@ -66,7 +66,7 @@ def probe_figure(scores: list[ProbeScore], height: int = 300) -> go.Figure:
     fig.add_bar(x=_short_names(names), y=[100 * s.accuracy for s in scores], marker_color=PALETTE[0],
                 customdata=[[n, s.features, 100 * s.fold_std] for n, s in zip(names, scores)], showlegend=False,
                 error_y=dict(type="data", array=[100 * s.fold_std for s in scores], thickness=1.2, width=4),
-                text=[f"{100 * s.accuracy:.1f}%" for s in scores], textposition="inside",
+                text=[f"{100 * s.accuracy:.1f}%" for s in scores], textposition="inside", insidetextanchor="start",
                 hovertemplate="%{customdata[0]} (%{customdata[1]} gates): %{y:.1f}% ± %{customdata[2]:.1f}"
                               "<extra></extra>")
     if scores:
@@ -93,8 +93,8 @@ def quantiles_figure(quantiles: np.ndarray, order: np.ndarray, title: str, gate_
                     hovertemplate="channel %{customdata[0]}: median %{y:.3f}, quartiles %{customdata[1]:.3f}–"
                                   "%{customdata[2]:.3f}<extra></extra>")
     if mean_all is not None:
-        fig.add_scatter(x=x, y=np.asarray(mean_all)[order], mode="lines", name="all-class mean",
-                        line=dict(color="#555", width=1, dash="dash"), hoverinfo="skip")
+        fig.add_scatter(x=x, y=np.asarray(mean_all)[order], mode="markers", name="all-class mean",
+                        marker=dict(color="#555", size=3), hoverinfo="skip")
     low, high = gate_range
     if np.isfinite(high):
         fig.update_yaxes(range=[low - 0.02 * (high - low), high + 0.02 * (high - low)])
@@ -113,4 +113,4 @@ def saturation_figure(rows: list[BlockSaturation], height: int = 300) -> go.Figu
     fig.add_bar(x=_short_names(names), y=[100 * (r.high_share or 0.0) for r in rows], name="near the top (on)",
                 marker_color=PALETTE[1], customdata=names, hovertemplate="%{customdata}: %{y:.1f}%<extra></extra>")
     fig.update_yaxes(title_text="% of gates (images × channels)", range=[0, 100])
-    return fig
+    return _legend_under_title(fig, height)

@@ -103,7 +103,7 @@ def _spread_tab(profiles: ClassProfiles, classes: list[str], blocks: list[str], 
                     key="exc_quantiles")
     st.caption("The paper's Fig. 7 for this model: per channel, the median gate over the class's images (line) and "
                "its interquartile range (band), channels by median. A narrow band means the class gets the same "
-               "re-weighting in every image; the dashed line is the mean over all classes.")
+               "re-weighting in every image; grey dots: each channel's mean over all classes.")
     rows = saturation(profiles, gate_ranges)
     left, right = st.columns([3, 2], vertical_alignment="top")
     left.plotly_chart(saturation_figure(rows), key="exc_saturation")
