@@ -605,3 +605,15 @@ def test_the_resume_marker_on_the_step_loss_chart_says_what_it_is():
     records.insert(3, {"type": "resume", "step": 3, "epoch": 1})
     fig = step_loss_figure(curves_from_records(records))
     assert [a.text for a in fig.layout.annotations] == ["resumed at step 3"]
+
+
+def test_the_model_card_says_on_which_data_its_figures_were_measured():
+    from dashboard.card import data_statement
+
+    jpeg = data_statement({"dataset": "CIFAR-10 (JPEG q75 copy), 45,000 train / 5,000 val"})
+    assert "**CIFAR-10 (JPEG q75 copy)" in jpeg and "original CIFAR-10 test split" in jpeg and "unmeasured" in jpeg
+    other = data_statement({"config": {"data": "folder:/photos"}})
+    assert "folder:/photos" in other and "unmeasured" in other and "JPEG" not in other
+    assert "not recorded" in data_statement({})
+    assert "Imported from akamaster" in data_statement({"imported_from": "akamaster", "dataset": "CIFAR-10"})
+    assert "ImageNet" in data_statement({"external": True})

@@ -8,7 +8,7 @@ from senet import DataError, evaluate_checkpoint
 from senet.analysis.compare import se_stage_terms
 from senet.checkpoint import Checkpoint
 from senet.training.runs import read_status
-from dashboard.card import epoch_summary, has_test_split, loss_gap_note, pts, same_source
+from dashboard.card import data_statement, epoch_summary, has_test_split, loss_gap_note, pts, same_source
 from dashboard.curves import curves_from_history, format_duration
 from dashboard.figures import epoch_figure, lr_figure
 
@@ -134,7 +134,9 @@ def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
         else:
             st.session_state.setdefault("card_recomputed", {})[done_key] = done
             st.rerun()  # draw the figures in place of the button
-    st.caption(f"On {spec}: the checkpoint's own held-out val split"
+    held = ("the val split (not held out from an imported model: its source may have trained on every training "
+            "image)" if meta.get("imported_from") else "the checkpoint's own held-out val split")
+    st.caption(f"On {spec}: {held}"
                + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
 
 
@@ -158,6 +160,8 @@ if done is None:
         _recompute_button(spec, data_dir, done_key)
 else:
     _recomputed_metrics(done, spec, val)
+
+st.caption(data_statement(meta))
 
 cols = st.columns(4)
 cols[0].metric("Parameters", f"{info['params']:,}")
