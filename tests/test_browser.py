@@ -386,3 +386,28 @@ def test_attention_views_show_and_a_map_point_opens_its_image(server, page):
     page.get_by_text("Share of gates at the ends of their range").first.wait_for()
     no_exception(page, "excitation, spread and saturation")
     _shot(page, "excitation-attention-views")
+
+
+def test_the_train_page_shows_gates_forming_in_a_real_browser(server, page):
+    """A tiny run that recorded its probe gates, opened by path: the Gates forming panel, an epoch picked."""
+    from senet.training import make_config, train
+
+    url, tmp = server
+    data = tmp / "data"
+    run = tmp / "forming-run"
+    run.mkdir()
+    config = make_config("se_resnet20", "fast", data=f"folder:{data}", data_dir=str(tmp / "cache"), epochs=2,
+                         batch_size=8, val_size=15, probe_per_class=4)
+    train(config, run, progress=False)
+    _goto(page, f"{url}/train", "Train")
+    page.get_by_text("Open a run…").first.click()
+    box = page.get_by_test_id("stPopoverBody").get_by_test_id("stTextInputField")
+    box.fill(str(run))
+    box.press("Enter")
+    _settle(page)
+    page.get_by_test_id("stPopoverBody").get_by_role("button", name="Open", exact=True).click()
+    _settle(page)
+    page.get_by_text("Gates forming: 12 probe images, 2 epochs").first.click()
+    page.get_by_text("stage3.block3 after epoch 2: mean gate per class (probe images)").first.wait_for()
+    no_exception(page, "train, gates forming")
+    _shot(page, "train-gates-forming")
