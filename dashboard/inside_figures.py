@@ -18,7 +18,7 @@ def step_rows(steps: BlockSteps) -> list[tuple[str, np.ndarray, str]]:
     pool = {"avg": "mean", "max": "max"}.get(steps.squeeze, "mean")
     squeeze = (f"1. squeeze z = {pool} of u over H×W" if not steps.per_pixel
                else "1. no squeeze: the FCs see every pixel; shown: u's spatial mean")
-    sigma = {"sigmoid": "σ", "tanh": "tanh", "relu": "ReLU"}[steps.excitation]
+    sigma = {"sigmoid": "σ", "tanh": "tanh", "relu": "ReLU"}.get(steps.excitation, steps.excitation)
     scaled = "s·u" if steps.bias is None else "σ(w)·u + b"
     rows = [(squeeze, steps.z, PALETTE[0]),
             (f"2. bottleneck h = ReLU(W1·z): C/r = {len(steps.hidden)} numbers{mean}", steps.hidden, PALETTE[4]),

@@ -16,7 +16,7 @@ from torch import nn
 
 from senet import CheckpointError, excitations, gate_overrides, open_checkpoint, preprocess, se_blocks
 from senet.data import input_pixels
-from senet.models.gates import block_channels, block_gate_range, gate_module
+from senet.models.gates import block_channels, block_gate_range, block_reduction, gate_module
 
 SMALL_INPUT = (1, 3, 64, 64)  # the gates need no 224x224 input: keeps these tests fast
 
@@ -386,3 +386,19 @@ def test_sidebar_says_in_one_line_when_an_imagenet_models_weights_cannot_be_fetc
     assert len(errors) == 1, errors
     _one_line(Exception(errors[0]), "torchvision:mobilenet_v3_small", "could not be fetched", "Pretrained weights off")
     assert at.session_state["checkpoint"] == before, "the selection stays as it was"
+
+
+@pytest.mark.parametrize("name", ["torchvision:mobilenet_v3_small@random", "timm:legacy_seresnet18@random",
+                                  "timm:efficientnet_b0@random"])
+def test_one_library_block_step_by_step_reads_its_own_submodules(name):
+    from senet.analysis.inside import block_steps
+
+    ckpt = open_checkpoint(name)
+    x = torch.rand(*SMALL_INPUT)
+    last = list(se_blocks(ckpt.model))[-1]
+    steps = block_steps(ckpt.model, x, last)
+    assert not steps.recomputed and steps.per_pixel is False
+    np.testing.assert_allclose(steps.gate, excitations(ckpt.model, x)[last][0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(steps.z, steps.u.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    assert steps.check_error < 1e-4, "gate x u is the block's own output"
+    assert len(steps.hidden) == round(steps.channels / float(block_reduction(se_blocks(ckpt.model)[last])))

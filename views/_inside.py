@@ -19,7 +19,7 @@ RESPONDERS = 10  # images shown for the channel's strongest responses
 
 def _channel_sentence(steps: BlockSteps, c: int) -> str:
     """The paper's equations for channel ``c`` of this image, with its numbers."""
-    sigma = {"sigmoid": "σ", "tanh": "tanh", "relu": "ReLU"}[steps.excitation]
+    sigma = {"sigmoid": "σ", "tanh": "tanh", "relu": "ReLU"}.get(steps.excitation, steps.excitation)
     size = "×".join(map(str, steps.u.shape[1:]))
     mean = "mean" if steps.squeeze != "max" else "max"
     out_mean = float(steps.out[c].mean())
@@ -55,9 +55,11 @@ def _steps_tab(steps: BlockSteps, order: np.ndarray | None, channel: int) -> Non
     seed = " The seed's block also adds a learned bias b (row 4b)." if steps.bias is not None else ""
     pixel = (" This block computes its gate at every pixel, so rows 1–4 show spatial means and the gate of one "
              "channel differs from pixel to pixel (see the feature maps)." if steps.per_pixel else "")
+    how = ("is recomputed from the block's weights and agrees with the block's own output (largest difference "
+           f"{steps.check_error:.1g})" if steps.recomputed else "is read from this library block's own submodules "
+           "as it runs (its projections carry biases, and its squeeze is the mean)")
     st.caption(f"The paper's equations (Sec. 3) for this image, top to bottom: {steps.reduction_text}. Every row "
-               "is recomputed from the block's weights and agrees with the block's own output (largest difference "
-               f"{steps.check_error:.1g}). Channels in the same order in rows 1, 3, 4 and 5; red: channel "
+               f"{how}. Channels in the same order in rows 1, 3, 4 and 5; red: channel "
                f"{channel}.{seed}{pixel}")
 
 
@@ -88,7 +90,7 @@ def inside_section(model: torch.nn.Module, x: torch.Tensor, blocks: list[str], c
     try:
         steps = block_steps(model, x, block)
     except TypeError as exc:  # an attention layer of another library: its gates are shown above
-        st.caption(f"Step by step is available for this project's SE blocks only: {exc}.")
+        st.caption(f"Step by step is not available for this block: {exc}.")
         return
     most, least = ranked_channels(steps.gate, EXTREMES, strength=steps.z)
     channel = _follow(block, steps.channels, most[0])

@@ -29,6 +29,7 @@ from torch import nn
 from ..checkpoint import Checkpoint
 from ..data import TensorDataset
 from ..models import SEBlock, SeedSEBlock, se_blocks
+from ..models.gates import block_gate_range, gate_module
 from .profiles import HOOK_LOCK, single_thread
 from .runner import predict, run_over_split
 
@@ -60,6 +61,7 @@ class BlockSteps:
     bias: np.ndarray | None
     check_error: float
     w2: np.ndarray | None = None  # (C, C/r): FC2's weights, a = W2 h (the seed's: the gate half of its conv)
+    recomputed: bool = True  # False: another library's block, its steps read from its own submodules (hooks)
 
     @property
     def channels(self) -> int:
@@ -119,6 +121,36 @@ def _seed_steps(block: SeedSEBlock, u: torch.Tensor) -> dict[str, torch.Tensor]:
     return means
 
 
+def _external_steps(model: nn.Module, block: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Another library's channels-first SE module (torchvision's, timm's): its steps as its own submodules
+    compute them, read by hooks: the bottleneck is the input of its last projection, FC2's output that
+    projection's output, the gate its gate module's output."""
+    last = [m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+    if not isinstance(last, nn.Conv2d):
+        raise TypeError(f"cannot take a channels-last {type(block).__name__} apart step by step")
+    seen: dict[str, torch.Tensor] = {}
+    owner = threading.get_ident()
+
+    def keep(name: str, index: int | None = None):
+        def hook(_module, inputs, output=None):
+            if threading.get_ident() == owner:
+                seen[name] = (inputs[index] if index is not None else output).detach().float()
+        return hook
+
+    handles = [block.register_forward_hook(keep("u", 0)), block.register_forward_hook(keep("out")),
+               last.register_forward_pre_hook(keep("hidden", 0)), last.register_forward_hook(keep("pre_gate")),
+               gate_module(block).register_forward_hook(keep("gate"))]
+    try:
+        predict(model, image)
+    finally:
+        for h in handles:
+            h.remove()
+    u = seen["u"][0]
+    gate = seen["gate"][0].flatten()
+    return dict(u=u, z=u.mean(dim=(1, 2)), hidden=seen["hidden"][0].flatten(), pre_gate=seen["pre_gate"][0].flatten(),
+                gate=gate, out=u * gate[:, None, None], block_out=seen["out"][0])
+
+
 @torch.no_grad()
 def block_steps(model: nn.Module, image: torch.Tensor, block: str) -> BlockSteps:
     """Every step of SE block ``block`` for one normalised image (1, 3, H, W); see the module docstring.
@@ -130,8 +162,13 @@ def block_steps(model: nn.Module, image: torch.Tensor, block: str) -> BlockSteps
     if block not in blocks:
         raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(blocks) or 'none'}")
     module = blocks[block]
+    recomputed = isinstance(module, (SEBlock, SeedSEBlock))
     with HOOK_LOCK, single_thread():
-        u, out = _capture_block_io(model, module, image)
+        if recomputed:
+            u, out = _capture_block_io(model, module, image)
+        else:
+            steps = _external_steps(model, module, image)
+            u, out = steps.pop("u"), steps.pop("block_out")
     if isinstance(module, SEBlock):
         steps = _paper_steps(module, u)
         squeeze, excitation, per_pixel = module.squeeze, module.excitation, module.squeeze == "none"
@@ -139,13 +176,13 @@ def block_steps(model: nn.Module, image: torch.Tensor, block: str) -> BlockSteps
         steps = _seed_steps(module, u)
         squeeze, excitation, per_pixel = ("avg" if module.squeeze else "none"), "sigmoid", not module.squeeze
     else:
-        raise TypeError(f"{block}: cannot take a {type(module).__name__} apart step by step")
+        squeeze, excitation, per_pixel = "avg", type(gate_module(module)).__name__, False
     as_np = {k: v.detach().cpu().numpy() for k, v in steps.items()}
-    return BlockSteps(block=block, squeeze=squeeze, excitation=excitation, gate_range=tuple(module.gate_range),
+    return BlockSteps(block=block, squeeze=squeeze, excitation=excitation, gate_range=block_gate_range(module),
                       per_pixel=per_pixel, u=u.cpu().numpy(), z=as_np["z"], hidden=as_np["hidden"],
                       pre_gate=as_np["pre_gate"], gate=as_np["gate"], out=as_np["out"],
                       gate_map=as_np.get("gate_map"), bias=as_np.get("bias"), w2=as_np.get("w2"),
-                      check_error=float((steps["out"] - out).abs().max()))
+                      check_error=float((steps["out"] - out).abs().max()), recomputed=recomputed)
 
 
 def ranked_channels(gate: np.ndarray, k: int = 3, strength: np.ndarray | None = None) -> tuple[list[int], list[int]]:
