@@ -95,3 +95,15 @@ def real_data() -> Path:
             tar.extractall(cache, filter="data")
         done.write_text("ok")
     return root
+
+
+def call_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``senet`` in this process: (exit code, stdout, stderr)."""
+    from senet.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

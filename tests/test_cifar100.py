@@ -18,7 +18,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
-from senet.cli import main
+from conftest import call_cli
 from senet.data import DataError, load_split
 
 # CIFAR-100's 100 fine classes in the order of its archive's meta file (torchvision's class order)
@@ -117,13 +117,7 @@ def one_line(message: str) -> str:
     return message
 
 
-def call(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+call = call_cli  # run senet in this process: (exit code, stdout, stderr)
 
 
 # --------------------------------------------------------------------------- loading

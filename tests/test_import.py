@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 import senet
-from senet.cli import main
+from conftest import call_cli
 from senet.interop import StateDictError, import_checkpoint, import_state_dict
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -255,13 +255,7 @@ def test_an_imported_se_checkpoint_opens_with_its_gates(tmp_path: Path) -> None:
     assert list(blocks)[:2] == ["stage1.block1", "stage1.block2"] and len(blocks) == 9
 
 
-def call(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+call = call_cli  # run senet in this process: (exit code, stdout, stderr)
 
 
 def test_the_cli_imports_and_the_result_works_with_info_and_excite(tmp_path: Path, capsys) -> None:
