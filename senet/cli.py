@@ -474,6 +474,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0 if all(s == "finished" for s in states.values()) else 1
 
 
+
+def _count(n: int | None) -> str:
+    """A count with thousands separators, or a dash when no run has measured it yet."""
+    return f"{n:,}" if n else "–"
+
 def _study_table(summary: dict) -> str:
     def cell(iv: dict | None) -> str:
         if not iv:
@@ -486,7 +491,7 @@ def _study_table(summary: dict) -> str:
              f"[{summary['interval']}]"]
     for v in summary["variants"]:
         lines.append(f"  {v['variant']:<32} seeds {len(v['seeds'])}  acc {cell(v['val_acc'])}  "
-                     f"TTA {cell(v['val_acc_tta'])}  params {v['params'] or 0:,}  MACs {v['macs'] or 0:,}")
+                     f"TTA {cell(v['val_acc_tta'])}  params {_count(v['params'])}  MACs {_count(v['macs'])}")
     for p in summary["pairs"]:
         interval = (f"[{100 * p['low']:+.2f}, {100 * p['high']:+.2f}]" if p["low"] == p["low"] else "(one seed)")
         lines.append(f"  {p['a']} - {p['b']} ({p['metric']}, {p['seeds']} seeds): {100 * p['mean']:+.2f} pts "
