@@ -5,11 +5,13 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_folder_dataset
+from conftest import ROOT, make_folder_dataset
 from senet.cli import main
 from senet.training import train
 from senet.training.study import StudyError, parse_variant, pooled_disagreement, run_study, summarize, t_interval
@@ -58,6 +60,13 @@ def test_a_study_stops_resumes_without_redoing_finished_runs_and_summarises(tmp_
     assert (pair["a"], pair["b"], pair["seeds"]) == ("se_resnet20", "resnet20", 2)
     pooled = pooled_disagreement(study, "se_resnet20", "resnet20")
     assert pooled.n == 2 * 9 and pooled.only_a + pooled.only_b + pooled.both_right + pooled.both_wrong == 18
+
+    # STUDIES.md's table (tools/study_table.py): the difference is the variant minus the reference, in points
+    table = subprocess.run([sys.executable, str(ROOT / "tools" / "study_table.py"), str(study), "--reference",
+                            "resnet20"], capture_output=True, text=True, check=True).stdout
+    row = next(line for line in table.splitlines() if line.startswith("| `se_resnet20` |"))
+    assert f"{100 * pair['mean']:+.2f} pts [" in row and "(2 seeds)" in row
+    assert f"{100 * rows['se_resnet20']['val_acc']['mean']:.2f}% [" in row
 
 
 def test_a_study_directory_holds_one_plan(tmp_path: Path) -> None:

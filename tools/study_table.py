@@ -1,0 +1,61 @@
+"""Print a study's summary as the Markdown table STUDIES.md shows: per variant the mean validation accuracy
+with its 95% interval over seeds (with and without TTA), and the seed-paired difference to a reference variant.
+
+    python tools/study_table.py STUDY_DIR [--reference se_resnet20]
+
+The figures come from ``senet.training.study.summarize`` (the same as ``senet study --summary DIR --json``);
+nothing is computed here but the layout and the sign of each difference (variant minus reference).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from senet.training.study import summarize  # noqa: E402
+
+
+def _interval(cell: dict | None) -> str:
+    if not cell or cell.get("mean") is None:
+        return "–"
+    if cell.get("low") is None:
+        return f"{100 * cell['mean']:.2f}% (one seed)"
+    return f"{100 * cell['mean']:.2f}% [{100 * cell['low']:.2f}, {100 * cell['high']:.2f}]"
+
+
+def _difference(pairs: list[dict], variant: str, reference: str, metric: str) -> str:
+    for p in pairs:
+        if p["metric"] != metric or {p["a"], p["b"]} != {variant, reference}:
+            continue
+        sign = 1 if p["a"] == variant else -1  # variant minus reference
+        mean = sign * p["mean"]
+        if p.get("low") is None:
+            return f"{100 * mean:+.2f} pts (one seed)"
+        low, high = sorted((sign * p["low"], sign * p["high"]))
+        return f"{100 * mean:+.2f} pts [{100 * low:+.2f}, {100 * high:+.2f}] ({p['seeds']} seeds)"
+    return "–"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("study_dir")
+    ap.add_argument("--reference", help="the variant differences are taken against (default: the first)")
+    args = ap.parse_args()
+    summary = summarize(args.study_dir)
+    variants = summary["variants"]
+    reference = args.reference or variants[0]["variant"]
+    print(f"| variant | seeds | val acc [95% interval] | with TTA | − {reference} | − {reference}, TTA |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for v in variants:
+        name = v["variant"]
+        same = name == reference
+        print(f"| `{name}` | {len(v['seeds'])} | {_interval(v['val_acc'])} | {_interval(v['val_acc_tta'])} | "
+              f"{'(reference)' if same else _difference(summary['pairs'], name, reference, 'val_acc')} | "
+              f"{'' if same else _difference(summary['pairs'], name, reference, 'val_acc_tta')} |")
+    print(f"\nIntervals: {summary['interval']}.")
+
+
+if __name__ == "__main__":
+    main()
