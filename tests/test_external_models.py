@@ -324,7 +324,8 @@ def test_cli_evaluate_refuses_data_an_imagenet_model_cannot_be_judged_on_in_one_
 
 
 # --------------------------------------------------------------------------- dashboard
-def test_excitation_page_shows_an_uploaded_photos_imagenet_top5_and_every_blocks_gates(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["torchvision:mobilenet_v3_small", "timm:legacy_seresnet18"])
+def test_excitation_page_shows_an_uploaded_photos_imagenet_top5_and_every_blocks_gates(tmp_path, monkeypatch, name):
     import json
 
     from streamlit.testing.v1 import AppTest
@@ -336,11 +337,11 @@ def test_excitation_page_shows_an_uploaded_photos_imagenet_top5_and_every_blocks
     monkeypatch.setenv("SENET_DATA", "sample")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()
-    at.sidebar.selectbox(key="imagenet_name").set_value("torchvision:mobilenet_v3_small")
+    at.sidebar.selectbox(key="imagenet_name").set_value(name)
     at.sidebar.toggle(key="imagenet_pretrained").set_value(False)
     at.sidebar.button(key="imagenet_open").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.sidebar.selectbox(key="checkpoint").value == "torchvision:mobilenet_v3_small@random"
+    assert at.sidebar.selectbox(key="checkpoint").value == f"{name}@random"
     assert any("random initialisation" in str(c.value) for c in at.sidebar.caption), "random weights said plainly"
     at.switch_page("views/excitation.py").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -353,15 +354,15 @@ def test_excitation_page_shows_an_uploaded_photos_imagenet_top5_and_every_blocks
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert "Gates of this image" in [s.value for s in at.subheader]
-    from torchvision.models import get_model_weights
-
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    categories = set(get_model_weights("mobilenet_v3_small").DEFAULT.meta["categories"])
+    ckpt = open_checkpoint(f"{name}@random")
+    categories = set(ckpt.classes)
     labels = [t["y"] for s in specs for t in s["data"] if t.get("orientation") == "h" and isinstance(t.get("y"), list)]
     assert any(len(y) == 5 and set(y) <= categories for y in labels), f"a top-5 of ImageNet names: {labels}"
-    blocks = list(se_blocks(open_checkpoint("torchvision:mobilenet_v3_small@random").model))
+    blocks = list(se_blocks(ckpt.model))
     panels = [[t["name"] for t in s["data"] if t.get("type") == "bar" and t.get("name")] for s in specs]
     assert blocks in panels, f"one gate panel per SE block, named by path: {panels}"
+    assert any(str(m.value).startswith("**Channel ") for m in at.markdown), "the library block, step by step"
 
 
 def test_sidebar_says_in_one_line_when_an_imagenet_models_weights_cannot_be_fetched(tmp_path, monkeypatch):
@@ -379,7 +380,7 @@ def test_sidebar_says_in_one_line_when_an_imagenet_models_weights_cannot_be_fetc
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()
     before = at.session_state["checkpoint"]
-    at.sidebar.selectbox(key="imagenet_name").set_value("torchvision:mobilenet_v3_small")
+    at.sidebar.selectbox(key="imagenet_name").set_value(name)
     at.sidebar.button(key="imagenet_open").click().run()  # pretrained weights: the default
     assert not at.exception, [e.value for e in at.exception]
     errors = [str(e.value) for e in at.sidebar.error]
