@@ -460,6 +460,9 @@ def test_demo_builds_no_imagenet_model_unless_listed(demo_env, monkeypatch):
 
     monkeypatch.setattr(ui, "_load_checkpoint", load)
     at = open_app("views/home.py")
+    assert "imagenet_name" not in [w.key for w in at.sidebar.selectbox], "no ImageNet model served: none offered"
+    monkeypatch.setenv("SENET_DEMO_MODELS", "timm:seresnet50")  # one served: the picker is there, others refused
+    at = open_app("views/home.py")
     before = at.sidebar.selectbox(key="checkpoint").value
     at.sidebar.selectbox(key="imagenet_name").set_value("torchvision:mobilenet_v3_small")
     at.sidebar.button(key="imagenet_open").click().run()

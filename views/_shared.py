@@ -434,8 +434,9 @@ def sidebar() -> None:
             open_error = st.session_state.pop("open_checkpoint_error", None)
             if open_error:  # in the popover, which stays open after the click
                 st.error(open_error, icon=":material/error:")
-        from views._imagenet import imagenet_picker
-        imagenet_picker()
+        if not demo_on() or demo().models:  # a public demo that serves no ImageNet model does not offer one
+            from views._imagenet import imagenet_picker
+            imagenet_picker()
 
         st.divider()
         if "data_spec" not in st.session_state:
