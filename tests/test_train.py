@@ -383,7 +383,7 @@ def test_lookahead_moves_a_slow_copy_every_five_steps_and_ends_on_it() -> None:
         with torch.no_grad():
             model.weight.add_(1.0)  # an "optimiser step"
         la.after_step(model, step, total)
-        w = float(model.weight[0, 0])
+        w = float(model.weight[0, 0].detach())
         if step == total:
             assert w == pytest.approx(slow), "the last step ends on the slow weights"
         elif step % 5 == 0:
