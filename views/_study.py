@@ -70,10 +70,9 @@ def study_view() -> None:
     st.caption(f"{summary['interval']}. Accuracy: each run's best epoch on its validation split, recorded in "
                "training. A variant's seeds share data, split and recipe; only the seed differs.")
     st.dataframe([{"variant": v["variant"], "seeds done": len(v["seeds"]), "val acc, mean [95% CI]": _interval(
-        v["val_acc"]), "with TTA": _interval(v["val_acc_tta"]), "params": v["params"], "MACs / image": v["macs"]}
-        for v in summary["variants"]], hide_index=True, width="stretch", column_config={
-            "params": st.column_config.NumberColumn(format="localized"),
-            "MACs / image": st.column_config.NumberColumn(format="compact")})
+        v["val_acc"]), "with TTA": _interval(v["val_acc_tta"]), "params": f"{v['params']:,}" if v["params"] else "–",
+        "MACs / image": ui.human(v["macs"]) if v["macs"] else "–"}
+        for v in summary["variants"]], hide_index=True, width="stretch")
     runs = {row["variant"]: {int(seed): r["val_acc"] for seed, r in row["per_seed"].items() if r["val_acc"] is not None}
             for row in summary["variants"]}
     curves = {}
