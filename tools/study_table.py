@@ -30,7 +30,7 @@ def _difference(pairs: list[dict], variant: str, reference: str, metric: str) ->
         if p["metric"] != metric or {p["a"], p["b"]} != {variant, reference}:
             continue
         sign = 1 if p["a"] == variant else -1  # variant minus reference
-        mean = sign * p["mean"]
+        mean = round(100 * sign * p["mean"], 2) / 100 + 0.0  # no "-0.00"
         if p.get("low") is None:
             return f"{100 * mean:+.2f} pts (one seed)"
         low, high = sorted((sign * p["low"], sign * p["high"]))
