@@ -380,7 +380,7 @@ def test_sidebar_says_in_one_line_when_an_imagenet_models_weights_cannot_be_fetc
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()
     before = at.session_state["checkpoint"]
-    at.sidebar.selectbox(key="imagenet_name").set_value(name)
+    at.sidebar.selectbox(key="imagenet_name").set_value("torchvision:mobilenet_v3_small")
     at.sidebar.button(key="imagenet_open").click().run()  # pretrained weights: the default
     assert not at.exception, [e.value for e in at.exception]
     errors = [str(e.value) for e in at.sidebar.error]
