@@ -2,7 +2,8 @@
 
 :func:`epoch_summary` tells the best epoch from the number trained; :func:`loss_gap_note` explains, from
 the recorded recipe, why the validation loss sits below the training loss; :func:`recorded_accuracy` is the
-accuracy the trainer recorded for a split (only the checkpoint's own validation split has one), and
+accuracy the trainer recorded for a split (only the split the checkpoint scored itself on has one: its validation
+split, or the test split for a run trained on every training image), and
 :func:`has_test_split` says whether a data source has test images to recompute on.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 
 from senet.data import CIFAR_SOURCES, DataError, parse_spec
+from senet.recorded import recorded, scored_split, split_words
 
 __all__ = ["pts", "data_statement", "epoch_summary", "smoothed_loss_floor", "loss_gap_note", "recorded_accuracy", "same_source",
            "has_test_split"]
@@ -23,14 +25,15 @@ def pts(new: float, old: float) -> str:
 
 
 def epoch_summary(meta: dict, status: dict | None = None) -> dict | None:
-    """The best validation epoch apart from the number of epochs trained; None without a history.
+    """The best validation epoch apart from the number of epochs trained; None without a history, and None for a
+    run scored on the test split (trained on every image: nothing is selected on test, these are its last weights).
 
     ``meta``: the checkpoint's metadata; ``status``: its run's ``status.json`` when it sits in a run directory.
     Returns ``best`` (epoch), ``best_val_acc``, ``epoch`` (of these weights), ``trained`` (int or None when
     unknown), ``planned`` (the configured number or None), ``value`` (e.g. "79 of 80") and ``help`` (a sentence).
     """
     rows = [r for r in meta.get("history") or [] if r.get("val_acc") is not None]
-    if not rows:
+    if not rows or scored_split(meta) == "test":
         return None
     best = max(rows, key=lambda r: r["val_acc"])  # the first of equal bests, as the trainer keeps it
     best_epoch = int(best.get("epoch", rows.index(best) + 1))
@@ -84,8 +87,9 @@ def loss_gap_note(config: dict, history: list[dict], classes: int) -> str | None
     if not config:
         return None
     last = history[-1] if history else {}
-    below = last.get("val_loss") is not None and last.get("train_loss") is not None \
-        and last["val_loss"] < last["train_loss"]
+    held_out = split_words(scored_split(last))
+    below = recorded(last, "loss") is not None and last.get("train_loss") is not None \
+        and recorded(last, "loss") < last["train_loss"]
     eps = float(config.get("label_smoothing") or 0)
     augment = _augmentations(config)
     train = ["the training loss is averaged over each epoch while the weights change"]
@@ -95,18 +99,18 @@ def loss_gap_note(config: dict, history: list[dict], classes: int) -> str | None
     train.append("is computed on augmented images (" + ", ".join(augment) + ")" if augment
                  else "is computed in training mode")
     sentence = ", ".join(train[:-1]) + (", and " if len(train) > 1 else "") + train[-1]
-    lead = "Why the validation loss sits below the training loss: " if below else "Why the two losses differ: "
-    return (lead + sentence + "; the validation loss is computed after the epoch on clean images"
+    lead = (f"Why the {held_out} loss sits below the training loss: " if below else "Why the two losses differ: ")
+    return (lead + sentence + f"; the {held_out} loss is computed after the epoch on clean images"
             + (", without smoothing." if eps > 0 else "."))
 
 
 def same_source(meta: dict, spec: str) -> bool | None:
     """Whether ``spec`` is the data source the checkpoint was trained on (None when it records none)."""
-    recorded = meta.get("data_spec") or (meta.get("config") or {}).get("data")
-    if not recorded:
+    trained_on = meta.get("data_spec") or (meta.get("config") or {}).get("data")
+    if not trained_on:
         return None
     try:
-        (k1, p1), (k2, p2) = parse_spec(recorded), parse_spec(spec)
+        (k1, p1), (k2, p2) = parse_spec(trained_on), parse_spec(spec)
     except DataError:
         return False
     if k1 != k2:
@@ -115,14 +119,15 @@ def same_source(meta: dict, spec: str) -> bool | None:
 
 
 def recorded_accuracy(meta: dict, split: str, tta: bool, spec: str) -> float | None:
-    """The accuracy recorded in training for this split (with or without flip TTA) on this data source.
+    """The accuracy recorded in training for this split (with or without TTA) on this data source.
 
-    The trainer records only its own validation split (``val_acc``, ``val_acc_tta``), so any other split, or a
-    data source other than the recorded one, has none.
+    The trainer records only the split it scores itself on (its validation split, ``val_acc``; or, for a run
+    trained on every training image, the test split, ``test_acc``), so any other split, or a data source other
+    than the recorded one, has none.
     """
-    if split != "val" or same_source(meta, spec) is False:
+    if split != scored_split(meta) or same_source(meta, spec) is False:
         return None
-    value = meta.get("val_acc_tta" if tta else "val_acc")
+    value = recorded(meta, "acc_tta" if tta else "acc")
     return None if value is None else float(value)
 
 
@@ -154,7 +159,11 @@ def data_statement(meta: dict) -> str:
                 "data; this project measured nothing on it unless recomputed here.")
     if not dataset:
         return "The data these figures were measured on is not recorded in this checkpoint."
-    line = f"Recorded figures are on held-out images of **{dataset}**, the data it was trained on"
+    if scored_split(meta) == "test":
+        line = (f"Recorded figures are on the **test split** of **{dataset}**: the model trained on every training "
+                "image (no validation holdout), and nothing was selected on the test split (the last epoch is kept)")
+    else:
+        line = f"Recorded figures are on held-out images of **{dataset}**, the data it was trained on"
     if "jpeg" in dataset.lower():
         return f"{line}. {JPEG_SHIFT_NOTE}."
     return f"{line}; on other data they are unmeasured."

@@ -57,6 +57,8 @@ class Curves:
     train_acc: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)  # a run trained on every image scores itself on test
+    test_acc: list[float] = field(default_factory=list)
     epoch_lr: list[float] = field(default_factory=list)
     elapsed_s: list[float] = field(default_factory=list)
     resumes: list[int] = field(default_factory=list)  # steps at which the run was resumed
@@ -64,6 +66,15 @@ class Curves:
     @property
     def points(self) -> int:
         return len(self.step) + len(self.epoch)
+
+    @property
+    def scored_on(self) -> str:
+        """The split the run scored its epochs on: ``test`` for a run trained on every image, else ``val``."""
+        return "test" if any(math.isfinite(v) for v in self.test_acc + self.test_loss) else "val"
+
+    def scored(self, what: str) -> list[float]:
+        """The per-epoch ``acc`` or ``loss`` on the scored split."""
+        return getattr(self, f"{self.scored_on}_{what}")
 
 
 def _num(value: object) -> float:
@@ -90,7 +101,7 @@ def curves_from_records(records: list[dict]) -> Curves:
 
 def _add_epoch(c: Curves, row: dict) -> None:
     c.epoch.append(int(row.get("epoch", len(c.epoch) + 1)))
-    for name in ("train_loss", "train_acc", "val_loss", "val_acc", "elapsed_s"):
+    for name in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "elapsed_s"):
         getattr(c, name).append(_num(row.get(name)))
     c.epoch_lr.append(_num(row.get("lr")))
 

@@ -24,6 +24,7 @@ __all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_fig
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#FF9DA6",
            "#9D755D", "#BAB0AC"]
 TRAIN, VAL, RAW, ACCENT = "#4C78A8", "#F58518", "rgba(76,120,168,0.25)", "#E45756"
+TEST = "#B279A2"
 MANY_CLASSES = 30  # above this (CIFAR-100's 100), figures with a row or bar per class change their layout
 
 
@@ -94,12 +95,13 @@ def step_loss_figure(c: Curves, weight: float = 0.6, height: int = 300, last_ste
 
 
 def epoch_figure(c: Curves, metric: str, height: int = 300, log_y: bool = False) -> go.Figure:
-    """Train and validation ``metric`` ('loss' or 'acc') per epoch; ``log_y`` puts a loss on a log axis."""
+    """Train and validation (or test, for a run trained on every image) ``metric`` ('loss' or 'acc') per epoch;
+    ``log_y`` puts a loss on a log axis."""
     label = "accuracy" if metric == "acc" else "loss"
     fig = line_figure(f"{label.capitalize()} per epoch", "epoch", label, height)
     fmt = "%{y:.2%}" if metric == "acc" else "%{y:.4f}"
     drawn = False
-    for split, color in (("train", TRAIN), ("val", VAL)):
+    for split, color in (("train", TRAIN), ("val", VAL), ("test", TEST)):
         ys = getattr(c, f"{split}_{metric}")
         if any(not math.isnan(v) for v in ys):
             drawn = True
@@ -642,7 +644,8 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
 def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_axis: str = "epoch",
                    log_y: bool = False) -> go.Figure:
     """One metric of several runs on one chart: ``val_acc``, ``val_loss``, ``train_loss``, ``train_acc``
-    (per epoch) or ``step_loss`` (per step).
+    (per epoch) or ``step_loss`` (per step). ``val_acc`` and ``val_loss`` draw each run on its scored split: a
+    run trained on every image (no validation holdout) is drawn from its test figures, and its legend says so.
 
     ``x_axis="time"`` plots an epoch metric against the training time recorded with each epoch, in hours
     (epochs without a recorded time are left out); ``log_y`` puts a loss on a log axis.
@@ -651,14 +654,19 @@ def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_
         raise ValueError(f"x_axis must be 'epoch' or 'time', got {x_axis!r}")
     per_step = metric == "step_loss"
     by_time = x_axis == "time" and not per_step
-    title = {"val_acc": "Validation accuracy", "val_loss": "Validation loss", "train_loss": "Training loss",
+    scored = metric in ("val_acc", "val_loss")
+    splits = {c.scored_on for c in series.values()} if scored else set()
+    held_out = ("Test" if splits == {"test"} else "Validation / test" if len(splits) > 1 else "Validation")
+    title = {"val_acc": f"{held_out} accuracy", "val_loss": f"{held_out} loss", "train_loss": "Training loss",
              "train_acc": "Training accuracy", "step_loss": "Training loss per step (smoothed)"}.get(metric, metric)
-    fig = line_figure(title, "step" if per_step else "training time (h)" if by_time else "epoch",
-                      metric.replace("_", " "), height)
+    y_title = f"{held_out.lower()} {metric.split('_')[1]}" if scored else metric.replace("_", " ")
+    fig = line_figure(title, "step" if per_step else "training time (h)" if by_time else "epoch", y_title, height)
     drawn = False
     for i, (name, c) in enumerate(series.items()):
         x = c.step if per_step else c.epoch
-        y = smooth(c.step_loss, 0.6) if per_step else getattr(c, metric)
+        y = smooth(c.step_loss, 0.6) if per_step else c.scored(metric.split("_")[1]) if scored else getattr(c, metric)
+        if scored and len(splits) > 1:
+            name = f"{name} ({c.scored_on})"
         if by_time:
             timed = [(t / 3600, v) for t, v in zip(c.elapsed_s, y) if math.isfinite(t)]
             x, y = [t for t, _ in timed], [v for _, v in timed]

@@ -5,15 +5,19 @@ import math
 
 import plotly.graph_objects as go
 
+from senet.recorded import split_words
+
 from .figures import PALETTE, _layout
 
 __all__ = ["study_points_figure", "paired_differences_figure"]
 
 
-def study_points_figure(summary: dict, per_seed: dict[str, dict[int, float]], metric: str = "val_acc",
+def study_points_figure(summary: dict, per_seed: dict[str, dict[int, float]], metric: str = "acc",
                         height: int = 320) -> go.Figure:
-    """Per variant: each seed's accuracy as a point, and the mean with its 95% interval as a bar beside them."""
-    label = "validation accuracy" + (" with TTA" if metric == "val_acc_tta" else "") + ", recorded in training"
+    """Per variant: each seed's accuracy (``acc`` or ``acc_tta`` on the runs' scored split) as a point, and the
+    mean with its 95% interval as a bar beside them."""
+    label = (f"{split_words(summary.get('scored_on', 'val'))} accuracy" + (" with TTA" if metric == "acc_tta" else "")
+             + ", recorded in training")
     fig = _layout(go.Figure(), f"Every seed ({label})", height, hovermode="closest")
     for i, row in enumerate(summary["variants"]):
         name, colour = row["variant"], PALETTE[i % len(PALETTE)]
@@ -38,7 +42,7 @@ def paired_differences_figure(summary: dict, height: int = 260) -> go.Figure:
     """Each pair's seed-paired difference A - B in percentage points, with its 95% t-interval and a zero line."""
     pairs = summary["pairs"]
     fig = _layout(go.Figure(), "Seed-paired differences (A - B)", max(height, 90 + 45 * len(pairs)), hovermode="closest")
-    labels = [f"{p['a']} − {p['b']}" + (" (TTA)" if p["metric"] == "val_acc_tta" else "") for p in pairs]
+    labels = [f"{p['a']} − {p['b']}" + (" (TTA)" if p["metric"] == "acc_tta" else "") for p in pairs]
     for label, p in zip(labels, pairs):
         has_interval = math.isfinite(p["low"])
         crosses = has_interval and p["low"] <= 0 <= p["high"]

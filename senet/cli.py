@@ -137,17 +137,16 @@ def _note_unscaled_lr(config) -> None:
 
 
 def _check_data(config) -> None:
-    """Load the training split once before anything is written (downloads cifar10 and fills the cache),
-    so that a dataset that cannot be used is reported as a usage error with nothing written."""
-    from .data import DataError, load_split
+    """Load the run's splits once before anything is written (downloads cifar10 and fills the cache), so that a
+    dataset that cannot be used (or has no test split for ``--val-size 0``) is a usage error with nothing written."""
+    from .data import DataError
+    from .training import ConfigError
+    from .training.loop import load_training_data
 
     try:
-        train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
-    except DataError as exc:
+        load_training_data(config)
+    except (DataError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
-    n = min(len(train_set), config.train_limit or len(train_set))
-    if config.batch_size > n:
-        raise UsageError(f"batch_size {config.batch_size} is larger than the {n} training images of {config.data}")
 
 
 def _run(config, run_dir: Path, resume: bool, progress: bool, callbacks: tuple = ()) -> int:
@@ -232,6 +231,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load_checkpoint, load_external_model
     from .models import create_model, list_models, model_info
     from .models.external import is_external
+    from .recorded import recorded, scored_split
 
     if args.list:
         print("\n".join(list_models()))
@@ -264,12 +264,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"SE parameters    {info['se_params']:,} in {info['se_blocks']} blocks "
           f"(seed's formula (2/r)*sum N_s*C_s^2 = {info['se_formula']:,.0f})")
     print(f"multiply-adds    {info['macs'] / 1e6:,.1f} M per image")
-    for key in ("recipe", "epochs", "val_acc", "val_acc_tta", "dataset", "hardware", "wall_time_s", "weights_dtype",
+    for key in ("recipe", "epochs", "scored_on", "val_acc", "val_acc_tta", "test_acc", "test_acc_tta", "dataset", "hardware", "wall_time_s", "weights_dtype",
                 "exported_from", "imported_from", "normalisation"):
         if meta.get(key) is not None:
             print(f"{key:<16} {meta[key]}")
-    if meta.get("val_acc_tta_source"):
-        print(f"{'':<16} (val_acc_tta {meta['val_acc_tta_source']})")
+    if recorded(meta, "acc_tta_source"):
+        print(f"{'':<16} ({scored_split(meta)}_acc_tta {recorded(meta, 'acc_tta_source')})")
     if meta.get("external"):
         print("\n".join(_external_lines(model, meta)))
     return 0
@@ -332,22 +332,25 @@ def cmd_excite(args: argparse.Namespace) -> int:
 
 
 def _tta_measurement(spec: str, data_dir: str) -> Callable[[Path, dict], dict]:
-    """For ``export --tta-data``: measure the flip-TTA accuracy on the checkpoint's own validation split of
-    ``spec``, when the trainer recorded none."""
+    """For ``export --tta-data``: measure the flip-TTA accuracy on the checkpoint's own scored split of ``spec``
+    (its validation split, or the test split for a run trained on every training image), when the trainer
+    recorded none."""
     def measure(path: Path, meta: dict) -> dict:
         import tempfile
 
         import torch
 
         from .analysis.evaluate import evaluate_checkpoint
+        from .recorded import recorded, scored_split
         from .training.distributed import hardware
 
-        if meta.get("val_acc_tta") is not None:
+        split = scored_split(meta)
+        if recorded(meta, "acc_tta") is not None:
             return {}
         with tempfile.TemporaryDirectory() as cache:
-            acc = evaluate_checkpoint(path, spec, "val", data_dir, tta=True, cache_dir=cache).accuracy
-        return {"val_acc_tta": acc,
-                "val_acc_tta_source": f"measured after training, on the exported {meta.get('weights_dtype')} weights, "
+            acc = evaluate_checkpoint(path, spec, split, data_dir, tta=True, cache_dir=cache).accuracy
+        return {f"{split}_acc_tta": acc,
+                f"{split}_acc_tta_source": f"measured after training, on the exported {meta.get('weights_dtype')} weights, "
                                       f"by `python -m senet export --tta-data` ({hardware(torch.device('cpu'), 1)})"}
     return measure
 
@@ -355,6 +358,7 @@ def _tta_measurement(spec: str, data_dir: str) -> Callable[[Path, dict], dict]:
 def cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, export_checkpoint
     from .data import DataError
+    from .recorded import split_words
 
     measure = _tta_measurement(args.tta_data, args.data_dir) if args.tta_data else None
     try:
@@ -365,8 +369,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.out}: {exc.strerror or exc}") from None
     print(f"{args.out}: {summary['bytes'] / 2**20:.1f} MiB ({summary['source_bytes'] / 2**20:.1f} MiB before), "
           f"weights {summary['weights_dtype']}, largest rounding error {summary['max_abs_error']:.2e}")
-    if "val_acc_tta" in summary["added"]:
-        print(f"{args.out}: flip-TTA accuracy on its validation split {summary['added']['val_acc_tta']:.4f} "
+    added = {k: v for k, v in summary["added"].items() if k.endswith("_acc_tta")}
+    if added:
+        (key, acc), = added.items()
+        print(f"{args.out}: flip-TTA accuracy on its {split_words(key.split('_')[0])} split {acc:.4f} "
               "(measured now: the trainer recorded none)")
     elif args.tta_data:
         print(f"{args.out}: keeps the trainer's flip-TTA accuracy; --tta-data was not needed")
@@ -487,14 +493,17 @@ def _study_table(summary: dict) -> str:
             return f"{100 * iv['mean']:.2f}% (one seed)"
         return f"{100 * iv['mean']:.2f}% [{100 * iv['low']:.2f}, {100 * iv['high']:.2f}]"
 
-    lines = [f"study {summary['study']}: validation accuracy recorded in training, mean over seeds "
+    from .recorded import split_words
+
+    split = summary.get("scored_on", "val")
+    lines = [f"study {summary['study']}: {split_words(split)} accuracy recorded in training, mean over seeds "
              f"[{summary['interval']}]"]
     for v in summary["variants"]:
-        lines.append(f"  {v['variant']:<32} seeds {len(v['seeds'])}  acc {cell(v['val_acc'])}  "
-                     f"TTA {cell(v['val_acc_tta'])}  params {_count(v['params'])}  MACs {_count(v['macs'])}")
+        lines.append(f"  {v['variant']:<32} seeds {len(v['seeds'])}  acc {cell(v['acc'])}  "
+                     f"TTA {cell(v['acc_tta'])}  params {_count(v['params'])}  MACs {_count(v['macs'])}")
     for p in summary["pairs"]:
         interval = (f"[{100 * p['low']:+.2f}, {100 * p['high']:+.2f}]" if p["low"] == p["low"] else "(one seed)")
-        lines.append(f"  {p['a']} - {p['b']} ({p['metric']}, {p['seeds']} seeds): {100 * p['mean']:+.2f} pts "
+        lines.append(f"  {p['a']} - {p['b']} ({split}_{p['metric']}, {p['seeds']} seeds): {100 * p['mean']:+.2f} pts "
                      f"{interval}")
     for p in summary.get("pooled", []):
         lines.append(f"  pooled over seeds, {p['a']} vs {p['b']}: {p['n']:,} image-runs, only {p['a']} right "

@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import make_folder_dataset
 from senet.data import (Augment, DataError, TensorDataset, augment_batch, cutout_masks, eval_batches, limit_split,
-                        load_split, parse_spec, stratified_split, train_batches)
+                        load_split, parse_spec, parse_val_size, stratified_split, train_batches)
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -192,11 +192,20 @@ def test_bad_folders_give_one_line_data_errors(tmp_path: Path, build, expected: 
     assert expected in str(err.value) and "\n" not in str(err.value), f"expected one line with {expected!r}: {err.value}"
 
 
-@pytest.mark.parametrize("val_size", [0, -5, 1.5, 60, 100, float("nan")])
+@pytest.mark.parametrize("val_size", [-5, 1.5, 60, 100, float("nan")])
 def test_impossible_validation_sizes_are_refused(tmp_path: Path, val_size) -> None:
     root = make_folder_dataset(tmp_path / "ds", per_class=20)
     with pytest.raises(DataError, match="val_size"):
         load_split(f"folder:{root}", "val", data_dir=tmp_path, val_size=val_size)
+
+
+def test_val_size_zero_trains_on_every_image_and_has_no_val_split(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "ds", per_class=20)
+    train = load_split(f"folder:{root}", "train", data_dir=tmp_path, val_size=0)
+    assert len(train) == 60 and train.indices.tolist() == list(range(60))
+    with pytest.raises(DataError, match="val_size 0 holds out no validation images .*use the test split"):
+        load_split(f"folder:{root}", "val", data_dir=tmp_path, val_size=0)
+    assert parse_val_size("0") == 0
 
 
 # --------------------------------------------------------------------------- splits

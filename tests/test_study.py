@@ -55,8 +55,8 @@ def test_a_study_stops_resumes_without_redoing_finished_runs_and_summarises(tmp_
     assert rows["se_resnet20"]["seeds"] == [0, 1] and rows["se_resnet20"]["params"] > rows["resnet20"]["params"]
     accs = [json.loads((study / "runs" / f"se_resnet20-seed{s}" / "status.json").read_text())["best_val_acc"]
             for s in (0, 1)]
-    assert rows["se_resnet20"]["val_acc"]["mean"] == pytest.approx(sum(accs) / 2)
-    pair = next(p for p in summary["pairs"] if p["metric"] == "val_acc")
+    assert rows["se_resnet20"]["acc"]["mean"] == pytest.approx(sum(accs) / 2)
+    pair = next(p for p in summary["pairs"] if p["metric"] == "acc")
     assert (pair["a"], pair["b"], pair["seeds"]) == ("se_resnet20", "resnet20", 2)
     pooled = pooled_disagreement(study, "se_resnet20", "resnet20")
     assert pooled.n == 2 * 9 and pooled.only_a + pooled.only_b + pooled.both_right + pooled.both_wrong == 18
@@ -66,7 +66,7 @@ def test_a_study_stops_resumes_without_redoing_finished_runs_and_summarises(tmp_
                             "resnet20"], capture_output=True, text=True, check=True).stdout
     row = next(line for line in table.splitlines() if line.startswith("| `se_resnet20` |"))
     assert f"{100 * pair['mean']:+.2f} pts [" in row and "(2 seeds)" in row
-    assert f"{100 * rows['se_resnet20']['val_acc']['mean']:.2f}% [" in row
+    assert f"{100 * rows['se_resnet20']['acc']['mean']:.2f}% [" in row
 
 
 def test_a_study_directory_holds_one_plan(tmp_path: Path) -> None:

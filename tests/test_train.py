@@ -474,3 +474,41 @@ def test_every_epoch_records_the_probe_images_gates_and_the_reader_returns_them_
     plain = tiny_config(data, tmp_path, model="resnet20", epochs=1, val_size=16)
     run(plain, tmp_path / "plain")
     assert not (tmp_path / "plain" / "gates").exists(), "a model without SE records no gates"
+
+
+def test_val_size_zero_trains_on_every_image_scores_on_test_and_selects_nothing(tmp_path: Path) -> None:
+    """"Train on everything": no holdout, every training image trained on, each epoch scored on the test split
+    under test_* keys (no val_* figure anywhere), best.pt the last epoch, and the figures equal `senet evaluate`."""
+    from senet import evaluate_checkpoint
+    from senet.data import DataError
+    from senet.recorded import recorded, scored_split
+
+    data = make_folder_dataset(tmp_path / "both", per_class=12, test_split=True)
+    config = tiny_config(data, tmp_path, model="se_resnet20", epochs=3, val_size=0, batch_size=6, lr=0.1)
+    status = run(config, tmp_path / "run")
+    assert status["state"] == "finished" and status["test_acc"] is not None and status.get("best_val_acc") is None
+    _, last = load_checkpoint(tmp_path / "run" / "last.pt")
+    _, best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert last["train_images"] == 36 and last["val_size"] == 0 and last["scored_on"] == "test"
+    assert best["epochs"] == last["epochs"] == 3, "nothing is selected on the test split: best.pt is the last epoch"
+    assert_same_weights(read_checkpoint(tmp_path / "run" / "best.pt")["state_dict"], weights(tmp_path / "run"))
+    assert all("test_acc" in row and "val_acc" not in row and "val_loss" not in row for row in last["history"])
+    assert "val_acc" not in last and scored_split(last) == "test"
+    epochs = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl")[0] if r["type"] == "epoch"]
+    assert [r["test_acc"] for r in epochs] == [r["test_acc"] for r in last["history"]]
+    spec = f"folder:{data}"
+    now = evaluate_checkpoint(tmp_path / "run" / "best.pt", spec, "test", tmp_path / "cache", cache_dir=tmp_path / "p")
+    assert now.n == 36 and recorded(best, "acc") == now.accuracy
+    tta = evaluate_checkpoint(tmp_path / "run" / "best.pt", spec, "test", tmp_path / "cache", tta=True,
+                              cache_dir=tmp_path / "p")
+    assert recorded(best, "acc_tta") == tta.accuracy
+    with pytest.raises(DataError, match="val_size 0 holds out no validation images"):
+        evaluate_checkpoint(tmp_path / "run" / "best.pt", spec, "val", tmp_path / "cache", cache_dir=tmp_path / "p")
+
+
+def test_val_size_zero_without_a_test_split_is_refused_before_training(tmp_path: Path) -> None:
+    from senet.data import DataError
+
+    data = make_folder_dataset(tmp_path / "train_only", per_class=6)
+    with pytest.raises(DataError, match="val_size 0 .* has no test split"):
+        run(tiny_config(data, tmp_path, val_size=0), tmp_path / "run")

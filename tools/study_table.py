@@ -1,4 +1,4 @@
-"""Print a study's summary as the Markdown table STUDIES.md shows: per variant the mean validation accuracy
+"""Print a study's summary as the Markdown table STUDIES.md shows: per variant the mean accuracy on the scored split
 with its 95% interval over seeds (with and without TTA), and the seed-paired difference to a reference variant.
 
     python tools/study_table.py STUDY_DIR [--reference se_resnet20]
@@ -46,14 +46,15 @@ def main() -> None:
     summary = summarize(args.study_dir)
     variants = summary["variants"]
     reference = args.reference or variants[0]["variant"]
-    print(f"| variant | seeds | val acc [95% interval] | with TTA | − {reference} | − {reference}, TTA |")
+    split = {"val": "val", "test": "test"}[summary.get("scored_on", "val")]
+    print(f"| variant | seeds | {split} acc [95% interval] | with TTA | − {reference} | − {reference}, TTA |")
     print("|---|---:|---:|---:|---:|---:|")
     for v in variants:
         name = v["variant"]
         same = name == reference
-        print(f"| `{name}` | {len(v['seeds'])} | {_interval(v['val_acc'])} | {_interval(v['val_acc_tta'])} | "
-              f"{'(reference)' if same else _difference(summary['pairs'], name, reference, 'val_acc')} | "
-              f"{'' if same else _difference(summary['pairs'], name, reference, 'val_acc_tta')} |")
+        print(f"| `{name}` | {len(v['seeds'])} | {_interval(v['acc'])} | {_interval(v['acc_tta'])} | "
+              f"{'(reference)' if same else _difference(summary['pairs'], name, reference, 'acc')} | "
+              f"{'' if same else _difference(summary['pairs'], name, reference, 'acc_tta')} |")
     print(f"\nIntervals: {summary['interval']}.")
 
 

@@ -67,13 +67,17 @@ def study_view() -> None:
     except StudyError as exc:
         st.error(str(exc))
         return
-    st.caption(f"{summary['interval']}. Accuracy: each run's best epoch on its validation split, recorded in "
-               "training. A variant's seeds share data, split and recipe; only the seed differs.")
-    st.dataframe([{"variant": v["variant"], "seeds done": len(v["seeds"]), "val acc, mean [95% CI]": _interval(
-        v["val_acc"]), "with TTA": _interval(v["val_acc_tta"]), "params": f"{v['params']:,}" if v["params"] else "–",
+    on_test = summary.get("scored_on") == "test"
+    st.caption(f"{summary['interval']}. Accuracy: "
+               + ("each run's last epoch on the test split (trained on every training image, nothing selected on "
+                  "test)" if on_test else "each run's best epoch on its validation split")
+               + ", recorded in training. A variant's seeds share data, split and recipe; only the seed differs.")
+    st.dataframe([{"variant": v["variant"], "seeds done": len(v["seeds"]),
+                   f"{'test' if on_test else 'val'} acc, mean [95% CI]": _interval(v["acc"]),
+                   "with TTA": _interval(v["acc_tta"]), "params": f"{v['params']:,}" if v["params"] else "–",
         "MACs / image": ui.human(v["macs"]) if v["macs"] else "–"}
         for v in summary["variants"]], hide_index=True, width="stretch")
-    runs = {row["variant"]: {int(seed): r["val_acc"] for seed, r in row["per_seed"].items() if r["val_acc"] is not None}
+    runs = {row["variant"]: {int(seed): r["acc"] for seed, r in row["per_seed"].items() if r["acc"] is not None}
             for row in summary["variants"]}
     curves = {}
     for run_dir in sorted(Path(study).glob("runs/*")):

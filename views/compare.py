@@ -9,6 +9,7 @@ from views._study import study_view
 from senet.checkpoint import Checkpoint
 from senet import CheckpointError, DataError, evaluate_checkpoint
 from dashboard.catalog import default_entry
+from senet.recorded import split_words
 from senet.analysis.compare import cpu_latency, interleaved_latency, model_row, paired_comparison
 from senet.analysis.evaluate import checkpoint_split_options
 from dashboard.curves import Curves, curves_from_history, curves_from_records
@@ -91,7 +92,9 @@ log_y = o2.toggle("Log-scale loss", key="compare_log")
 if x_axis == "training time":  # a time is only comparable on the same hardware: name it in the legend
     hardware = {r["name"]: r["meta"].get("hardware") for r in rows}
     series = {(f"{name} · {hardware[name]}" if hardware.get(name) else name): c for name, c in series.items()}
-tabs = st.tabs(["Validation accuracy", "Validation loss", "Training loss", "Loss per step"])
+scored = {r["scored_on"] for r in rows}  # each run's curves are on the split it scored itself on
+held_out = "Test" if scored == {"test"} else "Validation" if scored == {"val"} else "Validation / test"
+tabs = st.tabs([f"{held_out} accuracy", f"{held_out} loss", "Training loss", "Loss per step"])
 for tab, metric in zip(tabs, ("val_acc", "val_loss", "train_loss", "step_loss")):
     with tab:
         st.plotly_chart(overlay_figure(series, metric, height=380, x_axis="time" if x_axis == "training time"
@@ -104,10 +107,11 @@ measure = st.toggle("Measure CPU latency per image (batch 1)", key="compare_late
                     help="In the table: the median of 30 forward passes of each model on this machine's CPU. For a "
                          "pair: 7 rounds that time SE and plain in alternation (10 passes each), so that a change of "
                          "load hits both; the ratio's range over the rounds is the noise.")
-paired = st.toggle("Paired test on the validation split", key="compare_paired",
-                   help="Evaluate each SE checkpoint and its plain twin on the same validation images (cached on "
-                        "disk), count the images only one of them gets right, and test whether that split is more "
-                        "than chance (exact McNemar test).")
+paired = st.toggle("Paired test on the scored split", key="compare_paired",
+                   help="Evaluate each SE checkpoint and its plain twin on the same images of the split they scored "
+                        "themselves on in training (the validation split; the test split for models trained on "
+                        "every training image), cached on disk; count the images only one of them gets right, and "
+                        "test whether that split is more than chance (exact McNemar test).")
 paired_tta = paired and st.toggle("…with flip test-time augmentation", key="compare_paired_tta")
 splits_now = ("val", "test") if has_test_split(ui.data_spec(), ui.settings().data_dir) else ("val",)
 recompute = st.toggle(f"Recompute {' and '.join(splits_now)} accuracy now", key="compare_recompute",
@@ -141,20 +145,21 @@ def _over_budget(row: dict, split: str, tta: bool = False, data=None) -> str | N
 
 
 def _paired_test(se: dict, plain: dict, tta: bool) -> None:
-    """Both checkpoints on the same validation images: a McNemar test of their disagreements."""
+    """Both checkpoints on the same images of their scored split: a McNemar test of their disagreements."""
     if checkpoint_split_options(se["meta"]) != checkpoint_split_options(plain["meta"]):
         st.caption("No paired test: the two were trained with different validation splits.")
         return
-    data = ui.get_data("val", se["meta"], "The table and curves above do not need data.")
+    split = se["scored_on"]
+    data = ui.get_data(split, se["meta"], "The table and curves above do not need data.")
     if data is None:
         return
-    over = [why for why in (_over_budget(r, "val", tta, data) for r in (se, plain)) if why]
+    over = [why for why in (_over_budget(r, split, tta, data) for r in (se, plain)) if why]
     if over:
         st.error("No paired test: " + "; ".join(over), icon=":material/block:")
         return
     try:
-        with st.spinner(f"Evaluating both on {len(data):,} validation images…"):
-            a, b = (evaluate_checkpoint(r["path"], ui.data_spec(), "val", ui.settings().data_dir, tta=tta,
+        with st.spinner(f"Evaluating both on {len(data):,} {split_words(split)} images…"):
+            a, b = (evaluate_checkpoint(r["path"], ui.data_spec(), split, ui.settings().data_dir, tta=tta,
                                         loaded=Checkpoint.from_meta(*ui.load_entry(r["path"])), data=data) for r in (se, plain))
     except DataError as exc:
         st.error(f"Cannot evaluate: {exc}")
@@ -164,7 +169,7 @@ def _paired_test(se: dict, plain: dict, tta: bool) -> None:
     verdict = ("a difference chance alone would rarely give" if t.p_value < 0.05
                else "a difference within what chance alone gives")
     st.markdown(
-        f"On the same {t.n:,} validation images{' with flip TTA' if tta else ''}: both right {t.both_right:,}, "
+        f"On the same {t.n:,} {split_words(split)} images{' with flip TTA' if tta else ''}: both right {t.both_right:,}, "
         f"**only SE right {t.only_a:,}**, **only plain right {t.only_b:,}**, both wrong {t.both_wrong:,}. "
         f"SE − plain = {t.difference * 100:+.2f} pts (95% CI {low * 100:+.2f} to {high * 100:+.2f}); "
         f"McNemar p = {t.p_value:.3g}: {verdict}. Recomputed now on this machine (recorded figures above can "
@@ -175,8 +180,9 @@ table, refused = [], []
 for r in rows:
     table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–",
                   "r": str(r["r"]) if r["r"] is not None else "–",
-                  "val acc % (recorded)": None if r["val_acc"] is None else 100 * r["val_acc"],
-                  "flip TTA % (recorded)": None if r["val_acc_tta"] is None else 100 * r["val_acc_tta"],
+                  "recorded on": r["scored_on"],
+                  "acc % (recorded)": None if r["acc"] is None else 100 * r["acc"],
+                  "TTA % (recorded)": None if r["acc_tta"] is None else 100 * r["acc_tta"],
                   "params": r["params"],
                   "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"]})
     if measure:  # the column exists only when it has figures, instead of a column of "None"
@@ -191,11 +197,14 @@ for r in rows:
             acc = _accuracy_now(r["path"], r["mtime"], ui.data_spec(), split, str(ui.settings().data_dir))
             table[-1][f"{split} % (recomputed now)"] = None if acc is None else 100 * acc
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "val acc % (recorded)": st.column_config.NumberColumn(format="%.2f", help="Validation split, as recorded in "
-                                                          "training (each checkpoint's own held-out images)."),
-    "flip TTA % (recorded)": st.column_config.NumberColumn(format="%.2f", help="The same, with flip test-time "
-                                                           "augmentation (the mean of the image's and its mirror's "
-                                                           "probabilities)."),
+    "recorded on": st.column_config.TextColumn(help="The split the trainer scored the checkpoint on: val (its own "
+                                               "held-out images) or test (a model trained on every training "
+                                               "image; nothing selected on test)."),
+    "acc % (recorded)": st.column_config.NumberColumn(format="%.2f", help="Accuracy on that split, as recorded in "
+                                                      "training."),
+    "TTA % (recorded)": st.column_config.NumberColumn(format="%.2f", help="The same, with the recipe's test-time "
+                                                      "augmentation (the mean of the views' probabilities: the image "
+                                                      "and its mirror; level 2 adds one-pixel translations)."),
     "params": st.column_config.NumberColumn(format="localized"),
     "SE params": st.column_config.NumberColumn(format="localized"),
     "MACs / image": st.column_config.NumberColumn(format="compact"),
@@ -218,11 +227,12 @@ for se, plain in pairs[:3]:
                        "them would mix SE with everything else that differs.", icon=":material/block:")
             continue
         c = st.columns(4)
-        if se["val_acc"] is not None and plain["val_acc"] is not None:
-            diff = (se["val_acc"] - plain["val_acc"]) * 100
-            c[0].metric("Val acc (recorded)", ui.pct(se["val_acc"]),
+        if se["acc"] is not None and plain["acc"] is not None and se["scored_on"] == plain["scored_on"]:
+            diff = (se["acc"] - plain["acc"]) * 100
+            c[0].metric(f"{se['scored_on'].capitalize()} acc (recorded)", ui.pct(se["acc"]),
                         delta=f"{diff:+.2f} pts" if diff else "±0.00 pts", delta_color="off", delta_arrow="off",
-                        help="SE's accuracy on its validation split as the trainer recorded it, and SE − plain in "
+                        help=f"SE's accuracy on its {split_words(se['scored_on'])} split as the trainer recorded it, "
+                             "and SE − plain in "
                              "percentage points; not coloured: whether it is more than chance needs the paired "
                              "test below.")
         for column, label, key, shown, text in (

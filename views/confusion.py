@@ -9,6 +9,7 @@ from views import _shared as ui
 from senet.checkpoint import Checkpoint
 from senet import DataError
 from senet.analysis.evaluate import stream_evaluation
+from senet.recorded import recorded as recorded_figure, scored_split
 from dashboard.card import pts, recorded_accuracy
 from dashboard.confusion import CSV_COLUMNS, cell_members, per_class_rows, predictions_csv, summary
 from dashboard.figures import confusion_colour, confusion_figure
@@ -93,10 +94,12 @@ m[1].metric(f"Recorded in training · {split}", ui.pct(recorded),
             help=(f"The trainer's accuracy on these images ({how}), recorded when the checkpoint was saved. A "
                   "recomputed figure can differ by a few images: the trainer ran on its own hardware (bfloat16 on a "
                   "GPU), this page in float32, and an exported file may hold float16 weights."
-                  + (f" This flip-TTA figure was {meta['val_acc_tta_source']}."
-                     if tta and meta.get("val_acc_tta_source") else "")) if recorded is not None
-            else "The trainer records accuracy only on its own validation split and data source"
-                 + ("" if split == "val" else f"; the {split} split has no recorded figure") + ".")
+                  + (f" This flip-TTA figure was {recorded_figure(meta, 'acc_tta_source')}."
+                     if tta and recorded_figure(meta, "acc_tta_source") else "")) if recorded is not None
+            else f"The trainer records accuracy only on the split it scored itself on ({scored_split(meta)}: "
+                 + ("its own validation split" if scored_split(meta) == "val" else "the test split, since it trained "
+                    "on every training image") + ") and its own data source"
+                 + ("" if split == scored_split(meta) else f"; the {split} split has no recorded figure") + ".")
 m[2].metric(f"Macro F1 · {split}", ui.pct(info["macro"]["f1"]),
             help=f"Macro precision {ui.pct(info['macro']['precision'])}, macro recall "
                  f"{ui.pct(info['macro']['recall'])} (recomputed now, {how}).")

@@ -7,6 +7,7 @@ from views import _shared as ui
 from senet import DataError, evaluate_checkpoint
 from senet.analysis.compare import se_stage_terms
 from senet.checkpoint import Checkpoint
+from senet.recorded import recorded, scored_split
 from senet.training.runs import read_status
 from dashboard.card import data_statement, epoch_summary, has_test_split, loss_gap_note, pts, same_source
 from dashboard.curves import curves_from_history, format_duration
@@ -39,6 +40,7 @@ path = ui.selected_path()
 info = ui.info_for(path)
 history = meta.get("history") or []
 config = meta.get("config") or {}
+scored_on = scored_split(meta)  # val; test for a model trained on every training image
 
 st.subheader(f"Model card · {meta.get('model')}")
 badges = st.container(horizontal=True)
@@ -69,6 +71,10 @@ def _held_out() -> str:
     n = meta.get("val_size")
     source = meta.get("data_spec") or config.get("data") or "its data source"
     seed = meta.get("split_seed", config.get("split_seed"))
+    if scored_on == "test":
+        count = meta.get("scored_images")
+        return (f"the test split of {source}" + (f" ({count:,} images)" if isinstance(count, int) else "")
+                + ": the model trained on every training image, with no validation holdout")
     return (f"the val split: {f'{n:,} images' if isinstance(n, int) else 'the images'} held out of the training "
             f"images of {source}" + (f" (split_seed {seed})" if seed is not None else ""))
 
@@ -76,14 +82,14 @@ def _held_out() -> str:
 epochs_seen = epoch_summary(meta, read_status(Path(path).parent) if (Path(path).parent / "status.json").is_file()
                             else None)
 def _recomputed_metrics(done: dict[str, tuple[float, int]], spec: str, val: float | None) -> None:
-    """One metric per recomputed split, the val one beside the recorded figure in points."""
+    """One metric per recomputed split, the scored one (val, or test) beside the recorded figure in points."""
     own = same_source(meta, spec)
     for col, (s, (acc, n)) in zip(st.columns(2), done.items()):
-        compare = s == "val" and val is not None and own is not False
+        compare = s == scored_on and val is not None and own is not False
         why = (". It can differ from the figure recorded in training by a few images: the trainer ran on its own "
                "hardware (bfloat16 on a GPU), this in float32, and an exported file may hold float16 weights."
                if compare else f"; {spec} is not the data source this checkpoint was trained on, so it is not "
-               "compared with the recorded figure." if s == "val" and own is False else ".")
+               "compared with the recorded figure." if s == scored_on and own is False else ".")
         col.metric(f"Recomputed now · {s} · {n:,} images", ui.pct(acc),
                    delta=f"{pts(acc, val)} vs recorded" if compare else None, delta_color="off", delta_arrow="off",
                    help=f"Accuracy on the {s} split of {spec} ({n:,} images), computed now on this machine from the "
@@ -110,12 +116,19 @@ def _within_demo_budget(splits: tuple[str, ...], spec: str) -> tuple[tuple[str, 
 
 
 def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
-    """The button that recomputes val (and test, where the source has one) accuracy into the session state."""
+    """The button that recomputes val (and test, where the source has one) accuracy into the session state; a
+    model trained on every training image has no val split, only test."""
     reason = ui.data_available()
     if reason is not None:
         st.caption(f"To recompute accuracy now, choose a data source with images ({reason}).")
         return
-    splits = ("val", "test") if has_test_split(spec, data_dir) else ("val",)
+    has_test = has_test_split(spec, data_dir)
+    splits = ("val", "test") if has_test else ("val",)
+    if scored_on == "test":
+        splits = ("test",) if has_test else ()
+        if not has_test:
+            st.caption(f"This model trained on every training image: only a test split can score it, and {spec} "
+                       "has none.")
     splits, over = _within_demo_budget(splits, spec)
     if over:
         st.caption(f":material/block: {over}")
@@ -136,22 +149,30 @@ def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
             st.rerun()  # draw the figures in place of the button
     held = ("the val split (not held out from an imported model: its source may have trained on every training "
             "image)" if meta.get("imported_from") else "the checkpoint's own held-out val split")
-    st.caption(f"On {spec}: {held}"
-               + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
+    if scored_on == "test":
+        st.caption(f"On {spec}: the test split (this model trained on every training image; it has no val split).")
+    else:
+        st.caption(f"On {spec}: {held}"
+                   + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
 
 
 a1, a2, a3 = st.columns([1.4, 1, 1.6])
-val, val_tta = meta.get("val_acc"), meta.get("val_acc_tta")
+val, val_tta = recorded(meta, "acc"), recorded(meta, "acc_tta")
 at_epoch = f" at epoch {epochs_seen['epoch']}" if epochs_seen else ""
-a1.metric("Val accuracy · recorded in training", ui.pct(val),
+a1.metric(f"{scored_on.capitalize()} accuracy · recorded in training", ui.pct(val),
           delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
           delta_color="off", delta_arrow="off",
           help=f"Accuracy on {_held_out()}, recorded by the trainer{at_epoch}, without test-time augmentation"
                + (f"; with flip TTA {ui.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
-               + "." + (f" The flip-TTA figure was {meta['val_acc_tta_source']}."
-                        if meta.get("val_acc_tta_source") else ""))
-a2.metric("Best epoch (val accuracy)", epochs_seen["value"] if epochs_seen else "–",
-          help=epochs_seen["help"] if epochs_seen else "This checkpoint carries no training history.")
+               + "." + (f" The flip-TTA figure was {recorded(meta, 'acc_tta_source')}."
+                        if recorded(meta, "acc_tta_source") else ""))
+if scored_on == "test":
+    a2.metric("Epoch kept", f"last ({meta.get('epochs', '?')})",
+              help="A model trained on every training image selects nothing on the test split: these are its "
+                   "weights after the last epoch, and the figure beside is their test accuracy.")
+else:
+    a2.metric("Best epoch (val accuracy)", epochs_seen["value"] if epochs_seen else "–",
+              help=epochs_seen["help"] if epochs_seen else "This checkpoint carries no training history.")
 spec, data_dir = ui.data_spec(), str(ui.settings().data_dir)
 done_key = (path, ui.entry_mtime(path), spec, data_dir)
 done = st.session_state.get("card_recomputed", {}).get(done_key)
@@ -212,7 +233,7 @@ with st.expander("Recipe and provenance", icon=":material/receipt_long:"):
             "data")
     rows = [{"setting": k, "value": str(config[k])} for k in keys if k in config]
     rows += [{"setting": k, "value": str(meta[k])} for k in ("dataset", "hardware", "run_dir", "exported_from",
-                                                               "weights_dtype", "val_acc_tta_source") if meta.get(k)]
+                                                               "weights_dtype", "val_acc_tta_source", "test_acc_tta_source") if meta.get(k)]
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
     else:

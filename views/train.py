@@ -17,6 +17,7 @@ from senet.training.gate_history import read_gate_history
 from dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
     start_run, stop_run
 from senet.models import architectures, model_spec
+from senet.recorded import split_words
 from senet.training.runs import ACTIVE_STATES, read_json
 from senet.training import RECIPES, ConfigError, TrainConfig, form_fields, make_config
 from senet.training.settings import FormField, fields_by_name
@@ -315,14 +316,23 @@ def live_panel(run_dir: str) -> None:
         st.error(f"The run failed: {status.get('error') or 'no reason recorded'}", icon=":material/error:")
     st.progress(prog["fraction"], text=prog["text"] or state)
 
-    finite_val = [v for v in curves.val_acc if v is not None and v == v]
+    on_test = curves.scored_on == "test"  # trained on every training image: scored on test, nothing selected
+    finite_val = [v for v in curves.scored("acc") if v is not None and v == v]
     best = status.get("best_val_acc") if status.get("best_val_acc") is not None else max(finite_val, default=None)
     last_val = finite_val[-1] if finite_val else None
     change = 100 * (finite_val[-1] - finite_val[-2]) if len(finite_val) > 1 else None
     m = st.columns(5)
-    m[0].metric("Best val accuracy", ui.pct(best), help="Validation split, recorded in training, best epoch so far.")
-    m[1].metric("Last val accuracy", ui.pct(last_val), help="Validation split, the last completed epoch; the change "
-                "is in percentage points against the epoch before (not tested against noise, so not coloured).",
+    if on_test:
+        m[0].metric("Epochs scored on test", f"{len(finite_val)}", help="This run trains on every training image "
+                    "(validation size 0), so it scores each epoch on the test split and keeps its last epoch: "
+                    "nothing is selected on the test split, and there is no best epoch.")
+    else:
+        m[0].metric("Best val accuracy", ui.pct(best), help="Validation split, recorded in training, best epoch so "
+                    "far.")
+    split_name = "test" if on_test else "val"
+    m[1].metric(f"Last {split_name} accuracy", ui.pct(last_val), help=f"{split_words(split_name).capitalize()} "
+                "split, the last completed epoch; the change is in percentage points against the epoch before (not "
+                "tested against noise, so not coloured).",
                 delta=f"{change:+.2f} pts" if change else None, delta_color="off", delta_arrow="off")
     smoothed = last_smoothed(curves.step_loss, smoothing)
     m[2].metric("Loss (smoothed)", f"{smoothed:.4f}" if smoothed is not None else "–",
@@ -412,6 +422,7 @@ def past_runs() -> None:
         return
     table = [{"state": r["state"], "run": r["run"], "model": r["model"], "recipe": r["recipe"],
               "epochs done": f"{r['epoch'] or 0}/{r['epochs'] or '?'}", "best val acc": r["best_val_acc"],
+              **({"last test acc": r["test_acc"]} if any(q["test_acc"] is not None for q in rows) else {}),
               "training time": format_duration(r["elapsed_s"]),
               "started": dt.datetime.fromtimestamp(r["started_at"]) if r.get("started_at") else None,
               "error": r.get("error") or ""} for r in rows]
@@ -420,6 +431,10 @@ def past_runs() -> None:
                  selection_mode="single-row",
                  column_config={"best val acc": st.column_config.ProgressColumn("best val acc", format="percent",
                                                                                min_value=0, max_value=1),
+                                "last test acc": st.column_config.ProgressColumn(
+                                    "last test acc", format="percent", min_value=0, max_value=1,
+                                    help="Runs trained on every training image (validation size 0): the last "
+                                         "epoch's accuracy on the test split; nothing is selected on it."),
                                 "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
                                 "run": st.column_config.TextColumn("run", width="medium"),
                                 "model": st.column_config.TextColumn("model", width="medium")})

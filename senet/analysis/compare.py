@@ -12,6 +12,7 @@ from torch import nn
 
 from ..models import model_info, se_blocks
 from ..models.gates import block_channels, block_reduction
+from ..recorded import recorded, scored_split
 
 __all__ = ["PairedComparison", "LatencyComparison", "cpu_latency", "interleaved_latency", "model_row",
            "paired_comparison", "se_stage_terms"]
@@ -110,8 +111,9 @@ def model_row(model: nn.Module, meta: dict, info: dict | None = None) -> dict:
         "model": meta.get("model"),
         "SE": bool(se_blocks(model)),
         "r": info.get("reduction"),
-        "val_acc": meta.get("val_acc"),
-        "val_acc_tta": meta.get("val_acc_tta"),
+        "scored_on": scored_split(meta),  # the split of acc / acc_tta: val, or test (trained on every image)
+        "acc": recorded(meta, "acc"),
+        "acc_tta": recorded(meta, "acc_tta"),
         "params": info["params"],
         "se_params": info["se_params"],
         "macs": info["macs"],

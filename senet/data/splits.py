@@ -14,17 +14,20 @@ __all__ = ["SPLITS", "parse_val_size", "val_size_value", "resolve_val_size", "st
 SPLITS = ("train", "val", "test")
 
 
+VAL_SIZE_RULE = "0 (no holdout: train on every training image), a fraction in (0, 1) or a whole count of images"
+
+
 def val_size_value(value: object) -> int | float:
-    """The one rule for a validation size: a fraction in (0, 1), or a whole count of images (1 or more).
+    """The one rule for a validation size: 0 (no holdout), a fraction in (0, 1), or a whole count of images.
 
     Returns the fraction as a float or the count as an int; raises ValueError naming ``val_size`` otherwise.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         if 0 < value < 1:
             return float(value)
-        if value >= 1 and float(value).is_integer():
+        if value >= 0 and float(value).is_integer():
             return int(value)
-    raise ValueError(f"val_size must be a fraction in (0, 1) or a whole count of images, got {value!r}")
+    raise ValueError(f"val_size must be {VAL_SIZE_RULE}, got {value!r}")
 
 
 def parse_val_size(text: str) -> int | float:
@@ -32,7 +35,7 @@ def parse_val_size(text: str) -> int | float:
     try:
         number = float(text)
     except (TypeError, ValueError):
-        raise ValueError(f"val_size must be a fraction in (0, 1) or a whole count of images, got {text!r}") from None
+        raise ValueError(f"val_size must be {VAL_SIZE_RULE}, got {text!r}") from None
     return val_size_value(number)
 
 
@@ -46,7 +49,7 @@ def resolve_val_size(val_size: int | float, n: int) -> int:
         return int(round(value * n))
     if isinstance(value, int) and value < n:
         return value
-    raise DataError(f"val_size {val_size!r}: must be a fraction in (0, 1) or a whole count from 1 to {n - 1}")
+    raise DataError(f"val_size {val_size!r}: must be 0, a fraction in (0, 1) or a whole count from 1 to {n - 1}")
 
 
 def stratified_split(labels: torch.Tensor, val_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +85,7 @@ def load_split(spec: str, split: str, data_dir: str | os.PathLike = DEFAULT_DATA
 
     ``val`` is a deterministic class-stratified holdout of the training images
     (``val_size``: a fraction, default 0.1 = 5,000 of CIFAR-10's 50,000, or a
-    count) chosen with ``split_seed``; ``train`` is the rest. The ``sample`` spec has only ``val``: its images
+    count; 0 holds out nothing) chosen with ``split_seed``; ``train`` is the rest. The ``sample`` spec has only ``val``: its images
     already are the shipped checkpoints' held-out ones, so it is never split again (``val_size`` is ignored).
     """
     if split not in SPLITS:
@@ -99,6 +102,9 @@ def load_split(spec: str, split: str, data_dir: str | os.PathLike = DEFAULT_DATA
     if len(set(full.labels.tolist())) < 2:
         raise DataError(f"{spec}: only one class ({full.classes[0]}); a classifier needs at least two")
     k = resolve_val_size(val_size, len(full))
+    if k == 0 and split == "val":
+        raise DataError(f"{spec}: val_size 0 holds out no validation images (every training image is trained on); "
+                        "use the test split")
     train_idx, val_idx = stratified_split(full.labels, k, split_seed)
     idx = train_idx if split == "train" else val_idx
     return TensorDataset(full.images[idx], full.labels[idx], full.classes, spec, split, idx, _names_at(full.names, idx))

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from ..checkpoint import read_checkpoint
-from ..data import (CIFAR_MEAN, CIFAR_STD, TensorDataset, limit_split, load_split, normalize, steps_per_epoch,
-                    train_batches)
+from ..data import (CIFAR_MEAN, CIFAR_STD, DataError, TensorDataset, limit_split, load_split, normalize, parse_spec,
+                    steps_per_epoch, train_batches)
+from ..recorded import recorded, scored_split_for
 from ..models import create_model, model_info, se_blocks
 from ..analysis.runner import run_over_split
 from .gate_history import choose_probe, record_gates
@@ -49,7 +50,7 @@ class Trainee:
     device: torch.device
     dist: Dist
     train_set: TensorDataset
-    val_set: TensorDataset
+    eval_set: TensorDataset  # the split the run scores itself on: val, or test when nothing is held out
     model: nn.Module
     net: nn.Module
     ddp: nn.parallel.DistributedDataParallel | None
@@ -123,7 +124,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
         if stopped:
             history = t.state["history"]
             recorder.save("last.pt", t.model, t.state, t.train_set.classes, t.facts,
-                          history[-1]["val_acc"] if history else None, resume_state=t.resume_state())
+                          recorded(history[-1]) if history else None, resume_state=t.resume_state())
         status = recorder.end(t.state, stop.signal_name if stopped else None)
         dist.barrier()
         return status
@@ -174,32 +175,34 @@ def train_epoch(t: Trainee, recorder: Recorder, stop: StopFlag, callbacks: tuple
 
 
 def end_epoch(t: Trainee, recorder: Recorder) -> None:
-    """Validate, record the epoch and the probe gates, and save ``last.pt`` (and ``best.pt`` on a new best; both
-    with the accuracy at the recipe's TTA level)."""
-    state = t.state
+    """Score the epoch on the run's split, record it and the probe gates, and save ``last.pt`` and ``best.pt``
+    (both with the accuracy at the recipe's TTA level). With a validation holdout ``best.pt`` is the best epoch
+    so far; a run scored on the test split selects nothing on it, so its ``best.pt`` is always the last epoch."""
+    state, split = t.state, t.eval_set.split
     loss_sum, correct, seen = state["epoch_sums"]
-    val_loss, val_acc = validate(t)
+    eval_loss, eval_acc = validate(t)
     row = {"epoch": state["epoch"] + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-           "val_loss": val_loss, "val_acc": val_acc, "lr": t.optimizer.param_groups[0]["lr"],
+           f"{split}_loss": eval_loss, f"{split}_acc": eval_acc, "lr": t.optimizer.param_groups[0]["lr"],
            "elapsed_s": state["elapsed_s"]}
     state.update(epoch=state["epoch"] + 1, step_in_epoch=0, epoch_sums=[0.0, 0.0, 0.0])
     state["history"] = state["history"] + [row]
-    improved = val_acc > state["best_val_acc"]
-    if improved:
-        state["best_val_acc"] = val_acc
-    val_acc_tta = None
+    improved = split == "test" or eval_acc > state["best_val_acc"]
+    if improved and split == "val":
+        state["best_val_acc"] = eval_acc
+    acc_tta = None
     if (state["epoch"] == t.config.epochs or improved) and t.config.tta_level:  # best.pt, last.pt: both figures
-        val_acc_tta = row["val_acc_tta"] = validate(t, tta=t.config.tta_level)[1]
+        acc_tta = row[f"{split}_acc_tta"] = validate(t, tta=t.config.tta_level)[1]
     recorder.epoch(row, state)
     if t.dist.is_main and t.config.probe_per_class and se_blocks(t.model):
-        record_gates(recorder.run_dir, t.model, t.val_set, choose_probe(t.val_set, t.config.probe_per_class),
+        record_gates(recorder.run_dir, t.model, t.eval_set, choose_probe(t.eval_set, t.config.probe_per_class),
                      state["epoch"])
-    recorder.save("last.pt", t.model, state, t.train_set.classes, t.facts, val_acc, val_acc_tta,
+    recorder.save("last.pt", t.model, state, t.train_set.classes, t.facts, eval_acc, acc_tta,
                   resume_state=t.resume_state())
     if improved:
-        recorder.save("best.pt", t.model, state, t.train_set.classes, t.facts, val_acc, val_acc_tta)
-    recorder.status(state="running", epoch=state["epoch"], step=state["global_step"],
-                    best_val_acc=state["best_val_acc"], elapsed_s=state["elapsed_s"])
+        recorder.save("best.pt", t.model, state, t.train_set.classes, t.facts, eval_acc, acc_tta)
+    scored = {"best_val_acc": state["best_val_acc"]} if split == "val" else {"test_acc": eval_acc}
+    recorder.status(state="running", epoch=state["epoch"], step=state["global_step"], elapsed_s=state["elapsed_s"],
+                    **scored)
     t.dist.barrier()
 
 
@@ -233,10 +236,10 @@ def optimizer_step(t: Trainee, x: torch.Tensor, y: torch.Tensor, criterion: Call
 
 
 def validate(t: Trainee, tta: int = 0) -> tuple[float, float]:
-    """(mean loss, accuracy) over the whole validation split, summed across ranks; the same computation as
-    ``senet evaluate`` (:func:`senet.analysis.runner.run_over_split`)."""
+    """(mean loss, accuracy) over the whole scored split (val, or test), summed across ranks; the same computation
+    as ``senet evaluate`` (:func:`senet.analysis.runner.run_over_split`)."""
     t.dist.broadcast_buffers(t.model)
-    out = run_over_split(t.model, t.val_set, CIFAR_MEAN, CIFAR_STD, tta=tta, rank=t.dist.rank,
+    out = run_over_split(t.model, t.eval_set, CIFAR_MEAN, CIFAR_STD, tta=tta, rank=t.dist.rank,
                          world_size=t.dist.world_size, amp_dtype=t.amp_dtype)
     loss_sum, correct, count = t.dist.sum([out.loss_sum(), out.correct, len(out.labels)], t.device)
     return loss_sum / max(count, 1), correct / max(count, 1)
@@ -246,7 +249,7 @@ def validate(t: Trainee, tta: int = 0) -> tuple[float, float]:
 def prepare(config: TrainConfig, run_dir: Path, resume: bool, device: torch.device, dist: Dist) -> Trainee:
     """Data, model, optimiser and counters for the run (restored from ``last.pt`` on resume)."""
     torch.manual_seed(config.seed)
-    train_set, val_set = load_training_data(config)
+    train_set, eval_set = load_training_data(config)
     model = build_model(config, train_set, device, fresh=not resume)
     optimizer = make_optimizer(model, config)
     state = new_train_state()
@@ -256,13 +259,14 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool, device: torch.devi
         lookahead.load(saved["lookahead"])
     net, ddp = wrap_for_training(model, dist, device, config.sync_bn, config.compile)
     info = model_info(model)
-    facts = dict(val_size=len(val_set), hardware=hardware(device, dist.world_size), params=info["params"],
+    facts = dict(val_size=len(eval_set) if eval_set.split == "val" else 0, scored_on=eval_set.split,
+                 scored_images=len(eval_set), hardware=hardware(device, dist.world_size), params=info["params"],
                  se_params=info["se_params"], se_formula=info["se_formula"], macs=info["macs"],
                  train_images=len(train_set), data_fingerprint={"train": train_set.fingerprint(),
-                                                                "val": val_set.fingerprint()})
+                                                                eval_set.split: eval_set.fingerprint()})
     amp_dtype = mixed_precision_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # bf16 and fp32 need no scaling
-    return Trainee(config, device, dist, train_set, val_set, model, net, ddp, optimizer, amp_dtype, scaler,
+    return Trainee(config, device, dist, train_set, eval_set, model, net, ddp, optimizer, amp_dtype, scaler,
                    state, facts, lookahead)
 
 
@@ -274,14 +278,22 @@ def progress_bar(t: Trainee):
 
 
 def load_training_data(config: TrainConfig) -> tuple[TensorDataset, TensorDataset]:
-    """The run's (train, val) splits, with ``train_limit`` applied and the batch size checked against them."""
+    """The run's training split and the split it scores itself on (val; test when ``val_size`` is 0, when every
+    training image is trained on), with ``train_limit`` applied and the batch size checked against them."""
     train_set = load_split(config.data, "train", config.data_dir, config.val_size, config.split_seed)
-    val_set = load_split(config.data, "val", config.data_dir, config.val_size, config.split_seed)
+    split = scored_split_for(config.val_size)
+    try:
+        eval_set = load_split(config.data, split, config.data_dir, config.val_size, config.split_seed)
+    except DataError:
+        if split != "test" or parse_spec(config.data)[0] not in ("folder", "sample"):
+            raise  # a CIFAR download's own message says what is missing
+        raise DataError(f"val_size 0 trains on every training image and scores the run on the test split, "
+                        f"but {config.data} has no test split") from None
     if config.train_limit:
         train_set = limit_split(train_set, config.train_limit, config.split_seed)
     if config.batch_size > len(train_set):
         raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
-    return train_set, val_set
+    return train_set, eval_set
 
 
 def build_model(config: TrainConfig, train_set: TensorDataset, device: torch.device, fresh: bool) -> nn.Module:

@@ -91,9 +91,10 @@ class Recorder:
         if self.active:
             self.metrics.write({"type": "epoch", "step": state["global_step"], "time": time.time(), **row})
 
-    def save(self, name: str, model, state: dict, classes: list[str], facts: dict, val_acc: float | None,
-             val_acc_tta: float | None = None, resume_state: dict | None = None) -> None:
-        """Write checkpoint ``name``; ``resume_state`` (optimiser, loop counters, ...) makes it one to resume from."""
+    def save(self, name: str, model, state: dict, classes: list[str], facts: dict, acc: float | None,
+             acc_tta: float | None = None, resume_state: dict | None = None) -> None:
+        """Write checkpoint ``name`` with its accuracy on the scored split (``facts["scored_on"]``: ``val_acc`` or
+        ``test_acc``); ``resume_state`` (optimiser, loop counters, ...) makes it one to resume from."""
         if not self.active:
             return
         c = self.config
@@ -101,9 +102,10 @@ class Recorder:
         save_checkpoint(self.run_dir / name, model, model_name=c.model,
                         model_options=dict(c.model_options(), num_classes=len(classes)), classes=classes,
                         extra_state=extra, config=asdict(c), recipe=c.recipe, epochs=state["epoch"],
-                        history=state["history"], val_acc=val_acc, val_acc_tta=val_acc_tta, tta_level=c.tta_level,
+                        history=state["history"], tta_level=c.tta_level,
                         split_seed=c.split_seed, dataset=c.dataset_name or c.data, data_spec=c.data,
-                        wall_time_s=state["elapsed_s"], run_dir=str(self.run_dir), **facts)
+                        wall_time_s=state["elapsed_s"], run_dir=str(self.run_dir), **facts,
+                        **{f"{facts['scored_on']}_acc": acc, f"{facts['scored_on']}_acc_tta": acc_tta})
 
     def end(self, state: dict, stopped_by: str | None) -> dict:
         """The final status: ``stopped`` (by a signal) or ``finished``."""

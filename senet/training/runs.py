@@ -112,7 +112,8 @@ def read_status(run_dir: str | os.PathLike) -> dict:
 
 
 def run_summary(run_dir: str | os.PathLike) -> dict:
-    """One row for a table of runs: name, state, model, epochs (completed, and in all), best val accuracy,
+    """One row for a table of runs: name, state, model, epochs (completed, and in all), best val accuracy (or,
+    for a run trained on every image, its last test accuracy),
     wall-clock duration and training time (``elapsed_s``, the training loop's time)."""
     run_dir = Path(run_dir)
     status = read_status(run_dir)
@@ -128,6 +129,7 @@ def run_summary(run_dir: str | os.PathLike) -> dict:
         "epoch": status.get("epoch"),
         "epochs": config.get("epochs"),
         "best_val_acc": status.get("best_val_acc"),
+        "test_acc": status.get("test_acc"),  # a run trained on every image: its last epoch on the test split
         "duration_s": (ended - started) if started and ended else None,
         "elapsed_s": status.get("elapsed_s"),
         "started_at": started,

@@ -178,7 +178,9 @@ class TrainConfig:
                         help="random seed of the initialisation and the data order")
     val_size: float = setting(0.1, kind=float, parse=parse_val_size, check=val_size_value,
                               label="Validation images", row=2,
-                              help="validation holdout: a fraction (0.1) or a count (5000) of the training images")
+                              help="validation holdout: a fraction (0.1) or a count (5000) of the training images; "
+                                   "0 trains on every training image and scores each epoch on the test split "
+                                   "(best.pt is then the last epoch: nothing is selected on test)")
     split_seed: int = setting(0, kind=int, low=0, high=2**32 - 1, help="seed of the validation split")
     train_limit: int = setting(0, kind=int, low=0, high=10**9, label="Train limit", row=2,
                                help="train on a stratified subset of N training images (0: all; short runs)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..files import pid_alive, read_json, write_json_atomic
+from ..recorded import recorded, scored_split
 from .runs import read_status
 from .settings import ConfigError, TrainConfig, config_from_record, fields_by_name, make_config
 
@@ -164,26 +165,30 @@ def _finished_runs(study_dir: Path) -> dict[str, dict[int, dict]]:
             run_dir = study_dir / "runs" / _run_name(variant, seed)
             if read_status(run_dir).get("state") == "finished" and (run_dir / "best.pt").is_file():
                 _, meta = load_checkpoint(run_dir / "best.pt")
-                out[text][seed] = {"val_acc": meta.get("val_acc"), "val_acc_tta": meta.get("val_acc_tta"),
-                                   "params": meta.get("params"), "macs": meta.get("macs"), "run_dir": str(run_dir)}
+                out[text][seed] = {"acc": recorded(meta, "acc"), "acc_tta": recorded(meta, "acc_tta"),
+                                   "scored_on": scored_split(meta), "params": meta.get("params"), "macs": meta.get("macs"), "run_dir": str(run_dir)}
     return out
 
 
 def summarize(study_dir: str | os.PathLike) -> dict:
-    """Per variant: seeds done, each seed's figures, the mean and 95% t-interval of the recorded validation
-    accuracy (and with TTA), parameters and multiply-adds; per pair of variants: the mean of the seed-by-seed
-    differences (A - B, in accuracy) with its 95% t-interval over the seeds both have finished."""
+    """Per variant: seeds done, each seed's figures, the mean and 95% t-interval of the recorded accuracy (and
+    with TTA) on the runs' scored split (``scored_on``: val, or test for a study trained on every training
+    image), parameters and multiply-adds; per pair of variants: the mean of the seed-by-seed differences (A - B,
+    in accuracy) with its 95% t-interval over the seeds both have finished."""
     study_dir = Path(study_dir)
     runs = _finished_runs(study_dir)
+    splits = {r["scored_on"] for by_seed in runs.values() for r in by_seed.values()}
+    if len(splits) > 1:
+        raise StudyError(f"{study_dir}: its runs were scored on different splits ({', '.join(sorted(splits))})")
     variants = {}
     for text, by_seed in runs.items():
         row: dict[str, Any] = {"variant": text, "seeds": sorted(by_seed)}
-        for key in ("val_acc", "val_acc_tta"):
+        for key in ("acc", "acc_tta"):
             values = [r[key] for r in by_seed.values() if r[key] is not None]
             row[key] = dict(zip(("mean", "low", "high"), t_interval(values))) if values else None
         first = next(iter(by_seed.values()), {})
         row.update(params=first.get("params"), macs=first.get("macs"),
-                   per_seed={seed: {"val_acc": r["val_acc"], "val_acc_tta": r["val_acc_tta"]}
+                   per_seed={seed: {"acc": r["acc"], "acc_tta": r["acc_tta"]}
                              for seed, r in by_seed.items()})
         variants[text] = row
     pairs = []
@@ -191,21 +196,22 @@ def summarize(study_dir: str | os.PathLike) -> dict:
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             common = sorted(set(runs[a]) & set(runs[b]))
-            for key in ("val_acc", "val_acc_tta"):
+            for key in ("acc", "acc_tta"):
                 diffs = [runs[a][s][key] - runs[b][s][key] for s in common
                          if runs[a][s][key] is not None and runs[b][s][key] is not None]
                 if diffs:
                     mean, low, high = t_interval(diffs)
                     pairs.append({"a": a, "b": b, "metric": key, "seeds": len(diffs), "mean": mean, "low": low,
                                   "high": high})
-    return {"study": str(study_dir), "variants": list(variants.values()), "pairs": pairs,
+    return {"study": str(study_dir), "scored_on": splits.pop() if splits else "val",
+            "variants": list(variants.values()), "pairs": pairs,
             "interval": "Student's t, 95%, over seeds (pairs: over the seed-by-seed differences)"}
 
 
 def pooled_disagreement(study_dir: str | os.PathLike, a: str, b: str):
-    """Variants ``a`` and ``b`` on the validation images of every seed both finished, pooled: how many images
-    only one of them gets right, and the exact McNemar test of that split (a ``PairedComparison``). Each seed's
-    two runs are evaluated on their own validation split (``senet evaluate``, cached beside the runs)."""
+    """Variants ``a`` and ``b`` on the scored images of every seed both finished, pooled: how many images only one
+    of them gets right, and the exact McNemar test of that split (a ``PairedComparison``). Each seed's two runs
+    are evaluated on their own scored split (validation, or test; ``senet evaluate``, cached beside the runs)."""
     from ..analysis.compare import PairedComparison, paired_comparison
     from ..analysis.evaluate import evaluate_checkpoint
 
@@ -217,10 +223,11 @@ def pooled_disagreement(study_dir: str | os.PathLike, a: str, b: str):
         for variant in (a, b):
             run_dir = Path(runs[variant][seed]["run_dir"])
             config = read_json(run_dir / "config.json") or {}
-            evaluations.append(evaluate_checkpoint(run_dir / "best.pt", config.get("data", "cifar10"), "val",
+            evaluations.append(evaluate_checkpoint(run_dir / "best.pt", config.get("data", "cifar10"),
+                                                   runs[variant][seed]["scored_on"],
                                                    config.get("data_dir", "./data"), cache_dir=study_dir / ".cache"))
         if list(evaluations[0].labels) != list(evaluations[1].labels):
-            raise StudyError(f"seed {seed}: {a} and {b} were validated on different images")
+            raise StudyError(f"seed {seed}: {a} and {b} were scored on different images")
         t = paired_comparison(evaluations[0].labels, evaluations[0].preds, evaluations[1].preds)
         for i, v in enumerate((t.n, t.both_right, t.only_a, t.only_b, t.both_wrong)):
             counts[i] += v
