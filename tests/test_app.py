@@ -895,7 +895,7 @@ def test_compare_recomputes_val_and_test_accuracy_where_the_data_has_a_test_spli
     for split in ("val", "test"):
         expected = evaluate_checkpoint(env["checkpoints"] / "se_resnet20.pt", spec, split, cache).accuracy
         assert se[f"{split} % (recomputed now)"] == pytest.approx(100 * expected)
-    assert "val acc % (recorded)" in table.columns, "beside the recorded figure"
+    assert "acc % (recorded)" in table.columns and set(table["recorded on"]) == {"val"}, "beside the recorded figure"
 
 
 def test_the_train_form_has_one_field_per_declared_setting_with_a_label(env):
@@ -985,3 +985,46 @@ def test_images_by_their_gates_map_probe_spread_and_removal(env):
     verdicts = [m for m in texts(at, "markdown") if m.startswith("**Removable?**")]
     assert len(verdicts) == 1 and "pts on" in verdicts[0], texts(at, "markdown")
     assert at.selectbox(key="exc_split_per_class").value == 100
+
+
+def test_a_model_trained_on_every_image_is_labelled_test_on_every_page(env, tmp_path, monkeypatch):
+    """`--val-size 0`: the card, Confusion and Compare say test (not val) for its recorded figures, keep no
+    best epoch, and the val split says why it has none."""
+    from senet import load_checkpoint
+    from senet.training import make_config, train
+
+    config = make_config("se_resnet20", "fast", data=f"folder:{env['data']}", data_dir=str(env["tmp"] / "cache"),
+                         epochs=1, batch_size=20, val_size=0, log_every=1)
+    (tmp_path / "run").mkdir()
+    train(config, tmp_path / "run", progress=False)
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    shutil.copy(tmp_path / "run" / "best.pt", ck / "everything.pt")
+    shutil.copy(env["checkpoints"] / "resnet20.pt", ck / "resnet20.pt")
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
+    _, meta = load_checkpoint(ck / "everything.pt")
+    recorded = f"{meta['test_acc']:.2%}"
+
+    at = open_app("views/home.py")
+    at.sidebar.selectbox(key="checkpoint").set_value(str(ck / "everything.pt")).run()
+    no_exceptions(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy · recorded in training"] == recorded and "Val accuracy · recorded in training" \
+        not in metrics
+    assert metrics["Epoch kept"] == "last (1)" and "Best epoch (val accuracy)" not in metrics
+    assert any("**test split**" in t for t in texts(at, "markdown") + texts(at, "caption")), "the data statement"
+    assert at.button(key="card_recompute").label == "Recompute test accuracy now"
+
+    at.switch_page("views/confusion.py").run()
+    assert any("val_size 0 holds out no validation images" in t for t in texts(at, "info")), texts(at, "info")
+    at.session_state["split"] = "test"
+    at.run()
+    no_exceptions(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Recorded in training · test"] == recorded == metrics["Accuracy · test · recomputed now"]
+
+    at.switch_page("views/compare.py").run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert dict(zip(table["name"], table["recorded on"])) == {"everything": "test", "resnet20": "val"}
+    assert [t.label for t in at.tabs][:2] == ["Validation / test accuracy", "Validation / test loss"]

@@ -110,3 +110,36 @@ def test_the_command_line_runs_and_summarises_a_study(tmp_path: Path, capsys) ->
     assert "se_resnet20 - resnet20 (val_acc, 2 seeds)" in text and "McNemar p" in text
     assert main(argv[:-1] + ["--model", "airnet"]) == 2
     assert "--model is set per run by a study" in capsys.readouterr().err
+
+
+def _fake_study(root: Path, splits: dict[str, str]) -> Path:
+    """A study directory whose finished runs' best.pt record ``{split}_acc`` (variant -> split), 2 seeds each."""
+    from senet import create_model, save_checkpoint
+
+    (root / "runs").mkdir(parents=True)
+    (root / "study.json").write_text(json.dumps({"variants": list(splits), "seeds": [0, 1], "recipe": "fast",
+                                                 "shared": {}}))
+    for k, (variant, split) in enumerate(splits.items()):
+        for seed in (0, 1):
+            run_dir = root / "runs" / f"{variant}-seed{seed}"
+            run_dir.mkdir()
+            (run_dir / "status.json").write_text(json.dumps({"state": "finished"}))
+            save_checkpoint(run_dir / "best.pt", create_model(variant, num_classes=3), model_name=variant,
+                            model_options={"num_classes": 3}, classes=("a", "b", "c"), scored_on=split,
+                            **{f"{split}_acc": 0.5 + 0.1 * k + 0.01 * seed})
+    return root
+
+
+def test_a_study_trained_on_every_image_summarises_its_test_figures_and_mixed_splits_are_refused(tmp_path):
+    summary = summarize(_fake_study(tmp_path / "all", {"se_resnet20": "test", "resnet20": "test"}))
+    assert summary["scored_on"] == "test"
+    rows = {v["variant"]: v for v in summary["variants"]}
+    assert rows["se_resnet20"]["acc"]["mean"] == pytest.approx(0.505) and rows["resnet20"]["acc"]["mean"] == \
+        pytest.approx(0.605)
+    pair = next(p for p in summary["pairs"] if p["metric"] == "acc")
+    assert pair["mean"] == pytest.approx(-0.1)
+    table = subprocess.run([sys.executable, str(ROOT / "tools" / "study_table.py"), str(tmp_path / "all")],
+                           capture_output=True, text=True, check=True).stdout
+    assert "| test acc [95% interval] |" in table
+    with pytest.raises(StudyError, match="scored on different splits"):
+        summarize(_fake_study(tmp_path / "mixed", {"se_resnet20": "test", "resnet20": "val"}))
