@@ -1016,7 +1016,7 @@ def test_a_model_trained_on_every_image_is_labelled_test_on_every_page(env, tmp_
     assert at.button(key="card_recompute").label == "Recompute test accuracy now"
 
     at.switch_page("views/confusion.py").run()
-    assert any("val_size 0 holds out no validation images" in t for t in texts(at, "info")), texts(at, "info")
+    assert any("No val split for this model" in t and "**test**" in t for t in texts(at, "info")), texts(at, "info")
     at.session_state["split"] = "test"
     at.run()
     no_exceptions(at)
@@ -1028,3 +1028,10 @@ def test_a_model_trained_on_every_image_is_labelled_test_on_every_page(env, tmp_
     table = at.dataframe[0].value
     assert dict(zip(table["name"], table["recorded on"])) == {"everything": "test", "resnet20": "val"}
     assert [t.label for t in at.tabs][:2] == ["Validation / test accuracy", "Validation / test loss"]
+
+    monkeypatch.setenv("SENET_RUNS", str(tmp_path))  # holds the run directory "run"
+    at = open_app("views/train.py")
+    no_exceptions(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Last test accuracy"] == recorded and metrics["Epochs scored on test"] == "1"
+    assert "Best val accuracy" not in metrics

@@ -18,6 +18,7 @@ from PIL import Image
 from senet import CheckpointError, DataError, load_checkpoint, model_info
 from dashboard.catalog import CheckpointEntry, default_entry, discover_checkpoints, external_data_note
 from senet.models.external import is_external
+from senet.recorded import scored_split
 from senet.data import CIFAR_SOURCES, SAMPLE_FILE, SAMPLE_NAME, TensorDataset, load_split, parse_spec
 from senet.analysis.evaluate import checkpoint_split_options, has_cached_evaluation
 from dashboard.demo import DEMO_ENV, DOWNLOAD_OFF, DemoConfigError, DemoPolicy, images_within
@@ -253,6 +254,11 @@ def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorData
     """:func:`load_data` or None after a message saying how to get data and what still works."""
     if meta and meta.get("external"):  # an ImageNet model: the data sources hold other classes, at 32x32
         st.info(f"{external_data_note(meta, data_spec())}.  \n{what_still_works}", icon=":material/info:")
+        return None
+    if split == "val" and meta and scored_split(meta) == "test":
+        st.info("**No val split for this model:** it trained on every training image (validation size 0), so no "
+                "image was held out; choose the split **test** in the sidebar, the split it was scored on.  \n"
+                f"{what_still_works}", icon=":material/info:")
         return None
     reason = data_available()
     if reason is None:
