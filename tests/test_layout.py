@@ -13,13 +13,14 @@ PACKAGE = ROOT / "senet"
 # each layer may import itself and the layers listed for it, nothing above
 ALLOWED = {
     "files": set(),
+    "recorded": set(),
     "data": {"files"},
     "models": set(),
     "checkpoint": {"files", "data", "models"},
-    "analysis": {"files", "data", "models", "checkpoint"},
+    "analysis": {"files", "recorded", "data", "models", "checkpoint"},
     "interop": {"files", "data", "models", "checkpoint"},
-    "training": {"files", "data", "models", "checkpoint", "analysis"},
-    "cli": {"files", "data", "models", "checkpoint", "analysis", "training", "interop"},
+    "training": {"files", "recorded", "data", "models", "checkpoint", "analysis"},
+    "cli": {"files", "recorded", "data", "models", "checkpoint", "analysis", "training", "interop"},
     "__init__": {"analysis", "checkpoint", "data", "models"},
     "__main__": {"cli"},
 }
