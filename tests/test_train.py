@@ -100,7 +100,7 @@ def test_overrides_replace_recipe_values_and_none_keeps_them() -> None:
     (dict(reduction=0), "reduction"),
     (dict(reduction=17), "larger than the narrowest SE stage"),
     (dict(schedule="exponential"), "schedule must be one of"),
-    (dict(val_size=0), "val_size"),
+    (dict(val_size=-0.5), "val_size"),
     (dict(val_size=2.5), "val_size"),
     (dict(data="imagenet"), "unknown dataset"),
     (dict(device="tpu"), "device"),
