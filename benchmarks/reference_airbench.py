@@ -3,6 +3,10 @@
     pip install airbench==0.1.8        # the reference, as published (it expects CUDA and half precision)
     .venv/bin/python benchmarks/reference_airbench.py --train-images 20000 --epochs 4 --seeds 0 1
     .venv/bin/python benchmarks/reference_airbench.py --epochs 10 --seeds 0 1          # full size: 45,000 images
+    # in pieces, the project side from a study's finished plain-AirNet runs (same images, 12 epochs):
+    .venv/bin/python benchmarks/reference_airbench.py --epochs 12 --seeds 0 --recipes --results parity.json
+    .venv/bin/python benchmarks/reference_airbench.py --epochs 12 --seeds 0 1 --recipes --results parity.json \
+        --project-runs STUDY/runs/airnet-seed0 STUDY/runs/airnet-seed1
 
 Both sides train on the same training images (the shipped checkpoints' 45,000-image training split of the
 CIFAR-10 JPEG q75 copy, or a stratified subset of ``--train-images``) for the same number of epochs and seeds,
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -121,6 +126,34 @@ def run_project(recipe: str, spec: str, data_dir: Path, train_images: int, epoch
     return row
 
 
+def run_from_dir(run_dir: Path, spec: str, data_dir: Path, train_images: int, epochs: int, work: Path) -> tuple[int, dict]:
+    """A finished project run (e.g. a study's) in place of training one: (its seed, its figures from last.pt).
+    Refused unless it trained plain AirNet on these images for these epochs."""
+    config = json.loads((run_dir / "config.json").read_text())
+    status = json.loads((run_dir / "status.json").read_text())
+    wanted = {"model": "airnet", "data": spec, "epochs": epochs, "val_size": 0.1, "split_seed": 0,
+              "train_limit": train_images if train_images < 45_000 else 0}
+    wrong = {k: config.get(k) for k, v in wanted.items() if config.get(k) != v}
+    if wrong or status.get("state") != "finished":
+        raise SystemExit(f"{run_dir}: not a finished run on these images and epochs ({wrong or status.get('state')})")
+    row = {"seconds": status["elapsed_s"], "recipe": config["recipe"], "width": config["width"]}
+    for key, level in (("acc", 0), ("acc_tta1", 1), ("acc_tta2", 2)):
+        row[key] = evaluate_checkpoint(run_dir / "last.pt", spec, "val", data_dir, tta=level,
+                                       cache_dir=work / "pred").accuracy
+    return int(config["seed"]), row
+
+
+def load_results(path: Path | None) -> list[dict]:
+    return json.loads(path.read_text()) if path and path.is_file() else []
+
+
+def save_results(path: Path | None, rows: list[dict]) -> None:
+    if path:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folder", default=DEFAULT_FOLDER, help="the CIFAR-10 JPEG copy (ImageFolder, train/)")
@@ -128,8 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-images", type=int, default=45_000, help="a stratified subset of the training split")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--recipes", nargs="+", default=["fast", "airbench94"], help="the project's recipes to run")
+    p.add_argument("--recipes", nargs="*", default=["fast", "airbench94"], help="the project's recipes to train")
+    p.add_argument("--project-runs", nargs="*", default=[], type=Path,
+                   help="finished run directories of the project's plain AirNet on the same images and epochs (a "
+                        "study's, say), scored instead of training the project side again")
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--results", type=Path, default=None,
+                   help="a JSON file the rows accumulate in: a row already there (same side, seed, epochs, images) "
+                        "is not redone, so the benchmark can run in pieces; the means cover every row in it")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -143,25 +182,43 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CIFAR-10 (JPEG q75 copy): {len(train):,} training images, {len(val):,} held-out validation images; "
           f"{args.epochs} epochs; seeds {args.seeds}; {device}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}")
-    rows = []
+    size = {"epochs": args.epochs, "train_images": len(train)}
+    rows = load_results(args.results)
+
+    def done(side: str, seed: int) -> bool:
+        return any(r["side"] == side and r["seed"] == seed and all(r[k] == v for k, v in size.items()) for r in rows)
+
+    def add(side: str, seed: int, row: dict) -> None:
+        rows.append({"side": side, "seed": seed, **size, **row})
+        save_results(args.results, rows)
+        print_row(side, seed, row)
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if not args.skip_reference:
             write_reference_data(work / "ref", train, val)
+        for run_dir in args.project_runs:
+            seed, row = run_from_dir(run_dir, spec, Path(args.data_dir), len(train), args.epochs, work)
+            side = f"project {row.pop('recipe')} (run {run_dir.name})"
+            if not done(side, seed):
+                add(side, seed, row)
         for seed in args.seeds:
-            if not args.skip_reference:
-                rows.append(("reference airbench94", seed, run_reference(work / "ref", args.epochs, seed, device)))
-                print_row(*rows[-1])
+            if not args.skip_reference and not done("reference airbench94", seed):
+                add("reference airbench94", seed, run_reference(work / "ref", args.epochs, seed, device))
             for recipe in args.recipes:
-                rows.append((f"project {recipe}", seed,
-                             run_project(recipe, spec, Path(args.data_dir), len(train), args.epochs, seed, work)))
-                print_row(*rows[-1])
-    print("\nmeans over seeds (accuracy on the held-out images, recomputed after training):")
-    for side in dict.fromkeys(r[0] for r in rows):
-        mine = [r[2] for r in rows if r[0] == side]
+                if not done(f"project {recipe}", seed):
+                    add(f"project {recipe}", seed,
+                        run_project(recipe, spec, Path(args.data_dir), len(train), args.epochs, seed, work))
+    mine_all = [r for r in rows if all(r[k] == v for k, v in size.items())]
+    print(f"\nmeans over seeds (accuracy on the {len(val):,} held-out images, recomputed after training; every row "
+          f"at {args.epochs} epochs on {len(train):,} images{' in ' + str(args.results) if args.results else ''}):")
+    sides = dict.fromkeys(r["side"].split(" (run ")[0] for r in mine_all)
+    for side in sides:
+        mine = [r for r in mine_all if r["side"].split(" (run ")[0] == side]
         cells = [f"{k} {100 * statistics.mean(m[k] for m in mine):.2f}%" for k in ("acc", "acc_tta1", "acc_tta2")
                  if k in mine[0]]
-        print(f"  {side:<24} " + "  ".join(cells) + f"  time {statistics.mean(m['seconds'] for m in mine):.0f} s")
+        print(f"  {side:<24} seeds {sorted(m['seed'] for m in mine)}  " + "  ".join(cells)
+              + f"  time {statistics.mean(m['seconds'] for m in mine):.0f} s")
     return 0
 
 
