@@ -107,7 +107,7 @@ measure = st.toggle("Measure CPU latency per image (batch 1)", key="compare_late
                     help="In the table: the median of 30 forward passes of each model on this machine's CPU. For a "
                          "pair: 7 rounds that time SE and plain in alternation (10 passes each), so that a change of "
                          "load hits both; the ratio's range over the rounds is the noise.")
-paired = st.toggle("Paired test on the scored split", key="compare_paired",
+paired = st.toggle(f"Paired test on the {held_out.lower()} split", key="compare_paired",
                    help="Evaluate each SE checkpoint and its plain twin on the same images of the split they scored "
                         "themselves on in training (the validation split; the test split for models trained on "
                         "every training image), cached on disk; count the images only one of them gets right, and "
