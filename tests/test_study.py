@@ -112,15 +112,15 @@ def test_the_command_line_runs_and_summarises_a_study(tmp_path: Path, capsys) ->
     assert "--model is set per run by a study" in capsys.readouterr().err
 
 
-def _fake_study(root: Path, splits: dict[str, str]) -> Path:
-    """A study directory whose finished runs' best.pt record ``{split}_acc`` (variant -> split), 2 seeds each."""
+def _fake_study(root: Path, splits: dict[str, str], seeds: tuple[int, ...] = (0, 1)) -> Path:
+    """A study directory whose finished runs' best.pt record ``{split}_acc`` (variant -> split), for each seed."""
     from senet import create_model, save_checkpoint
 
     (root / "runs").mkdir(parents=True)
-    (root / "study.json").write_text(json.dumps({"variants": list(splits), "seeds": [0, 1], "recipe": "fast",
+    (root / "study.json").write_text(json.dumps({"variants": list(splits), "seeds": list(seeds), "recipe": "fast",
                                                  "shared": {}}))
     for k, (variant, split) in enumerate(splits.items()):
-        for seed in (0, 1):
+        for seed in seeds:
             run_dir = root / "runs" / f"{variant}-seed{seed}"
             run_dir.mkdir()
             (run_dir / "status.json").write_text(json.dumps({"state": "finished"}))
@@ -143,3 +143,12 @@ def test_a_study_trained_on_every_image_summarises_its_test_figures_and_mixed_sp
     assert "| test acc [95% interval] |" in table
     with pytest.raises(StudyError, match="scored on different splits"):
         summarize(_fake_study(tmp_path / "mixed", {"se_resnet20": "test", "resnet20": "val"}))
+
+
+def test_the_studies_table_says_one_seed_where_there_is_no_interval(tmp_path):
+    study = _fake_study(tmp_path / "one", {"se_resnet20": "val", "resnet20": "val"}, seeds=(0,))
+    table = subprocess.run([sys.executable, str(ROOT / "tools" / "study_table.py"), str(study), "--reference",
+                            "resnet20"], capture_output=True, text=True, check=True).stdout
+    assert "nan" not in table.lower(), table
+    row = next(line for line in table.splitlines() if line.startswith("| `se_resnet20` |"))
+    assert "50.00% (one seed)" in row and "-10.00 pts (one seed)" in row, row

@@ -9,6 +9,7 @@ nothing is computed here but the layout and the sign of each difference (variant
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -17,10 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from senet.training.study import summarize  # noqa: E402
 
 
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def _interval(cell: dict | None) -> str:
     if not cell or cell.get("mean") is None:
         return "–"
-    if cell.get("low") is None:
+    if not _finite(cell.get("low")):  # one seed: no interval (the summary's NaN, or None from JSON)
         return f"{100 * cell['mean']:.2f}% (one seed)"
     return f"{100 * cell['mean']:.2f}% [{100 * cell['low']:.2f}, {100 * cell['high']:.2f}]"
 
@@ -31,10 +36,10 @@ def _difference(pairs: list[dict], variant: str, reference: str, metric: str) ->
             continue
         sign = 1 if p["a"] == variant else -1  # variant minus reference
         mean = round(100 * sign * p["mean"], 2) / 100 + 0.0  # no "-0.00"
-        if p.get("low") is None:
+        if not _finite(p.get("low")):
             return f"{100 * mean:+.2f} pts (one seed)"
         low, high = sorted((sign * p["low"], sign * p["high"]))
-        return f"{100 * mean:+.2f} pts [{100 * low:+.2f}, {100 * high:+.2f}] ({p['seeds']} seeds)"
+        return f"{100 * mean:+.2f} pts [{100 * low:+.2f}, {100 * high:+.2f}] ({p['seeds']} seed{'s' if p['seeds'] != 1 else ''})"
     return "–"
 
 
