@@ -438,7 +438,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant (default 3)")
     p.add_argument("--summary", metavar="DIR", help="print the summary of the study in DIR instead of training")
     p.add_argument("--pooled", action="store_true", help="with --summary: also the pooled image-level test "
-                   "(evaluates every run on its validation split)")
+                   "(evaluates every run on its scored split: validation, or test)")
     p.add_argument("--json", action="store_true", help="with --summary: one JSON object")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_config_arguments(p)
