@@ -264,8 +264,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"SE parameters    {info['se_params']:,} in {info['se_blocks']} blocks "
           f"(seed's formula (2/r)*sum N_s*C_s^2 = {info['se_formula']:,.0f})")
     print(f"multiply-adds    {info['macs'] / 1e6:,.1f} M per image")
-    for key in ("recipe", "epochs", "scored_on", "val_acc", "val_acc_tta", "test_acc", "test_acc_tta", "dataset", "hardware", "wall_time_s", "weights_dtype",
-                "exported_from", "imported_from", "normalisation"):
+    for key in ("recipe", "epochs", "scored_on", "val_acc", "val_acc_tta", "test_acc", "test_acc_tta", "dataset",
+                "hardware", "wall_time_s", "weights_dtype", "exported_from", "imported_from", "normalisation"):
         if meta.get(key) is not None:
             print(f"{key:<16} {meta[key]}")
     if recorded(meta, "acc_tta_source"):
