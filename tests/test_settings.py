@@ -78,10 +78,14 @@ def test_a_validation_size_is_a_fraction_or_a_count(value, expected) -> None:
     assert parse_val_size(str(value)) == expected
 
 
-@pytest.mark.parametrize("value", [0, -0.5, 2.5, float("nan"), True, "0.1", None])
+@pytest.mark.parametrize("value", [-0.5, 2.5, float("nan"), True, "0.1", None])
 def test_anything_else_is_not_a_validation_size(value) -> None:
-    with pytest.raises(ValueError, match="val_size must be a fraction in"):
+    with pytest.raises(ValueError, match=r"val_size must be 0 \(no holdout"):
         val_size_value(value)
+
+
+def test_zero_is_no_holdout() -> None:
+    assert val_size_value(0) == 0 and type(val_size_value(0)) is int and parse_val_size("0") == 0
 
 
 def test_the_airbench_recipes_convert_its_decoupled_hyperparameters() -> None:
