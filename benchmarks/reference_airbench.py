@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 from senet import evaluate_checkpoint  # noqa: E402
 from senet.data import limit_split, load_split  # noqa: E402
 from senet.training import make_config, train  # noqa: E402
+from senet.training.settings import recipe_values  # noqa: E402
+from senet.training.study import parse_variant  # noqa: E402
 
 DEFAULT_FOLDER = "/work/data/cifar10-jpeg"
 
@@ -111,15 +113,35 @@ def run_reference(folder: Path, epochs: float, seed: int, device: torch.device) 
         os.chdir(cwd)
 
 
-def run_project(recipe: str, spec: str, data_dir: Path, train_images: int, epochs: int, seed: int,
+def recipe_overrides(entry: str, epochs: int) -> tuple[str, dict]:
+    """``"airbench94"`` or ``"airbench94:micro_batch=1024,lookahead=false"`` -> (recipe, settings for this run).
+
+    The warm-up is scaled with the length (``warmup_epochs * epochs / recipe epochs``), so that every recipe keeps
+    its schedule's shape at the benchmark's length, as airbench's triangle (peak at 23% of the steps) does.
+    """
+    variant = parse_variant(entry)
+    recipe, settings = variant.model, dict(variant.settings)
+    base = recipe_values(recipe, "airnet")
+    if "warmup_epochs" not in settings and base["epochs"] != epochs:
+        settings["warmup_epochs"] = base["warmup_epochs"] * epochs / base["epochs"]
+    return recipe, settings
+
+
+def run_project(entry: str, spec: str, data_dir: Path, train_images: int, epochs: int, seed: int,
                 work: Path) -> dict:
-    """This project's engine on the same images and epochs; figures recomputed from its last.pt."""
+    """This project's engine on the same images and epochs; figures recomputed from its last.pt. The run lives in
+    ``work`` and is resumed from its ``last.pt`` if an earlier call was stopped."""
+    recipe, settings = recipe_overrides(entry, epochs)
     config = make_config("airnet", recipe, data=spec, data_dir=str(data_dir), epochs=epochs, seed=seed,
-                         train_limit=train_images if train_images < 45_000 else 0, log_every=1000)
-    run_dir = work / f"{recipe}-seed{seed}"
-    run_dir.mkdir(parents=True)
-    status = train(config, run_dir, progress=False)
-    row = {"seconds": status["elapsed_s"]}  # the training loop's time, as the reference's own timing counts it
+                         train_limit=train_images if train_images < 45_000 else 0, log_every=1000,
+                         **{k: v for k, v in settings.items() if k != "epochs"})
+    run_dir = work / f"{parse_variant(entry).label}-e{epochs}-n{train_images}-seed{seed}"
+    resume = (run_dir / "last.pt").is_file()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status = train(config, run_dir, resume=resume, progress=False)
+    if status.get("state") != "finished":
+        raise SystemExit(f"{run_dir}: training {status.get('state')}; run the same command again to resume")
+    row = {"seconds": status["elapsed_s"], "warmup_epochs": config.warmup_epochs}
     for key, level in (("acc", 0), ("acc_tta1", 1), ("acc_tta2", 2)):
         row[key] = evaluate_checkpoint(run_dir / "last.pt", spec, "val", data_dir, tta=level,
                                        cache_dir=work / "pred").accuracy
@@ -147,8 +169,15 @@ def load_results(path: Path | None) -> list[dict]:
     return json.loads(path.read_text()) if path and path.is_file() else []
 
 
-def save_results(path: Path | None, rows: list[dict]) -> None:
-    if path:
+def append_result(path: Path | None, row: dict) -> None:
+    """Add ``row`` to the results file under a lock, re-reading it first: several processes may share one file."""
+    if not path:
+        return
+    import fcntl
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = load_results(path) + [row]
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rows, indent=1))
         os.replace(tmp, path)
@@ -161,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-images", type=int, default=45_000, help="a stratified subset of the training split")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--recipes", nargs="*", default=["fast", "airbench94"], help="the project's recipes to train")
+    p.add_argument("--recipes", nargs="*", default=["fast", "airbench94"],
+                   help="the project's recipes to train, each RECIPE or RECIPE:SETTING=VALUE,... (one element changed, "
+                        "e.g. airbench94:lookahead=false); the warm-up scales with --epochs (the schedule keeps its "
+                        "shape)")
+    p.add_argument("--work", type=Path, default=None,
+                   help="keep the project's runs here (default: a temporary folder); a stopped run resumes")
     p.add_argument("--project-runs", nargs="*", default=[], type=Path,
                    help="finished run directories of the project's plain AirNet on the same images and epochs (a "
                         "study's, say), scored instead of training the project side again")
@@ -190,11 +224,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def add(side: str, seed: int, row: dict) -> None:
         rows.append({"side": side, "seed": seed, **size, **row})
-        save_results(args.results, rows)
+        append_result(args.results, rows[-1])
         print_row(side, seed, row)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        work.mkdir(parents=True, exist_ok=True)
         if not args.skip_reference:
             write_reference_data(work / "ref", train, val)
         for run_dir in args.project_runs:
@@ -209,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not done(f"project {recipe}", seed):
                     add(f"project {recipe}", seed,
                         run_project(recipe, spec, Path(args.data_dir), len(train), args.epochs, seed, work))
+    rows = load_results(args.results) or rows  # with the rows other processes added meanwhile
     mine_all = [r for r in rows if all(r[k] == v for k, v in size.items())]
     print(f"\nmeans over seeds (accuracy on the {len(val):,} held-out images, recomputed after training; every row "
           f"at {args.epochs} epochs on {len(train):,} images{' in ' + str(args.results) if args.results else ''}):")
