@@ -113,8 +113,9 @@ def run_reference(folder: Path, epochs: float, seed: int, device: torch.device) 
         os.chdir(cwd)
 
 
-def recipe_overrides(entry: str, epochs: int) -> tuple[str, dict]:
-    """``"airbench94"`` or ``"airbench94:micro_batch=1024,lookahead=false"`` -> (recipe, settings for this run).
+def recipe_overrides(entry: str, epochs: int) -> tuple[str, str, dict]:
+    """``"airbench94"`` or ``"airbench94:micro_batch=1024,lookahead=false"`` -> (recipe, a label for its runs,
+    settings for this run).
 
     The warm-up is scaled with the length (``warmup_epochs * epochs / recipe epochs``), so that every recipe keeps
     its schedule's shape at the benchmark's length, as airbench's triangle (peak at 23% of the steps) does.
@@ -124,18 +125,18 @@ def recipe_overrides(entry: str, epochs: int) -> tuple[str, dict]:
     base = recipe_values(recipe, "airnet")
     if "warmup_epochs" not in settings and base["epochs"] != epochs:
         settings["warmup_epochs"] = base["warmup_epochs"] * epochs / base["epochs"]
-    return recipe, settings
+    return recipe, variant.label, settings
 
 
 def run_project(entry: str, spec: str, data_dir: Path, train_images: int, epochs: int, seed: int,
                 work: Path) -> dict:
     """This project's engine on the same images and epochs; figures recomputed from its last.pt. The run lives in
     ``work`` and is resumed from its ``last.pt`` if an earlier call was stopped."""
-    recipe, settings = recipe_overrides(entry, epochs)
+    recipe, label, settings = recipe_overrides(entry, epochs)
     config = make_config("airnet", recipe, data=spec, data_dir=str(data_dir), epochs=epochs, seed=seed,
                          train_limit=train_images if train_images < 45_000 else 0, log_every=1000,
                          **{k: v for k, v in settings.items() if k != "epochs"})
-    run_dir = work / f"{parse_variant(entry).label}-e{epochs}-n{train_images}-seed{seed}"
+    run_dir = work / f"{label}-e{epochs}-n{train_images}-seed{seed}"
     resume = (run_dir / "last.pt").is_file()
     run_dir.mkdir(parents=True, exist_ok=True)
     status = train(config, run_dir, resume=resume, progress=False)
