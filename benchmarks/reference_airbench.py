@@ -38,7 +38,6 @@ sys.path.insert(0, str(ROOT))
 from senet import evaluate_checkpoint  # noqa: E402
 from senet.data import limit_split, load_split  # noqa: E402
 from senet.training import make_config, train  # noqa: E402
-from senet.training.settings import recipe_values  # noqa: E402
 from senet.training.study import parse_variant  # noqa: E402
 
 DEFAULT_FOLDER = "/work/data/cifar10-jpeg"
@@ -113,26 +112,19 @@ def run_reference(folder: Path, epochs: float, seed: int, device: torch.device) 
         os.chdir(cwd)
 
 
-def recipe_overrides(entry: str, epochs: int) -> tuple[str, str, dict]:
+def recipe_overrides(entry: str) -> tuple[str, str, dict]:
     """``"airbench94"`` or ``"airbench94:micro_batch=1024,lookahead=false"`` -> (recipe, a label for its runs,
-    settings for this run).
-
-    The warm-up is scaled with the length (``warmup_epochs * epochs / recipe epochs``), so that every recipe keeps
-    its schedule's shape at the benchmark's length, as airbench's triangle (peak at 23% of the steps) does.
-    """
+    the settings it changes). At another length than the recipe's, ``make_config`` scales the warm-up with the
+    epochs, so every recipe keeps its schedule's shape, as airbench's triangle (peak at 23% of the steps) does."""
     variant = parse_variant(entry)
-    recipe, settings = variant.model, dict(variant.settings)
-    base = recipe_values(recipe, "airnet")
-    if "warmup_epochs" not in settings and base["epochs"] != epochs:
-        settings["warmup_epochs"] = base["warmup_epochs"] * epochs / base["epochs"]
-    return recipe, variant.label, settings
+    return variant.model, variant.label, dict(variant.settings)
 
 
 def run_project(entry: str, spec: str, data_dir: Path, train_images: int, epochs: int, seed: int,
                 work: Path) -> dict:
     """This project's engine on the same images and epochs; figures recomputed from its last.pt. The run lives in
     ``work`` and is resumed from its ``last.pt`` if an earlier call was stopped."""
-    recipe, label, settings = recipe_overrides(entry, epochs)
+    recipe, label, settings = recipe_overrides(entry)
     config = make_config("airnet", recipe, data=spec, data_dir=str(data_dir), epochs=epochs, seed=seed,
                          train_limit=train_images if train_images < 45_000 else 0, log_every=1000,
                          **{k: v for k, v in settings.items() if k != "epochs"})

@@ -16,6 +16,7 @@ from conftest import make_folder_dataset, senet_cli
 from senet import create_model, load_checkpoint
 from senet.checkpoint import read_checkpoint
 from senet.training.runs import read_json, read_metrics
+from senet.training.settings import config_from_record, config_record
 from senet.training import (RECIPES, ConfigError, TrainConfig, lr_factor, make_config, make_optimizer, train)
 
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -88,6 +89,25 @@ def test_seed_recipe_ignores_the_fast_family_overrides() -> None:
 def test_overrides_replace_recipe_values_and_none_keeps_them() -> None:
     config = make_config("se_resnet20", "fast", epochs=3, lr=None)
     assert config.epochs == 3 and config.lr == RECIPES["fast"]["lr"]
+
+
+@pytest.mark.parametrize("recipe, model", [("airbench94", "airnet"), ("fast", "se_airnet"), ("fast", "se_resnet20")])
+def test_another_length_keeps_the_recipes_warmup_share(recipe: str, model: str) -> None:
+    """airbench's triangle peaks at 23% of training at any length; `--epochs` alone must not stretch it."""
+    base = make_config(model, recipe)
+    for epochs in (4, 40):
+        config = make_config(model, recipe, epochs=epochs)
+        assert config.warmup_epochs / epochs == pytest.approx(base.warmup_epochs / base.epochs)
+    assert make_config(model, recipe, epochs=4, warmup_epochs=1.5).warmup_epochs == 1.5, "a given warm-up is kept"
+    assert make_config(model, recipe, epochs=4, warmup_epochs=None).warmup_epochs == pytest.approx(
+        base.warmup_epochs * 4 / base.epochs)
+
+
+def test_a_recorded_warmup_is_kept_when_a_resume_lengthens_the_run() -> None:
+    """Resuming with more epochs continues the run's own schedule: its recorded warm-up, not a rescaled one."""
+    short = make_config("airnet", "airbench94", epochs=4)
+    longer = config_from_record(config_record(short), epochs=8)
+    assert (longer.epochs, longer.warmup_epochs) == (8, short.warmup_epochs)
 
 
 @pytest.mark.parametrize("overrides, message", [

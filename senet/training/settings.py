@@ -129,7 +129,8 @@ class TrainConfig:
     label_smoothing: float = setting(kind=float, low=0, high=1, high_open=True, label="Label smoothing", row=3,
                                      help="label smoothing of the training loss")
     schedule: str = setting(kind=str, choices=SCHEDULES, help="learning-rate schedule")
-    warmup_epochs: float = setting(kind=float, low=0, high=100_000, help="epochs of linear warm-up")
+    warmup_epochs: float = setting(kind=float, low=0, high=100_000,
+                                   help="epochs of linear warm-up (default: the recipe's share of --epochs)")
     start_lr_frac: float = setting(kind=float, low=0, high=1, help="warm-up starts at this fraction of lr")
     bias_lr_scale: float = setting(kind=float, low=0, low_open=True, high=1000,
                                    help="learning-rate multiplier of the BatchNorm biases")
@@ -263,7 +264,8 @@ def make_config(model: str = "se_airnet", recipe: str = "fast", cls: type = Trai
                 **overrides: Any) -> TrainConfig:
     """A validated configuration: the recipe's values for ``model``, then ``overrides``.
 
-    ``None`` values in ``overrides`` mean "keep the recipe's value".
+    ``None`` values in ``overrides`` mean "keep the recipe's value". Changing ``epochs`` without giving
+    ``warmup_epochs`` scales the recipe's warm-up with it (the same fraction of training).
     """
     for name, value in (("model", model), ("recipe", recipe)):
         check = fields_by_name(cls)[name].metadata["setting"].check
@@ -274,6 +276,9 @@ def make_config(model: str = "se_airnet", recipe: str = "fast", cls: type = Trai
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     values = recipe_values(recipe, model)
+    if overrides.get("epochs") is not None and overrides.get("warmup_epochs") is None:
+        # another length keeps the schedule's shape: the warm-up stays the same fraction of training
+        values["warmup_epochs"] = values["warmup_epochs"] * overrides["epochs"] / values["epochs"]
     known = fields_by_name(cls)
     for key, value in overrides.items():
         if key not in known or key in ("model", "recipe"):
