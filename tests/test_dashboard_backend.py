@@ -617,3 +617,28 @@ def test_the_model_card_says_on_which_data_its_figures_were_measured():
     assert "not recorded" in data_statement({})
     assert "Imported from akamaster" in data_statement({"imported_from": "akamaster", "dataset": "CIFAR-10"})
     assert "ImageNet" in data_statement({"external": True})
+
+
+def _run_row(name: str, val: float | None = None, test: float | None = None, error: str | None = None) -> dict:
+    return {"state": "finished", "run": name, "path": f"/runs/{name}", "model": "airnet", "recipe": "fast",
+            "epoch": 3, "epochs": 4, "best_val_acc": val, "test_acc": test, "elapsed_s": 125.0, "started_at": 1.0,
+            "error": error}
+
+
+def test_the_runs_table_names_the_split_of_its_accuracy_column() -> None:
+    from dashboard.runs_table import ACC_HELP, runs_table
+
+    table, column = runs_table([_run_row("a", val=0.9056), _run_row("b")])
+    assert column == "best val acc" and column in ACC_HELP
+    assert table[0][column] == pytest.approx(90.56) and table[1][column] is None, "percent; none before an epoch"
+    assert "scored on" not in table[0] and "error" not in table[0]
+    assert (table[0]["epochs"], table[0]["trained for"]) == ("3/4", "2m 05s")
+
+    table, column = runs_table([_run_row("a", test=0.87)])
+    assert column == "last test acc" and table[0][column] == pytest.approx(87.0)
+
+    table, column = runs_table([_run_row("a", val=0.9), _run_row("b", test=0.87, error="died")])
+    assert column == "recorded acc"
+    assert [(r["scored on"], r[column]) for r in table] == [("val, best", pytest.approx(90.0)),
+                                                            ("test, last", pytest.approx(87.0))]
+    assert [r["error"] for r in table] == ["", "died"], "an error column once a run has one"

@@ -12,6 +12,7 @@ import streamlit as st
 from views import _shared as ui
 from dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
 from dashboard.figures import epoch_figure, lr_figure, step_loss_figure
+from dashboard.runs_table import ACC_HELP, runs_table
 from dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
 from senet.training.gate_history import read_gate_history
 from dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
@@ -420,25 +421,16 @@ def past_runs() -> None:
     if not rows:
         st.caption("None yet.")
         return
-    table = [{"state": r["state"], "run": r["run"], "model": r["model"], "recipe": r["recipe"],
-              "epochs done": f"{r['epoch'] or 0}/{r['epochs'] or '?'}", "best val acc": r["best_val_acc"],
-              **({"last test acc": r["test_acc"]} if any(q["test_acc"] is not None for q in rows) else {}),
-              "training time": format_duration(r["elapsed_s"]),
-              "started": dt.datetime.fromtimestamp(r["started_at"]) if r.get("started_at") else None,
-              "error": r.get("error") or ""} for r in rows]
+    table, acc_column = runs_table(rows)
     st.session_state["runs_table_paths"] = [r["path"] for r in rows]
     st.dataframe(table, hide_index=True, width="stretch", key="runs_table", on_select=_pick_from_table,
                  selection_mode="single-row",
-                 column_config={"best val acc": st.column_config.ProgressColumn("best val acc", format="percent",
-                                                                               min_value=0, max_value=1),
-                                "last test acc": st.column_config.ProgressColumn(
-                                    "last test acc", format="percent", min_value=0, max_value=1,
-                                    help="Runs trained on every training image (validation size 0): the last "
-                                         "epoch's accuracy on the test split; nothing is selected on it."),
-                                "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
-                                "run": st.column_config.TextColumn("run", width="medium"),
-                                "model": st.column_config.TextColumn("model", width="medium")})
-    st.caption("Select a row to open that run above.")
+                 column_config={acc_column: st.column_config.ProgressColumn(acc_column, format="%.2f%%", min_value=0,
+                                                                            max_value=100, help=ACC_HELP[acc_column]),
+                                "epochs": st.column_config.TextColumn("epochs", help="epochs done / epochs planned"),
+                                "trained for": st.column_config.TextColumn(
+                                    "trained for", help="time in the training loop (the epochs' scoring not included)")})
+    st.caption("Newest first. Select a row to open that run above.")
 
 
 past_runs()
