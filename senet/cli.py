@@ -65,6 +65,8 @@ def cmd_train(args: argparse.Namespace, callbacks: tuple = ()) -> int:
     if rank == 0:
         if overrides.get("batch_size") is not None and overrides.get("lr") is None:
             _note_unscaled_lr(config)  # only once the run is sure to start: an error stays one line
+        if overrides.get("epochs") is not None and overrides.get("warmup_epochs") is None and not args.config:
+            _note_scaled_warmup(config)
         print(f"run directory: {run_dir}", file=sys.stderr)
     return _run(config, run_dir, resume=False, progress=args.progress, callbacks=callbacks)
 
@@ -134,6 +136,14 @@ def _note_unscaled_lr(config) -> None:
         print(f"note: --batch-size {config.batch_size} keeps the {config.recipe} recipe's lr {config.lr:g}, tuned for "
               f"batch {tuned.batch_size}; linear scaling would give --lr "
               f"{config.lr * config.batch_size / tuned.batch_size:.4g}", file=sys.stderr)
+
+
+def _note_scaled_warmup(config) -> None:
+    """``--epochs`` alone keeps the recipe's warm-up share; say what warm-up that gave."""
+    if config.warmup_epochs > 0:
+        print(f"note: --epochs {config.epochs} keeps the {config.recipe} recipe's warm-up share: "
+              f"{config.warmup_epochs:.3g} warm-up epochs ({config.warmup_epochs / config.epochs:.0%} of training); "
+              f"--warmup-epochs sets it", file=sys.stderr)
 
 
 def _check_data(config) -> None:

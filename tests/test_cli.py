@@ -379,6 +379,26 @@ def test_a_changed_batch_size_with_the_recipe_lr_is_noted(workdir: Path, capsys,
     assert seen["config"].lr == (0.1 if "--lr" in extra else 0.4), "the note changes nothing"
 
 
+@pytest.mark.parametrize("extra, warmup, note", [
+    (["--epochs", "20"], 20 * 2.3 / 10, "note: --epochs 20 keeps the airbench94 recipe's warm-up share: 4.6 warm-up "
+                                        "epochs (23% of training); --warmup-epochs sets it"),
+    (["--epochs", "20", "--warmup-epochs", "1"], 1.0, None),  # the user chose the warm-up
+    ([], 2.3, None),                                           # the recipe's own length
+])
+def test_another_length_scales_the_warmup_and_says_so(workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch,
+                                                      extra, warmup, note) -> None:
+    import senet.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_check_data", lambda config: None)
+    monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress, **_: seen.update(config=config) or 0)
+    code, _, err = call(capsys, "train", "--model", "airnet", "--recipe", "airbench94", "--data", "folder:x",
+                        "--run-dir", "r", *extra)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.startswith("note:")] == ([note] if note else []), err
+    assert seen["config"].warmup_epochs == pytest.approx(warmup)
+
+
 def test_the_installed_senet_command_runs_from_any_directory(tmp_path: Path) -> None:
     """``pip install -e .`` (the README's set-up) puts a ``senet`` command in the venv that needs no PYTHONPATH."""
     import subprocess
