@@ -159,7 +159,7 @@ def cli_batch(argvs: list[list[str]], cwd: Path, timeout: float = 600) -> list[d
     return json.loads(proc.stdout)
 
 
-INFO_LINES = ("run directory: ",)  # what ``train`` tells the user before it starts (not an error)
+INFO_LINES = ("run directory: ", "note: ")  # what ``train`` tells the user before it starts (not an error)
 
 
 def assert_one_line_error(result: dict | subprocess.CompletedProcess, *must_contain: str, rc: int = 2,
