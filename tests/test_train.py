@@ -410,7 +410,7 @@ def test_lookahead_moves_a_slow_copy_every_five_steps_and_ends_on_it() -> None:
             decay = 0.95 ** 5 * (step / total) ** 3
             slow = slow + (1 - decay) * (w_before + 1 - slow)
             assert w == pytest.approx(slow), f"step {step}: reset to the slow copy"
-        w_before = float(model.weight[0, 0])
+        w_before = float(model.weight[0, 0].detach())
 
 
 def test_a_frozen_whitening_bias_stops_moving_after_its_epochs(tmp_path: Path) -> None:
