@@ -119,8 +119,9 @@ def run_reference(folder: Path, epochs: float, seed: int, device: torch.device) 
 
 def recipe_overrides(entry: str) -> tuple[str, str, dict]:
     """``"airbench94"`` or ``"airbench94:micro_batch=1024,lookahead=false"`` -> (recipe, a label for its runs,
-    the settings it changes). At another length than the recipe's, ``make_config`` scales the warm-up with the
-    epochs, so every recipe keeps its schedule's shape, as airbench's triangle (peak at 23% of the steps) does."""
+    the settings it changes). At another length than the recipe's, ``make_config`` sets the warm-up as ``train``
+    does (``length_warmup``: a longer run keeps the recipe's share, as airbench's triangle does; a shorter one its
+    warm-up epochs, at most 60% of training); each row records the warm-up it got."""
     variant = parse_variant(entry)
     return variant.model, variant.label, dict(variant.settings)
 
@@ -190,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--recipes", nargs="*", default=["fast", "airbench94"],
                    help="the project's recipes to train, each RECIPE or RECIPE:SETTING=VALUE,... (one element changed, "
-                        "e.g. airbench94:lookahead=false); the warm-up scales with --epochs (the schedule keeps its "
-                        "shape)")
+                        "e.g. airbench94:lookahead=false); another --epochs sets the warm-up as train does")
     p.add_argument("--work", type=Path, default=None,
                    help="keep the project's runs here (default: a temporary folder); a stopped run resumes")
     p.add_argument("--project-runs", nargs="*", default=[], type=Path,

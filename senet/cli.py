@@ -139,11 +139,21 @@ def _note_unscaled_lr(config) -> None:
 
 
 def _note_scaled_warmup(config) -> None:
-    """``--epochs`` alone keeps the recipe's warm-up share; say what warm-up that gave."""
-    if config.warmup_epochs > 0:
-        print(f"note: --epochs {config.epochs} keeps the {config.recipe} recipe's warm-up share: "
-              f"{config.warmup_epochs:.3g} warm-up epochs ({config.warmup_epochs / config.epochs:.0%} of training); "
-              f"--warmup-epochs sets it", file=sys.stderr)
+    """``--epochs`` alone sets the warm-up by the recipe's rule (:func:`length_warmup`); say what it gave."""
+    from .training.settings import SHORT_RUN_MAX_WARMUP_SHARE, recipe_values
+
+    tuned = recipe_values(config.recipe, config.model)
+    if config.warmup_epochs <= 0 or config.epochs == tuned["epochs"]:
+        return
+    share = f"{config.warmup_epochs / config.epochs:.0%} of training"
+    if config.epochs > tuned["epochs"]:
+        rule = f"keeps the {config.recipe} recipe's warm-up share: {config.warmup_epochs:.3g} warm-up epochs ({share})"
+    elif config.warmup_epochs < tuned["warmup_epochs"]:
+        rule = (f"caps the {config.recipe} recipe's {tuned['warmup_epochs']:.3g} warm-up epochs at "
+                f"{SHORT_RUN_MAX_WARMUP_SHARE:.0%} of training: {config.warmup_epochs:.3g} warm-up epochs")
+    else:
+        rule = f"keeps the {config.recipe} recipe's {config.warmup_epochs:.3g} warm-up epochs ({share})"
+    print(f"note: --epochs {config.epochs} {rule}; --warmup-epochs sets it", file=sys.stderr)
 
 
 def _check_data(config) -> None:

@@ -382,10 +382,15 @@ def test_a_changed_batch_size_with_the_recipe_lr_is_noted(workdir: Path, capsys,
 @pytest.mark.parametrize("extra, warmup, note", [
     (["--epochs", "20"], 20 * 2.3 / 10, "note: --epochs 20 keeps the airbench94 recipe's warm-up share: 4.6 warm-up "
                                         "epochs (23% of training); --warmup-epochs sets it"),
+    (["--epochs", "5"], 2.3, "note: --epochs 5 keeps the airbench94 recipe's 2.3 warm-up epochs (46% of training); "
+                             "--warmup-epochs sets it"),
+    (["--epochs", "2"], 1.2, "note: --epochs 2 caps the airbench94 recipe's 2.3 warm-up epochs at 60% of training: "
+                             "1.2 warm-up epochs; --warmup-epochs sets it"),
+    (["--epochs", "10"], 2.3, None),                           # the recipe's own length: nothing changed
     (["--epochs", "20", "--warmup-epochs", "1"], 1.0, None),  # the user chose the warm-up
     ([], 2.3, None),                                           # the recipe's own length
 ])
-def test_another_length_scales_the_warmup_and_says_so(workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch,
+def test_another_length_sets_the_warmup_and_says_so(workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch,
                                                       extra, warmup, note) -> None:
     import senet.cli as cli
 

@@ -16,7 +16,8 @@ from conftest import make_folder_dataset, senet_cli
 from senet import create_model, load_checkpoint
 from senet.checkpoint import read_checkpoint
 from senet.training.runs import read_json, read_metrics
-from senet.training.settings import config_from_record, config_record
+from senet.training.settings import (SHORT_RUN_MAX_WARMUP_SHARE, config_from_record, config_record,
+                                    length_warmup)
 from senet.training import (RECIPES, ConfigError, TrainConfig, lr_factor, make_config, make_optimizer, train)
 
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -92,15 +93,32 @@ def test_overrides_replace_recipe_values_and_none_keeps_them() -> None:
 
 
 @pytest.mark.parametrize("recipe, model", [("airbench94", "airnet"), ("fast", "se_airnet"), ("fast", "se_resnet20")])
-def test_another_length_keeps_the_recipes_warmup_share(recipe: str, model: str) -> None:
-    """airbench's triangle peaks at 23% of training at any length; `--epochs` alone must not stretch it."""
+def test_a_longer_run_keeps_the_recipes_warmup_share(recipe: str, model: str) -> None:
+    """airbench's triangle peaks at 23% of training at any longer length; `--epochs` alone must not squeeze it."""
     base = make_config(model, recipe)
-    for epochs in (4, 40):
+    for epochs in (base.epochs + 1, 40, 200):
         config = make_config(model, recipe, epochs=epochs)
         assert config.warmup_epochs / epochs == pytest.approx(base.warmup_epochs / base.epochs)
-    assert make_config(model, recipe, epochs=4, warmup_epochs=1.5).warmup_epochs == 1.5, "a given warm-up is kept"
-    assert make_config(model, recipe, epochs=4, warmup_epochs=None).warmup_epochs == pytest.approx(
-        base.warmup_epochs * 4 / base.epochs)
+    assert make_config(model, recipe, epochs=40, warmup_epochs=1.5).warmup_epochs == 1.5, "a given warm-up is kept"
+
+
+@pytest.mark.parametrize("recipe, model", [("airbench94", "airnet"), ("fast", "se_airnet"), ("fast", "se_resnet20")])
+def test_a_shorter_run_keeps_the_recipes_warmup_epochs_up_to_a_share(recipe: str, model: str) -> None:
+    """Short runs measured better with the recipe's warm-up epochs than with its share; capped so the lr decays."""
+    base = make_config(model, recipe)
+    for epochs in range(1, base.epochs):
+        warmup = make_config(model, recipe, epochs=epochs).warmup_epochs
+        assert warmup == pytest.approx(min(base.warmup_epochs, SHORT_RUN_MAX_WARMUP_SHARE * epochs))
+        assert warmup < epochs, "the learning rate decays in every run"
+    assert make_config(model, recipe, epochs=2, warmup_epochs=1.9).warmup_epochs == 1.9, "a given warm-up is kept"
+
+
+def test_length_warmup_is_continuous_at_the_recipes_length() -> None:
+    assert length_warmup(2.4, 12, 12) == 2.4
+    assert length_warmup(2.4, 12, 4) == pytest.approx(2.4)   # 60%: kept
+    assert length_warmup(2.4, 12, 2) == pytest.approx(1.2)   # capped at 60% of 2 epochs
+    assert length_warmup(2.4, 12, 24) == pytest.approx(4.8)  # the share
+    assert length_warmup(0.0, 164, 10) == 0.0                # no warm-up stays none
 
 
 def test_a_recorded_warmup_is_kept_when_a_resume_lengthens_the_run() -> None:
