@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,32 @@ def test_each_twin_shares_its_se_checkpoints_recipe_and_seed(se_name: str, plain
                  and se.get(k, defaults.get(k)) != plain.get(k, defaults.get(k))}
     assert not differing, f"{plain_name}'s configuration differs from {se_name}'s in {sorted(differing)}"
     assert se["model"] == f"se_{plain['model']}"
+
+
+def card_train_commands() -> list[str]:
+    """The full ``python -m senet train`` commands of checkpoints/README.md (continuation lines joined)."""
+    text = (ROOT / "checkpoints" / "README.md").read_text()
+    commands = [" ".join(m.replace("\\\n", " ").split())
+                for m in re.findall(r"python -m senet train (?:[^\n]*\\\n)*[^\n]*", text)]
+    return [c for c in commands if "..." not in c]
+
+
+def test_the_cards_commands_give_the_configurations_the_checkpoints_record() -> None:
+    """The model card's exact commands must reproduce the shipped runs' settings under today's defaults."""
+    from dataclasses import asdict
+
+    from senet.cli import build_parser
+    from senet.training.settings import config_overrides, make_config
+
+    commands = card_train_commands()
+    assert len(commands) >= 2, "the card gives the SE-AirNet and SE-ResNet-20 commands in full"
+    for command in commands:
+        overrides = config_overrides(build_parser().parse_args(shlex.split(command)[3:]))
+        model, recipe = overrides.pop("model"), overrides.pop("recipe")
+        config = asdict(make_config(model, recipe, **overrides))
+        recorded = senet.load_checkpoint(ROOT / "checkpoints" / f"{model}.pt")[1]["config"]
+        differing = {k: (config[k], v) for k, v in recorded.items() if k in config and config[k] != v}
+        assert not differing, f"{model}: the card's command gives (command, recorded) {differing}"
 
 
 @pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.name)
