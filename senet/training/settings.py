@@ -130,7 +130,8 @@ class TrainConfig:
                                      help="label smoothing of the training loss")
     schedule: str = setting(kind=str, choices=SCHEDULES, help="learning-rate schedule")
     warmup_epochs: float = setting(kind=float, low=0, high=100_000,
-                                   help="epochs of linear warm-up (default: the recipe's share of --epochs)")
+                                   help="epochs of linear warm-up (default: the recipe's; another --epochs keeps its share "
+                                        "when longer, its epochs, up to 60 percent of the run, when shorter)")
     start_lr_frac: float = setting(kind=float, low=0, high=1, help="warm-up starts at this fraction of lr")
     bias_lr_scale: float = setting(kind=float, low=0, low_open=True, high=1000,
                                    help="learning-rate multiplier of the BatchNorm biases")
