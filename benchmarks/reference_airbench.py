@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from senet import evaluate_checkpoint  # noqa: E402
 from senet.data import limit_split, load_split  # noqa: E402
+from senet.files import atomic_torch_save  # noqa: E402
 from senet.training import make_config, train  # noqa: E402
 from senet.training.study import parse_variant  # noqa: E402
 
@@ -89,11 +90,12 @@ def reference_on(device: torch.device):
 
 
 def write_reference_data(folder: Path, train, val) -> None:
-    """``folder/cifar10/{train,test}.pt`` in the layout airbench's CifarLoader reads (uint8 N x H x W x C)."""
+    """``folder/cifar10/{train,test}.pt`` in the layout airbench's CifarLoader reads (uint8 N x H x W x C),
+    replaced atomically: another benchmark process sharing ``--work`` never reads a half-written file."""
     (folder / "cifar10").mkdir(parents=True, exist_ok=True)
     for name, split in (("train", train), ("test", val)):
-        torch.save({"images": split.images.permute(0, 2, 3, 1).contiguous(), "labels": split.labels,
-                    "classes": list(split.classes)}, folder / "cifar10" / f"{name}.pt")
+        atomic_torch_save({"images": split.images.permute(0, 2, 3, 1).contiguous(), "labels": split.labels,
+                           "classes": list(split.classes)}, folder / "cifar10" / f"{name}.pt")
 
 
 def run_reference(folder: Path, epochs: float, seed: int, device: torch.device) -> dict:
