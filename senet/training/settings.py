@@ -30,6 +30,9 @@ __all__ = ["Setting", "setting", "TrainConfig", "ConfigError", "RECIPES", "FAMIL
            "FormField", "config_record", "config_settings", "check_world_size"]
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
+# A run shorter than its recipe keeps the recipe's warm-up epochs, but never more than this share of training
+# (measured at 4 epochs on 20,000 images: fast's 2.4 warm-up epochs scored about 2 points above its 20% share).
+SHORT_RUN_MAX_WARMUP_SHARE = 0.6
 
 
 class ConfigError(ValueError):
@@ -131,7 +134,8 @@ class TrainConfig:
     schedule: str = setting(kind=str, choices=SCHEDULES, help="learning-rate schedule")
     warmup_epochs: float = setting(kind=float, low=0, high=100_000,
                                    help="epochs of linear warm-up (default: the recipe's; another --epochs keeps its share "
-                                        "when longer, its epochs, up to 60 percent of the run, when shorter)")
+                                        "when longer, its epochs, up to "
+                                        f"{SHORT_RUN_MAX_WARMUP_SHARE * 100:g} percent of the run, when shorter)")
     start_lr_frac: float = setting(kind=float, low=0, high=1, help="warm-up starts at this fraction of lr")
     bias_lr_scale: float = setting(kind=float, low=0, low_open=True, high=1000,
                                    help="learning-rate multiplier of the BatchNorm biases")
@@ -259,11 +263,6 @@ def recipe_values(recipe: str, model: str) -> dict[str, Any]:
     values = dict(RECIPES[recipe])
     values.update(FAMILY_RECIPES.get((recipe, model_spec(model).family), {}))
     return values
-
-
-# A run shorter than its recipe keeps the recipe's warm-up epochs, but never more than this share of training
-# (measured at 4 epochs on 20,000 images: fast's 2.4 warm-up epochs scored about 2 points above its 20% share).
-SHORT_RUN_MAX_WARMUP_SHARE = 0.6
 
 
 def length_warmup(recipe_warmup: float, recipe_epochs: float, epochs: float) -> float:
