@@ -47,9 +47,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-    from dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
-    from dashboard.gate_space_figures import gate_map_figure, probe_figure, quantiles_figure, saturation_figure
-    from dashboard.inside_figures import block_steps_figure, feature_map_pairs
+    from senet_dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
+    from senet_dashboard.gate_space_figures import gate_map_figure, probe_figure, quantiles_figure, saturation_figure
+    from senet_dashboard.inside_figures import block_steps_figure, feature_map_pairs
     from senet.analysis.gate_space import gate_map, probe_accuracy
     from senet.analysis.inside import block_steps, channel_responses, ranked_channels
     from senet.analysis.profiles import class_profiles

@@ -67,7 +67,7 @@ def median_ms(times: list[float]) -> str:
 
 def bench_backend(model, meta, data, n: int) -> list[float]:
     """Backend work for one new image: normalise, gates + probabilities, three figures to JSON."""
-    from dashboard.figures import gate_bars_figure, gate_heatmap_figure, topk_figure
+    from senet_dashboard.figures import gate_bars_figure, gate_heatmap_figure, topk_figure
     from senet.data import normalize
     from senet.analysis.profiles import explain
 
@@ -95,7 +95,7 @@ def bench_excitation_page(env: dict, n: int) -> tuple[list[float], float]:
     """Whole reruns of the excitation page, each after choosing a new image index."""
     at = app(env)
     t = time.perf_counter()
-    at.switch_page("views/excitation.py").run()  # first view: loads data, computes class profiles once
+    at.switch_page("senet_dashboard/views/excitation.py").run()  # first view: loads data, computes class profiles once
     first = time.perf_counter() - t
     assert not at.exception, [e.value for e in at.exception]
     times = []
@@ -174,7 +174,7 @@ def main() -> None:
         print(f"  ... after a server restart (also reading the split again): {time.perf_counter() - t:6.2f} s")
         at = app(env)
         t = time.perf_counter()
-        at.switch_page("views/confusion.py").run()
+        at.switch_page("senet_dashboard/views/confusion.py").run()
         print(f"  page first view (evaluation with progress bar), AppTest:  {time.perf_counter() - t:6.2f} s")
         assert not at.exception, [e.value for e in at.exception]
         views = []

@@ -376,7 +376,7 @@ def print_report(r: dict) -> None:
 
 
 def default_checkpoint() -> Path | None:
-    from dashboard.catalog import default_entry, discover_checkpoints
+    from senet_dashboard.catalog import default_entry, discover_checkpoints
 
     found = discover_checkpoints(os.environ.get("SENET_CHECKPOINTS", ROOT / "checkpoints"),
                                  os.environ.get("SENET_RUNS", ROOT / "runs"))

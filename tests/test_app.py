@@ -19,7 +19,7 @@ from conftest import ROOT, make_folder_dataset
 from senet.checkpoint import Checkpoint
 
 CLASSES = ("blue", "green", "red")  # the folder dataset's classes, in its (sorted) order
-PAGES = ("views/home.py", "views/train.py", "views/excitation.py", "views/confusion.py", "views/compare.py")
+PAGES = ("senet_dashboard/views/home.py", "senet_dashboard/views/train.py", "senet_dashboard/views/excitation.py", "senet_dashboard/views/confusion.py", "senet_dashboard/views/compare.py")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def env(tmp_path_factory):
 
 def stop_leftover_runs(root: Path) -> None:
     """Stop any training process a failed test left running."""
-    from dashboard.launcher import active_runs, stop_run
+    from senet_dashboard.launcher import active_runs, stop_run
 
     for row in active_runs(root):
         stop_run(row["path"])
@@ -100,7 +100,7 @@ def test_every_page_renders_without_exceptions(env, page):
 def test_model_card_shows_params_se_params_and_formula(env):
     from senet import create_model, model_info
 
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     no_exceptions(at)
     info = model_info(create_model("se_resnet20", num_classes=3))
     metrics = {m.label: m.value for m in at.metric}
@@ -127,7 +127,7 @@ def test_model_card_says_where_a_figure_measured_after_training_came_from(env, t
     ck.mkdir()
     shutil.copy(ROOT / "checkpoints" / "airnet.pt", ck / "airnet.pt")  # its flip-TTA figure came from export
     monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     no_exceptions(at)
     accuracy = next(m for m in at.metric if m.label == "Val accuracy · recorded in training")
     assert "measured after training" in accuracy.help
@@ -138,7 +138,7 @@ def test_model_card_says_where_a_figure_measured_after_training_came_from(env, t
 
 
 def test_corrupt_checkpoint_is_an_error_for_that_entry_only(env):
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     at.sidebar.selectbox(key="checkpoint").set_value(str(env["checkpoints"] / "broken.pt")).run()
     no_exceptions(at)
     errors = texts(at, "error")
@@ -185,7 +185,7 @@ def _step_records(at: AppTest) -> int:
 
 
 def test_train_page_starts_a_run_in_its_own_process_and_shows_its_metrics(env):
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     _fill_new_run(at, epochs=2)
     no_exceptions(at)
     runs = [d for d in env["runs"].iterdir() if d.is_dir()]
@@ -226,7 +226,7 @@ def test_new_run_can_start_from_a_checkpoints_recorded_recipe(env, tmp_path, mon
                     model_name="se_resnet20", model_options={"num_classes": 3, "width": 2, "reduction": 8},
                     classes=CLASSES, val_acc=0.5, config=asdict(recorded))
     monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     at.selectbox(key="new_from").set_value(str(ck / "recipe.pt")).run()
     no_exceptions(at)
     assert (at.selectbox(key="new_family").value, at.toggle(key="new_se").value, at.number_input(key="new_r").value,
@@ -250,7 +250,7 @@ def test_new_run_can_start_from_a_checkpoints_recorded_recipe(env, tmp_path, mon
 
 def test_second_run_asks_for_confirmation_then_stop_saves_last_checkpoint(env):
     before = {d.name for d in env["runs"].iterdir()} if env["runs"].is_dir() else set()
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     _fill_new_run(at, epochs=200)
     new = [d for d in env["runs"].iterdir() if d.name not in before]
     assert len(new) == 1
@@ -287,7 +287,7 @@ def test_opening_a_run_directory_by_path_shows_its_curves(env, tmp_path):
     run = tmp_path / "elsewhere-run"
     _synthetic_run(run, 8, {"state": "running", "pid": 2 ** 22 + 12345, "host": os.uname().nodename, "step": 8,
                             "total_steps": 16, "epochs": 2, "steps_per_epoch": 8})
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     at.text_input(key="open_run_path").set_value(str(run))
     at.button(key="open_run_button").click().run()
     no_exceptions(at)
@@ -323,7 +323,7 @@ def test_excitation_page_shows_gates_profiles_and_interventions(env):
     from senet.data import load_split
     from senet.analysis.profiles import class_profiles
 
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     assert len(at.get("plotly_chart")) >= 6, "expected top-5, gate bars, heatmap, profiles, spread, ablation charts"
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
@@ -360,7 +360,7 @@ def test_excitation_channel_order_switches_between_sorted_and_index(env):
         traces = next(d for d in specs if d[0]["type"] == "bar" and "gate" in d[0]["hovertemplate"])
         return [{k: plotly_array(t[k]) if k in ("y", "customdata") else t[k] for k in t} for t in traces]
 
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     assert at.segmented_control(key="exc_order").value == "Sorted by gate"
     bar, mean = bars(at)[:2]
@@ -380,7 +380,7 @@ def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
     from senet.data import load_split
     from senet.analysis.profiles import class_profiles
 
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
@@ -428,7 +428,7 @@ def test_picking_an_unusual_channel_of_this_image_shows_that_channel(env):
     profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)
     block = list(profiles.gates)[-1]
     expected = profiles.unusual_channels(block, gates[block], k=6)
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     table = next(d for d in at.dataframe if {"channel", "z"} <= set(d.value.columns))
     assert table.value["channel"].tolist() == [r["channel"] for r in expected]
@@ -463,7 +463,7 @@ def test_class_splits_table_lists_the_groups_and_picks_a_groups_strongest_channe
     expected = profiles.class_splits(block)
     assert len(expected) >= 2, "precondition: the sharpened block splits the classes in more than one way"
 
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     table = next(d for d in at.dataframe if "open for" in d.value.columns)
     assert table.value["open for"].tolist() == [", ".join(r["open"]) for r in expected]
@@ -486,7 +486,7 @@ def test_split_ablation_runs_on_request_and_matches_senet(env):
     from senet.analysis.ablation import gate_ablation
     from senet.data import load_split
 
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     assert "Across the split: what each block's gate is worth" in texts(at, "subheader")
     charts_before = len(at.get("plotly_chart"))
@@ -518,7 +518,7 @@ def test_split_ablation_runs_on_request_and_matches_senet(env):
     ("huge.png", lambda: png(Image.new("1", (9000, 5000))), False),
 ])
 def test_uploads_give_a_result_or_one_line_error(env, name, make, ok):
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     at.segmented_control(key="exc_mode").set_value("Upload").run()
     at.file_uploader(key="exc_upload").set_value((name, make(), "image/png")).run()
     no_exceptions(at)
@@ -534,13 +534,13 @@ def test_uploads_give_a_result_or_one_line_error(env, name, make, ok):
 def test_pages_without_data_say_how_to_get_it_and_upload_still_works(env, tmp_path, monkeypatch):
     monkeypatch.setenv("SENET_DATA", "cifar10")
     monkeypatch.setenv("SENET_DATA_DIR", str(tmp_path / "empty"))
-    for page in ("views/excitation.py", "views/confusion.py"):
+    for page in ("senet_dashboard/views/excitation.py", "senet_dashboard/views/confusion.py"):
         at = open_app(page)
         no_exceptions(at)
         info = " ".join(texts(at, "info"))
         assert "No data" in info and "folder:PATH" in info and "download" in info.lower(), info
         assert "upload" in info.lower(), "the message must say what still works"
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     at.segmented_control(key="exc_mode").set_value("Upload").run()
     at.file_uploader(key="exc_upload").set_value(("x.png", png(Image.new("RGB", (32, 32), (200, 10, 10))),
                                                   "image/png")).run()
@@ -556,7 +556,7 @@ def test_confusion_selection_shows_that_cells_images(env):
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     ev = evaluate(Checkpoint.from_meta(model, meta), load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache"))
     cm = ev.confusion
-    at = open_app("views/confusion.py")
+    at = open_app("senet_dashboard/views/confusion.py")
     no_exceptions(at)
     assert {m.label: m.value for m in at.metric}["Accuracy · val · recomputed now"] == f"{ev.accuracy:.2%}"
     shown = (at.selectbox(key="conf_true").value, at.selectbox(key="conf_pred").value)
@@ -583,7 +583,7 @@ def test_confusion_explain_opens_that_image_in_the_excitation_explorer(env):
     from senet.data import load_split
 
     labels = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache").labels.numpy()
-    at = open_app("views/confusion.py")
+    at = open_app("senet_dashboard/views/confusion.py")
     no_exceptions(at)
     options = at.selectbox(key="conf_explain").options
     assert options, "the cell shown first has images to explain"
@@ -605,7 +605,7 @@ def test_excitation_link_picks_the_image_and_a_bad_link_says_why(env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["image"] = str(target)
     at.run()
-    at.switch_page("views/excitation.py")
+    at.switch_page("senet_dashboard/views/excitation.py")
     at.query_params["image"] = str(target)
     at.run()
     no_exceptions(at)
@@ -617,7 +617,7 @@ def test_excitation_link_picks_the_image_and_a_bad_link_says_why(env):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # a new browser session from a shared link
     at.query_params.update({"split": "test", "image": "2"})
     at.run()
-    at.switch_page("views/excitation.py")
+    at.switch_page("senet_dashboard/views/excitation.py")
     at.query_params.update({"split": "test", "image": "2"})
     at.run()
     no_exceptions(at)
@@ -626,7 +626,7 @@ def test_excitation_link_picks_the_image_and_a_bad_link_says_why(env):
     for bad in ("99999", "-1", "cat"):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
         at.run()
-        at.switch_page("views/excitation.py")
+        at.switch_page("senet_dashboard/views/excitation.py")
         at.query_params["image"] = bad
         at.run()
         no_exceptions(at)
@@ -637,7 +637,7 @@ def test_excitation_link_picks_the_image_and_a_bad_link_says_why(env):
 
 # --------------------------------------------------------------------------- compare
 def test_compare_overlays_runs_and_weighs_se_against_plain(env):
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     no_exceptions(at)
     table = at.dataframe[0].value
     assert set(table["model"]) == {"se_resnet20", "resnet20"}
@@ -656,7 +656,7 @@ def test_compare_plots_against_training_time_and_log_loss(env):
     def layouts() -> list[dict]:
         return [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
 
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     no_exceptions(at)
     at.toggle(key="compare_log").set_value(True).run()
     no_exceptions(at)
@@ -682,7 +682,7 @@ def test_compare_against_training_time_names_each_curves_hardware(env, tmp_path,
                         model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.6, history=history,
                         hardware=hardware)
     monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     at.segmented_control(key="compare_x").set_value("training time").run()
     no_exceptions(at)
     traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
@@ -699,7 +699,7 @@ def test_compare_pairs_se_with_its_twin_on_the_same_validation_images(env):
     from senet import evaluate_checkpoint
     from senet.analysis.compare import paired_comparison
 
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     at.toggle(key="compare_paired").set_value(True).run()
     no_exceptions(at)
     text = " ".join(m.value for m in at.markdown if "only SE right" in m.value)
@@ -724,14 +724,14 @@ def test_a_stopped_run_shows_its_last_figures_in_one_epoch_convention(env, tmp_p
     run = tmp_path / "stopped-run"
     _synthetic_run(run, 5, {"state": "stopped", "epoch": 1, "step": 5, "total_steps": 8, "epochs": 2,
                             "steps_per_epoch": 4, "elapsed_s": 75.0, "started_at": 1.0, "updated_at": 500.0})
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     at.text_input(key="open_run_path").set_value(str(run))
     at.button(key="open_run_button").click().run()
     no_exceptions(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Best val accuracy"] == "45.00%", metrics
     assert metrics["Training time"] == "1m 15s", metrics
-    from dashboard.curves import smooth
+    from senet_dashboard.curves import smooth
     assert metrics["Loss (smoothed)"] == f"{smooth([2.0 - s / 10 for s in range(1, 6)], 0.6)[-1]:.4f}"
     assert any("1/2 epochs done" in p.proto.text for p in at.get("progress")), "progress text"
 
@@ -752,7 +752,7 @@ def test_compare_refuses_to_pair_an_se_model_with_a_plain_one_trained_otherwise(
     save_checkpoint(ck / "resnet20.pt", create_model("resnet20", num_classes=3), model_name="resnet20",
                     model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.2, history=[], config=short)
     monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     at.toggle(key="compare_paired").set_value(True).run()
     no_exceptions(at)
     warnings = [w.value for w in at.warning if "Not compared" in w.value]
@@ -762,7 +762,7 @@ def test_compare_refuses_to_pair_an_se_model_with_a_plain_one_trained_otherwise(
 
 
 def test_compare_times_twins_in_alternation_and_leaves_noise_uncoloured(env):
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     at.toggle(key="compare_latency").set_value(True).run()
     no_exceptions(at)
     caption = next(c for c in texts(at, "caption") if c.startswith("CPU latency: SE"))
@@ -781,7 +781,7 @@ def test_with_no_data_anywhere_the_sidebar_uses_the_bundled_sample_and_pages_sho
     monkeypatch.delenv("SENET_DATA", raising=False)
     monkeypatch.setenv("SENET_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("SENET_CHECKPOINTS", str(ROOT / "checkpoints"))
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     assert at.sidebar.text_input(key="data_spec").value == "sample"
     caption = " ".join(texts(at.sidebar, "caption"))
@@ -791,7 +791,7 @@ def test_with_no_data_anywhere_the_sidebar_uses_the_bundled_sample_and_pages_sho
     assert "Gates of this image" in texts(at, "subheader")
     assert any(m.startswith("val image #0 · true class **airplane**") for m in texts(at, "markdown"))
     assert any("over 50 images of the **val** split" in m for m in texts(at, "markdown")), "class profiles drawn"
-    at.switch_page("views/confusion.py").run()
+    at.switch_page("senet_dashboard/views/confusion.py").run()
     no_exceptions(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "500" and metrics["Accuracy · val · recomputed now"].endswith("%"), metrics
@@ -811,7 +811,7 @@ def test_opening_a_checkpoint_file_by_path_selects_it(env, tmp_path):
     other = tmp_path / "elsewhere" / "twin.pt"
     other.parent.mkdir()
     shutil.copy(env["checkpoints"] / "resnet20.pt", other)
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     _open_file(at, str(other))
     no_exceptions(at)
     assert at.sidebar.selectbox(key="checkpoint").value == str(other)
@@ -828,7 +828,7 @@ def test_opening_a_checkpoint_file_by_path_selects_it(env, tmp_path):
 ], ids=["corrupt", "missing"])
 def test_opening_an_unusable_checkpoint_file_says_why_and_keeps_the_selection(env, tmp_path, make, expected):
     path = make(tmp_path, env["checkpoints"])
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     before = at.sidebar.selectbox(key="checkpoint").value
     _open_file(at, str(path))
     no_exceptions(at)
@@ -845,7 +845,7 @@ def test_compare_shows_a_study_with_every_seed_and_the_paired_differences(env, t
               dict(data=f"folder:{env['data']}", data_dir=str(env["tmp"] / "cache"), epochs=1, batch_size=8,
                    val_size=9))
     monkeypatch.setenv("SENET_STUDIES", str(tmp_path / "studies"))
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     at.segmented_control(key="compare_what").set_value("a study").run()
     no_exceptions(at)
     table = at.dataframe[0].value
@@ -866,7 +866,7 @@ def test_the_train_page_shows_gates_forming_epoch_by_epoch(env, tmp_path):
                          epochs=2, batch_size=8, val_size=15, probe_per_class=4)
     (tmp_path / "run").mkdir()
     train(config, tmp_path / "run", progress=False)
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     at.text_input(key="open_run_path").set_value(str(tmp_path / "run"))
     at.button(key="open_run_button").click().run()
     no_exceptions(at)
@@ -885,7 +885,7 @@ def test_the_train_page_shows_gates_forming_epoch_by_epoch(env, tmp_path):
 def test_compare_recomputes_val_and_test_accuracy_where_the_data_has_a_test_split(env):
     from senet import evaluate_checkpoint
 
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     at.toggle(key="compare_recompute").set_value(True).run()
     no_exceptions(at)
     assert at.toggle(key="compare_recompute").label == "Recompute val and test accuracy now"
@@ -901,7 +901,7 @@ def test_compare_recomputes_val_and_test_accuracy_where_the_data_has_a_test_spli
 def test_the_train_form_has_one_field_per_declared_setting_with_a_label(env):
     from senet.training import form_fields
 
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     labels = {w.label for kind in ("number_input", "text_input", "selectbox", "toggle") for w in at.get(kind)}
     missing = {f.label for f in form_fields()} - labels
     assert not missing, f"declared for the form but not drawn: {missing}"
@@ -927,7 +927,7 @@ def test_inside_one_block_shows_this_images_steps_and_follows_a_channel(env):
     from senet.analysis.inside import block_steps, ranked_channels
     from senet.data import load_split, normalize
 
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     assert "Inside one SE block" in texts(at, "subheader")
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
@@ -963,7 +963,7 @@ def test_images_by_their_gates_map_probe_spread_and_removal(env):
     from senet.analysis.profiles import class_profiles
     from senet.data import load_split
 
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     assert "Images by their gates" in texts(at, "subheader")
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
@@ -1005,7 +1005,7 @@ def test_a_model_trained_on_every_image_is_labelled_test_on_every_page(env, tmp_
     _, meta = load_checkpoint(ck / "everything.pt")
     recorded = f"{meta['test_acc']:.2%}"
 
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     at.sidebar.selectbox(key="checkpoint").set_value(str(ck / "everything.pt")).run()
     no_exceptions(at)
     metrics = {m.label: m.value for m in at.metric}
@@ -1015,7 +1015,7 @@ def test_a_model_trained_on_every_image_is_labelled_test_on_every_page(env, tmp_
     assert any("**test split**" in t for t in texts(at, "markdown") + texts(at, "caption")), "the data statement"
     assert at.button(key="card_recompute").label == "Recompute test accuracy now"
 
-    at.switch_page("views/confusion.py").run()
+    at.switch_page("senet_dashboard/views/confusion.py").run()
     assert any("No val split for this model" in t and "**test**" in t for t in texts(at, "info")), texts(at, "info")
     at.session_state["split"] = "test"
     at.run()
@@ -1023,14 +1023,14 @@ def test_a_model_trained_on_every_image_is_labelled_test_on_every_page(env, tmp_
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Recorded in training · test"] == recorded == metrics["Accuracy · test · recomputed now"]
 
-    at.switch_page("views/compare.py").run()
+    at.switch_page("senet_dashboard/views/compare.py").run()
     no_exceptions(at)
     table = at.dataframe[0].value
     assert dict(zip(table["name"], table["recorded on"])) == {"everything": "test", "resnet20": "val"}
     assert [t.label for t in at.tabs][:2] == ["Validation / test accuracy", "Validation / test loss"]
 
     monkeypatch.setenv("SENET_RUNS", str(tmp_path))  # holds the run directory "run"
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     no_exceptions(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Last test accuracy"] == recorded and metrics["Epochs scored on test"] == "1"

@@ -52,7 +52,7 @@ def server(tmp_path_factory):
         with dashboard(env, tmp / "streamlit.log") as url:
             yield url, tmp
     finally:
-        from dashboard.launcher import active_runs, stop_run
+        from senet_dashboard.launcher import active_runs, stop_run
 
         for row in active_runs(tmp / "runs"):  # a failed test may leave its training process running
             stop_run(row["path"])
@@ -199,7 +199,7 @@ def _wait_until(condition, timeout_s: float) -> None:
 
 def _run_active(tmp: Path) -> bool:
     """Whether the (only) run under ``tmp/runs`` is still starting or training."""
-    from dashboard.launcher import active_runs
+    from senet_dashboard.launcher import active_runs
 
     return bool(active_runs(tmp / "runs"))
 

@@ -341,14 +341,14 @@ def test_the_sidebar_takes_cifar100_and_its_download_button_unpacks_the_archive(
 
 
 def test_model_card_renders_with_100_classes(app100) -> None:
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     no_exceptions(at)
     assert any("100 classes" in str(m.value) for m in at.markdown), "the card names the class count"
 
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_excitation_page_renders_with_100_classes(app100, split) -> None:
-    at = open_app("views/excitation.py", split)
+    at = open_app("senet_dashboard/views/excitation.py", split)
     no_exceptions(at)
     assert at.selectbox(key="exc_class").options == FINE_NAMES, "the class picker offers all 100 fine classes"
     specs = charts(at)
@@ -363,7 +363,7 @@ def test_excitation_page_renders_with_100_classes(app100, split) -> None:
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_confusion_page_renders_a_100_by_100_matrix(app100, split) -> None:
-    at = open_app("views/confusion.py", split)
+    at = open_app("senet_dashboard/views/confusion.py", split)
     no_exceptions(at)
     heat = next(s for s in charts(at) if s["data"] and s["data"][0].get("type") == "heatmap")
     assert len(heat["data"][0]["x"]) == len(heat["data"][0]["y"]) == 100
@@ -380,7 +380,7 @@ def test_a_checkpoint_with_other_classes_gets_a_short_warning_not_100_names(app1
     save_checkpoint(ck / "se_resnet20.pt", create_model("se_resnet20", num_classes=3), model_name="se_resnet20",
                     model_options={"num_classes": 3, "reduction": 16}, classes=("blue", "green", "red"), history=[])
     monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
-    at = open_app("views/confusion.py")
+    at = open_app("senet_dashboard/views/confusion.py")
     no_exceptions(at)
     warning = " ".join(str(w.value) for w in at.warning)
     assert "differ from the checkpoint's ['blue', 'green', 'red']" in warning and "(100: apple," in warning, warning
@@ -394,7 +394,7 @@ def _panel_px(fig, axis: str = "yaxis") -> float:
 
 
 def test_the_classes_by_channels_heatmap_gives_each_of_100_classes_a_readable_row_in_fewer_pages() -> None:
-    from dashboard.figures import profiles_heatmap_figure
+    from senet_dashboard.figures import profiles_heatmap_figure
 
     rng = np.random.default_rng(0)
     widths = {"stage1.block1": 16, "stage2.block1": 32, "stage3.block1": 64, "stage3.block2": 64}
@@ -418,7 +418,7 @@ def test_the_classes_by_channels_heatmap_gives_each_of_100_classes_a_readable_ro
 
 
 def test_profile_lines_of_chosen_classes_never_share_a_colour() -> None:
-    from dashboard.figures import PALETTE, profiles_figure
+    from senet_dashboard.figures import PALETTE, profiles_figure
 
     rng = np.random.default_rng(0)
     profiles = {"b": rng.random((100, 16))}
@@ -430,7 +430,7 @@ def test_profile_lines_of_chosen_classes_never_share_a_colour() -> None:
 
 
 def test_the_intervention_chart_shows_the_most_probable_classes_of_100_and_says_so() -> None:
-    from dashboard.figures import intervention_figure
+    from senet_dashboard.figures import intervention_figure
 
     before, after = np.full(100, 0.002), np.full(100, 0.002)
     before[[5, 40]], after[[70, 5]] = [0.6, 0.2], [0.5, 0.3]
@@ -442,7 +442,7 @@ def test_the_intervention_chart_shows_the_most_probable_classes_of_100_and_says_
 
 
 def test_a_100_class_confusion_matrix_has_no_unreadable_cell_numbers_and_the_splits_heatmap_grows() -> None:
-    from dashboard.figures import class_splits_figure, confusion_figure
+    from senet_dashboard.figures import class_splits_figure, confusion_figure
 
     cm = np.random.default_rng(0).integers(0, 3, (100, 100))
     big = confusion_figure(cm, list(FINE_NAMES), height=600)

@@ -113,7 +113,7 @@ def test_predictions_csv_names_each_images_source(tmp_path, tiny_checkpoint):
 
     from senet import evaluate, load_checkpoint
     from senet.data import TensorDataset, load_split
-    from dashboard.confusion import predictions_csv
+    from senet_dashboard.confusion import predictions_csv
 
     root = make_folder_dataset(tmp_path / "ds", per_class=10)
     val = load_split(f"folder:{root}", "val", tmp_path / "cache", val_size=0.3, split_seed=1)
@@ -138,7 +138,7 @@ def _cm() -> np.ndarray:
 
 
 def test_errors_only_hides_the_diagonal_and_scales_the_colours_to_the_errors():
-    from dashboard.figures import confusion_figure
+    from senet_dashboard.figures import confusion_figure
 
     cm = _cm()
     fig = confusion_figure(cm, list("abc"), colour="errors")
@@ -152,7 +152,7 @@ def test_errors_only_hides_the_diagonal_and_scales_the_colours_to_the_errors():
 
 
 def test_log_colours_are_log_of_one_plus_the_count_with_ticks_in_counts():
-    from dashboard.figures import confusion_colour, confusion_figure
+    from senet_dashboard.figures import confusion_colour, confusion_figure
 
     cm = _cm()
     heat = confusion_figure(cm, list("abc"), colour="log").data[0]
@@ -167,7 +167,7 @@ def test_log_colours_are_log_of_one_plus_the_count_with_ticks_in_counts():
 
 
 def test_row_normalised_cells_read_percent_with_one_decimal_and_counts_integers():
-    from dashboard.figures import confusion_figure
+    from senet_dashboard.figures import confusion_figure
 
     cm = _cm()
     text = confusion_figure(cm, list("abc"), normalise=True).data[0].text
@@ -176,7 +176,7 @@ def test_row_normalised_cells_read_percent_with_one_decimal_and_counts_integers(
 
 
 def test_confusion_axes_stay_on_the_cells_and_many_class_labels_are_slanted():
-    from dashboard.figures import confusion_figure
+    from senet_dashboard.figures import confusion_figure
 
     k = 10
     fig = confusion_figure(np.eye(k, dtype=int) * 50 + 1, [f"class{i}" for i in range(k)])
@@ -190,7 +190,7 @@ def test_confusion_axes_stay_on_the_cells_and_many_class_labels_are_slanted():
 
 # --------------------------------------------------------------------------- model card helpers
 def test_best_epoch_is_told_apart_from_the_number_trained():
-    from dashboard.card import epoch_summary
+    from senet_dashboard.card import epoch_summary
 
     best_file = {"history": HISTORY, "epochs": 4, "config": {"epochs": 6}}  # a best.pt written at epoch 4 of 6
     s = epoch_summary(best_file)
@@ -205,7 +205,7 @@ def test_best_epoch_is_told_apart_from_the_number_trained():
 
 
 def test_the_smoothed_loss_floor_is_what_cross_entropy_with_smoothing_reaches_at_best():
-    from dashboard.card import smoothed_loss_floor
+    from senet_dashboard.card import smoothed_loss_floor
 
     for eps, k in ((0.2, 10), (0.1, 3)):
         target = torch.tensor([0])
@@ -217,7 +217,7 @@ def test_the_smoothed_loss_floor_is_what_cross_entropy_with_smoothing_reaches_at
 
 
 def test_loss_gap_note_follows_the_recorded_recipe():
-    from dashboard.card import loss_gap_note, smoothed_loss_floor
+    from senet_dashboard.card import loss_gap_note, smoothed_loss_floor
 
     note = loss_gap_note(RECIPE, HISTORY, 3)
     assert note.startswith("Why the validation loss sits below the training loss")
@@ -229,7 +229,7 @@ def test_loss_gap_note_follows_the_recorded_recipe():
 
 
 def test_recorded_accuracy_exists_only_for_the_checkpoints_own_validation_split(tmp_path):
-    from dashboard.card import pts, recorded_accuracy
+    from senet_dashboard.card import pts, recorded_accuracy
 
     meta = {"val_acc": 0.9222, "val_acc_tta": 0.9294, "data_spec": f"folder:{tmp_path}"}
     assert recorded_accuracy(meta, "val", False, f"folder:{tmp_path}/") == 0.9222
@@ -241,9 +241,9 @@ def test_recorded_accuracy_exists_only_for_the_checkpoints_own_validation_split(
 
 # --------------------------------------------------------------------------- pages
 def test_confusion_accuracy_says_its_split_recomputed_now_beside_the_recorded_figure(card_env):
-    from dashboard.card import pts
+    from senet_dashboard.card import pts
 
-    at = open_app("views/confusion.py")
+    at = open_app("senet_dashboard/views/confusion.py")
     no_exceptions(at)
     ev = _evaluation(card_env, "val")
     m = _metrics(at)
@@ -264,7 +264,7 @@ def test_confusion_accuracy_says_its_split_recomputed_now_beside_the_recorded_fi
 
 
 def test_confusion_colour_control_hides_the_diagonal_and_says_what_the_colours_mean(card_env):
-    at = open_app("views/confusion.py")
+    at = open_app("senet_dashboard/views/confusion.py")
     no_exceptions(at)
     cm = _evaluation(card_env, "val").confusion
     at.segmented_control(key="conf_colour").set_value("Errors only").run()
@@ -289,9 +289,9 @@ def test_confusion_colour_control_hides_the_diagonal_and_says_what_the_colours_m
 
 
 def test_model_card_labels_every_accuracy_and_tells_best_epoch_from_epochs_trained(card_env):
-    from dashboard.card import pts
+    from senet_dashboard.card import pts
 
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     no_exceptions(at)
     m = _metrics(at)
     recorded = m["Val accuracy · recorded in training"]
@@ -309,9 +309,9 @@ def test_model_card_labels_every_accuracy_and_tells_best_epoch_from_epochs_train
 
 
 def test_model_card_recomputes_val_and_test_accuracy_on_request(card_env):
-    from dashboard.card import pts
+    from senet_dashboard.card import pts
 
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     no_exceptions(at)
     assert not any(m.label.startswith("Recomputed now") for m in at.metric), "nothing is computed unasked"
     button = at.button(key="card_recompute")
@@ -327,7 +327,7 @@ def test_model_card_recomputes_val_and_test_accuracy_on_request(card_env):
 
 def test_model_card_without_a_test_split_recomputes_val_only(card_env, monkeypatch):
     monkeypatch.setenv("SENET_DATA", f"folder:{card_env['no_test']}")
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     no_exceptions(at)
     assert at.button(key="card_recompute").label == "Recompute val accuracy now"
     assert any("no test split" in c for c in texts(at, "caption"))

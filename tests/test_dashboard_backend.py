@@ -15,16 +15,16 @@ import torch
 from conftest import make_folder_dataset
 from senet.checkpoint import Checkpoint
 from senet import create_model, save_checkpoint
-from dashboard.catalog import default_entry, discover_checkpoints, probe
+from senet_dashboard.catalog import default_entry, discover_checkpoints, probe
 from senet.analysis.compare import cpu_latency, paired_comparison, se_stage_terms
-from dashboard.confusion import cell_members, predictions_table, row_normalised
-from dashboard.curves import Curves, MetricsTail, curves_from_records, progress, smooth
+from senet_dashboard.confusion import cell_members, predictions_table, row_normalised
+from senet_dashboard.curves import Curves, MetricsTail, curves_from_records, progress, smooth
 from senet.data import load_split
 from senet.analysis.evaluate import Evaluation
 from senet.models import excitations, se_blocks
-from dashboard.figures import (confusion_figure, epoch_figure, gate_bars_figure, gate_heatmap_figure, lr_figure,
+from senet_dashboard.figures import (confusion_figure, epoch_figure, gate_bars_figure, gate_heatmap_figure, lr_figure,
                            overlay_figure, profiles_figure, separation_figure, step_loss_figure)
-from dashboard.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
+from senet_dashboard.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
 from senet.analysis.profiles import block_ablation, channel_order, class_profiles, explain, intervene
 from senet.training.runs import read_json, write_json_atomic
 from senet.training import make_config
@@ -118,7 +118,7 @@ def test_progress_counts_completed_epochs_and_has_the_speed_from_the_first_step(
 
 
 def test_the_smoothed_loss_shown_is_where_the_smoothed_line_ends():
-    from dashboard.curves import last_smoothed
+    from senet_dashboard.curves import last_smoothed
 
     losses = [2.4, 2.2, 2.3, 2.1059]
     assert last_smoothed(losses, 0.6) == pytest.approx(smooth(losses, 0.6)[-1])
@@ -167,7 +167,7 @@ def test_a_launched_config_reaches_the_trainer_whole(tmp_path, monkeypatch):
 
 
 def test_start_run_writes_the_config_before_the_process_starts(tmp_path, monkeypatch):
-    import dashboard.launcher as launcher
+    import senet_dashboard.launcher as launcher
 
     started = []
     monkeypatch.setattr(launcher, "_spawn", lambda cmd, run_dir, action: started.append((cmd, run_dir)) or 1)
@@ -323,7 +323,7 @@ def test_class_splits_group_the_channels_that_divide_the_classes_by_the_classes_
 
 
 def test_class_splits_figure_draws_each_groups_channels_in_order_with_numbered_groups():
-    from dashboard.figures import class_splits_figure
+    from senet_dashboard.figures import class_splits_figure
 
     profiles = np.linspace(0, 1, 3 * 6).reshape(3, 6)
     splits = [{"open": ["a"], "closed": ["b", "c"], "channels": [4, 1, 5], "jump": 0.5},
@@ -599,7 +599,7 @@ def test_interleaved_latency_alternates_and_says_when_it_is_noise():
 
 
 def test_the_resume_marker_on_the_step_loss_chart_says_what_it_is():
-    from dashboard.figures import step_loss_figure
+    from senet_dashboard.figures import step_loss_figure
 
     records = [{"type": "step", "step": s, "loss": 1.0, "lr": 0.1} for s in range(1, 6)]
     records.insert(3, {"type": "resume", "step": 3, "epoch": 1})
@@ -608,7 +608,7 @@ def test_the_resume_marker_on_the_step_loss_chart_says_what_it_is():
 
 
 def test_the_model_card_says_on_which_data_its_figures_were_measured():
-    from dashboard.card import data_statement
+    from senet_dashboard.card import data_statement
 
     jpeg = data_statement({"dataset": "CIFAR-10 (JPEG q75 copy), 45,000 train / 5,000 val"})
     assert "**CIFAR-10 (JPEG q75 copy)" in jpeg and "original CIFAR-10 test split" in jpeg and "unmeasured" in jpeg
@@ -626,7 +626,7 @@ def _run_row(name: str, val: float | None = None, test: float | None = None, err
 
 
 def test_the_runs_table_names_the_split_of_its_accuracy_column() -> None:
-    from dashboard.runs_table import ACC_HELP, runs_table
+    from senet_dashboard.runs_table import ACC_HELP, runs_table
 
     table, column = runs_table([_run_row("a", val=0.9056), _run_row("b")])
     assert column == "best val acc" and column in ACC_HELP

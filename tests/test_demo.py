@@ -14,10 +14,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, make_folder_dataset
-from dashboard.demo import DemoConfigError, DemoPolicy, has_parent_step, images_within
+from senet_dashboard.demo import DemoConfigError, DemoPolicy, has_parent_step, images_within
 
 CLASSES = ("blue", "green", "red")
-EXCITATION = (ROOT / "views" / "excitation.py").read_text()
+EXCITATION = (ROOT / "senet_dashboard" / "views" / "excitation.py").read_text()
 
 
 def png(image: Image.Image) -> bytes:
@@ -249,7 +249,7 @@ def button_labels(at) -> list[str]:
 
 
 def test_demo_train_page_shows_runs_read_only(demo_env, monkeypatch):
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     one_line(texts(at, "info"), "Training is off")
     assert "Start training" not in button_labels(at), "no form to start a run"
     for run in ("running", "stopped"):
@@ -258,7 +258,7 @@ def test_demo_train_page_shows_runs_read_only(demo_env, monkeypatch):
         assert not {"stop_run", "resume_run"} & {b.key for b in at.button}, f"{run}: no Stop, no Resume"
     assert sorted(p.name for p in demo_env["runs"].iterdir()) == ["running", "stopped"], "nothing was started"
     monkeypatch.setenv("SENET_DEMO", "0")  # the same page outside demo mode offers all three (the check can fail)
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     assert "Start training" in button_labels(at)
     at.selectbox(key="train_run").set_value(str(demo_env["runs"] / "running")).run()
     assert "stop_run" in {b.key for b in at.button}
@@ -269,7 +269,7 @@ def test_demo_train_page_shows_runs_read_only(demo_env, monkeypatch):
 def test_demo_opens_no_run_directory_outside_its_roots(demo_env, tmp_path):
     run = tmp_path / "elsewhere"
     shutil.copytree(demo_env["runs"] / "stopped", run)
-    at = open_app("views/train.py")
+    at = open_app("senet_dashboard/views/train.py")
     at.text_input(key="open_run_path").set_value(str(run))
     at.button(key="open_run_button").click().run()
     one_line(texts(at, "error"), str(run), "outside the folders")
@@ -279,13 +279,13 @@ def test_demo_opens_no_run_directory_outside_its_roots(demo_env, tmp_path):
 def test_demo_offers_no_download(demo_env, tmp_path, monkeypatch):
     monkeypatch.setenv("SENET_DATA", "cifar10")
     monkeypatch.setenv("SENET_DATA_DIR", str(tmp_path / "empty"))
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     assert "Download CIFAR-10" not in button_labels(at)
     one_line(texts(at.sidebar, "error"), "cifar10", "downloads nothing")
     info = " ".join(texts(at, "info"))
     assert "downloads nothing" in info and "download CIFAR-10" not in info, info
     monkeypatch.setenv("SENET_DEMO", "0")
-    assert "Download CIFAR-10" in button_labels(open_app("views/excitation.py")), "offered outside demo mode"
+    assert "Download CIFAR-10" in button_labels(open_app("senet_dashboard/views/excitation.py")), "offered outside demo mode"
 
 
 def _open_file(at: AppTest, path: str) -> None:
@@ -302,7 +302,7 @@ def _open_file(at: AppTest, path: str) -> None:
 ], ids=["outside", "missing", "symlink-out", "dotdot", "system-file"])
 def test_demo_opens_no_checkpoint_file_outside_its_roots(demo_env, make):
     path = str(make(demo_env))
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     before = at.sidebar.selectbox(key="checkpoint").value
     _open_file(at, path)
     assert not at.exception
@@ -315,7 +315,7 @@ def test_demo_opens_no_checkpoint_file_outside_its_roots(demo_env, make):
 
 def test_demo_opens_a_checkpoint_inside_its_roots(demo_env):
     inside = str(demo_env["ck"] / "more" / "twin.pt")
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     _open_file(at, inside)
     assert not at.exception and not at.error, texts(at, "error")
     assert at.sidebar.selectbox(key="checkpoint").value == inside
@@ -357,7 +357,7 @@ def test_demo_takes_served_paths_from_the_address_and_outside_demo_any(demo_env,
                          ids=["outside", "symlink-out", "dotdot", "dotdot-deep", "root"])
 def test_demo_refuses_crafted_folder_specs(demo_env, spec):
     spec = spec.format(outside=demo_env["outside"], data=demo_env["data"])
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     at.sidebar.text_input(key="data_spec").set_value(spec).run()
     assert not at.exception
     one_line(texts(at.sidebar, "error"), spec)
@@ -369,7 +369,7 @@ def test_demo_refuses_crafted_folder_specs(demo_env, spec):
 
 def test_demo_refuses_a_study_outside_its_roots(demo_env, tmp_path):
     (tmp_path / "study.json").write_text("{}")
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     at.segmented_control(key="compare_what").set_value("a study").run()
     at.text_input(key="open_study_path").set_value(str(tmp_path))
     at.button(key="open_study_button").click().run()
@@ -380,7 +380,7 @@ def test_demo_evaluates_a_split_only_within_its_budget_or_prepared(demo_env):
     from senet import evaluate_checkpoint
 
     spec = f"folder:{demo_env['data'] / 'tiny'}"
-    at = open_app("views/confusion.py")  # val has 12 images x 1 pass: within the budget of 100
+    at = open_app("senet_dashboard/views/confusion.py")  # val has 12 images x 1 pass: within the budget of 100
     assert not at.error, texts(at, "error")
     assert any(m.label.startswith("Accuracy · val") for m in at.metric)
     at.sidebar.segmented_control(key="split").set_value("test").run()  # 120 images: over it
@@ -393,11 +393,11 @@ def test_demo_evaluates_a_split_only_within_its_budget_or_prepared(demo_env):
 
 
 def test_demo_model_card_and_compare_recompute_only_within_the_budget(demo_env):
-    at = open_app("views/home.py")  # val (12 images) fits, test (120) does not and is not prepared for resnet20
+    at = open_app("senet_dashboard/views/home.py")  # val (12 images) fits, test (120) does not and is not prepared for resnet20
     at.sidebar.selectbox(key="checkpoint").set_value(str(demo_env["ck"] / "resnet20.pt")).run()
     assert "Recompute val accuracy now" in button_labels(at), button_labels(at)
     one_line(texts(at, "caption"), "Recomputing test accuracy", "budget of 100")
-    at = open_app("views/compare.py")
+    at = open_app("senet_dashboard/views/compare.py")
     at.toggle(key="compare_recompute").set_value(True).run()
     assert not at.exception
     refused = [c for c in texts(at, "caption") if "budget of 100" in c]
@@ -409,7 +409,7 @@ def test_demo_model_card_and_compare_recompute_only_within_the_budget(demo_env):
 def test_demo_upload_check_refuses_oversize_files_in_bytes_and_pixels(demo_env):
     from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
 
-    from views import _shared as ui
+    from senet_dashboard.views import _shared as ui
 
     def upload(name: str, data: bytes) -> UploadedFile:
         return UploadedFile(UploadedFileRec(file_id=name, name=name, type="image/png", data=data), None)
@@ -427,7 +427,7 @@ def test_demo_upload_check_refuses_oversize_files_in_bytes_and_pixels(demo_env):
     ("heavy.png", lambda: png(Image.frombytes("RGB", (700, 700), os.urandom(700 * 700 * 3)))),  # 1.4 MB of noise
 ])
 def test_demo_excitation_refuses_an_oversize_upload(demo_env, name, make):
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     at.segmented_control(key="exc_mode").set_value("Upload").run()
     at.file_uploader(key="exc_upload").set_value((name, make(), "image/png")).run()
     assert not at.exception
@@ -439,7 +439,7 @@ def test_demo_excitation_refuses_an_oversize_upload(demo_env, name, make):
                     reason="views/excitation.py does not check ui.split_work_refusal yet (the lead adds it)")
 def test_demo_excitation_ablation_over_the_whole_split_keeps_to_the_budget(demo_env, monkeypatch):
     monkeypatch.setenv("SENET_DEMO_BUDGET", "50")  # se_resnet20: 9 blocks, 2 + 2 x 10 = 22 passes per image
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     at.selectbox(key="exc_split_per_class").set_value(0).run()  # all 12 val images: 264 passes
     if "exc_split_run" in {b.key for b in at.button} and not at.button(key="exc_split_run").disabled:
         at.button(key="exc_split_run").click().run()
@@ -449,7 +449,7 @@ def test_demo_excitation_ablation_over_the_whole_split_keeps_to_the_budget(demo_
 
 
 def test_demo_builds_no_imagenet_model_unless_listed(demo_env, monkeypatch):
-    from views import _shared as ui
+    from senet_dashboard.views import _shared as ui
 
     built, original = [], ui._load_checkpoint
 
@@ -459,10 +459,10 @@ def test_demo_builds_no_imagenet_model_unless_listed(demo_env, monkeypatch):
         return original(path, mtime)
 
     monkeypatch.setattr(ui, "_load_checkpoint", load)
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     assert "imagenet_name" not in [w.key for w in at.sidebar.selectbox], "no ImageNet model served: none offered"
     monkeypatch.setenv("SENET_DEMO_MODELS", "timm:seresnet50")  # one served: the picker is there, others refused
-    at = open_app("views/home.py")
+    at = open_app("senet_dashboard/views/home.py")
     before = at.sidebar.selectbox(key="checkpoint").value
     at.sidebar.selectbox(key="imagenet_name").set_value("torchvision:mobilenet_v3_small")
     at.sidebar.button(key="imagenet_open").click().run()
@@ -472,12 +472,12 @@ def test_demo_builds_no_imagenet_model_unless_listed(demo_env, monkeypatch):
 
 
 def test_demo_explorer_still_works(demo_env):
-    for page in ("views/home.py", "views/excitation.py", "views/confusion.py", "views/compare.py",
-                 "views/train.py"):
+    for page in ("senet_dashboard/views/home.py", "senet_dashboard/views/excitation.py", "senet_dashboard/views/confusion.py", "senet_dashboard/views/compare.py",
+                 "senet_dashboard/views/train.py"):
         at = open_app(page)
         assert not at.error, (page, texts(at, "error"))
         assert any("Public demo" in c for c in texts(at.sidebar, "caption")), "the sidebar says it is a demo"
-    at = open_app("views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py")
     assert "Gates of this image" in texts(at, "subheader") and at.get("plotly_chart")
     at.button[[b.label for b in at.button].index("Random")].click().run()
     assert not at.exception and "Gates of this image" in texts(at, "subheader")

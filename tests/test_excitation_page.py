@@ -129,7 +129,7 @@ def test_gate_difference_and_departures_are_image_minus_class_mean():
 
 
 def test_gate_difference_figure_draws_each_block_and_class_on_one_signed_scale_with_the_top_marked():
-    from dashboard.figures import gate_difference_figure
+    from senet_dashboard.figures import gate_difference_figure
 
     rng = np.random.default_rng(0)
     d = {"cat (true) mean": {"s1": rng.uniform(-1, 1, 8), "s2": rng.uniform(-1, 1, 300)},
@@ -156,7 +156,7 @@ def test_gate_difference_figure_draws_each_block_and_class_on_one_signed_scale_w
 
 
 def test_profiles_heatmap_puts_this_image_and_the_mean_above_a_row_per_class_in_the_channel_order():
-    from dashboard.figures import profiles_heatmap_figure
+    from senet_dashboard.figures import profiles_heatmap_figure
 
     profiles = {"s1": np.array([[0.1, 0.2, 0.3], [0.7, 0.8, 0.9]]),
                 "s2": np.array([[0.0, 1.0, 0.5, 0.25], [1.0, 0.0, 0.5, 0.75]])}
@@ -175,7 +175,7 @@ def test_profiles_heatmap_puts_this_image_and_the_mean_above_a_row_per_class_in_
 
 # --------------------------------------------------------------------------- labels and axes of the bar charts
 def test_bar_chart_lines_are_named_in_the_legend_not_labelled_over_the_bars():
-    from dashboard.figures import ablation_figure, channel_classes_figure
+    from senet_dashboard.figures import ablation_figure, channel_classes_figure
 
     fig = channel_classes_figure(np.array([0.9, 0.1, 0.5]), 0.404, list(CLASSES), "t", image_gate=1.0)
     assert not [a for a in fig.layout.annotations or () if "0.404" in a.text or "1.000" in a.text], \
@@ -192,7 +192,7 @@ def test_bar_chart_lines_are_named_in_the_legend_not_labelled_over_the_bars():
 
 
 def test_split_ablation_panels_share_one_axis_and_label_each_bar():
-    from dashboard.figures import split_ablation_figure
+    from senet_dashboard.figures import split_ablation_figure
 
     table = [{"blocks": "stage1", "off_change_pts": -59.0, "mean_change_pts": -2.1, "off_acc": 0.3, "mean_acc": 0.9},
              {"blocks": "all", "off_change_pts": -50.0, "mean_change_pts": 0.4, "off_acc": 0.4, "mean_acc": 0.92}]
@@ -229,7 +229,7 @@ def env(tmp_path_factory):
 def _open(image: int | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("views/excitation.py")
+    at.switch_page("senet_dashboard/views/excitation.py")
     if image is not None:
         at.query_params["image"] = str(image)
     at.run()

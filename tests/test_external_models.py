@@ -343,7 +343,7 @@ def test_excitation_page_shows_an_uploaded_photos_imagenet_top5_and_every_blocks
     assert not at.exception, [e.value for e in at.exception]
     assert at.sidebar.selectbox(key="checkpoint").value == f"{name}@random"
     assert any("random initialisation" in str(c.value) for c in at.sidebar.caption), "random weights said plainly"
-    at.switch_page("views/excitation.py").run()
+    at.switch_page("senet_dashboard/views/excitation.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("ImageNet" in str(i.value) and "Upload" in str(i.value) for i in at.info), \
         "without matching labelled data the page says what it needs and what still works"

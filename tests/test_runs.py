@@ -138,7 +138,7 @@ def test_configs_recorded_before_the_redesign_still_rebuild_and_resume(tmp_path:
     from dataclasses import asdict
 
     from conftest import ROOT
-    from dashboard.launcher import can_resume, list_run_rows
+    from senet_dashboard.launcher import can_resume, list_run_rows
     from senet import load_checkpoint
     from senet.training.settings import config_from_record
 

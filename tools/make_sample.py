@@ -1,4 +1,4 @@
-"""Build samples/cifar10-jpeg-val-sample.npz: the dashboard's bundled data (the ``sample`` spec).
+"""Build senet/data/cifar10-jpeg-val-sample.npz: the dashboard's bundled data (the ``sample`` spec).
 
 50 images per class drawn from the shipped checkpoints' own validation split of the CIFAR-10 JPEG q75 copy
 (``senet.load_split("folder:DATA", "val", val_size=0.1, split_seed=0)``, 5,000 images no shipped model was

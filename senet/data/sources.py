@@ -3,7 +3,7 @@
 A dataset spec is ``cifar10`` (torchvision's download, as the seed did), ``cifar100``
 (torchvision's CIFAR-100 download, its 100 fine classes), ``folder:PATH`` (ImageFolder layout
 ``PATH/train/<class>/*`` with an optional ``PATH/test/<class>/*``) or ``sample`` (the bundled 500
-held-out validation images of the shipped checkpoints, ``samples/``; only a ``val`` part). Each folder or
+held-out validation images of the shipped checkpoints, ``senet/data/cifar10-jpeg-val-sample.npz``; only a ``val`` part). Each folder or
 CIFAR source is decoded once into a uint8 tensor (N, 3, 32, 32) cached on disk,
 keyed by the source path and its modification times. Augmentation (pad + random crop, horizontal flip) and normalisation run
 on whole batches of tensors: no per-image PIL work in the training loop.
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = os.environ.get("SENET_DATA_DIR", "./data")
 # The bundled sample (built by tools/make_sample.py): 50 images per class of the shipped checkpoints' own
 # validation split of the JPEG copy (val_size 0.1, split_seed 0), so no shipped model trained on them.
-SAMPLE_FILE = Path(__file__).resolve().parents[2] / "samples" / "cifar10-jpeg-val-sample.npz"
+SAMPLE_FILE = Path(__file__).resolve().parent / "cifar10-jpeg-val-sample.npz"  # package data: ships in the wheel
 SAMPLE_NAME = "CIFAR-10 (JPEG q75 copy): bundled sample, 50 held-out validation images per class"
 SAMPLE_ONLY_VAL = ("sample: the bundled sample has only held-out validation images (split 'val'); "
                    "for train or test use cifar10 or folder:PATH")

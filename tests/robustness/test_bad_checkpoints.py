@@ -161,7 +161,7 @@ def errors(at) -> list[str]:
     return [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("page", ["views/home.py", "views/excitation.py", "views/confusion.py"])
+@pytest.mark.parametrize("page", ["senet_dashboard/views/home.py", "senet_dashboard/views/excitation.py", "senet_dashboard/views/confusion.py"])
 def test_dashboard_reports_each_corrupt_checkpoint_alone_and_keeps_the_good_one_usable(world: dict, dashboard,
                                                                                       page: str) -> None:
     at = dashboard
@@ -185,7 +185,7 @@ def test_dashboard_reports_each_corrupt_checkpoint_alone_and_keeps_the_good_one_
 
 def test_compare_page_shows_good_checkpoints_and_one_error_per_corrupt_one(world: dict, dashboard) -> None:
     at = dashboard
-    at.switch_page("views/compare.py").run()
+    at.switch_page("senet_dashboard/views/compare.py").run()
     everything = [str(world["good"])] + [str(p) for p, _ in world["bad"].values()]
     at.multiselect(key="compare_keys").set_value(everything).run()
     assert not at.exception, at.exception

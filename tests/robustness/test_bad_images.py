@@ -126,7 +126,7 @@ def excitation_page(image_files: Path, tmp_path_factory: pytest.TempPathFactory)
     mp.setenv("SENET_DATA_DIR", str(tmp / "data-dir"))
     mp.setenv("SENET_DATA", f"folder:{tmp / 'no-data'}")  # offline, no data: upload is what still works
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page("views/excitation.py").run()
+    at.switch_page("senet_dashboard/views/excitation.py").run()
     at.segmented_control(key="exc_mode").set_value("Upload").run()
     assert not at.exception, at.exception
     assert at.file_uploader(key="exc_upload"), "the excitation page offers an upload"

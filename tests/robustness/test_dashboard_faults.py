@@ -21,8 +21,8 @@ import pytest
 
 from faults import INJECT, ROOT, SINGLE_THREAD, tiny_dataset, wait_for
 from senet import load_checkpoint
-from dashboard.curves import MetricsTail
-from dashboard.launcher import run_state, start_run
+from senet_dashboard.curves import MetricsTail
+from senet_dashboard.launcher import run_state, start_run
 from senet.training.runs import read_json, read_metrics
 from senet.training import make_config, train
 
@@ -66,7 +66,7 @@ def train_page():
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page("views/train.py").run()
+    at.switch_page("senet_dashboard/views/train.py").run()
     assert not at.exception, f"the Train page crashed: {at.exception}"
     return at
 

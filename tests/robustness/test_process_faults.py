@@ -14,7 +14,7 @@ import torch
 from faults import (assert_one_line_error, kill9, leftover_temp_files, senet, start_senet, tiny_dataset,
                     train_args, wait_for)
 from senet import load_checkpoint
-from dashboard.catalog import discover_checkpoints
+from senet_dashboard.catalog import discover_checkpoints
 from senet.checkpoint import read_checkpoint
 from senet.training.runs import read_json, read_metrics, read_status
 

@@ -1,7 +1,7 @@
 """The Train page's table of past runs: which columns, and what each number is."""
 from __future__ import annotations
 
-from dashboard.curves import format_duration
+from senet_dashboard.curves import format_duration
 
 ACC_HELP = {
     "best val acc": "Recorded during training: the best epoch's accuracy on the run's validation split, in percent.",

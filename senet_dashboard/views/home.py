@@ -3,15 +3,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from views import _shared as ui
+from senet_dashboard.views import _shared as ui
 from senet import DataError, evaluate_checkpoint
 from senet.analysis.compare import se_stage_terms
 from senet.checkpoint import Checkpoint
 from senet.recorded import recorded, scored_split
 from senet.training.runs import read_status
-from dashboard.card import data_statement, epoch_summary, has_test_split, loss_gap_note, pts, same_source
-from dashboard.curves import curves_from_history, format_duration
-from dashboard.figures import epoch_figure, lr_figure
+from senet_dashboard.card import data_statement, epoch_summary, has_test_split, loss_gap_note, pts, same_source
+from senet_dashboard.curves import curves_from_history, format_duration
+from senet_dashboard.figures import epoch_figure, lr_figure
 
 st.title("SENet Explorer")
 st.caption("Train Squeeze-and-Excitation networks on CIFAR-10, watch them learn, and see how every SE block "

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from views import _shared as ui
-from views._channel import choose_channel, difference_section, one_channel_section
-from views._gate_space import gate_space_section
-from views._inside import inside_section
+from senet_dashboard.views import _shared as ui
+from senet_dashboard.views._channel import choose_channel, difference_section, one_channel_section
+from senet_dashboard.views._gate_space import gate_space_section
+from senet_dashboard.views._inside import inside_section
 from senet.checkpoint import Checkpoint
 from senet import ImageError, open_image, preprocess
 from senet.models import se_blocks
 from senet.models.gates import block_gate_range
 from senet.analysis.ablation import gate_ablation
 from senet.analysis.inside import channel_responses
-from dashboard.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
+from senet_dashboard.figures import (ablation_figure, gate_bars_figure, gate_heatmap_figure, intervention_figure,
                                profiles_figure, profiles_heatmap_figure, separation_figure, split_ablation_figure,
                                topk_figure)
 from senet.data import input_pixels, normalize

@@ -8,8 +8,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from views import _shared as ui
-from dashboard.inside_figures import block_steps_figure, feature_map_pairs
+from senet_dashboard.views import _shared as ui
+from senet_dashboard.inside_figures import block_steps_figure, feature_map_pairs
 from senet.analysis.inside import BlockSteps, block_steps, ranked_channels
 from senet.analysis.profiles import ClassProfiles
 

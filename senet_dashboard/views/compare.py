@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from views import _shared as ui
-from views._study import study_view
+from senet_dashboard.views import _shared as ui
+from senet_dashboard.views._study import study_view
 from senet.checkpoint import Checkpoint
 from senet import CheckpointError, DataError, evaluate_checkpoint
-from dashboard.catalog import default_entry
+from senet_dashboard.catalog import default_entry
 from senet.recorded import split_words
 from senet.analysis.compare import cpu_latency, interleaved_latency, model_row, paired_comparison
 from senet.analysis.evaluate import checkpoint_split_options
-from dashboard.curves import Curves, curves_from_history, curves_from_records
-from dashboard.figures import overlay_figure
+from senet_dashboard.curves import Curves, curves_from_history, curves_from_records
+from senet_dashboard.figures import overlay_figure
 from senet.training.runs import read_metrics
 from senet.models import model_spec
 from senet.training.twins import like_for_like
-from dashboard.card import has_test_split
+from senet_dashboard.card import has_test_split
 
 st.title("Compare")
 st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives; "

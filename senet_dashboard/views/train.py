@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from views import _shared as ui
-from dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
-from dashboard.figures import epoch_figure, lr_figure, step_loss_figure
-from dashboard.runs_table import ACC_HELP, runs_table
-from dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
+from senet_dashboard.views import _shared as ui
+from senet_dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
+from senet_dashboard.figures import epoch_figure, lr_figure, step_loss_figure
+from senet_dashboard.runs_table import ACC_HELP, runs_table
+from senet_dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
 from senet.training.gate_history import read_gate_history
-from dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
+from senet_dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
     start_run, stop_run
 from senet.models import architectures, model_spec
 from senet.recorded import split_words
@@ -371,7 +371,7 @@ def live_panel(run_dir: str) -> None:
         if best_pt.is_file() and st.button("Open best.pt in the model card", icon=":material/visibility:",
                                            key="use_best"):
             _use_checkpoint(str(best_pt))
-            st.switch_page("views/home.py")
+            st.switch_page("senet_dashboard/views/home.py")
     gates_forming(run_dir)
     with st.expander("Log", icon=":material/terminal:"):
         st.code(log_tail(run_dir, 30) or "(no train.log: the run was not launched from this dashboard)",

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.curves import curves_from_records
-from dashboard.figures import overlay_figure
-from dashboard.study_figures import paired_differences_figure, study_points_figure
+from senet_dashboard.curves import curves_from_records
+from senet_dashboard.figures import overlay_figure
+from senet_dashboard.study_figures import paired_differences_figure, study_points_figure
 from senet.training.runs import read_metrics
 from senet.training.study import StudyError, summarize
-from views import _shared as ui
+from senet_dashboard.views import _shared as ui
 
 
 

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from views import _shared as ui
+from senet_dashboard.views import _shared as ui
 from senet.checkpoint import Checkpoint
 from senet import DataError
 from senet.analysis.evaluate import stream_evaluation
 from senet.recorded import recorded as recorded_figure, scored_split
-from dashboard.card import pts, recorded_accuracy
-from dashboard.confusion import CSV_COLUMNS, cell_members, per_class_rows, predictions_csv, summary
-from dashboard.figures import confusion_colour, confusion_figure
+from senet_dashboard.card import pts, recorded_accuracy
+from senet_dashboard.confusion import CSV_COLUMNS, cell_members, per_class_rows, predictions_csv, summary
+from senet_dashboard.figures import confusion_colour, confusion_figure
 
 COLOURS = {"All cells": "all", "Errors only": "errors", "Log scale": "log"}
 
@@ -166,7 +166,7 @@ with right:
         pick = st.selectbox("See why: one of these images in the Excitation explorer", list(share), key="conf_explain",
                             format_func=lambda i: f"#{i} · {share[i]:.1%} {classes[p]}")
         if st.button("Explain in the Excitation explorer", icon=":material/tune:", key="conf_explain_go"):
-            st.switch_page("views/excitation.py", query_params={"split": split, "image": str(pick)})
+            st.switch_page("senet_dashboard/views/excitation.py", query_params={"split": split, "image": str(pick)})
     else:
         st.caption("No images in this cell.")
 

@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from views import _shared as ui
-from dashboard.gate_space_figures import gate_map_figure, probe_figure, quantiles_figure, saturation_figure
+from senet_dashboard.views import _shared as ui
+from senet_dashboard.gate_space_figures import gate_map_figure, probe_figure, quantiles_figure, saturation_figure
 from senet.analysis.ablation import GateAblation
 from senet.analysis.gate_space import ALL_BLOCKS, gate_map, probe_accuracy
 from senet.analysis.profiles import ClassProfiles

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.catalog import external_name
+from senet_dashboard.catalog import external_name
 from senet import CheckpointError
 from senet.models.external import SUGGESTED, is_external
 
@@ -12,7 +12,7 @@ def _open_external_model() -> None:
     """The popover's Open button. A callback runs before the script, so before the checkpoint selectbox exists:
     only then may the selection change. A model that cannot be used leaves the selection as it was and says why
     (offline: its weights could not be fetched)."""
-    from views import _shared as ui
+    from senet_dashboard.views import _shared as ui
 
     typed = str(st.session_state.get("imagenet_name") or "").strip()
     if not typed:
@@ -50,7 +50,7 @@ def imagenet_picker() -> None:
 
 def weights_caption(name: str) -> None:
     """Under the checkpoint picker: what weights the chosen ImageNet model has (random ones said plainly)."""
-    from views import _shared as ui
+    from senet_dashboard.views import _shared as ui
 
     try:
         _, meta = ui.load_entry(name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from views import _shared as ui
-from dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
+from senet_dashboard.views import _shared as ui
+from senet_dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
 from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles, Explanation
 
 SPLIT_ROWS = 8  # class groups listed

@@ -16,15 +16,15 @@ import torch
 from PIL import Image
 
 from senet import CheckpointError, DataError, load_checkpoint, model_info
-from dashboard.catalog import CheckpointEntry, default_entry, discover_checkpoints, external_data_note
+from senet_dashboard.catalog import CheckpointEntry, default_entry, discover_checkpoints, external_data_note
 from senet.models.external import is_external
 from senet.recorded import scored_split
 from senet.data import CIFAR_SOURCES, SAMPLE_FILE, SAMPLE_NAME, TensorDataset, load_split, parse_spec
 from senet.analysis.evaluate import checkpoint_split_options, has_cached_evaluation
-from dashboard.demo import DEMO_ENV, DOWNLOAD_OFF, DemoConfigError, DemoPolicy, images_within
-from dashboard.demo import TRAINING_OFF  # noqa: F401 -- for the Train page
+from senet_dashboard.demo import DEMO_ENV, DOWNLOAD_OFF, DemoConfigError, DemoPolicy, images_within
+from senet_dashboard.demo import TRAINING_OFF  # noqa: F401 -- for the Train page
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (in an installed package: unused, senet dashboard sets every folder)
 SPLITS = ("val", "test", "train")
 
 
@@ -429,7 +429,7 @@ def sidebar() -> None:
             if chosen is not None and chosen.problem:
                 st.error(chosen.problem, icon=":material/error:")
             if chosen is not None and chosen.source == "external":
-                from views._imagenet import weights_caption  # here: it imports this module
+                from senet_dashboard.views._imagenet import weights_caption  # here: it imports this module
                 weights_caption(chosen.key)
         else:
             st.session_state["checkpoint"] = None
@@ -441,7 +441,7 @@ def sidebar() -> None:
             if open_error:  # in the popover, which stays open after the click
                 st.error(open_error, icon=":material/error:")
         if not demo_on() or demo().models:  # a public demo that serves no ImageNet model does not offer one
-            from views._imagenet import imagenet_picker
+            from senet_dashboard.views._imagenet import imagenet_picker
             imagenet_picker()
 
         st.divider()
