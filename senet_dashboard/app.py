@@ -23,13 +23,13 @@ PAGES = (
 
 
 def main() -> None:
-    from senet_dashboard.views import _shared
+    from senet_dashboard.views._sidebar import sidebar
 
     st.set_page_config(page_title="SENet Explorer", page_icon="🧠", layout="wide")
     pages = [st.Page(VIEWS / file, title=title, icon=icon, default=i == 0, **({"url_path": url} if url else {}))
              for i, (file, title, icon, url) in enumerate(PAGES)]
     page = st.navigation(pages)
-    _shared.sidebar()
+    sidebar()
     page.run()
 
 

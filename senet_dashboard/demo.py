@@ -7,7 +7,7 @@ the *checkpoint roots* and ``folder:`` data only under the *data roots* (the pat
 (an evaluation, an ablation, class profiles) may take at most ``budget`` image passes unless its result was
 prepared beforehand (cached on disk). Every refusal is one line. Outside demo mode every check allows everything.
 
-This module never imports streamlit; ``views/_shared.py`` wraps it for the pages.
+This module never imports streamlit; ``views/_loaders.py`` wraps it for the pages.
 """
 from __future__ import annotations
 

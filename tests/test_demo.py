@@ -409,7 +409,7 @@ def test_demo_model_card_and_compare_recompute_only_within_the_budget(demo_env):
 def test_demo_upload_check_refuses_oversize_files_in_bytes_and_pixels(demo_env):
     from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
 
-    from senet_dashboard.views import _shared as ui
+    from senet_dashboard.views import _loaders as ui
 
     def upload(name: str, data: bytes) -> UploadedFile:
         return UploadedFile(UploadedFileRec(file_id=name, name=name, type="image/png", data=data), None)
@@ -449,7 +449,7 @@ def test_demo_excitation_ablation_over_the_whole_split_keeps_to_the_budget(demo_
 
 
 def test_demo_builds_no_imagenet_model_unless_listed(demo_env, monkeypatch):
-    from senet_dashboard.views import _shared as ui
+    from senet_dashboard.views import _loaders as ui
 
     built, original = [], ui._load_checkpoint
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _format as fmt
 from senet_dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
 from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles, Explanation
 
@@ -180,7 +181,7 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
                 spread = _class_spread(profiles, ch_block, ch, classes, len(positions), highest)
                 if spread:
                     st.caption(spread)
-                st.image([ui.enlarge(sample.images[int(i)], 3) for i in positions], width=84,
+                st.image([fmt.enlarge(sample.images[int(i)], 3) for i in positions], width=84,
                          caption=[f"{v:.2f} · {classes[sample_labels[int(i)]]}" for i, v in zip(positions, values)])
             choices = [int(i) for i in high] + [int(i) for i in low]
             o1, o2 = st.columns([3, 1], vertical_alignment="bottom")

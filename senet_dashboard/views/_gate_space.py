@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.views import _format as fmt
 from senet_dashboard.gate_space_figures import gate_map_figure, probe_figure, quantiles_figure, saturation_figure
 from senet.analysis.ablation import GateAblation
 from senet.analysis.gate_space import ALL_BLOCKS, gate_map, probe_accuracy
@@ -57,7 +57,7 @@ def _map_tab(profiles: ClassProfiles, classes: list[str], blocks: list[str], spl
             st.caption("Click a point to see its image here and open it in the explorer.")
         else:
             label = classes[int(sample.labels[picked])]
-            st.image(ui.enlarge(sample.images[picked], 5), caption=f"{split} image #{picked} · {label}", width=160)
+            st.image(fmt.enlarge(sample.images[picked], 5), caption=f"{split} image #{picked} · {label}", width=160)
             st.button("Explain this image", icon=":material/arrow_upward:", on_click=_open, args=(picked,),
                       key="exc_map_open", width="stretch")
     st.caption(f"{len(m.positions):,} sampled images of the **{split}** split (the class profiles' sample), placed "

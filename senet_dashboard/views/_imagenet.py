@@ -6,14 +6,13 @@ import streamlit as st
 from senet_dashboard.catalog import external_name
 from senet import CheckpointError
 from senet.models.external import SUGGESTED, is_external
+from senet_dashboard.views import _loaders as ui
 
 
 def _open_external_model() -> None:
     """The popover's Open button. A callback runs before the script, so before the checkpoint selectbox exists:
     only then may the selection change. A model that cannot be used leaves the selection as it was and says why
     (offline: its weights could not be fetched)."""
-    from senet_dashboard.views import _shared as ui
-
     typed = str(st.session_state.get("imagenet_name") or "").strip()
     if not typed:
         st.session_state["imagenet_error"] = "Choose or type a model name first, e.g. torchvision:mobilenet_v3_large."
@@ -50,8 +49,6 @@ def imagenet_picker() -> None:
 
 def weights_caption(name: str) -> None:
     """Under the checkpoint picker: what weights the chosen ImageNet model has (random ones said plainly)."""
-    from senet_dashboard.views import _shared as ui
-
     try:
         _, meta = ui.load_entry(name)
     except CheckpointError as exc:

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.views import _format as fmt
 from senet_dashboard.inside_figures import block_steps_figure, feature_map_pairs
 from senet.analysis.inside import BlockSteps, block_steps, ranked_channels
 from senet.analysis.profiles import ClassProfiles
@@ -74,7 +74,7 @@ def _responders_grid(responses: dict[str, np.ndarray] | None, profiles: ClassPro
     labels = sample.labels.numpy()
     st.markdown(f"**The images channel {channel} responds to most** (largest value of u_{channel} anywhere in its "
                 f"map, over the {len(profiles.positions):,} sampled images)")
-    st.image([ui.enlarge(sample.images[int(p)], 3) for p in positions], width=84,
+    st.image([fmt.enlarge(sample.images[int(p)], 3) for p in positions], width=84,
              caption=[f"{column[i]:.2f} · {classes[labels[int(p)]]}" for i, p in zip(top, positions)])
 
 

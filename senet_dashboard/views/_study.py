@@ -11,7 +11,8 @@ from senet_dashboard.figures import overlay_figure
 from senet_dashboard.study_figures import paired_differences_figure, study_points_figure
 from senet.training.runs import read_metrics
 from senet.training.study import StudyError, summarize
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _format as fmt
 
 
 
@@ -75,7 +76,7 @@ def study_view() -> None:
     st.dataframe([{"variant": v["variant"], "seeds done": len(v["seeds"]),
                    f"{'test' if on_test else 'val'} acc, mean [95% CI]": _interval(v["acc"]),
                    "with TTA": _interval(v["acc_tta"]), "params": f"{v['params']:,}" if v["params"] else "–",
-        "MACs / image": ui.human(v["macs"]) if v["macs"] else "–"}
+        "MACs / image": fmt.human(v["macs"]) if v["macs"] else "–"}
         for v in summary["variants"]], hide_index=True, width="stretch")
     runs = {row["variant"]: {int(seed): r["acc"] for seed, r in row["per_seed"].items() if r["acc"] is not None}
             for row in summary["variants"]}

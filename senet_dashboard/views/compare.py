@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _format as fmt
 from senet_dashboard.views._study import study_view
 from senet.checkpoint import Checkpoint
 from senet import CheckpointError, DataError, evaluate_checkpoint
@@ -229,7 +230,7 @@ for se, plain in pairs[:3]:
         c = st.columns(4)
         if se["acc"] is not None and plain["acc"] is not None and se["scored_on"] == plain["scored_on"]:
             diff = (se["acc"] - plain["acc"]) * 100
-            c[0].metric(f"{se['scored_on'].capitalize()} acc (recorded)", ui.pct(se["acc"]),
+            c[0].metric(f"{se['scored_on'].capitalize()} acc (recorded)", fmt.pct(se["acc"]),
                         delta=f"{diff:+.2f} pts" if diff else "±0.00 pts", delta_color="off", delta_arrow="off",
                         help=f"SE's accuracy on its {split_words(se['scored_on'])} split as the trainer recorded it, "
                              "and SE − plain in "
@@ -237,9 +238,9 @@ for se, plain in pairs[:3]:
                              "test below.")
         for column, label, key, shown, text in (
                 (c[1], "Parameters", "params", f"{se['params']:,}", "SE's count, and its change relative to plain"),
-                (c[2], "MACs / image", "macs", ui.human(se["macs"]), "Multiply-adds per image, and the change")):
+                (c[2], "MACs / image", "macs", fmt.human(se["macs"]), "Multiply-adds per image, and the change")):
             change = se[key] / plain[key] - 1
-            column.metric(label, shown, delta=ui.relative_change(change), delta_color="inverse" if change else "off",
+            column.metric(label, shown, delta=fmt.relative_change(change), delta_color="inverse" if change else "off",
                           delta_arrow="auto" if change else "off", help=f"{text} (exact: {se[key]:,} vs {plain[key]:,}).")
         if measure:
             lat = _pair_latency(se["path"], se["mtime"], plain["path"], plain["mtime"])

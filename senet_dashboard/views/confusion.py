@@ -5,7 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _format as fmt
 from senet.checkpoint import Checkpoint
 from senet import DataError
 from senet.analysis.evaluate import stream_evaluation
@@ -67,7 +68,7 @@ if ev is None:  # stream it: the matrix and accuracy fill in as chunks finish; a
             if ev.n < len(data):
                 with live.container():
                     st.progress(ev.n / len(data), text=f"Evaluating {split}: {ev.n:,} of {len(data):,} images done; "
-                                                       f"accuracy so far {ui.pct(ev.accuracy)} (recomputed now)")
+                                                       f"accuracy so far {fmt.pct(ev.accuracy)} (recomputed now)")
                     st.plotly_chart(confusion_figure(ev.confusion, classes, height=420),
                                     key=f"confusion_partial_{ev.n}")
     except DataError as exc:
@@ -85,12 +86,12 @@ how = "with flip TTA" if tta else "no TTA"
 where = (f"the checkpoint's own held-out validation images of {ui.data_spec()}" if split == "val"
          else f"the {split} images of {ui.data_spec()}")
 m = st.columns([1.45, 1.25, 1, 0.8])
-m[0].metric(f"Accuracy · {split} · recomputed now", ui.pct(info["accuracy"]),
+m[0].metric(f"Accuracy · {split} · recomputed now", fmt.pct(info["accuracy"]),
             delta=f"{pts(info['accuracy'], recorded)} vs recorded" if recorded is not None else None,
             delta_color="off", delta_arrow="off",
             help=f"Computed now on this machine from the checkpoint's weights, on {info['n']:,} images: {where} "
                  f"({how}). The predictions are cached on disk, so a second look reads them back.")
-m[1].metric(f"Recorded in training · {split}", ui.pct(recorded),
+m[1].metric(f"Recorded in training · {split}", fmt.pct(recorded),
             help=(f"The trainer's accuracy on these images ({how}), recorded when the checkpoint was saved. A "
                   "recomputed figure can differ by a few images: the trainer ran on its own hardware (bfloat16 on a "
                   "GPU), this page in float32, and an exported file may hold float16 weights."
@@ -100,9 +101,9 @@ m[1].metric(f"Recorded in training · {split}", ui.pct(recorded),
                  + ("its own validation split" if scored_split(meta) == "val" else "the test split, since it trained "
                     "on every training image") + ") and its own data source"
                  + ("" if split == scored_split(meta) else f"; the {split} split has no recorded figure") + ".")
-m[2].metric(f"Macro F1 · {split}", ui.pct(info["macro"]["f1"]),
-            help=f"Macro precision {ui.pct(info['macro']['precision'])}, macro recall "
-                 f"{ui.pct(info['macro']['recall'])} (recomputed now, {how}).")
+m[2].metric(f"Macro F1 · {split}", fmt.pct(info["macro"]["f1"]),
+            help=f"Macro precision {fmt.pct(info['macro']['precision'])}, macro recall "
+                 f"{fmt.pct(info['macro']['recall'])} (recomputed now, {how}).")
 m[3].metric("Images", f"{info['n']:,}", help=f"The {split} split of {ui.data_spec()}, {how}")
 
 
@@ -157,7 +158,7 @@ with right:
                 f"({len(positions) / max(row_total, 1):.1%} of {classes[t]}; {kind}).")
     if len(positions):
         shown = min(len(positions), 30)
-        st.image([ui.enlarge(data.images[int(i)], 3) for i in positions[:shown]],
+        st.image([fmt.enlarge(data.images[int(i)], 3) for i in positions[:shown]],
                  caption=[f"{c:.1%} · #{int(i)}" for i, c in zip(positions[:shown], confidence[:shown])], width=96)
         st.caption(f"Under each image: the model's confidence in {classes[p]} · its position in the {split} split.")
         if len(positions) > shown:
@@ -174,8 +175,8 @@ st.subheader(f"Per-class metrics · {split} · recomputed now")
 pct_col = {name: st.column_config.ProgressColumn(f"{name} (%)", format="%.1f%%", min_value=0.0, max_value=100.0)
            for name in ("precision", "recall", "f1")}
 st.dataframe(per_class_rows(info["per_class"]), hide_index=True, width="stretch", column_config=pct_col)
-st.caption(f"Macro averages over the classes: precision {ui.pct(info['macro']['precision'])}, recall "
-           f"{ui.pct(info['macro']['recall'])}, F1 {ui.pct(info['macro']['f1'])}.")
+st.caption(f"Macro averages over the classes: precision {fmt.pct(info['macro']['precision'])}, recall "
+           f"{fmt.pct(info['macro']['recall'])}, F1 {fmt.pct(info['macro']['f1'])}.")
 st.download_button("Download per-image predictions (CSV)", lambda: predictions_csv(ev, data),
                    file_name=f"predictions_{meta.get('model')}_{split}{'_tta' if tta else ''}.csv", mime="text/csv",
                    icon=":material/download:")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _format as fmt
 from senet_dashboard.views._channel import choose_channel, difference_section, one_channel_section
 from senet_dashboard.views._gate_space import gate_space_section
 from senet_dashboard.views._inside import inside_section
@@ -112,7 +113,7 @@ if mode == "From the data":
                 cols = st.columns(6)
                 for i, p in enumerate(shown):
                     with cols[i % 6]:
-                        st.image(ui.enlarge(data.images[p], 3), width="stretch")
+                        st.image(fmt.enlarge(data.images[p], 3), width="stretch")
                         k = int(labels[p])
                         within = int(np.searchsorted(np.nonzero(labels == k)[0], p))
                         st.button(classes[k], key=f"gallery_{i}", on_click=_pick, args=(k, within), width="stretch")
@@ -158,7 +159,7 @@ result = explain(model, x, classes)
 pred = result.predicted
 left, right = st.columns([1, 2], gap="large")
 with left:
-    st.image(ui.enlarge(pixels, max(1, 256 // pixels.shape[-1])), caption=None, width=256)
+    st.image(fmt.enlarge(pixels, max(1, 256 // pixels.shape[-1])), caption=None, width=256)
     st.markdown(caption)
 with right:
     verdict = ":green-badge[:material/check: correct]" if true_class is not None and pred == true_class else (
@@ -175,8 +176,8 @@ def _profiles(path: str, mtime: float, spec: str, split: str, per_class: int):
     model, meta = ui.load_entry(path)
     data = ui.load_data(split, meta, spec)
     if list(data.classes) != list(meta["classes"]):
-        raise ValueError(f"the data's classes {ui.class_list(data.classes)} differ from the checkpoint's "
-                         f"{ui.class_list(meta['classes'])}")
+        raise ValueError(f"the data's classes {fmt.class_list(data.classes)} differ from the checkpoint's "
+                         f"{fmt.class_list(meta['classes'])}")
     return class_profiles(Checkpoint.from_meta(model, meta), data, per_class=per_class)
 
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _format as fmt
 from senet import DataError, evaluate_checkpoint
 from senet.analysis.compare import se_stage_terms
 from senet.checkpoint import Checkpoint
@@ -90,7 +91,7 @@ def _recomputed_metrics(done: dict[str, tuple[float, int]], spec: str, val: floa
                "hardware (bfloat16 on a GPU), this in float32, and an exported file may hold float16 weights."
                if compare else f"; {spec} is not the data source this checkpoint was trained on, so it is not "
                "compared with the recorded figure." if s == scored_on and own is False else ".")
-        col.metric(f"Recomputed now · {s} · {n:,} images", ui.pct(acc),
+        col.metric(f"Recomputed now · {s} · {n:,} images", fmt.pct(acc),
                    delta=f"{pts(acc, val)} vs recorded" if compare else None, delta_color="off", delta_arrow="off",
                    help=f"Accuracy on the {s} split of {spec} ({n:,} images), computed now on this machine from the "
                         "checkpoint's weights, without TTA" + why)
@@ -159,11 +160,11 @@ def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
 a1, a2, a3 = st.columns([1.4, 1, 1.6])
 val, val_tta = recorded(meta, "acc"), recorded(meta, "acc_tta")
 at_epoch = f" at epoch {epochs_seen['epoch']}" if epochs_seen else ""
-a1.metric(f"{scored_on.capitalize()} accuracy · recorded in training", ui.pct(val),
+a1.metric(f"{scored_on.capitalize()} accuracy · recorded in training", fmt.pct(val),
           delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
           delta_color="off", delta_arrow="off",
           help=f"Accuracy on {_held_out()}, recorded by the trainer{at_epoch}, without test-time augmentation"
-               + (f"; with flip TTA {ui.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
+               + (f"; with flip TTA {fmt.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
                + "." + (f" The flip-TTA figure was {recorded(meta, 'acc_tta_source')}."
                         if recorded(meta, "acc_tta_source") else ""))
 if scored_on == "test":
@@ -188,7 +189,7 @@ cols = st.columns(4)
 cols[0].metric("Parameters", f"{info['params']:,}")
 cols[1].metric("SE parameters", f"{info['se_params']:,}",
                help="Parameters inside the SE blocks, next to the seed's formula (2/r)·Σ N_s·C_s².")
-cols[2].metric("Multiply-adds / image", ui.human(info["macs"]))
+cols[2].metric("Multiply-adds / image", fmt.human(info["macs"]))
 cols[3].metric("Training time", format_duration(meta.get("wall_time_s")) if meta.get("wall_time_s") else "–",
                help=f"On {meta.get('hardware') or 'unrecorded hardware'}.")
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from senet_dashboard.views import _shared as ui
+from senet_dashboard.demo import TRAINING_OFF
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _format as fmt
 from senet_dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
 from senet_dashboard.figures import epoch_figure, lr_figure, step_loss_figure
 from senet_dashboard.runs_table import ACC_HELP, runs_table
@@ -39,7 +41,7 @@ st.title("Train")
 st.caption(f"Each run is its own `python -m senet train` process writing a run directory under `{S.runs_root}`; "
            "this page only reads that directory, so you can reload, switch pages or restart the dashboard.")
 if DEMO:
-    st.info(ui.TRAINING_OFF, icon=":material/block:")
+    st.info(TRAINING_OFF, icon=":material/block:")
 
 
 # --------------------------------------------------------------------------- actions (callbacks)
@@ -53,7 +55,7 @@ def _open_run(path: str) -> None:
 def _launch(config_dict: dict) -> None:
     st.session_state.pop("pending_config", None)
     if ui.demo_on():
-        st.session_state["train_error"] = ui.TRAINING_OFF
+        st.session_state["train_error"] = TRAINING_OFF
         return
     try:
         config = make_config(**config_dict)
@@ -74,7 +76,7 @@ def _request_start(config_dict: dict) -> None:
 
 def _stop(run_dir: str) -> None:
     if ui.demo_on():
-        st.session_state["train_error"] = ui.TRAINING_OFF
+        st.session_state["train_error"] = TRAINING_OFF
         return
     try:
         sent = stop_run(run_dir)
@@ -87,7 +89,7 @@ def _stop(run_dir: str) -> None:
 
 def _resume(run_dir: str, epochs: int) -> None:
     if ui.demo_on():
-        st.session_state["train_error"] = ui.TRAINING_OFF
+        st.session_state["train_error"] = TRAINING_OFF
         return
     try:
         resume_run(run_dir, epochs)
@@ -328,10 +330,10 @@ def live_panel(run_dir: str) -> None:
                     "(validation size 0), so it scores each epoch on the test split and keeps its last epoch: "
                     "nothing is selected on the test split, and there is no best epoch.")
     else:
-        m[0].metric("Best val accuracy", ui.pct(best), help="Validation split, recorded in training, best epoch so "
+        m[0].metric("Best val accuracy", fmt.pct(best), help="Validation split, recorded in training, best epoch so "
                     "far.")
     split_name = "test" if on_test else "val"
-    m[1].metric(f"Last {split_name} accuracy", ui.pct(last_val), help=f"{split_words(split_name).capitalize()} "
+    m[1].metric(f"Last {split_name} accuracy", fmt.pct(last_val), help=f"{split_words(split_name).capitalize()} "
                 "split, the last completed epoch; the change is in percentage points against the epoch before (not "
                 "tested against noise, so not coloured).",
                 delta=f"{change:+.2f} pts" if change else None, delta_color="off", delta_arrow="off")

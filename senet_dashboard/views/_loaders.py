@@ -1,4 +1,4 @@
-"""Shared dashboard plumbing: settings, the sidebar, and cached loading of checkpoints and data.
+"""Loading for the pages: settings, the demo policy, checkpoints and data (cached), and the messages when none.
 
 Pages import this module; it holds no computation of its own -- everything is
 a call into ``senet`` -- only the Streamlit caching and messages around it.
@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 import torch
-from PIL import Image
 
 from senet import CheckpointError, DataError, load_checkpoint, model_info
-from senet_dashboard.catalog import CheckpointEntry, default_entry, discover_checkpoints, external_data_note
+from senet_dashboard.catalog import CheckpointEntry, discover_checkpoints, external_data_note
 from senet.models.external import is_external
 from senet.recorded import scored_split
-from senet.data import CIFAR_SOURCES, SAMPLE_FILE, SAMPLE_NAME, TensorDataset, load_split, parse_spec
+from senet.data import CIFAR_SOURCES, SAMPLE_FILE, TensorDataset, load_split, parse_spec
 from senet.analysis.evaluate import checkpoint_split_options, has_cached_evaluation
-from senet_dashboard.demo import DEMO_ENV, DOWNLOAD_OFF, DemoConfigError, DemoPolicy, images_within
-from senet_dashboard.demo import TRAINING_OFF  # noqa: F401 -- for the Train page
+from senet_dashboard.views._format import class_list
+from senet_dashboard.demo import DEMO_ENV, DemoPolicy, images_within
+
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (in an installed package: unused, senet dashboard sets every folder)
 SPLITS = ("val", "test", "train")
@@ -293,15 +293,9 @@ def no_split_data_message(meta: dict | None, what_still_works: str) -> None:
         no_data_message(data_available(), what_still_works)
 
 
-def class_list(names) -> str:
-    """Class names for a message: all of them up to 12, else the first 8 and how many there are."""
-    names = [str(n) for n in names]
-    return str(names) if len(names) <= 12 else f"({len(names)}: {', '.join(names[:8])}, …)"
-
-
 def no_data_message(reason: str, what_still_works: str) -> None:
     if demo_on():
-        st.info(f"**No data: {reason}.**  \n{_demo_data_help()}  \n{what_still_works}", icon=":material/cloud_off:")
+        st.info(f"**No data: {reason}.**  \n{demo_data_help()}  \n{what_still_works}", icon=":material/cloud_off:")
         return
     st.info(
         f"**No data: {reason}.**  \n"
@@ -316,192 +310,7 @@ def split_choice() -> str:
     return st.session_state.get("split", "val")
 
 
-# --------------------------------------------------------------------------- images
-def enlarge(pixels: torch.Tensor | np.ndarray, scale: int = 8) -> Image.Image:
-    """A (3, H, W) uint8 tensor or (H, W, 3) array as a PIL image enlarged ``scale`` x, nearest neighbour."""
-    arr = pixels.permute(1, 2, 0).numpy() if isinstance(pixels, torch.Tensor) else np.asarray(pixels)
-    img = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint8)))
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-
-
-def pct(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}%}"
-
-
-def relative_change(x: float) -> str:
-    """A relative change as a percentage with enough digits to show a small one (+0.86%, +0.005%); 0 is ±0%."""
-    if x == 0:
-        return "±0%"
-    digits = 2 if abs(x) >= 1e-3 else 4 if abs(x) >= 1e-5 else 6
-    return f"{x:+.{digits}%}"
-
-
-def human(n: float | None) -> str:
-    """1234567 -> '1.23 M'."""
-    if n is None:
-        return "–"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n:g}"
-
-
-# --------------------------------------------------------------------------- sidebar
-def _checkpoint_label(entries_by_key: dict[str, CheckpointEntry]):
-    def fmt(key: str) -> str:
-        e = entries_by_key.get(key)
-        if e is None:
-            return key
-        return ("⚠ " if e.problem else "") + e.label
-    return fmt
-
-
-def _open_checkpoint_file() -> None:
-    """The popover's Open button. A callback runs before the script, so before the checkpoint selectbox exists:
-    only then may the selection change. A file that cannot be used leaves the selection as it was and says why."""
-    text = str(st.session_state.get("open_checkpoint_path") or "").strip()
-    if not text:
-        st.session_state["open_checkpoint_error"] = "Type the path of a .pt file first."
-        return
-    refusal = demo().path_refusal(text, "checkpoint")  # before looking at the file: says nothing about it
-    if refusal:
-        st.session_state["open_checkpoint_error"] = refusal
-        return
-    p = Path(text).expanduser()
-    if not p.exists():
-        st.session_state["open_checkpoint_error"] = f"{p}: no such file"
-        return
-    if not p.is_file():
-        st.session_state["open_checkpoint_error"] = f"{p}: not a file"
-        return
-    try:
-        load_entry(p)
-    except CheckpointError as exc:
-        st.session_state["open_checkpoint_error"] = f"Cannot open this checkpoint: {exc}"
-        return
-    st.session_state["pending_checkpoint"] = str(p)
-
-
-def _sample_caption(cifar10_ready: bool) -> str:
-    name, detail = SAMPLE_NAME.split(": ", 1)
-    return (f":material/inventory_2: **{name}**: {detail}, from the shipped checkpoints' own validation split (no "
-            "shipped model trained on them). Figures on it are on these 500 images; split val only."
-            + ("" if cifar10_ready else " The full CIFAR-10 (about 170 MB) is one button away:"))
-
-
-def sidebar() -> None:
-    """The shared sidebar: checkpoint, data source, split."""
-    s = settings()
-    with st.sidebar:
-        st.markdown("### :material/neurology: SENet Explorer")
-        try:
-            policy = demo()
-        except DemoConfigError as exc:  # fail closed: a public demo never runs unguarded
-            st.error(f"Demo mode is misconfigured: {exc}", icon=":material/error:")
-            st.stop()
-        if policy.enabled:
-            st.caption(":material/public: **Public demo**: training and downloads are off; checkpoints and data "
-                       "only from the folders it serves.")
-        if "link_checked" not in st.session_state:  # a new session: a shared link may name checkpoint and data
-            st.session_state["link_checked"] = True
-            _apply_link()
-        for problem in st.session_state.pop("link_errors", []):
-            st.error(problem, icon=":material/link_off:")
-        if "pending_data_spec" in st.session_state:  # set by a download, before the data-source field exists
-            st.session_state["data_spec"] = st.session_state.pop("pending_data_spec")
-        pending = st.session_state.pop("pending_checkpoint", None)
-        if pending:
-            known = {e.key for e in entries()}
-            if pending not in known:
-                st.session_state["extra_checkpoints"] = list(st.session_state.get("extra_checkpoints", [])) + [pending]
-            st.session_state["checkpoint"] = pending
-        found = entries()
-        by_key = {e.key: e for e in found}
-        if found:
-            keys = list(by_key)
-            current = st.session_state.get("checkpoint")
-            if current not in by_key:
-                default = default_entry(found)
-                st.session_state["checkpoint"] = default.key if default else keys[0]
-            st.selectbox("Checkpoint", keys, key="checkpoint", format_func=_checkpoint_label(by_key),
-                         help="Shipped checkpoints (checkpoints/) and the best checkpoint of each run (runs/).")
-            chosen = by_key.get(st.session_state.get("checkpoint"))
-            if chosen is not None and chosen.problem:
-                st.error(chosen.problem, icon=":material/error:")
-            if chosen is not None and chosen.source == "external":
-                from senet_dashboard.views._imagenet import weights_caption  # here: it imports this module
-                weights_caption(chosen.key)
-        else:
-            st.session_state["checkpoint"] = None
-            st.caption(f"No checkpoints in `{s.checkpoints_dir}` or `{s.runs_root}` yet.")
-        with st.popover("Open a checkpoint file…", width="stretch"):
-            st.text_input("Path to a .pt file", key="open_checkpoint_path", placeholder="/path/to/best.pt")
-            st.button("Open", key="open_checkpoint_button", on_click=_open_checkpoint_file)
-            open_error = st.session_state.pop("open_checkpoint_error", None)
-            if open_error:  # in the popover, which stays open after the click
-                st.error(open_error, icon=":material/error:")
-        if not demo_on() or demo().models:  # a public demo that serves no ImageNet model does not offer one
-            from senet_dashboard.views._imagenet import imagenet_picker
-            imagenet_picker()
-
-        st.divider()
-        if "data_spec" not in st.session_state:
-            st.session_state["data_spec"] = s.default_data
-        st.text_input("Data source", key="data_spec",
-                      help=_demo_data_help() if policy.enabled else
-                      "`cifar10` or `cifar100` (CIFAR-10, or CIFAR-100's 100 fine classes, downloaded into "
-                           "the data directory on first use), `folder:PATH` with "
-                           "images in PATH/train/<class>/ and optionally PATH/test/<class>/, or `sample`: the "
-                           "bundled 500 held-out validation images of the shipped checkpoints (split val only).")
-        reason = data_available()
-        spec = data_spec().strip()
-        if spec == "sample" and reason is None:
-            st.caption(_sample_caption(cifar10_downloaded() or policy.enabled))
-        elif reason is None:
-            st.caption(":material/check_circle: data ready")
-        elif policy.data_refusal(spec):
-            st.error(reason, icon=":material/block:")
-        else:
-            st.caption(f":material/cloud_off: {reason}")
-        if spec in ("cifar10", "sample") and not cifar10_downloaded() and not policy.enabled \
-                and st.button("Download CIFAR-10", icon=":material/download:"):
-            download_cifar("cifar10")
-        if spec == "cifar100" and not cifar_downloaded("cifar100") and not policy.enabled \
-                and st.button("Download CIFAR-100", icon=":material/download:"):
-            download_cifar("cifar100")
-        if st.session_state.get("split") not in SPLITS:  # a new session: a shared link may name the split
-            st.session_state["split"] = st.query_params.get("split") if st.query_params.get("split") in SPLITS \
-                else "val"
-        st.segmented_control("Split", SPLITS, key="split", required=True,
-                             help="val: the checkpoint's own held-out part of the training images; "
-                                  "test: the source's test images.")
-
-
-def download_cifar(kind: str = "cifar10") -> None:
-    """Download and decode ``cifar10`` or ``cifar100`` (train and test), then make it the data source."""
-    from senet.data import load_source
-
-    if demo_on():
-        st.error(DOWNLOAD_OFF, icon=":material/block:")
-        return
-    source = CIFAR_SOURCES[kind]
-    with st.status(f"Downloading {source.title} (about {source.megabytes} MB) into "
-                   f"{settings().data_dir}…", expanded=True) as status:
-        try:
-            st.write("Training images…")
-            load_source(kind, "train", settings().data_dir)
-            st.write("Test images…")
-            load_source(kind, "test", settings().data_dir)
-        except DataError as exc:
-            status.update(label="Download failed", state="error")
-            st.error(str(exc))
-            return
-        status.update(label=f"{source.title} is ready", state="complete")
-    st.session_state["pending_data_spec"] = kind
-    st.rerun()
-
-
-def _demo_data_help() -> str:
+def demo_data_help() -> str:
     """What data a public demo serves, for the data-source field and the no-data message."""
     policy = demo()
     served = ["`sample`"] + [f"`{k}`" for k, src in CIFAR_SOURCES.items()
@@ -511,23 +320,3 @@ def _demo_data_help() -> str:
             + "; it downloads nothing.")
 
 
-def _apply_link() -> None:
-    """A new session's ``?checkpoint=PATH`` and ``?data=SPEC`` (a shared link), each checked as if typed into the
-    sidebar (in demo mode: only inside the folders it serves); a refused one keeps the default and says why."""
-    errors = []
-    linked = str(st.query_params.get("checkpoint") or "").strip()
-    if linked:
-        try:
-            load_entry(Path(linked).expanduser())
-        except CheckpointError as exc:
-            errors.append(f"checkpoint={linked} in the address: not opened ({str(exc).removeprefix(linked + ': ')})")
-        else:
-            st.session_state["pending_checkpoint"] = str(Path(linked).expanduser())
-    spec = str(st.query_params.get("data") or "").strip()
-    if spec:
-        refusal = demo().data_refusal(spec)
-        if refusal:
-            errors.append(f"data={spec} in the address: not used ({refusal.removeprefix(spec + ': ')})")
-        else:
-            st.session_state["data_spec"] = spec
-    st.session_state["link_errors"] = errors

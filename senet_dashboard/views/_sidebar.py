@@ -1,0 +1,199 @@
+"""The shared sidebar: checkpoint, data source and split, and the links that set them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from senet import CheckpointError, DataError
+from senet.data import CIFAR_SOURCES, SAMPLE_NAME
+from senet_dashboard.catalog import CheckpointEntry, default_entry
+from senet_dashboard.demo import DOWNLOAD_OFF, DemoConfigError
+from senet_dashboard.views import _context
+from senet_dashboard.views._imagenet import imagenet_picker, weights_caption
+from senet_dashboard.views._loaders import (SPLITS, cifar10_downloaded, cifar_downloaded, data_available,
+                                            data_spec, demo, demo_on, demo_data_help, entries, load_entry, settings)
+
+
+def _checkpoint_label(entries_by_key: dict[str, CheckpointEntry]):
+    def fmt(key: str) -> str:
+        e = entries_by_key.get(key)
+        if e is None:
+            return key
+        return ("⚠ " if e.problem else "") + e.label
+    return fmt
+
+
+def _open_checkpoint_file() -> None:
+    """The popover's Open button. A callback runs before the script, so before the checkpoint selectbox exists:
+    only then may the selection change. A file that cannot be used leaves the selection as it was and says why."""
+    text = str(st.session_state.get("open_checkpoint_path") or "").strip()
+    if not text:
+        st.session_state["open_checkpoint_error"] = "Type the path of a .pt file first."
+        return
+    refusal = demo().path_refusal(text, "checkpoint")  # before looking at the file: says nothing about it
+    if refusal:
+        st.session_state["open_checkpoint_error"] = refusal
+        return
+    p = Path(text).expanduser()
+    if not p.exists():
+        st.session_state["open_checkpoint_error"] = f"{p}: no such file"
+        return
+    if not p.is_file():
+        st.session_state["open_checkpoint_error"] = f"{p}: not a file"
+        return
+    try:
+        load_entry(p)
+    except CheckpointError as exc:
+        st.session_state["open_checkpoint_error"] = f"Cannot open this checkpoint: {exc}"
+        return
+    st.session_state["pending_checkpoint"] = str(p)
+
+
+def _sample_caption(cifar10_ready: bool) -> str:
+    name, detail = SAMPLE_NAME.split(": ", 1)
+    return (f":material/inventory_2: **{name}**: {detail}, from the shipped checkpoints' own validation split (no "
+            "shipped model trained on them). Figures on it are on these 500 images; split val only."
+            + ("" if cifar10_ready else " The full CIFAR-10 (about 170 MB) is one button away:"))
+
+
+def sidebar() -> None:
+    """The shared sidebar: checkpoint, data source, split; afterwards the address bar carries all three."""
+    with st.sidebar:
+        st.markdown("### :material/neurology: SENet Explorer")
+        try:
+            policy = demo()
+        except DemoConfigError as exc:  # fail closed: a public demo never runs unguarded
+            st.error(f"Demo mode is misconfigured: {exc}", icon=":material/error:")
+            st.stop()
+        if policy.enabled:
+            st.caption(":material/public: **Public demo**: training and downloads are off; checkpoints and data "
+                       "only from the folders it serves.")
+        link = _context.link_changed()
+        if link is not None:  # a link, a reload of one, or another page's hand-off
+            _apply_link(link)
+        for problem in st.session_state.pop("link_errors", []):
+            st.error(problem, icon=":material/link_off:")
+        if "pending_data_spec" in st.session_state:  # set by a download, before the data-source field exists
+            st.session_state["data_spec"] = st.session_state.pop("pending_data_spec")
+        _checkpoint_picker()
+        if not demo_on() or demo().models:  # a public demo that serves no ImageNet model does not offer one
+            imagenet_picker()
+        st.divider()
+        _data_source(policy)
+        if st.session_state.get("split") not in SPLITS:
+            st.session_state["split"] = "val"
+        st.segmented_control("Split", SPLITS, key="split", required=True,
+                             help="val: the checkpoint's own held-out part of the training images; "
+                                  "test: the source's test images.")
+    _context.write_link()
+
+
+def _checkpoint_picker() -> None:
+    """The checkpoint box (a pending choice from a link, the Open popover or another page applied first)."""
+    pending = st.session_state.pop("pending_checkpoint", None)
+    if pending:
+        if pending not in {e.key for e in entries()}:
+            st.session_state["extra_checkpoints"] = list(st.session_state.get("extra_checkpoints", [])) + [pending]
+        st.session_state["checkpoint"] = pending
+    found = entries()
+    by_key = {e.key: e for e in found}
+    if found:
+        if st.session_state.get("checkpoint") not in by_key:
+            default = default_entry(found)
+            st.session_state["checkpoint"] = default.key if default else list(by_key)[0]
+        st.selectbox("Checkpoint", list(by_key), key="checkpoint", format_func=_checkpoint_label(by_key),
+                     help="Shipped checkpoints (checkpoints/) and the best checkpoint of each run (runs/).")
+        chosen = by_key.get(st.session_state.get("checkpoint"))
+        if chosen is not None and chosen.problem:
+            st.error(chosen.problem, icon=":material/error:")
+        if chosen is not None and chosen.source == "external":
+            weights_caption(chosen.key)
+    else:
+        s = settings()
+        st.session_state["checkpoint"] = None
+        st.caption(f"No checkpoints in `{s.checkpoints_dir}` or `{s.runs_root}` yet.")
+    with st.popover("Open a checkpoint file…", width="stretch"):
+        st.text_input("Path to a .pt file", key="open_checkpoint_path", placeholder="/path/to/best.pt")
+        st.button("Open", key="open_checkpoint_button", on_click=_open_checkpoint_file)
+        open_error = st.session_state.pop("open_checkpoint_error", None)
+        if open_error:  # in the popover, which stays open after the click
+            st.error(open_error, icon=":material/error:")
+
+
+def _data_source(policy) -> None:
+    """The data-source field, what it holds, and the download buttons."""
+    if "data_spec" not in st.session_state:
+        st.session_state["data_spec"] = settings().default_data
+    st.text_input("Data source", key="data_spec",
+                  help=demo_data_help() if policy.enabled else
+                  "`cifar10` or `cifar100` (CIFAR-10, or CIFAR-100's 100 fine classes, downloaded into "
+                  "the data directory on first use), `folder:PATH` with "
+                  "images in PATH/train/<class>/ and optionally PATH/test/<class>/, or `sample`: the "
+                  "bundled 500 held-out validation images of the shipped checkpoints (split val only).")
+    reason = data_available()
+    spec = data_spec().strip()
+    if spec == "sample" and reason is None:
+        st.caption(_sample_caption(cifar10_downloaded() or policy.enabled))
+    elif reason is None:
+        st.caption(":material/check_circle: data ready")
+    elif policy.data_refusal(spec):
+        st.error(reason, icon=":material/block:")
+    else:
+        st.caption(f":material/cloud_off: {reason}")
+    for kind in ("cifar10", "cifar100"):
+        offered = spec in ("cifar10", "sample") if kind == "cifar10" else spec == kind
+        if offered and not cifar_downloaded(kind) and not policy.enabled \
+                and st.button(f"Download {CIFAR_SOURCES[kind].title}", icon=":material/download:"):
+            download_cifar(kind)
+
+
+def download_cifar(kind: str = "cifar10") -> None:
+    """Download and decode ``cifar10`` or ``cifar100`` (train and test), then make it the data source."""
+    from senet.data import load_source
+
+    if demo_on():
+        st.error(DOWNLOAD_OFF, icon=":material/block:")
+        return
+    source = CIFAR_SOURCES[kind]
+    with st.status(f"Downloading {source.title} (about {source.megabytes} MB) into "
+                   f"{settings().data_dir}…", expanded=True) as status:
+        try:
+            st.write("Training images…")
+            load_source(kind, "train", settings().data_dir)
+            st.write("Test images…")
+            load_source(kind, "test", settings().data_dir)
+        except DataError as exc:
+            status.update(label="Download failed", state="error")
+            st.error(str(exc))
+            return
+        status.update(label=f"{source.title} is ready", state="complete")
+    st.session_state["pending_data_spec"] = kind
+    st.rerun()
+
+
+def _apply_link(link: dict[str, str]) -> None:
+    """The address bar's ``checkpoint``, ``data`` and ``split``, each checked as if typed into the sidebar (in
+    demo mode: only inside the folders it serves); a refused one keeps the current choice and says why."""
+    errors = []
+    linked = link["checkpoint"]
+    if linked and linked != st.session_state.get("checkpoint"):
+        try:
+            load_entry(Path(linked).expanduser())
+        except CheckpointError as exc:
+            errors.append(f"checkpoint={linked} in the address: not opened "
+                          f"({str(exc).splitlines()[0].removeprefix(linked + ': ')})")
+        else:
+            st.session_state["pending_checkpoint"] = str(Path(linked).expanduser())
+    spec = link["data"]
+    if spec and spec != st.session_state.get("data_spec"):
+        refusal = demo().data_refusal(spec)
+        if refusal:
+            errors.append(f"data={spec} in the address: not used ({refusal.removeprefix(spec + ': ')})")
+        else:
+            st.session_state["data_spec"] = spec
+    if link["split"] in SPLITS:
+        st.session_state["split"] = link["split"]
+    elif link["split"]:
+        errors.append(f"split={link['split']} in the address: not a split (choose one of {', '.join(SPLITS)})")
+    st.session_state["link_errors"] = errors
