@@ -1,4 +1,5 @@
-"""``senet`` (or ``python -m senet``): train, evaluate, ablate, info, excite, export and import from the command line.
+"""``senet`` (or ``python -m senet``): train, evaluate, ablate, info, excite, export and import from the command line;
+``senet dashboard`` starts the installed dashboard.
 
 Invalid arguments print one line ``senet <command>: error: ...`` and exit 2
 without writing anything.
@@ -532,6 +533,153 @@ def _study_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _port(text: str) -> int:
+    """``--port``: an integer in 1..65535 (argparse reports the message as ``argument --port: ...``)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in 1..65535, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer in 1..65535, got {port}")
+    return port
+
+
+def _add_dashboard(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dashboard", help="start the dashboard (a local web app) on the folders given, "
+                       "as tensorboard --logdir does", description="Start the SENet Explorer dashboard (Streamlit) "
+                       "and serve it until Ctrl-C. Folders are resolved against the current directory; a "
+                       "checkpoints or runs folder that does not exist yet is fine (the dashboard says there are "
+                       "none), a path that exists but is not a folder is an error.")
+    p.add_argument("--checkpoints", metavar="DIR", default=os.environ.get("SENET_CHECKPOINTS", "checkpoints"),
+                   help="folder of checkpoints (*.pt) to show (default: $SENET_CHECKPOINTS or ./checkpoints; "
+                   "may not exist yet)")
+    p.add_argument("--runs", metavar="DIR", default=os.environ.get("SENET_RUNS", "runs"),
+                   help="folder of training runs, where the Train page starts new ones (default: $SENET_RUNS or "
+                   "./runs; may not exist yet)")
+    p.add_argument("--data", default=None, help="dataset spec: cifar10 | cifar100 | folder:PATH | sample (default: "
+                   "$SENET_DATA, else cifar10 once downloaded into --data-dir, else the bundled sample)")
+    p.add_argument("--data-dir", metavar="DIR", default=os.environ.get("SENET_DATA_DIR", "data"),
+                   help="where datasets are downloaded and evaluations cached (default: $SENET_DATA_DIR or ./data)")
+    p.add_argument("--port", type=_port, default=8501, help="port to serve on, 1..65535 (default 8501)")
+    p.add_argument("--host", metavar="ADDR", default="localhost",
+                   help="address to listen on (default localhost: this machine only; 0.0.0.0: every interface)")
+
+
+def _dashboard_folder(flag: str, value: str) -> Path:
+    """An absolute folder for ``--checkpoints``/``--runs``: missing is fine, a file is not."""
+    path = Path(value).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {value}: not a directory")
+    return path
+
+
+def _dashboard_data(spec: str) -> str:
+    """``--data``, checked as the other commands check it; a folder spec made absolute."""
+    from .data import DataError, folder_root, parse_spec
+
+    try:
+        kind, path = parse_spec(spec)
+        if kind == "folder":
+            folder_root(path, "train")
+            return f"folder:{path.absolute()}"
+    except DataError as exc:
+        raise UsageError(f"--data: {exc}") from None
+    return spec.strip()
+
+
+def _dashboard_app() -> Path:
+    """The installed dashboard's entry script (found, never imported: senet does not import the dashboard)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("senet_dashboard")
+    if spec is None or not spec.origin:
+        raise UsageError("the dashboard package (senet_dashboard) is not installed with this Python; "
+                         "reinstall senet-explorer (pip install .)")
+    if importlib.util.find_spec("streamlit") is None:
+        raise UsageError("streamlit is not installed with this Python; pip install -r requirements.txt "
+                         "(or reinstall senet-explorer)")
+    app = Path(spec.origin).parent / "app.py"
+    if not app.is_file():
+        raise UsageError(f"{app}: the dashboard's entry script is missing; reinstall senet-explorer")
+    return app
+
+
+def _streamlit_settings(path: Path) -> list[str]:
+    """``[section] key = value`` of the dashboard's streamlit.toml as ``--section.key value`` flags."""
+    import tomllib
+
+    try:
+        settings = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the dashboard's Streamlit settings ({exc})") from None
+
+    def flat(table: dict, prefix: str) -> list[str]:
+        flags = []
+        for key, value in table.items():
+            if isinstance(value, dict):
+                flags += flat(value, f"{prefix}{key}.")
+            elif f"{prefix}{key}" not in ("server.port", "server.address", "server.headless"):  # senet's flags
+                flags += [f"--{prefix}{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+        return flags
+    return flat(settings, "")
+
+
+def _forwarding_signals(cmd: list[str], env: dict) -> int:
+    """Run ``cmd`` as a child in this process group; SIGINT and SIGTERM sent to this process reach it too.
+    Returns its exit code (128 + N if signal N ended it)."""
+    import signal
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(cmd, env=env)
+    except OSError as exc:
+        raise UsageError(f"cannot start {cmd[0]} ({exc.strerror or exc})") from None
+
+    def forward(signum, frame) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 128 - code if code < 0 else code
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    checkpoints = _dashboard_folder("--checkpoints", args.checkpoints)
+    runs = _dashboard_folder("--runs", args.runs)
+    data_dir = Path(args.data_dir).expanduser().absolute()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UsageError(f"--data-dir {args.data_dir}: not a directory")
+    data = _dashboard_data(args.data) if args.data is not None else os.environ.get("SENET_DATA") or None
+    app = _dashboard_app()
+    flags = _streamlit_settings(app.parent / "streamlit.toml")
+    env = dict(os.environ, SENET_CHECKPOINTS=str(checkpoints), SENET_RUNS=str(runs), SENET_DATA_DIR=str(data_dir))
+    if data:
+        env["SENET_DATA"] = data
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), *flags, "--server.port", str(args.port),
+           "--server.address", args.host, "--server.headless", "true"]
+    print(f"senet dashboard: {_dashboard_url(args.host, args.port)} serving checkpoints {_folder_note(checkpoints)}, "
+          f"runs {_folder_note(runs)}, data {data or 'cifar10 if downloaded, else the bundled sample'}, "
+          f"data dir {data_dir} (Ctrl-C stops it)", flush=True)
+    return _forwarding_signals(cmd, env)
+
+
+def _dashboard_url(host: str, port: int) -> str:
+    """The address to open: every interface (0.0.0.0, ::) is shown as this machine's name."""
+    import socket
+
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def _folder_note(path: Path) -> str:
+    return str(path) if path.is_dir() else f"{path} (none yet)"
+
+
 DATA_HELP = "dataset spec: cifar10 | cifar100 | folder:PATH | sample (default: $SENET_DATA or cifar10)"
 
 
@@ -578,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "saved before the final epoch by an older trainer), measure it on its validation split of DATA")
     p.add_argument("--data-dir", default=None)
     _add_import(sub)
+    _add_dashboard(sub)
     return parser
 
 
@@ -589,7 +738,8 @@ def main(argv: list[str] | None = None, train_callbacks: tuple = ()) -> int:
         from .data import DEFAULT_DATA_DIR
         args.data_dir = DEFAULT_DATA_DIR
     handler = {"train": lambda a: cmd_train(a, train_callbacks), "study": cmd_study, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
-               "excite": cmd_excite, "export": cmd_export, "import": cmd_import}[args.command]
+               "excite": cmd_excite, "export": cmd_export, "import": cmd_import,
+               "dashboard": cmd_dashboard}[args.command]
     try:
         return handler(args)
     except UsageError as exc:

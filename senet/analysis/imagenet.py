@@ -17,7 +17,7 @@ from torch import nn
 from ..checkpoint import Checkpoint
 from ..data import DataError, ImageError, TensorDataset, input_pixels, load_split, open_image, parse_spec
 
-__all__ = ["ClassSubset", "class_indices", "restrict_to", "external_split", "subset_note"]
+__all__ = ["ClassSubset", "class_indices", "restrict_to", "external_split"]
 
 
 class ClassSubset(nn.Module):
@@ -87,12 +87,3 @@ def external_split(checkpoint: Checkpoint, spec: str, split: str, data_dir: str 
     images = torch.stack(pixels) if pixels else torch.zeros((0, 3, h, w), dtype=torch.uint8)
     return restricted, TensorDataset(images, small.labels, list(small.classes), spec, split, small.indices,
                                      small.names)
-
-
-def subset_note(checkpoint: Checkpoint) -> str | None:
-    """How the figures of a restricted checkpoint are meant (one line), or None for others."""
-    subset = checkpoint.card.get("class_subset")
-    if not subset:
-        return None
-    return (f"{checkpoint.name} judged among the folder's {len(subset['classes'])} classes: its "
-            f"{subset['of']:,} logits restricted to them (a {len(subset['classes'])}-way choice, not ImageNet top-1)")

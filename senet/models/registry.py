@@ -16,7 +16,7 @@ from .resnet import CifarResNet, check_common, check_shortcut, check_stages
 from .se import paper_se
 from .seed import SeedNetwork
 
-__all__ = ["ModelSpec", "MODELS", "create_model", "list_models", "model_spec", "twin_of", "architectures"]
+__all__ = ["ModelSpec", "MODELS", "create_model", "list_models", "model_spec", "architectures"]
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,6 @@ def model_spec(name: str) -> ModelSpec:
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     return MODELS[name]
-
-
-def twin_of(name: str) -> str | None:
-    """The same architecture with SE switched the other way (``se_resnet20`` <-> ``resnet20``), if it exists."""
-    spec = model_spec(name)
-    return next((m.name for m in MODELS.values() if m.architecture == spec.architecture and m.has_se != spec.has_se),
-                None)
 
 
 def architectures() -> dict[str, list[ModelSpec]]:

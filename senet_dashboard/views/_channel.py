@@ -2,32 +2,20 @@
 (which images open it, this image's most unusual channels, which classes a block's channels tell apart)."""
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
 from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles, Explanation
+from senet_dashboard.views._explorer_state import Keys
 
 SPLIT_ROWS = 8  # class groups listed
 DEPARTURES = 5  # largest departures from the class mean marked and listed, per block
 
 
 def _shown() -> tuple[str | None, int | None]:
-    return st.session_state.get("exc_ch_block"), st.session_state.get("exc_ch")
-
-
-def _channel_from_click(bars: go.Figure) -> None:
-    """A click on a bar of the gate chart picks that block and channel (once per click)."""
-    points = ((st.session_state.get("exc_bars") or {}).get("selection") or {}).get("points") or []
-    if not points or points[0] == st.session_state.get("exc_last_bar"):
-        return
-    point = st.session_state["exc_last_bar"] = points[0]
-    number, channel = point.get("curve_number"), point.get("customdata")
-    if isinstance(number, int) and 0 <= number < len(bars.data) and bars.data[number].type == "bar" \
-            and isinstance(channel, (int, float)):
-        st.session_state["exc_ch_block"], st.session_state["exc_ch"] = bars.data[number].name, int(channel)
+    return st.session_state.get(Keys.BLOCK), st.session_state.get(Keys.CHANNEL)
 
 
 def table_key(base: str, context: object) -> str:
@@ -46,7 +34,7 @@ def table_key(base: str, context: object) -> str:
     return key
 
 
-def _channel_from_rows(base: str, channels_key: str) -> None:
+def _channel_from_rows(base: str, channels_key: str) -> bool:
     """A row newly picked in a table of channels (as drawn last run, its channels, or (block, channel) pairs,
     under ``channels_key``) picks that channel, once."""
     key = st.session_state.get(f"{base}_key", base)
@@ -55,30 +43,34 @@ def _channel_from_rows(base: str, channels_key: str) -> None:
     if rows and rows != st.session_state.get(f"{base}_last_rows") and rows[0] < len(shown):
         pick = shown[rows[0]]
         if isinstance(pick, (tuple, list)):
-            st.session_state["exc_ch_block"], pick = pick[0], pick[1]
-        st.session_state["exc_ch"] = int(pick)
+            st.session_state[Keys.BLOCK], pick = pick[0], pick[1]
+        st.session_state[Keys.CHANNEL] = int(pick)
         st.session_state[f"{base}_picked"] = _shown()
+        st.session_state[f"{base}_last_rows"] = rows
+        return True
     st.session_state[f"{base}_last_rows"] = rows
+    return False
 
 
 def _most_specific(profiles: ClassProfiles) -> None:
     """The channel of the chosen block whose mean gate differs most between classes."""
-    st.session_state["exc_ch"] = profiles.most_specific_channel(st.session_state["exc_ch_block"])
+    st.session_state[Keys.CHANNEL] = profiles.most_specific_channel(st.session_state[Keys.BLOCK])
 
 
-def choose_channel(profiles: ClassProfiles, blocks: list[str], bars: go.Figure) -> None:
-    """Settle the block and channel shown from last run's inputs (a bar click, a picked table row, the block
-    and channel inputs): call before drawing any table of channels. A block switched to keeps the channel
-    number if it has it, else shows its most class-specific channel; never one out of range."""
-    _channel_from_click(bars)
+def choose_channel(profiles: ClassProfiles, blocks: list[str]) -> bool:
+    """Settle the block and channel shown from last run's inputs (a picked table row, the diagram's block, the
+    channel input): call before drawing any table of channels. A block switched to keeps the channel number if
+    it has it, else shows its most class-specific channel; never one out of range. True if a row was picked."""
+    picked = False
     for base, channels_key in (("exc_departures", "exc_departure_channels"), ("exc_unusual", "exc_unusual_channels"),
                                ("exc_splits", "exc_split_channels")):
-        _channel_from_rows(base, channels_key)
+        picked = _channel_from_rows(base, channels_key) or picked
     block, channel = _shown()
     if block not in blocks or block not in profiles.gates:
-        block = st.session_state["exc_ch_block"] = next((b for b in reversed(blocks) if b in profiles.gates))
+        block = st.session_state[Keys.BLOCK] = next((b for b in reversed(blocks) if b in profiles.gates))
     if not isinstance(channel, int) or not 0 <= channel < profiles.gates[block].shape[1]:
-        st.session_state["exc_ch"] = profiles.most_specific_channel(block)
+        st.session_state[Keys.CHANNEL] = profiles.most_specific_channel(block)
+    return picked
 
 
 def _class_spread(profiles: ClassProfiles, block: str, channel: int, classes: list[str], k: int,
@@ -135,19 +127,21 @@ def difference_section(profiles: ClassProfiles, result: Explanation, classes: li
 
 
 def _show_image(position: int) -> None:
-    st.query_params["image"] = str(position)  # the link logic at the top of the page picks it up
+    """Open one of the sampled images in the explorer: the page's image picker reads the address."""
+    st.query_params["image"] = str(position)
+    st.rerun()  # the whole page: the image changes every view
 
 
+@st.fragment
 def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: list[str], blocks: list[str],
-                        bars: go.Figure, split: str, meta: dict) -> None:
-    """Draw the section for the block and channel in session state (picked by a bar click, a table row or the
-    inputs); ``bars`` is the gate chart as drawn, to map a click to its channel."""
-    st.subheader("One channel: which images open it")
-    choose_channel(profiles, blocks, bars)  # again: a no-op when the page already did
-    k1, k2, k3, _ = st.columns([2, 1, 1.2, 0.8], vertical_alignment="bottom")
-    ch_block = k1.selectbox("Block", blocks, key="exc_ch_block")
+                        split: str, meta: dict) -> None:
+    """One channel of the diagram's block (picked by a heatmap click, a table row or the channel input): the
+    images that open it, this image's most unusual channels, and which classes the block's channels split."""
+    choose_channel(profiles, blocks)
+    k2, k3, _ = st.columns([1.2, 1.2, 2], vertical_alignment="bottom")
+    ch_block = st.session_state[Keys.BLOCK]
     width = profiles.gates[ch_block].shape[1]
-    ch = int(k2.number_input(f"Channel (0–{width - 1})", 0, width - 1, key="exc_ch"))
+    ch = int(k2.number_input(f"Channel of {ch_block} (0–{width - 1})", 0, width - 1, key=Keys.CHANNEL))
     k3.button("Most class-specific", on_click=_most_specific, args=(profiles,), key="exc_ch_specific", width="stretch",
               help="The channel of this block whose mean gate differs most between classes (std across the "
                    "class profiles).")
@@ -181,14 +175,15 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
                 spread = _class_spread(profiles, ch_block, ch, classes, len(positions), highest)
                 if spread:
                     st.caption(spread)
-                st.image([fmt.enlarge(sample.images[int(i)], 3) for i in positions], width=84,
-                         caption=[f"{v:.2f} · {classes[sample_labels[int(i)]]}" for i, v in zip(positions, values)])
+                st.image(fmt.strip([sample.images[int(i)] for i in positions], 2), width="content")
+                st.caption("Left to right: " + " · ".join(f"{v:.2f} {classes[sample_labels[int(i)]]}"
+                                                          for i, v in zip(positions, values)))
             choices = [int(i) for i in high] + [int(i) for i in low]
             o1, o2 = st.columns([3, 1], vertical_alignment="bottom")
             chosen_image = o1.selectbox("Look at one of them above", choices, key="exc_ch_pick",
                                         format_func=lambda i: f"#{i} · {classes[sample_labels[i]]}")
-            o2.button("Show", icon=":material/arrow_upward:", on_click=_show_image, args=(chosen_image,),
-                      key="exc_ch_show", width="stretch")
+            if o2.button("Show", icon=":material/arrow_upward:", key="exc_ch_show", width="stretch"):
+                _show_image(chosen_image)
     st.caption("Bars: the channel's mean gate for each class over the sampled images; dashed: over all of them; "
                "dotted: this image. "
                "A channel that one class opens and the others close is class-specific, as the paper finds for "

@@ -41,3 +41,17 @@ def human(n: float | None) -> str:
     return f"{n:g}"
 
 
+
+
+def strip(images: list[torch.Tensor | np.ndarray], scale: int = 3, gap: int = 4) -> Image.Image:
+    """(3, H, W) uint8 images side by side as one picture (one element for the browser, not one each)."""
+    tiles = [enlarge(p, scale) for p in images]
+    if not tiles:
+        return Image.new("RGB", (1, 1), "white")
+    width = sum(t.width for t in tiles) + gap * (len(tiles) - 1)
+    out = Image.new("RGB", (width, max(t.height for t in tiles)), "white")
+    x = 0
+    for t in tiles:
+        out.paste(t, (x, 0))
+        x += t.width + gap
+    return out

@@ -13,6 +13,7 @@ from senet_dashboard.gate_space_figures import gate_map_figure, probe_figure, qu
 from senet.analysis.ablation import GateAblation
 from senet.analysis.gate_space import ALL_BLOCKS, gate_map, probe_accuracy
 from senet.analysis.profiles import ClassProfiles
+from senet_dashboard.views._explorer_state import Keys, switch_view
 from senet.analysis.saturation import IDENTITY_SHARE, NEAR, SATURATED_SHARE, class_quantiles, removal_verdicts, \
     saturation
 
@@ -29,7 +30,9 @@ def _probe(key: tuple, _profiles: ClassProfiles):
 
 
 def _open(position: int) -> None:
-    st.query_params["image"] = str(position)  # the link logic at the top of the page picks it up
+    """Explain a map point: the page's image picker reads the address; the view switches to This image."""
+    st.query_params["image"] = str(position)
+    switch_view("image")
 
 
 def _picked_point() -> int | None:
@@ -39,11 +42,15 @@ def _picked_point() -> int | None:
     return int(value) if isinstance(value, (int, float)) else None
 
 
-def _map_tab(profiles: ClassProfiles, classes: list[str], blocks: list[str], split: str, sample, key: tuple,
+@st.fragment
+def map_view(profiles: ClassProfiles, classes: list[str], blocks: list[str], split: str, sample, key: tuple,
              current: int | None) -> None:
+    """The sampled images placed by their gate vectors, and the probe of each block's class information."""
     c1, c2, _ = st.columns([2, 2, 3], vertical_alignment="bottom")
     choices = blocks + [ALL_BLOCKS]
-    block = c1.selectbox("Gates of", choices, index=len(blocks) - 1, key="exc_map_block")
+    if st.session_state.get("exc_map_block") not in choices:
+        st.session_state["exc_map_block"] = st.session_state.get(Keys.BLOCK, blocks[-1])
+    block = c1.selectbox("Gates of", choices, key="exc_map_block")
     thumbs = c2.toggle("Draw the images", key="exc_map_thumbs", help="Each point drawn as its image.")
     m = _map(key, block, profiles)
     pixels = sample.images[profiles.positions].permute(0, 2, 3, 1).numpy() if thumbs else None
@@ -58,8 +65,8 @@ def _map_tab(profiles: ClassProfiles, classes: list[str], blocks: list[str], spl
         else:
             label = classes[int(sample.labels[picked])]
             st.image(fmt.enlarge(sample.images[picked], 5), caption=f"{split} image #{picked} · {label}", width=160)
-            st.button("Explain this image", icon=":material/arrow_upward:", on_click=_open, args=(picked,),
-                      key="exc_map_open", width="stretch")
+            if st.button("Explain this image", icon=":material/arrow_upward:", key="exc_map_open", width="stretch"):
+                _open(picked)
     st.caption(f"{len(m.positions):,} sampled images of the **{split}** split (the class profiles' sample), placed "
                f"by their gate vectors of **{block}** projected on the first two principal axes (PCA; together they "
                f"keep {m.explained.sum():.0%} of the vectors' variance). Colour: the true class. Classes that form "
@@ -86,15 +93,17 @@ def _verdict_lines(rows, ablation: GateAblation | None) -> list[str]:
     return [f"- **{b}**: {v}" for b, v in verdicts.items()]
 
 
-def _spread_tab(profiles: ClassProfiles, classes: list[str], blocks: list[str], split: str,
+@st.fragment
+def spread_view(profiles: ClassProfiles, classes: list[str], split: str,
                 gate_ranges: dict[str, tuple[float, float]], ablation: GateAblation | None,
                 run_ablation: Callable[[], None], default_class: int) -> None:
-    c1, c2, _ = st.columns([2, 2, 3], vertical_alignment="bottom")
-    block = c1.selectbox("Block", blocks, index=len(blocks) - 1, key="exc_spread_block")
-    if st.session_state.get("exc_spread_class", default_class) >= len(classes):
-        st.session_state["exc_spread_class"] = default_class
-    cls = c2.selectbox("Class", range(len(classes)), index=default_class, format_func=classes.__getitem__,
-                       key="exc_spread_class")
+    """The paper's Fig. 7 for the diagram's block and a class, and every block's saturation."""
+    block = st.session_state[Keys.BLOCK]
+    c1, _ = st.columns([2, 5], vertical_alignment="bottom")
+    if st.session_state.get(Keys.SPREAD_CLASS, default_class) >= len(classes):
+        st.session_state[Keys.SPREAD_CLASS] = default_class
+    cls = c1.selectbox("Class", range(len(classes)), index=default_class, format_func=classes.__getitem__,
+                       key=Keys.SPREAD_CLASS)
     quantiles = class_quantiles(profiles, block, cls)
     order = np.argsort(-quantiles[1], kind="stable")
     st.plotly_chart(quantiles_figure(quantiles, order, f"{block}: each channel's gate over the "
@@ -115,21 +124,10 @@ def _spread_tab(profiles: ClassProfiles, classes: list[str], blocks: list[str], 
                    "from image to image).\n\n" + ("\n".join(flagged) if flagged else "No block is flagged."))
     lines = _verdict_lines(rows, ablation)
     if lines:
-        right.markdown("**Removable?** Measured by the gate ablation (the section *Across the split* below):\n"
+        right.markdown("**Removable?** Measured by the gate ablation (the view *Across the split*):\n"
                        + "\n".join(lines))
     else:
-        right.button("Measure what removing each block costs", icon=":material/science:", on_click=run_ablation,
-                     key="exc_spread_ablate", help="Runs the gate ablation of *Across the split* below on 100 "
-                                                   "images per class.")
-
-
-def gate_space_section(profiles: ClassProfiles, classes: list[str], blocks: list[str], split: str, sample,
-                       key: tuple, gate_ranges: dict[str, tuple[float, float]], current: int | None,
-                       ablation: GateAblation | None, run_ablation: Callable[[], None], default_class: int) -> None:
-    """Draw the section for the class profiles' sample (``key`` identifies it: checkpoint, data, split, size)."""
-    st.subheader("Images by their gates")
-    tab_map, tab_spread = st.tabs(["Map of images", "Spread and saturation"])
-    with tab_map:
-        _map_tab(profiles, classes, blocks, split, sample, key, current)
-    with tab_spread:
-        _spread_tab(profiles, classes, blocks, split, gate_ranges, ablation, run_ablation, default_class)
+        if right.button("Measure what removing each block costs", icon=":material/science:",
+                        key="exc_spread_ablate", help="Runs the gate ablation of *Across the split* on 100 images "
+                                                      "per class."):
+            run_ablation()

@@ -12,6 +12,7 @@ from senet_dashboard.views import _format as fmt
 from senet_dashboard.inside_figures import block_steps_figure, feature_map_pairs
 from senet.analysis.inside import BlockSteps, block_steps, ranked_channels
 from senet.analysis.profiles import ClassProfiles
+from senet_dashboard.views._explorer_state import Keys, follow
 
 EXTREMES = 3  # most and least excited channels shown as feature maps
 RESPONDERS = 10  # images shown for the channel's strongest responses
@@ -41,14 +42,6 @@ def _channel_sentence(steps: BlockSteps, c: int) -> str:
     return " → ".join(parts)
 
 
-def _follow(block: str, width: int, default: int) -> int:
-    """The channel followed through the block: kept while in range, else the block's most excited one."""
-    state = st.session_state
-    if state.get("exc_inside_for") != block or not 0 <= state.get("exc_inside_ch", -1) < width:
-        state["exc_inside_ch"], state["exc_inside_for"] = default, block
-    return state["exc_inside_ch"]
-
-
 def _steps_tab(steps: BlockSteps, order: np.ndarray | None, channel: int) -> None:
     st.markdown(f"**Channel {channel}, step by step:** " + _channel_sentence(steps, channel))
     st.plotly_chart(block_steps_figure(steps, order=order, highlight=channel), key="exc_inside_steps")
@@ -74,46 +67,51 @@ def _responders_grid(responses: dict[str, np.ndarray] | None, profiles: ClassPro
     labels = sample.labels.numpy()
     st.markdown(f"**The images channel {channel} responds to most** (largest value of u_{channel} anywhere in its "
                 f"map, over the {len(profiles.positions):,} sampled images)")
-    st.image([fmt.enlarge(sample.images[int(p)], 3) for p in positions], width=84,
-             caption=[f"{column[i]:.2f} · {classes[labels[int(p)]]}" for i, p in zip(top, positions)])
+    st.image(fmt.strip([sample.images[int(p)] for p in positions], 2), width="content")
+    st.caption("Left to right: " + " · ".join(f"{column[i]:.2f} {classes[labels[int(p)]]}"
+                                              for i, p in zip(top, positions)))
 
 
-def inside_section(model: torch.nn.Module, x: torch.Tensor, blocks: list[str], classes: list[str],
+@st.fragment
+def inside_section(model: torch.nn.Module, x: torch.Tensor, classes: list[str],
                    order: dict[str, np.ndarray] | None, profiles: ClassProfiles | None,
                    responses: Callable[[], dict[str, np.ndarray]] | None, sample) -> None:
-    """Draw the section for image ``x``; ``responses()`` gives the sampled images' channel responses (cached)."""
-    st.subheader("Inside one SE block")
-    c1, c2, _ = st.columns([2, 2, 3], vertical_alignment="bottom")
-    if st.session_state.get("exc_inside_block") not in blocks:
-        st.session_state["exc_inside_block"] = blocks[-1]
-    block = c1.selectbox("Block", blocks, key="exc_inside_block")
+    """The diagram's block for image ``x``; ``responses()`` gives the sampled images' channel responses (cached)."""
+    block = st.session_state[Keys.BLOCK]
     try:
         steps = block_steps(model, x, block)
-    except TypeError as exc:  # an attention layer of another library: its gates are shown above
+    except TypeError as exc:  # an attention layer of another library: its gates are shown in This image
         st.caption(f"Step by step is not available for this block: {exc}.")
         return
     most, least = ranked_channels(steps.gate, EXTREMES, strength=steps.z)
-    channel = _follow(block, steps.channels, most[0])
-    channel = int(c2.number_input(f"Channel to follow (0–{steps.channels - 1})", 0, steps.channels - 1,
-                                  key="exc_inside_ch"))
-    tab_steps, tab_maps = st.tabs(["Step by step", "Feature maps u_c and s_c · u_c"])
-    with tab_steps:
+    follow(block, steps.channels, most[0])
+    c1, c2, _ = st.columns([2, 3, 2], vertical_alignment="bottom")
+    channel = int(c1.number_input(f"Channel of {block} to follow (0–{steps.channels - 1})", 0, steps.channels - 1,
+                                  key=Keys.CHANNEL))
+    shown = c2.segmented_control("Show", ["Step by step", "Feature maps u_c and s_c · u_c"], key="exc_inside_show",
+                                 default="Step by step", required=True, label_visibility="collapsed")
+    if shown == "Step by step":
         _steps_tab(steps, order.get(block) if order else None, channel)
-    with tab_maps:
-        shown = list(dict.fromkeys(most + least + [channel]))
-        labels = ["most excited" if c in most else "least excited" if c in least else "followed" for c in shown]
-        before, after, bounds = feature_map_pairs(steps, shown)
-        scaled = "s_c·u_c" if steps.bias is None else "σ(w_c)·u_c + b_c"
-        st.markdown("**u_c, entering the block**")
-        st.image(before, width=96, caption=[f"{label} · ch {c}" for c, label in zip(shown, labels)])
-        st.markdown(f"**{scaled}, after the gate**")
-        st.image(after, width=96, caption=[f"gate {steps.gate[c]:.3f} · ±{b:.2g}" for c, b in zip(shown, bounds)])
-        st.caption(f"Each column: a channel's feature map u_c entering the SE block (top; {steps.u.shape[1]}×"
-                   f"{steps.u.shape[2]} pixels, each drawn as a square) and the same map after the gate scales it "
-                   "(bottom), on one colour scale per channel: blue −b, white 0, red +b, with b (the ± under each "
-                   f"map) the larger absolute value of the two maps. The {EXTREMES} most and least excited channels "
-                   "of this image (equal gates: the strongest squeeze first), and the followed one. A gate near 1 "
-                   "leaves the map as it is; a gate near 0 blanks it."
-                   + (" The seed's block adds its bias b_c after scaling." if steps.bias is not None else ""))
-        if profiles is not None:
-            _responders_grid(responses() if responses else None, profiles, block, channel, sample, classes)
+        return
+    _maps_tab(steps, most, least, channel)
+    if profiles is not None:
+        _responders_grid(responses() if responses else None, profiles, block, channel, sample, classes)
+
+
+def _maps_tab(steps: BlockSteps, most: list[int], least: list[int], channel: int) -> None:
+    """The feature maps of the most and least excited channels and the followed one, before and after the gate."""
+    shown = list(dict.fromkeys(most + least + [channel]))
+    labels = ["most excited" if c in most else "least excited" if c in least else "followed" for c in shown]
+    before, after, bounds = feature_map_pairs(steps, shown)
+    scaled = "s_c·u_c" if steps.bias is None else "σ(w_c)·u_c + b_c"
+    st.markdown("**u_c, entering the block**")
+    st.image(before, width=96, caption=[f"{label} · ch {c}" for c, label in zip(shown, labels)])
+    st.markdown(f"**{scaled}, after the gate**")
+    st.image(after, width=96, caption=[f"gate {steps.gate[c]:.3f} · ±{b:.2g}" for c, b in zip(shown, bounds)])
+    st.caption(f"Each column: a channel's feature map u_c entering the SE block (top; {steps.u.shape[1]}×"
+               f"{steps.u.shape[2]} pixels, each drawn as a square) and the same map after the gate scales it "
+               "(bottom), on one colour scale per channel: blue −b, white 0, red +b, with b (the ± under each "
+               f"map) the larger absolute value of the two maps. The {EXTREMES} most and least excited channels "
+               "of this image (equal gates: the strongest squeeze first), and the followed one. A gate near 1 "
+               "leaves the map as it is; a gate near 0 blanks it."
+               + (" The seed's block adds its bias b_c after scaling." if steps.bias is not None else ""))

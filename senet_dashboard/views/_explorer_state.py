@@ -1,0 +1,111 @@
+"""The Excitation explorer's state: its session keys (declared once: a misspelt name is an AttributeError), its
+views, and the image, block and channel that every view follows and the address bar carries."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import streamlit as st
+import torch
+
+
+class Keys:
+    """Every session-state key the explorer's page and views share."""
+
+    VIEW: Final = "exc_view"
+    PENDING_VIEW: Final = "exc_pending_view"  # a view asked for from inside another view, shown next run
+    MODE: Final = "exc_mode"  # "From the data" or "Upload"
+    CLASS: Final = "exc_class"
+    INDEX: Final = "exc_idx"  # the image's index within its class
+    UPLOAD: Final = "exc_upload"
+    URL_IMAGE: Final = "exc_url_image"  # the image= last read from or written to the address
+    URL_VIEW: Final = "exc_url_view"  # the view/block/channel last read from or written to the address
+    GALLERY_SEED: Final = "gallery_seed"
+    BLOCK: Final = "exc_block"  # the block every view follows (the network diagram picks it)
+    CHANNEL: Final = "exc_ch"  # the channel every view follows
+    ORDER: Final = "exc_order"  # channel order of the per-channel figures
+    PER_CLASS: Final = "exc_per_class"  # images per class of the class profiles
+    PROFILED: Final = "exc_profiled_per_class"  # images per class of the profiles the views were given
+    HEATMAP: Final = "exc_heatmap"  # the gate heatmap of this image (a click picks block and channel)
+    LAST_CELL: Final = "exc_last_cell"
+    OFF: Final = "exc_off"
+    MEAN_BLOCKS: Final = "exc_mean_blocks"
+    MEAN_CLASS: Final = "exc_mean_class"
+    BLOCK_ABLATION: Final = "exc_block_ablation"
+    PROFILE_CLASSES: Final = "exc_profile_classes"
+    PROFILE_DRAWING: Final = "exc_profile_drawing"
+    SPLIT_PER_CLASS: Final = "exc_split_per_class"
+    SPLIT_REQUESTED: Final = "exc_split_requested"
+    SPLIT_RESULTS: Final = "exc_split_results"
+    SPREAD_CLASS: Final = "exc_spread_class"
+
+
+# the explorer's views: address name -> label; the first is the default
+VIEWS: Final = {"image": "This image", "classes": "Classes", "channel": "One channel", "block": "Inside a block",
+                "map": "Map of images", "spread": "Spread", "split": "Across the split"}
+CLASS_VIEWS: Final = ("classes", "channel", "map", "spread", "split")  # need images of the split
+
+
+@dataclass(frozen=True)
+class ChosenImage:
+    """The image every view explains: its pixels as the model sees them, and where it came from."""
+
+    x: torch.Tensor  # (1, 3, H, W), normalised
+    pixels: torch.Tensor  # (3, H, W) uint8
+    caption: str
+    key: str  # identifies the image for caches: "split:position" or the upload's digest
+    position: int | None = None  # index in the split (None for an upload)
+    true_class: int | None = None
+
+
+def read_address(blocks: list[str]) -> None:
+    """A link's (or reload's) ``view``, ``block`` and ``channel``, applied once when they change."""
+    state = st.session_state
+    link = tuple(str(st.query_params.get(k) or "") for k in ("view", "block", "channel"))
+    if link == state.get(Keys.URL_VIEW):
+        return
+    state[Keys.URL_VIEW] = link
+    view, block, channel = link
+    if view in VIEWS:
+        state[Keys.VIEW] = VIEWS[view]
+    if block in blocks:
+        state[Keys.BLOCK] = block
+    if channel.isascii() and channel.isdigit():
+        state[Keys.CHANNEL] = int(channel)
+
+
+def write_address() -> None:
+    """The view, block and channel shown, into the address bar (so a link opens the same view)."""
+    state = st.session_state
+    view = next((k for k, label in VIEWS.items() if label == state.get(Keys.VIEW)), "image")
+    link = (view, str(state.get(Keys.BLOCK) or ""), str(state.get(Keys.CHANNEL, "")))
+    state[Keys.URL_VIEW] = link
+    for name, value in zip(("view", "block", "channel"), link):
+        if value and st.query_params.get(name) != value:
+            st.query_params[name] = value
+
+
+def switch_view(view: str) -> None:
+    """Show ``view`` (an address name) instead: from inside a view, whose widget already exists this run."""
+    st.session_state[Keys.PENDING_VIEW] = VIEWS[view]
+    st.rerun()
+
+
+def apply_pending_view() -> None:
+    """Before the view switch is drawn: a view asked for by :func:`switch_view`."""
+    if Keys.PENDING_VIEW in st.session_state:
+        st.session_state[Keys.VIEW] = st.session_state.pop(Keys.PENDING_VIEW)
+
+
+def current_view() -> str:
+    """The address name of the view shown."""
+    return next((k for k, label in VIEWS.items() if label == st.session_state.get(Keys.VIEW)), "image")
+
+
+def follow(block: str, width: int, default: int) -> int:
+    """The channel followed in ``block``: the shared one while in range, else ``default``."""
+    channel = st.session_state.get(Keys.CHANNEL)
+    if not isinstance(channel, (int, np.integer)) or not 0 <= int(channel) < width:
+        st.session_state[Keys.CHANNEL] = channel = int(default)
+    return int(channel)

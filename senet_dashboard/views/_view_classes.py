@@ -1,0 +1,61 @@
+"""The explorer's *Classes* view: the paper's Fig. 6 for this model (each class's mean gate per channel at every
+block), how class-specific each block is, and this image against its class."""
+from __future__ import annotations
+
+import streamlit as st
+
+from senet.analysis.profiles import CONSTANT_GATE_SPREAD, ClassProfiles, Explanation
+from senet_dashboard.figures import profiles_figure, profiles_heatmap_figure, separation_figure
+from senet_dashboard.views._channel import choose_channel, difference_section
+from senet_dashboard.views._context import PageContext
+from senet_dashboard.views._explorer_state import ChosenImage, Keys, switch_view
+from senet_dashboard.views._view_image import channel_ordering
+
+PER_CLASS_CHOICES = (10, 25, 50, 100, 200)
+
+
+@st.fragment
+def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, profile_data: ClassProfiles) -> None:
+    """Class profiles and this image against its class (a fragment: its widgets rerun only this view)."""
+    if choose_channel(profile_data, list(result.gates)):  # a departure row picked: show that channel
+        switch_view("channel")
+    classes, pred, true_class = ctx.classes, result.predicted, image.true_class
+    order, order_label = channel_ordering(result, profile_data)
+    constant = profile_data.constant_blocks()
+    if constant:
+        st.warning(f"{', '.join(constant)}: the gate is the same for every image (std across images below "
+                   f"{CONSTANT_GATE_SPREAD}), a fixed channel scale the next layer absorbs, so "
+                   f"{'this block does' if len(constant) == 1 else 'these blocks do'} no squeeze-and-excitation.",
+                   icon=":material/block:")
+    c1, c2, c3 = st.columns([2, 2, 3], vertical_alignment="bottom")
+    drawing = c1.segmented_control("Draw as", ["Classes × channels", "Lines (the paper's layout)"],
+                                   key=Keys.PROFILE_DRAWING, default="Classes × channels", required=True)
+    if c2.select_slider("Images per class", PER_CLASS_CHOICES, key=Keys.PER_CLASS) != \
+            st.session_state.get(Keys.PROFILED):
+        st.rerun()  # other profiles: the whole page, which computes them
+    marks = {true_class: "true"} if true_class is not None else {}
+    marks[pred] = "true = predicted" if pred == true_class else "predicted"
+    if drawing == "Classes × channels":
+        st.plotly_chart(profiles_heatmap_figure(profile_data.profiles, profile_data.overall, classes, result.gates,
+                                                marks=marks, order=order, order_label=order_label),
+                        key="exc_profiles_map", config={"displayModeBar": False})
+    else:
+        default = list(dict.fromkeys([c for c in (true_class, pred) if c is not None] + list(range(len(classes)))))
+        chosen = c3.multiselect("Classes", range(len(classes)), default=default[:3],
+                                format_func=classes.__getitem__, key=Keys.PROFILE_CLASSES)
+        columns = 3 if len(result.gates) > 4 else 1
+        st.plotly_chart(profiles_figure(profile_data.profiles, profile_data.overall, classes, list(chosen),
+                                        result.gates, columns=columns, order=order, order_label=order_label,
+                                        row_height=170 if columns == 1 else 200), key="exc_profiles",
+                        config={"displayModeBar": False})
+    s1, s2 = st.columns([2, 3], vertical_alignment="center")
+    s1.plotly_chart(separation_figure(profile_data.separation(), profile_data.spread), key="exc_separation",
+                    config={"displayModeBar": False})
+    lo, hi = int(profile_data.counts.min()), int(profile_data.counts.max())
+    s2.markdown(f"Each row (or line) is a class's mean gate over {lo if lo == hi else f'{lo}–{hi}'} images of the "
+                f"**{ctx.split}** split, beside the mean over all classes and this image. In the paper, early "
+                "blocks excite alike for every class and late blocks become class-specific. The bars measure that "
+                "for this model: the spread of the class profiles (std across classes, mean over channels) at each "
+                "block, and beside it how much the gate varies from image to image (std across the same images).")
+    st.subheader("This image against its class")
+    difference_section(profile_data, result, classes, list(result.gates), true_class, ctx.split, order, order_label)
