@@ -51,5 +51,5 @@ def network_svg(blocks: list[OutlineBlock], mean_gates: dict[str, float] | None,
     parts.append(_box(x, top, 44, CELL_H, "#eef1f5", "#9aa5b1", 1, "head", "pool and the classifier"))
     total = x + 46
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {total} {top + CELL_H + 6}" '
-            f'width="100%" style="max-width:{total}px;max-height:{(top + CELL_H + 6) * 1.6}px" role="img" '
-            f'aria-label="network diagram">{"".join(parts)}</svg>')
+            f'width="{total}" height="{top + CELL_H + 6}" role="img" aria-label="network diagram" '
+            f'font-family="sans-serif">{"".join(parts)}</svg>')

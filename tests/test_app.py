@@ -325,16 +325,19 @@ def test_excitation_page_shows_gates_profiles_and_interventions(env):
 
     at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
-    assert len(at.get("plotly_chart")) >= 6, "expected top-5, gate bars, heatmap, profiles, spread, ablation charts"
+    assert len(at.get("plotly_chart")) == 2, "the default view: the top-5 chart and the gate heatmap, nothing else"
+    assert at.segmented_control(key="exc_view").value == "This image"
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     blocks = list(se_blocks(model))
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
     constant = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50).constant_blocks()
+    show_view(at, "Classes")
     flagged = [w.value for w in at.warning if "no squeeze-and-excitation" in w.value]
     if constant:
         assert len(flagged) == 1 and all(b in flagged[0] for b in constant), (constant, flagged)
     else:
         assert not flagged, flagged
+    show_view(at, "This image")
     at.multiselect(key="exc_off").set_value(blocks).run()
     no_exceptions(at)
     x = normalize(val.images[val.labels == 0][:1], meta["mean"], meta["std"])
@@ -347,6 +350,22 @@ def test_excitation_page_shows_gates_profiles_and_interventions(env):
     assert metrics[f"p({CLASSES[pred]})"] == f"{after[pred]:.1%}", "the page's intervention must match senet's"
 
 
+def plotly_2d(value) -> np.ndarray:
+    """A 2-D array from a chart's JSON spec: nested lists, a typed array with a shape, or rows of typed arrays."""
+    if isinstance(value, dict):
+        flat = plotly_array(value)
+        shape = value.get("shape")
+        return flat.reshape([int(n) for n in str(shape).split(",")]) if shape else flat
+    return np.array([plotly_array(row) for row in value], dtype=float)
+
+
+def show_view(at: AppTest, label: str) -> AppTest:
+    """Switch the Excitation explorer to another view."""
+    at.segmented_control(key="exc_view").set_value(label).run()
+    no_exceptions(at)
+    return at
+
+
 def plotly_array(value) -> np.ndarray:
     """A trace's array from a chart's JSON spec: a plain list, or Plotly's typed array {dtype, bdata}."""
     if isinstance(value, dict):
@@ -355,27 +374,38 @@ def plotly_array(value) -> np.ndarray:
 
 
 def test_excitation_channel_order_switches_between_sorted_and_index(env):
-    def bars(at: AppTest) -> list[dict]:
-        specs = [json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart")]
-        traces = next(d for d in specs if d[0]["type"] == "bar" and "gate" in d[0]["hovertemplate"])
-        return [{k: plotly_array(t[k]) if k in ("y", "customdata") else t[k] for k in t} for t in traces]
+    def heatmap(at: AppTest) -> dict:
+        trace = next(json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart")
+                     if json.loads(c.proto.spec)["data"][0]["type"] == "heatmap")
+        return {"z": plotly_2d(trace["z"]), "channels": plotly_2d(trace["customdata"]).astype(int), "y": trace["y"]}
 
     at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
     assert at.segmented_control(key="exc_order").value == "Sorted by gate"
-    bar, mean = bars(at)[:2]
-    assert mean["name"] == "all-class mean" and np.all(np.diff(mean["y"]) <= 1e-12), "sorted: the mean only falls"
-    assert sorted(bar["customdata"].tolist()) == list(range(len(bar["y"]))), "every channel appears once"
+    from senet import load_checkpoint
+    from senet.data import load_split
+    from senet.analysis.profiles import class_profiles
+    model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
+    val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
+    overall = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50).overall
+    sorted_map = heatmap(at)
+    for row, block in enumerate(sorted_map["y"]):
+        width = len(overall[block])
+        channels = sorted_map["channels"][row][:width]
+        assert sorted(channels.tolist()) == list(range(width)), "every channel appears once"
+        assert np.all(np.diff(overall[block][channels]) <= 1e-12), "sorted: the all-class mean only falls"
     at.segmented_control(key="exc_order").set_value("Channel index").run()
     no_exceptions(at)
-    bar_index = bars(at)[0]
-    assert bar_index["customdata"].tolist() == list(range(len(bar_index["y"])))
-    by_channel = dict(zip(bar["customdata"].tolist(), bar["y"].tolist()))
-    assert bar_index["y"].tolist() == pytest.approx([by_channel[c] for c in range(len(bar_index["y"]))]), \
-        "the two orders show the same gates"
+    index_map = heatmap(at)
+    for row, block in enumerate(index_map["y"]):
+        width = len(overall[block])
+        assert index_map["channels"][row][:width].tolist() == list(range(width))
+        by_channel = dict(zip(sorted_map["channels"][row][:width].tolist(), sorted_map["z"][row][:width].tolist()))
+        assert index_map["z"][row][:width].tolist() == pytest.approx([by_channel[c] for c in range(width)]), \
+            "the two orders show the same gates"
 
 
-def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
+def test_clicking_a_gate_cell_shows_the_images_that_open_that_channel(env):
     from senet import load_checkpoint
     from senet.data import load_split
     from senet.analysis.profiles import class_profiles
@@ -386,26 +416,30 @@ def test_clicking_a_gate_bar_shows_the_images_that_open_that_channel(env):
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
     profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)
     last = list(profiles.gates)[-1]
-    assert at.selectbox(key="exc_ch_block").value == last, "the last block first"
+    assert at.pills(key="exc_block").value == last, "the last block first"
+    show_view(at, "One channel")
     assert at.number_input(key="exc_ch").value == int(profiles.profiles[last].std(axis=0).argmax()), \
         "the most class-specific channel first"
-    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                if json.loads(c.proto.spec)["data"][0]["type"] == "bar"
-                and "gate" in json.loads(c.proto.spec)["data"][0]["hovertemplate"])
-    number, trace = next((i, t) for i, t in enumerate(spec["data"]) if t["type"] == "bar" and t["name"] != "stage3.block3")
-    channel = int(plotly_array(trace["customdata"])[2])
-    point = {"curve_number": number, "point_number": 2, "point_index": 2, "x": 2, "y": 0.5, "customdata": channel}
-    at.session_state["exc_bars"] = {"selection": {"points": [point], "point_indices": [2], "box": [], "lasso": []}}
+    show_view(at, "This image")
+    trace = next(json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart")
+                 if json.loads(c.proto.spec)["data"][0]["type"] == "heatmap")
+    block = trace["y"][1]
+    channel = int(plotly_2d(trace["customdata"])[1][2])
+    point = {"curve_number": 0, "point_number": [1, 2], "point_index": [1, 2], "x": 2, "y": block, "z": 0.5,
+             "customdata": channel}
+    at.session_state["exc_heatmap"] = {"selection": {"points": [point], "point_indices": [2], "box": [], "lasso": []}}
     at.run()
     no_exceptions(at)
-    assert (at.selectbox(key="exc_ch_block").value, at.number_input(key="exc_ch").value) == (trace["name"], channel)
-    expected = profiles.channel_extremes(trace["name"], channel, k=12)
-    most, least = at.image[-2], at.image[-1]
-    assert len(most.value) == len(expected[0]) and len(least.value) == len(expected[2])
-    shown = [float(c.split(" · ")[0]) for c in most.captions]
+    show_view(at, "One channel")
+    assert (at.pills(key="exc_block").value, at.number_input(key="exc_ch").value) == (block, channel)
+    expected = profiles.channel_extremes(block, channel, k=12)
+    strips = [c.value for c in at.caption if c.value.startswith("Left to right: ")]
+    assert len(strips) == 2, "one strip of the images that open it most, one of those that open it least"
+    shown = [float(v.split(" ")[0]) for v in strips[0].removeprefix("Left to right: ").split(" · ")]
+    low = [float(v.split(" ")[0]) for v in strips[1].removeprefix("Left to right: ").split(" · ")]
+    assert len(shown) == len(expected[0]) and len(low) == len(expected[2])
     assert shown == pytest.approx([round(float(v), 2) for v in expected[1]], abs=0.006), "highest gates first"
     assert shown == sorted(shown, reverse=True)
-    low = [float(c.split(" · ")[0]) for c in least.captions]
     assert low == sorted(low) and low[0] <= shown[-1]
     # "Show" puts one of them at the top of the page
     target = int(expected[2][0])
@@ -428,8 +462,7 @@ def test_picking_an_unusual_channel_of_this_image_shows_that_channel(env):
     profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)
     block = list(profiles.gates)[-1]
     expected = profiles.unusual_channels(block, gates[block], k=6)
-    at = open_app("senet_dashboard/views/excitation.py")
-    no_exceptions(at)
+    at = show_view(open_app("senet_dashboard/views/excitation.py"), "One channel")
     table = next(d for d in at.dataframe if {"channel", "z"} <= set(d.value.columns))
     assert table.value["channel"].tolist() == [r["channel"] for r in expected]
     at.session_state["exc_unusual"] = {"selection": {"rows": [2], "columns": []}}
@@ -463,8 +496,7 @@ def test_class_splits_table_lists_the_groups_and_picks_a_groups_strongest_channe
     expected = profiles.class_splits(block)
     assert len(expected) >= 2, "precondition: the sharpened block splits the classes in more than one way"
 
-    at = open_app("senet_dashboard/views/excitation.py")
-    no_exceptions(at)
+    at = show_view(open_app("senet_dashboard/views/excitation.py"), "One channel")
     table = next(d for d in at.dataframe if "open for" in d.value.columns)
     assert table.value["open for"].tolist() == [", ".join(r["open"]) for r in expected]
     assert table.value["channels"].tolist() == [len(r["channels"]) for r in expected]
@@ -486,9 +518,7 @@ def test_split_ablation_runs_on_request_and_matches_senet(env):
     from senet.analysis.ablation import gate_ablation
     from senet.data import load_split
 
-    at = open_app("senet_dashboard/views/excitation.py")
-    no_exceptions(at)
-    assert "Across the split: what each block's gate is worth" in texts(at, "subheader")
+    at = show_view(open_app("senet_dashboard/views/excitation.py"), "Across the split")
     charts_before = len(at.get("plotly_chart"))
     at.button(key="exc_split_run").click().run()
     no_exceptions(at)
@@ -610,7 +640,10 @@ def test_excitation_link_picks_the_image_and_a_bad_link_says_why(env):
     at.run()
     no_exceptions(at)
     assert any(f"val image #{target} ·" in m for m in texts(at, "markdown")), texts(at, "markdown")
+    show_view(at, "Classes")
+    at.segmented_control(key="exc_profile_drawing").set_value("Lines (the paper's layout)").run()
     assert at.multiselect(key="exc_profile_classes").value[0] == labels[target], "profiles start at the true class"
+    show_view(at, "This image")
     at.number_input(key="exc_idx").set_value(0).run()
     first = int(np.nonzero(labels == labels[target])[0][0])
     assert at.query_params.get("image") == str(first), "choosing another image updates the link"
@@ -927,14 +960,12 @@ def test_inside_one_block_shows_this_images_steps_and_follows_a_channel(env):
     from senet.analysis.inside import block_steps, ranked_channels
     from senet.data import load_split, normalize
 
-    at = open_app("senet_dashboard/views/excitation.py")
-    no_exceptions(at)
-    assert "Inside one SE block" in texts(at, "subheader")
+    at = show_view(open_app("senet_dashboard/views/excitation.py"), "Inside a block")
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
     x = normalize(val.images[val.labels == 0][:1], meta["mean"], meta["std"])  # the page's first image
-    assert at.selectbox(key="exc_inside_block").value == "stage3.block3", "the last block first"
-    at.number_input(key="exc_inside_ch").set_value(5).run()
+    assert at.pills(key="exc_block").value == "stage3.block3", "the last block first"
+    at.number_input(key="exc_ch").set_value(5).run()
     no_exceptions(at)
     steps = block_steps(model, x, "stage3.block3")
     sentence = next(m for m in texts(at, "markdown") if m.startswith("**Channel 5, step by step:**"))
@@ -943,17 +974,25 @@ def test_inside_one_block_shows_this_images_steps_and_follows_a_channel(env):
     assert z == pytest.approx(float(steps.z[5]), abs=6e-4) and s == pytest.approx(float(steps.gate[5]), abs=6e-4)
     gate_row = _chart(at, "4. gate s = σ(a)")["data"][3]
     assert plotly_array(gate_row["y"]) == pytest.approx(steps.gate[plotly_array(gate_row["customdata"])], abs=1e-5)
+    at.segmented_control(key="exc_inside_show").set_value("Feature maps u_c and s_c · u_c").run()
+    no_exceptions(at)
     before = next(i for i in at.image if any(c.startswith("most excited · ch") for c in i.captions))
     assert len(before.value) == 7 and sum(c.startswith("followed · ch 5") for c in before.captions) == 1, \
         "3 most, 3 least, the followed one"
     after = at.image[list(at.image).index(before) + 1]
     assert [c.split(" · ")[0] for c in after.captions] == [f"gate {steps.gate[int(c.split('ch ')[1])]:.3f}"
                                                            for c in before.captions]
-    at.selectbox(key="exc_inside_block").set_value("stage1.block1").run()
+    at.segmented_control(key="exc_inside_show").set_value("Step by step").run()
+    at.pills(key="exc_block").set_value("stage1.block1").run()
+    no_exceptions(at)
+    assert at.number_input(key="exc_ch").value == 5, "another block keeps the channel number it has"
+    at.pills(key="exc_block").set_value("stage3.block3").run()
+    at.number_input(key="exc_ch").set_value(40).run()
+    at.pills(key="exc_block").set_value("stage1.block1").run()  # 16 channels: no channel 40
     no_exceptions(at)
     first = block_steps(model, x, "stage1.block1")
     most = ranked_channels(first.gate, 3, strength=first.z)[0][0]
-    assert at.number_input(key="exc_inside_ch").value == most, "another block starts at its most excited channel"
+    assert at.number_input(key="exc_ch").value == most, "a block without that channel starts at its most excited"
     assert any(m.startswith(f"**Channel {most}, step by step:**") for m in texts(at, "markdown"))
 
 
@@ -963,9 +1002,7 @@ def test_images_by_their_gates_map_probe_spread_and_removal(env):
     from senet.analysis.profiles import class_profiles
     from senet.data import load_split
 
-    at = open_app("senet_dashboard/views/excitation.py")
-    no_exceptions(at)
-    assert "Images by their gates" in texts(at, "subheader")
+    at = show_view(open_app("senet_dashboard/views/excitation.py"), "Map of images")
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
     profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)
@@ -977,14 +1014,17 @@ def test_images_by_their_gates_map_probe_spread_and_removal(env):
     shown = sorted(int(p) for t in gate_map["data"] if t.get("name") in CLASSES
                    for p in plotly_array(t["customdata"]))
     assert shown == sorted(profiles.positions.tolist()), "every sampled image is a point, named by its position"
+    show_view(at, "Spread")
     spread = _chart(at, "each channel's gate over the")
     assert spread["data"][1]["name"] == "median"
     assert any("Flags:" in m for m in texts(at, "markdown"))
     at.button(key="exc_spread_ablate").click().run()  # measures the removal cost with the split ablation
     no_exceptions(at)
+    assert at.segmented_control(key="exc_view").value == "Across the split", "the ablation runs in its own view"
+    assert at.selectbox(key="exc_split_per_class").value == 100
+    show_view(at, "Spread")
     verdicts = [m for m in texts(at, "markdown") if m.startswith("**Removable?**")]
     assert len(verdicts) == 1 and "pts on" in verdicts[0], texts(at, "markdown")
-    assert at.selectbox(key="exc_split_per_class").value == 100
 
 
 def test_a_model_trained_on_every_image_is_labelled_test_on_every_page(env, tmp_path, monkeypatch):

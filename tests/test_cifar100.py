@@ -351,12 +351,15 @@ def test_excitation_page_renders_with_100_classes(app100, split) -> None:
     at = open_app("senet_dashboard/views/excitation.py", split)
     no_exceptions(at)
     assert at.selectbox(key="exc_class").options == FINE_NAMES, "the class picker offers all 100 fine classes"
+    at.segmented_control(key="exc_view").set_value("Classes").run()
+    no_exceptions(at)
     specs = charts(at)
     heat = next(s for s in specs if any(t.get("type") == "heatmap" and "all classes" in (t.get("y") or [])
                                         for t in s["data"]))
     rows = next(t for t in heat["data"] if t.get("type") == "heatmap")["y"]
     assert len(rows) >= 100 + 1, "one row per class and the all-classes row"
     assert heat["layout"]["height"] >= 100 * 6, "100 class rows are given room, not squeezed into a fixed height"
+    at.segmented_control(key="exc_profile_drawing").set_value("Lines (the paper's layout)").run()
     at.multiselect(key="exc_profile_classes").set_value([0, 50, 99]).run()
     no_exceptions(at)
 

@@ -226,13 +226,15 @@ def env(tmp_path_factory):
         yield {"tmp": tmp, "data": data, "checkpoints": ck}
 
 
-def _open(image: int | None = None) -> AppTest:
+def _open(image: int | None = None, view: str = "One channel") -> AppTest:
+    """The Excitation explorer on ``image`` (the first one by default), showing ``view``."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("senet_dashboard/views/excitation.py")
     if image is not None:
         at.query_params["image"] = str(image)
     at.run()
+    at.segmented_control(key="exc_view").set_value(view).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -272,7 +274,7 @@ def test_a_misclassified_image_is_shown_minus_its_true_and_its_predicted_class(e
     assert len(wrong), "precondition: the untrained model gets some image wrong"
     pos = int(wrong[0])
     true, pred = int(val.labels[pos]), int(preds[pos])
-    at = _open(pos)
+    at = _open(pos, "Classes")
     assert "This image against its class" in [str(s.value) for s in at.subheader]
     spec = _spec(at, "exc_difference")
     titles = [a["text"] for a in spec["layout"]["annotations"]]
@@ -293,16 +295,15 @@ def test_a_misclassified_image_is_shown_minus_its_true_and_its_predicted_class(e
 
 
 def test_a_departure_row_shows_that_block_and_channel(env):
-    at = _open()
+    at = _open(view="Classes")
     table = next(d.value for d in at.dataframe if "diff 0" in d.value.columns)
-    row = 1
+    row = next(i for i in range(len(table)) if table["block"].iloc[i] != at.pills(key="exc_block").value)
     block, channel = table["block"].iloc[row], int(table["channel"].iloc[row])
-    assert (at.selectbox(key="exc_ch_block").value, at.number_input(key="exc_ch").value) != (block, channel), \
-        "precondition: another channel shown first"
     at.session_state["exc_departures"] = {"selection": {"rows": [row], "columns": []}}
     at.run()
     assert not at.exception
-    assert (at.selectbox(key="exc_ch_block").value, at.number_input(key="exc_ch").value) == (block, channel)
+    assert at.segmented_control(key="exc_view").value == "One channel", "the picked channel is shown in its view"
+    assert (at.pills(key="exc_block").value, at.number_input(key="exc_ch").value) == (block, channel)
 
 
 def test_switching_block_keeps_the_channel_if_it_has_it_else_its_most_class_specific(env):
@@ -314,12 +315,12 @@ def test_switching_block_keeps_the_channel_if_it_has_it_else_its_most_class_spec
     narrow = next(b for b in blocks if profiles.gates[b].shape[1] == 16 and most_specific(b) != 0)
     wide = [b for b in blocks if profiles.gates[b].shape[1] == 64]
     at = _open()
-    at.selectbox(key="exc_ch_block").set_value(wide[0]).run()
+    at.pills(key="exc_block").set_value(wide[0]).run()
     at.number_input(key="exc_ch").set_value(40).run()
-    at.selectbox(key="exc_ch_block").set_value(wide[1]).run()
+    at.pills(key="exc_block").set_value(wide[1]).run()
     assert not at.exception
     assert at.number_input(key="exc_ch").value == 40, "a block with channel 40 keeps it"
-    at.selectbox(key="exc_ch_block").set_value(narrow).run()
+    at.pills(key="exc_block").set_value(narrow).run()
     assert not at.exception and not at.error
     assert at.number_input(key="exc_ch").value == most_specific(narrow), \
         "a block without channel 40 shows its most class-specific channel (not channel 0)"
@@ -352,7 +353,7 @@ def test_unusual_channels_table_has_no_stale_tick_after_show_opens_another_image
 def test_opens_it_most_says_how_the_classes_share_the_top_images(env):
     _, _, val, profiles = _model_and_profiles(env)
     at = _open()
-    block, channel = at.selectbox(key="exc_ch_block").value, at.number_input(key="exc_ch").value
+    block, channel = at.pills(key="exc_block").value, at.number_input(key="exc_ch").value
     column = profiles.gates[block][:, channel].astype(np.float32)
     top = column >= np.sort(column)[::-1][min(12, len(column)) - 1]  # the 12 highest, and any tied with them
     n, counts = int(top.sum()), np.bincount(val.labels.numpy()[profiles.positions][top], minlength=len(CLASSES))

@@ -8,7 +8,8 @@ from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
 from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles, Explanation
-from senet_dashboard.views._explorer_state import Keys
+from senet_dashboard.views._explorer_state import VIEWS, Keys
+from senet_dashboard.views._explorer_state import pick as follow_pick
 
 SPLIT_ROWS = 8  # class groups listed
 DEPARTURES = 5  # largest departures from the class mean marked and listed, per block
@@ -42,11 +43,12 @@ def _channel_from_rows(base: str, channels_key: str) -> bool:
     shown = st.session_state.get(channels_key, [])
     if rows and rows != st.session_state.get(f"{base}_last_rows") and rows[0] < len(shown):
         pick = shown[rows[0]]
-        if isinstance(pick, (tuple, list)):
-            st.session_state[Keys.BLOCK], pick = pick[0], pick[1]
-        st.session_state[Keys.CHANNEL] = int(pick)
-        st.session_state[f"{base}_picked"] = _shown()
+        block, channel = pick if isinstance(pick, (tuple, list)) else (st.session_state.get(Keys.BLOCK), pick)
+        st.session_state[f"{base}_picked"] = (block, int(channel))
         st.session_state[f"{base}_last_rows"] = rows
+        if base == "exc_departures":  # picked in the Classes view: that channel is shown in One channel
+            st.session_state[Keys.PENDING_VIEW] = VIEWS["channel"]
+        follow_pick(block, int(channel))
         return True
     st.session_state[f"{base}_last_rows"] = rows
     return False
@@ -67,7 +69,8 @@ def choose_channel(profiles: ClassProfiles, blocks: list[str]) -> bool:
         picked = _channel_from_rows(base, channels_key) or picked
     block, channel = _shown()
     if block not in blocks or block not in profiles.gates:
-        block = st.session_state[Keys.BLOCK] = next((b for b in reversed(blocks) if b in profiles.gates))
+        block = next((b for b in reversed(blocks) if b in profiles.gates))
+        follow_pick(block)
     if not isinstance(channel, int) or not 0 <= channel < profiles.gates[block].shape[1]:
         st.session_state[Keys.CHANNEL] = profiles.most_specific_channel(block)
     return picked

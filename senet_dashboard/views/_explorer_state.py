@@ -15,6 +15,7 @@ class Keys:
 
     VIEW: Final = "exc_view"
     PENDING_VIEW: Final = "exc_pending_view"  # a view asked for from inside another view, shown next run
+    PENDING_BLOCK: Final = "exc_pending_block"  # a block picked inside a view, followed from the next run
     MODE: Final = "exc_mode"  # "From the data" or "Upload"
     CLASS: Final = "exc_class"
     INDEX: Final = "exc_idx"  # the image's index within its class
@@ -92,10 +93,22 @@ def switch_view(view: str) -> None:
     st.rerun()
 
 
+def pick(block: str, channel: int | None = None) -> None:
+    """Follow ``block`` (and ``channel``) from inside a view: the block picker is already drawn this run, so
+    another block takes a rerun. Call before the view draws its channel input."""
+    if channel is not None:
+        st.session_state[Keys.CHANNEL] = int(channel)
+    if block != st.session_state.get(Keys.BLOCK):
+        st.session_state[Keys.PENDING_BLOCK] = block
+        st.rerun()
+
+
 def apply_pending_view() -> None:
-    """Before the view switch is drawn: a view asked for by :func:`switch_view`."""
+    """Before the block picker and the view switch are drawn: what :func:`switch_view` and :func:`pick` asked."""
     if Keys.PENDING_VIEW in st.session_state:
         st.session_state[Keys.VIEW] = st.session_state.pop(Keys.PENDING_VIEW)
+    if Keys.PENDING_BLOCK in st.session_state:
+        st.session_state[Keys.BLOCK] = st.session_state.pop(Keys.PENDING_BLOCK)
 
 
 def current_view() -> str:

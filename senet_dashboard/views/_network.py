@@ -24,7 +24,7 @@ def network_section(ctx: PageContext, result: Explanation) -> OutlineBlock:
         st.session_state[Keys.BLOCK] = names[-1]
     chosen = st.session_state[Keys.BLOCK]
     means = {b: float(g.mean()) for b, g in result.gates.items()}
-    st.html(network_svg(outline, means, chosen))
+    st.image(network_svg(outline, means, chosen), width="content")
     st.pills("SE block", names, key=Keys.BLOCK, required=True, label_visibility="collapsed",
              format_func=_short, help="The block every view follows; its cell is outlined in red above.")
     block = next(b for b in outline if b.name == st.session_state[Keys.BLOCK])

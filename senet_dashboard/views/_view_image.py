@@ -8,7 +8,7 @@ from senet.analysis.profiles import ClassProfiles, Explanation, block_ablation, 
 from senet_dashboard.figures import ablation_figure, gate_heatmap_figure, intervention_figure
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_cache import profiles
-from senet_dashboard.views._explorer_state import ChosenImage, Keys
+from senet_dashboard.views._explorer_state import ChosenImage, Keys, pick
 
 
 def channel_ordering(result: Explanation, profile_data: ClassProfiles | None) -> tuple[dict | None, str]:
@@ -29,13 +29,14 @@ def _cell_clicked(heatmap_rows: list[str]) -> None:
     point = st.session_state[Keys.LAST_CELL] = points[0]
     block, channel = point.get("y"), point.get("customdata")
     if block in heatmap_rows and isinstance(channel, (int, float)) and channel >= 0:
-        st.session_state[Keys.BLOCK], st.session_state[Keys.CHANNEL] = block, int(channel)
+        pick(block, int(channel))
 
 
 @st.fragment
 def image_view(ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
     """Gates of this image, and interventions (a fragment: its widgets rerun only this view)."""
     profile_data, _ = profiles(ctx)
+    st.subheader("Gates of this image")
     st.segmented_control(
         "Channel order", ["Channel index", "Sorted by gate"], key=Keys.ORDER, default="Sorted by gate", required=True,
         help="Channel index is the paper's layout. Sorted puts each block's channels in the order of the all-class "
