@@ -230,8 +230,12 @@ def gate_heatmap_figure(gates: dict[str, np.ndarray], height: int | None = None,
         z[i, :len(values)] = values
         channels[i, :len(values)] = index
     fig = go.Figure(go.Heatmap(z=z, x=np.arange(width), y=names, customdata=channels, zmin=0, zmax=1,
-                               colorscale="Viridis", colorbar=dict(title="gate", thickness=12),
-                               hovertemplate="%{y}<br>channel %{customdata}<br>gate %{z:.3f}<extra></extra>"))
+                               colorscale="Viridis", colorbar=dict(title="gate", thickness=12), hoverinfo="skip"))
+    # a heatmap cell cannot be selected; one invisible WebGL point per cell (a single canvas) takes the clicks
+    rows, cols = np.nonzero(channels >= 0)
+    fig.add_trace(go.Scattergl(x=cols, y=[names[r] for r in rows], mode="markers", showlegend=False,
+                               marker=dict(size=10, opacity=0), customdata=channels[rows, cols], text=z[rows, cols],
+                               hovertemplate="%{y}<br>channel %{customdata}<br>gate %{text:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text=order_label if order else "channel")
     return _layout(fig, "Gates: blocks × channels", height or max(220, 34 * len(names) + 90), hovermode="closest")

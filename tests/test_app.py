@@ -823,6 +823,7 @@ def test_with_no_data_anywhere_the_sidebar_uses_the_bundled_sample_and_pages_sho
     assert not at.info, f"no 'No data' message: {texts(at, 'info')}"
     assert "Gates of this image" in texts(at, "subheader")
     assert any(m.startswith("val image #0 · true class **airplane**") for m in texts(at, "markdown"))
+    show_view(at, "Classes")
     assert any("over 50 images of the **val** split" in m for m in texts(at, "markdown")), "class profiles drawn"
     at.switch_page("senet_dashboard/views/confusion.py").run()
     no_exceptions(at)

@@ -276,7 +276,7 @@ def test_uploading_an_image_shows_excitation_charts(server, page, tmp_path):
     page.get_by_text("Gates of this image").wait_for()
     page.get_by_text("uploaded photo.png").wait_for()
     _settle(page)
-    assert page.locator(".js-plotly-plot").count() >= 3, "expected the top-5, gate bars and heatmap charts"
+    assert page.locator(".js-plotly-plot").count() >= 2, "expected the top-5 chart and the gate heatmap"
     assert page.locator('[data-testid="stException"]').count() == 0
     _shot(page, "excitation-upload")
     bad = tmp_path / "not-an-image.png"
@@ -286,28 +286,30 @@ def test_uploading_an_image_shows_excitation_charts(server, page, tmp_path):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def test_clicking_a_gate_bar_shows_which_images_open_that_channel(server, page):
+def test_clicking_a_gate_cell_follows_that_block_and_channel_into_one_channel(server, page):
     url, _ = server
     _goto(page, f"{url}/excitation", "Excitation explorer")
-    page.get_by_text("From the data", exact=True).first.click()
-    page.get_by_text("One channel: which images open it").wait_for()
+    page.get_by_text("Gates of this image").wait_for()
     _settle(page)
-    chart = page.locator(".js-plotly-plot").nth(1)
-    chart.scroll_into_view_if_needed()
-    # the middle bar of the first block's panel, in the browser's own coordinates
-    target = page.evaluate("""() => {
-        const g = document.querySelectorAll('.js-plotly-plot')[1];
-        const t = g._fullData.findIndex(d => d.type === 'bar');
-        const tr = g._fullData[t], n = tr.y.length, i = Math.floor(n / 2);
-        const xa = g._fullLayout['xaxis' + tr.xaxis.slice(1)], ya = g._fullLayout['yaxis' + tr.yaxis.slice(1)];
-        const box = g.getBoundingClientRect();
-        return {x: box.left + xa._offset + xa.l2p(i), y: box.top + ya._offset + ya.l2p(tr.y[i] / 2),
-                channel: tr.customdata[i], block: tr.name};
-    }""")
+    index = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].findIndex(
+        g => g._fullData && g._fullData[0] && g._fullData[0].type === 'heatmap')""")
+    assert index >= 0, "the gate heatmap is drawn"
+    page.locator(".js-plotly-plot").nth(index).scroll_into_view_if_needed()
+    # the middle cell of the first block's row, in the browser's own coordinates
+    target = page.evaluate("""(k) => {
+        const g = document.querySelectorAll('.js-plotly-plot')[k], tr = g._fullData[0];
+        const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, box = g.getBoundingClientRect();
+        const row = 0, col = Math.floor(tr.z[row].filter(v => v !== null && !Number.isNaN(v)).length / 2);
+        return {x: box.left + xa._offset + xa.l2p(col), y: box.top + ya._offset + ya.l2p(row),
+                channel: tr.customdata[row][col], block: tr.y[row]};
+    }""", index)
     page.mouse.click(target["x"], target["y"])
+    _settle(page)
+    page.get_by_role("radio", name="One channel").click()
     page.get_by_text(f"{target['block']}, channel {target['channel']}: mean gate per class").wait_for()
     _settle(page)
     assert page.get_by_text("Opens it most").is_visible() and page.get_by_text("Opens it least").is_visible()
+    assert f"channel={target['channel']}" in page.url and "view=channel" in page.url, page.url
     assert page.locator('[data-testid="stException"]').count() == 0
     _shot(page, "excitation-one-channel")
 
@@ -353,15 +355,18 @@ def test_the_compare_page_draws_a_study(server, page):
 
 
 def test_attention_views_show_and_a_map_point_opens_its_image(server, page):
-    """Inside one block (both tabs), the map of images (a click on a point, then "Explain this image"), and the
-    spread and saturation tab, in a real browser."""
+    """Inside a block (both drawings), the map of images (a click on a point, then "Explain this image"), and the
+    spread and saturation view, in a real browser, each its own view."""
     url, _ = server
-    _goto(page, f"{url}/excitation", "Excitation explorer")
-    page.get_by_text("Images by their gates").first.wait_for()
+    _goto(page, f"{url}/excitation?view=block", "Excitation explorer")
+    page.get_by_text("step by step:").first.wait_for()
     _settle(page)
-    assert page.get_by_text("step by step:").first.is_visible()
-    page.get_by_role("tab", name="Feature maps u_c and s_c · u_c").click()
+    page.get_by_role("radio", name="Feature maps u_c and s_c · u_c").click()
     page.get_by_text("u_c, entering the block").first.wait_for()
+    _settle(page)
+    page.get_by_role("radio", name="Map of images").click()
+    page.get_by_text("placed by their gate vectors").first.wait_for()
+    _settle(page)
     index = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].findIndex(
         g => g._fullLayout.xaxis && String(g._fullLayout.xaxis.title.text).startsWith('PC 1'))""")
     assert index >= 0, "the map of images is drawn"
@@ -380,9 +385,10 @@ def test_attention_views_show_and_a_map_point_opens_its_image(server, page):
     _settle(page)
     page.get_by_role("button", name="Explain this image").click()
     page.get_by_text(f"val image #{target['position']} ·").first.wait_for()
+    page.get_by_text("Gates of this image").wait_for()
     _settle(page)
     no_exception(page, "excitation after opening a map point")
-    page.get_by_role("tab", name="Spread and saturation").click()
+    page.get_by_role("radio", name="Spread", exact=True).click()
     page.get_by_text("Share of gates at the ends of their range").first.wait_for()
     no_exception(page, "excitation, spread and saturation")
     _shot(page, "excitation-attention-views")

@@ -28,6 +28,8 @@ def _cell_clicked(heatmap_rows: list[str]) -> None:
         return
     point = st.session_state[Keys.LAST_CELL] = points[0]
     block, channel = point.get("y"), point.get("customdata")
+    if isinstance(channel, list):
+        channel = channel[0] if channel else None
     if block in heatmap_rows and isinstance(channel, (int, float)) and channel >= 0:
         pick(block, int(channel))
 
