@@ -17,6 +17,7 @@ from senet_dashboard.views import _loaders as ui
 
 VIEWS = Path(__file__).resolve().parent
 LINK_PARAMS = ("checkpoint", "data", "split")  # the sidebar's choice, in the address bar on every page
+SIDEBAR_KEYS = ("checkpoint", "data_spec", "split")  # the sidebar's widgets holding it
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ def link_changed() -> dict[str, str] | None:
     """The address bar's checkpoint/data/split when they differ from what was last applied or written, else
     None. The sidebar applies them (as if typed) on any page, not only in a new session."""
     link = {k: str(st.query_params.get(k) or "").strip() for k in LINK_PARAMS}
-    if not any(link.values()) or link == st.session_state.get("link_applied"):
+    if not any(link.values()):
+        return None
+    kept = all(k in st.session_state for k in SIDEBAR_KEYS)  # Streamlit may drop widget state on a page switch
+    if link == st.session_state.get("link_applied") and kept:
         return None
     st.session_state["link_applied"] = link
     return link

@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._context import hand_over
 from senet_dashboard.views import _format as fmt
 from senet.checkpoint import Checkpoint
 from senet import DataError
@@ -167,7 +168,7 @@ with right:
         pick = st.selectbox("See why: one of these images in the Excitation explorer", list(share), key="conf_explain",
                             format_func=lambda i: f"#{i} · {share[i]:.1%} {classes[p]}")
         if st.button("Explain in the Excitation explorer", icon=":material/tune:", key="conf_explain_go"):
-            st.switch_page("senet_dashboard/views/excitation.py", query_params={"split": split, "image": str(pick)})
+            hand_over("excitation.py", image=str(pick), view="image")
     else:
         st.caption("No images in this cell.")
 

@@ -11,6 +11,7 @@ import streamlit as st
 
 from senet_dashboard.demo import TRAINING_OFF
 from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._context import hand_over
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
 from senet_dashboard.figures import epoch_figure, lr_figure, step_loss_figure
@@ -373,7 +374,7 @@ def live_panel(run_dir: str) -> None:
         if best_pt.is_file() and st.button("Open best.pt in the model card", icon=":material/visibility:",
                                            key="use_best"):
             _use_checkpoint(str(best_pt))
-            st.switch_page("senet_dashboard/views/home.py")
+            hand_over("home.py", checkpoint=str(best_pt))
     gates_forming(run_dir)
     with st.expander("Log", icon=":material/terminal:"):
         st.code(log_tail(run_dir, 30) or "(no train.log: the run was not launched from this dashboard)",
