@@ -360,8 +360,10 @@ def test_excitation_page_shows_an_uploaded_photos_imagenet_top5_and_every_blocks
     labels = [t["y"] for s in specs for t in s["data"] if t.get("orientation") == "h" and isinstance(t.get("y"), list)]
     assert any(len(y) == 5 and set(y) <= categories for y in labels), f"a top-5 of ImageNet names: {labels}"
     blocks = list(se_blocks(ckpt.model))
-    panels = [[t["name"] for t in s["data"] if t.get("type") == "bar" and t.get("name")] for s in specs]
-    assert blocks in panels, f"one gate panel per SE block, named by path: {panels}"
+    rows = [t["y"] for s in specs for t in s["data"] if t.get("type") == "heatmap"]
+    assert blocks in rows, f"one heatmap row per SE block, named by path: {rows}"
+    at.segmented_control(key="exc_view").set_value("Inside a block").run()
+    assert not at.exception, [e.value for e in at.exception]
     assert any(str(m.value).startswith("**Channel ") for m in at.markdown), "the library block, step by step"
 
 

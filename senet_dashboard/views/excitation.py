@@ -66,7 +66,8 @@ def _answer(ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
     left.image(fmt.enlarge(image.pixels, max(1, 128 // image.pixels.shape[-1])), width=128)
     verdict = ":green-badge[:material/check: correct]" if image.true_class == pred else (
         ":red-badge[:material/close: wrong]" if image.true_class is not None else "")
-    right.markdown(f"{image.caption}  \nPredicted **{classes[pred]}** ({result.probs[pred]:.1%}) {verdict}")
+    right.markdown(image.caption)
+    right.markdown(f"Predicted **{classes[pred]}** ({result.probs[pred]:.1%}) {verdict}")
     right.plotly_chart(topk_figure(result.top(5), height=150), key="exc_top5", config={"displayModeBar": False})
 
 
