@@ -67,7 +67,7 @@ def median_ms(times: list[float]) -> str:
 
 def bench_backend(model, meta, data, n: int) -> list[float]:
     """Backend work for one new image: normalise, gates + probabilities, three figures to JSON."""
-    from senet_dashboard.figures import gate_bars_figure, gate_heatmap_figure, topk_figure
+    from senet_dashboard.figures import gate_heatmap_figure, topk_figure
     from senet.data import normalize
     from senet.analysis.profiles import explain
 
@@ -76,7 +76,7 @@ def bench_backend(model, meta, data, n: int) -> list[float]:
         t = time.perf_counter()
         x = normalize(data.images[i:i + 1], meta["mean"], meta["std"])
         result = explain(model, x, meta["classes"])
-        for fig in (topk_figure(result.top(5)), gate_bars_figure(result.gates, 3), gate_heatmap_figure(result.gates)):
+        for fig in (topk_figure(result.top(5)), gate_heatmap_figure(result.gates)):
             fig.to_json()
         times.append(time.perf_counter() - t)
     return times

@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 
 from .curves import Curves, smooth
 
-__all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_bars_figure",
-           "gate_heatmap_figure", "profiles_figure", "separation_figure", "topk_figure", "intervention_figure",
+__all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_heatmap_figure",
+           "profiles_figure", "separation_figure", "topk_figure", "intervention_figure",
            "confusion_figure", "confusion_colour", "COLOUR_MODES",
            "overlay_figure", "ablation_figure", "channel_classes_figure", "split_ablation_figure",
            "class_splits_figure", "profiles_heatmap_figure", "gate_difference_figure"]
@@ -171,37 +171,6 @@ def _ordered(values: np.ndarray, order: np.ndarray | None) -> tuple[np.ndarray, 
 ORDER_LABEL = "channels, highest mean gate first"
 
 
-def gate_bars_figure(gates: dict[str, np.ndarray], columns: int = 3, row_height: int = 170,
-                     reference: dict[str, np.ndarray] | None = None,
-                     order: dict[str, np.ndarray] | None = None, order_label: str = ORDER_LABEL) -> go.Figure:
-    """One bar chart per SE block (channel on x, gate on y, 0..1), optionally with a reference line.
-
-    ``order`` (from :func:`senet.profiles.channel_order`) puts each block's channels in that order;
-    the hover still names the real channel, and ``order_label`` titles the channel axis.
-    """
-    names = list(gates)
-    layout, refs, height = _grid(names, columns, row_height)
-    data = []
-    for i, (name, (xa, ya)) in enumerate(zip(names, refs)):
-        block_order = order.get(name) if order else None
-        g, channels = _ordered(gates[name], block_order)
-        x = np.arange(len(g))
-        data.append(dict(type="bar", x=x, y=g, customdata=channels, xaxis=xa, yaxis=ya, name=name,
-                         showlegend=False, marker=dict(color=g, colorscale="Viridis", cmin=0, cmax=1, line_width=0),
-                         hovertemplate=f"{name}<br>channel %{{customdata}}<br>gate %{{y:.3f}}<extra></extra>"))
-        if reference and name in reference:
-            data.append(dict(type="scatter", mode="lines", x=x, y=_ordered(reference[name], block_order)[0],
-                             xaxis=xa, yaxis=ya, line=dict(color=ACCENT, width=1.5), name="all-class mean",
-                             legendgroup="mean", showlegend=i == 0, hovertemplate="mean %{y:.3f}<extra></extra>"))
-        layout[f"yaxis{xa[1:]}"].update(tickvals=[0, 0.5, 1])
-    _axis_note(layout, order_label if order else "channel")
-    widest = max((len(g) for g in gates.values()), default=0)
-    layout.update(height=height + 56, margin=dict(l=10, r=10, t=50, b=46),
-                  bargap=0 if widest > 128 else 0.05,  # hundreds of bars: gaps would be wider than the bars
-                  legend=dict(orientation="h", yref="container", y=1, yanchor="top", xanchor="left", x=0))
-    return go.Figure(data=data, layout=layout)
-
-
 def _axis_note(layout: dict, text: str) -> None:
     """The channel axis's title, once under a grid of small charts."""
     layout["annotations"].append(dict(text=text, x=0.5, y=0, xref="paper", yref="paper", xanchor="center",
@@ -219,8 +188,9 @@ def _legend_under_title(fig: go.Figure, height: int) -> go.Figure:
 
 def gate_heatmap_figure(gates: dict[str, np.ndarray], height: int | None = None,
                         order: dict[str, np.ndarray] | None = None, order_label: str = ORDER_LABEL) -> go.Figure:
-    """All blocks x channels in one heatmap (blocks of fewer channels are padded with gaps); ``order`` as in
-    :func:`gate_bars_figure`, each row in its own block's order."""
+    """All blocks x channels in one heatmap (blocks of fewer channels are padded with gaps); ``order`` (from
+    :func:`senet.analysis.profiles.channel_order`) puts each row in its own block's order, the hover still naming
+    the real channel."""
     names = list(gates)
     width = max((len(g) for g in gates.values()), default=0)
     z = np.full((len(names), width), np.nan)
@@ -246,7 +216,7 @@ def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarr
                     columns: int = 3, row_height: int = 200,
                     order: dict[str, np.ndarray] | None = None, order_label: str = ORDER_LABEL) -> go.Figure:
     """The paper's Fig. 6 for this model: mean gate per channel of chosen classes at every block,
-    against the all-class mean (dashed) and this image's gate (dots); ``order`` as in :func:`gate_bars_figure`."""
+    against the all-class mean (dashed) and this image's gate (dots); ``order`` as in :func:`gate_heatmap_figure`."""
     names = list(profiles)
     layout, refs, height = _grid(names, columns, row_height, top=60)
     colours = {k: PALETTE[k % len(PALETTE)] for k in chosen}  # a class keeps its colour across choices ...
@@ -286,7 +256,7 @@ def profiles_heatmap_figure(profiles: dict[str, np.ndarray], overall: dict[str, 
                             row_px: int = 15, columns: int | None = None) -> go.Figure:
     """The paper's Fig. 6 as one heatmap per block (stacked, each the full width): a row per class of its mean
     gate per channel, under this image's gate and the all-class mean; ``marks`` tags class rows (e.g.
-    ``{3: "true"}``); ``order`` as in :func:`gate_bars_figure`. With hundreds of channels a line per class is a
+    ``{3: "true"}``); ``order`` as in :func:`gate_heatmap_figure`. With hundreds of channels a line per class is a
     tangle; a colour per cell keeps every class and channel apart. With many classes (CIFAR-100) the rows are
     12 px and the blocks sit side by side (``columns``; default: up to 3, as many as leave about 3 px a channel),
     rows aligned by class and named once at the left, so that 100 classes do not stack 100 rows per block."""
@@ -329,8 +299,8 @@ DIFF_UP, DIFF_DOWN = "#D6604D", "#4393C3"  # this image opens the channel more /
 def gate_difference_figure(differences: dict[str, dict[str, np.ndarray]], order: dict[str, np.ndarray] | None = None,
                            order_label: str = ORDER_LABEL, highlight: int = 5, row_height: int = 190) -> go.Figure:
     """This image's gate minus a class's mean gate, per channel: one chart per block (rows) and reference
-    (columns; ``differences[label][block]`` is (C,)), on one scale from -1 to 1 with a zero line. Red bars: the
-    image opens the channel more than the class does; blue: less. The ``highlight`` largest departures of each
+    (columns; ``differences[label][block]`` is (C,)), on one scale from -1 to 1 with a zero line. Red: the image
+    opens the channel more than the class does; blue: less (filled steps, one per channel). The ``highlight`` largest departures of each
     chart are marked and labelled with their channel."""
     labels = list(differences)
     blocks = list(next(iter(differences.values()), {}))
@@ -341,9 +311,13 @@ def gate_difference_figure(differences: dict[str, dict[str, np.ndarray]], order:
         xa, ya = refs[i]
         d, channels = _ordered(differences[label][block], order.get(block) if order else None)
         x = np.arange(len(d))
-        data.append(dict(type="bar", x=x, y=d, customdata=channels, xaxis=xa, yaxis=ya, name=f"{block} − {label}",
-                         showlegend=False, marker=dict(color=d, cmin=-1, cmax=1, line_width=0, colorscale=[
-                             [0, DIFF_DOWN], [0.5, DIFF_DOWN], [0.5, DIFF_UP], [1, DIFF_UP]]),  # by sign
+        # two filled step lines (opens more / less than the class) instead of a bar per channel: a few SVG paths
+        for part, colour in ((np.maximum(d, 0), DIFF_UP), (np.minimum(d, 0), DIFF_DOWN)):
+            data.append(dict(type="scatter", mode="lines", x=x, y=part, xaxis=xa, yaxis=ya, showlegend=False,
+                             line=dict(color=colour, width=1, shape="hvh"), fill="tozeroy", fillcolor=colour,
+                             hoverinfo="skip"))
+        data.append(dict(type="scatter", mode="lines", x=x, y=d, customdata=channels, xaxis=xa, yaxis=ya,
+                         name=f"{block} − {label}", showlegend=False, line=dict(width=0, color=DIFF_UP),
                          hovertemplate=f"{block}, channel %{{customdata}}<br>this image − {label}: %{{y:+.3f}}"
                                        "<extra></extra>"))
         top = np.argsort(-np.abs(d), kind="stable")[:highlight]

@@ -22,7 +22,7 @@ from senet_dashboard.curves import Curves, MetricsTail, curves_from_records, pro
 from senet.data import load_split
 from senet.analysis.evaluate import Evaluation
 from senet.models import excitations, se_blocks
-from senet_dashboard.figures import (confusion_figure, epoch_figure, gate_bars_figure, gate_heatmap_figure, lr_figure,
+from senet_dashboard.figures import (confusion_figure, epoch_figure, gate_heatmap_figure, lr_figure,
                            overlay_figure, profiles_figure, separation_figure, step_loss_figure)
 from senet_dashboard.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
 from senet.analysis.profiles import block_ablation, channel_order, class_profiles, explain, intervene
@@ -451,18 +451,19 @@ def test_sorted_gate_charts_reorder_every_series_alike_and_hover_names_the_real_
     gates = {"s1": np.array([0.2, 0.9, 0.4]), "s2": np.array([0.7, 0.1, 0.3, 0.5])}
     mean = {"s1": np.array([0.1, 0.3, 0.8]), "s2": np.array([0.6, 0.2, 0.4, 0.9])}
     order = channel_order(mean)
-    bars = gate_bars_figure(gates, reference=mean, order=order)
-    bar, line = bars.data[0], bars.data[1]
-    assert list(bar.customdata) == [2, 1, 0], "x position i shows channel order[i]"
-    assert list(bar.y) == pytest.approx([0.4, 0.9, 0.2]) and list(line.y) == pytest.approx([0.8, 0.3, 0.1])
-    assert "channel %{customdata}" in bar.hovertemplate
-    assert any("highest mean gate first" in a.text for a in bars.layout.annotations)
-    plain = gate_bars_figure(gates, reference=mean)
-    assert list(plain.data[0].y) == pytest.approx([0.2, 0.9, 0.4]) and list(plain.data[0].customdata) == [0, 1, 2]
     heat = gate_heatmap_figure(gates, order=order)
     z, channels = np.array(heat.data[0].z, dtype=float), np.array(heat.data[0].customdata)
     assert z[1].tolist() == pytest.approx([0.5, 0.7, 0.3, 0.1]) and channels[1].tolist() == [3, 0, 2, 1]
     assert math.isnan(z[0, 3]), "a narrower block is still padded at the end"
+    assert z[0, :3].tolist() == pytest.approx([0.4, 0.9, 0.2]) and channels[0, :3].tolist() == [2, 1, 0], \
+        "x position i shows channel order[i]"
+    clicks = heat.data[1]  # the invisible points that take a click on a cell
+    assert clicks.type == "scattergl" and len(clicks.x) == 7, "one point per channel of every block, none for padding"
+    assert {(y, int(c)) for y, c in zip(clicks.y, clicks.customdata)} == {("s1", c) for c in range(3)} | \
+        {("s2", c) for c in range(4)}, "each point names its block and its real channel"
+    assert "channel %{customdata}" in clicks.hovertemplate
+    plain = gate_heatmap_figure(gates)
+    assert np.array(plain.data[0].customdata)[1].tolist() == [0, 1, 2, 3], "without an order: channel index"
     profiles = {b: np.stack([g, 1 - g]) for b, g in gates.items()}
     fig = profiles_figure(profiles, mean, ["a", "b"], [1], gates, order=order)
     by_name = {(t.name, t.xaxis): t for t in fig.data}

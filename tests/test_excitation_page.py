@@ -136,8 +136,12 @@ def test_gate_difference_figure_draws_each_block_and_class_on_one_signed_scale_w
          "dog (predicted) mean": {"s1": rng.uniform(-1, 1, 8), "s2": rng.uniform(-1, 1, 300)}}
     order = {"s1": np.arange(8)[::-1], "s2": np.arange(300)}
     fig = gate_difference_figure(d, order=order, highlight=5)
-    bars = [t for t in fig.data if t.type == "bar"]
+    bars = [t for t in fig.data if t.customdata is not None and t.name and t.name.endswith(" mean")]
     assert len(bars) == 4, "one chart per block and class"
+    assert not [t for t in fig.data if t.type == "bar"], "no bar per channel: filled steps, a few SVG paths"
+    fills = [t for t in fig.data if t.fill == "tozeroy"]
+    assert len(fills) == 8 and all(np.all(np.asarray(f.y) >= 0) or np.all(np.asarray(f.y) <= 0) for f in fills), \
+        "per chart: one fill above zero (opens more), one below (less)"
     assert list(bars[0].customdata) == list(range(8))[::-1]
     assert list(bars[0].y) == pytest.approx(d["cat (true) mean"]["s1"][::-1]), "in the channel order given"
     for name in ("xaxis", "yaxis"):
@@ -274,7 +278,7 @@ def test_a_misclassified_image_is_shown_minus_its_true_and_its_predicted_class(e
     assert len(wrong), "precondition: the untrained model gets some image wrong"
     pos = int(wrong[0])
     true, pred = int(val.labels[pos]), int(preds[pos])
-    at = _open(pos, "Classes")
+    at = _open(pos, "Against its class")
     assert "This image against its class" in [str(s.value) for s in at.subheader]
     spec = _spec(at, "exc_difference")
     titles = [a["text"] for a in spec["layout"]["annotations"]]
@@ -282,7 +286,7 @@ def test_a_misclassified_image_is_shown_minus_its_true_and_its_predicted_class(e
     assert f"{last}: this image − {CLASSES[true]} (true) mean" in titles
     assert f"{last}: this image − {CLASSES[pred]} (predicted) mean" in titles
     gates = explain(model, x[pos:pos + 1], list(CLASSES)).gates[last]
-    bars = {t["name"]: t for t in spec["data"] if t["type"] == "bar"}
+    bars = {t["name"]: t for t in spec["data"] if t.get("name", "").endswith(" mean")}
     shown = bars[f"{last} − {CLASSES[true]} (true) mean"]
     channels = _array(shown["customdata"]).astype(int)
     expected = gates - profiles.profiles[last][true]
@@ -295,7 +299,7 @@ def test_a_misclassified_image_is_shown_minus_its_true_and_its_predicted_class(e
 
 
 def test_a_departure_row_shows_that_block_and_channel(env):
-    at = _open(view="Classes")
+    at = _open(view="Against its class")
     table = next(d.value for d in at.dataframe if "diff 0" in d.value.columns)
     row = next(i for i in range(len(table)) if table["block"].iloc[i] != at.pills(key="exc_block").value)
     block, channel = table["block"].iloc[row], int(table["channel"].iloc[row])

@@ -43,9 +43,10 @@ class Keys:
 
 
 # the explorer's views: address name -> label; the first is the default
-VIEWS: Final = {"image": "This image", "classes": "Classes", "channel": "One channel", "block": "Inside a block",
-                "map": "Map of images", "spread": "Spread", "split": "Across the split"}
-CLASS_VIEWS: Final = ("classes", "channel", "map", "spread", "split")  # need images of the split
+VIEWS: Final = {"image": "This image", "versus": "Against its class", "classes": "Classes",
+                "channel": "One channel", "block": "Inside a block", "map": "Map of images", "spread": "Spread",
+                "split": "Across the split"}
+CLASS_VIEWS: Final = ("versus", "classes", "channel", "map", "spread", "split")  # need images of the split
 
 
 @dataclass(frozen=True)

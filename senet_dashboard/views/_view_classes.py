@@ -1,5 +1,5 @@
-"""The explorer's *Classes* view: the paper's Fig. 6 for this model (each class's mean gate per channel at every
-block), how class-specific each block is, and this image against its class."""
+"""The explorer's *Classes* view (the paper's Fig. 6 for this model: each class's mean gate per channel at every
+block, and how class-specific each block is) and its *Against its class* view (this image minus its class)."""
 from __future__ import annotations
 
 import streamlit as st
@@ -16,9 +16,7 @@ PER_CLASS_CHOICES = (10, 25, 50, 100, 200)
 
 @st.fragment
 def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, profile_data: ClassProfiles) -> None:
-    """Class profiles and this image against its class (a fragment: its widgets rerun only this view)."""
-    if choose_channel(profile_data, list(result.gates)):  # a departure row picked: show that channel
-        switch_view("channel")
+    """Class profiles (a fragment: its widgets rerun only this view)."""
     classes, pred, true_class = ctx.classes, result.predicted, image.true_class
     order, order_label = channel_ordering(result, profile_data)
     constant = profile_data.constant_blocks()
@@ -57,5 +55,14 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                 "blocks excite alike for every class and late blocks become class-specific. The bars measure that "
                 "for this model: the spread of the class profiles (std across classes, mean over channels) at each "
                 "block, and beside it how much the gate varies from image to image (std across the same images).")
+
+
+@st.fragment
+def versus_view(ctx: PageContext, image: ChosenImage, result: Explanation, profile_data: ClassProfiles) -> None:
+    """This image's gates minus its true and predicted class's mean gates, and the largest departures."""
+    if choose_channel(profile_data, list(result.gates)):  # a departure row picked: show that channel
+        switch_view("channel")
     st.subheader("This image against its class")
-    difference_section(profile_data, result, classes, list(result.gates), true_class, ctx.split, order, order_label)
+    order, order_label = channel_ordering(result, profile_data)
+    difference_section(profile_data, result, ctx.classes, list(result.gates), image.true_class, ctx.split, order,
+                       order_label)

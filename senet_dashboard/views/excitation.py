@@ -21,7 +21,7 @@ from senet_dashboard.views._gate_space import map_view, spread_view
 from senet_dashboard.views._image_picker import choose_image
 from senet_dashboard.views._inside import inside_section
 from senet_dashboard.views._network import network_section
-from senet_dashboard.views._view_classes import classes_view
+from senet_dashboard.views._view_classes import classes_view, versus_view
 from senet_dashboard.views._view_image import channel_ordering, image_view
 from senet_dashboard.views._view_split import request_ablation, split_view
 
@@ -101,6 +101,8 @@ def _class_view(view: str, ctx: PageContext, image: ChosenImage, result: Explana
     classes, blocks = ctx.classes, list(result.gates)
     if view == "classes":
         classes_view(ctx, image, result, profile_data)
+    elif view == "versus":
+        versus_view(ctx, image, result, profile_data)
     elif view == "channel":
         one_channel_section(profile_data, result, classes, blocks, ctx.split, ctx.meta)
     elif view == "map":
