@@ -89,3 +89,64 @@ def test_the_readme_layout_names_every_folder_and_subpackage() -> None:
     assert not missing, f"the README's Layout section does not name {sorted(missing)}"
     for entry in named:
         assert (ROOT / entry.rstrip("/")).exists(), f"the README's Layout names {entry}, which does not exist"
+
+
+# --------------------------------------------------------------------------- the dashboard package
+DASHBOARD = ROOT / "senet_dashboard"
+DASHBOARD_MODULES = sorted(DASHBOARD.rglob("*.py"))
+
+
+def module_level_lines(tree: ast.Module) -> int:
+    """Lines of a module's own script code: everything but imports, definitions and the docstring."""
+    skipped = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return sum(n.end_lineno - n.lineno + 1 for n in tree.body if not isinstance(n, skipped)
+               and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)))
+
+
+@pytest.mark.parametrize("path", DASHBOARD_MODULES, ids=lambda p: str(p.relative_to(DASHBOARD)))
+def test_no_dashboard_function_or_page_script_is_longer_than_80_lines(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    long = [f"{n.name} ({n.end_lineno - n.lineno + 1})" for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno >= 80]
+    assert not long, f"{path.relative_to(ROOT)}: functions of 80 lines or more: {long}"
+    assert module_level_lines(tree) < 80, f"{path.relative_to(ROOT)}: {module_level_lines(tree)} lines of page script"
+
+
+def dashboard_imports(path: Path) -> set[str]:
+    """The senet_dashboard modules a module imports, anywhere in the file (``senet_dashboard.views._loaders``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("senet_dashboard"):
+            for alias in node.names:  # ``from senet_dashboard.views import _loaders`` names a module too
+                candidate = f"{node.module}.{alias.name}"
+                found.add(candidate if (DASHBOARD.parent / (candidate.replace(".", "/") + ".py")).is_file()
+                          else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("senet_dashboard")}
+    return found
+
+
+def test_the_dashboards_modules_import_each_other_without_a_cycle() -> None:
+    name = {p: ".".join(p.relative_to(DASHBOARD.parent).with_suffix("").parts) for p in DASHBOARD_MODULES}
+    graph = {name[p]: dashboard_imports(p) - {name[p]} for p in DASHBOARD_MODULES}
+    state: dict[str, str] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for other in sorted(graph.get(module, ())):
+            assert state.get(other) != "open", f"import cycle: {' -> '.join(trail + [module, other])}"
+            if other not in state:
+                visit(other, trail + [module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+
+
+@pytest.mark.parametrize("path", DASHBOARD_MODULES, ids=lambda p: str(p.relative_to(DASHBOARD)))
+def test_the_dashboards_plumbing_never_imports_streamlit_outside_views(path: Path) -> None:
+    """Figures, curves, the catalog, the launcher, the demo policy: testable without a Streamlit session."""
+    if path.parent.name == "views" or path.name == "app.py":
+        return
+    assert not re.search(r"^\s*(import|from)\s+streamlit\b", path.read_text(), re.M), path

@@ -24,7 +24,7 @@ from senet_dashboard.views._format import class_list
 from senet_dashboard.demo import DEMO_ENV, DemoPolicy, images_within
 
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout (in an installed package: unused, senet dashboard sets every folder)
+ROOT = Path(__file__).resolve().parents[2]  # the checkout; an installed package gets every folder from senet dashboard
 SPLITS = ("val", "test", "train")
 
 

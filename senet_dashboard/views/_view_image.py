@@ -71,7 +71,8 @@ def _interventions(ctx: PageContext, image: ChosenImage, result: Explanation,
         c1, c2, c3 = st.columns(3)
         c1.metric("Prediction", classes[new], delta="changed" if new != pred else "unchanged",
                   delta_color="inverse" if new != pred else "off")
-        c2.metric(f"p({classes[pred]})", f"{after[pred]:.1%}", delta=f"{100 * (after[pred] - result.probs[pred]):+.1f} pts")
+        c2.metric(f"p({classes[pred]})", f"{after[pred]:.1%}",
+                  delta=f"{100 * (after[pred] - result.probs[pred]):+.1f} pts")
         if image.true_class is not None:
             t = image.true_class
             c3.metric(f"p(true: {classes[t]})", f"{after[t]:.1%}",
