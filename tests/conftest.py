@@ -1,11 +1,13 @@
 """Shared fixtures: tiny synthetic datasets and checkpoints, and the real data when present."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -107,3 +109,40 @@ def call_cli(capsys, *argv: str) -> tuple[int, str, str]:
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# --------------------------------------------------------------------------- the dashboard under AppTest
+@contextlib.contextmanager
+def app_environment(checkpoints: Path, runs: Path, data: str, data_dir: Path, **extra: str) -> Iterator[None]:
+    """The dashboard's environment variables (``SENET_CHECKPOINTS`` and friends, plus ``extra``) for a test
+    module's app, restored afterwards. Every page test builds its app through this one fixture helper."""
+    values = {"SENET_CHECKPOINTS": str(checkpoints), "SENET_RUNS": str(runs), "SENET_DATA": data,
+              "SENET_DATA_DIR": str(data_dir), **extra}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in values.items():
+            mp.setenv(k, v)
+        yield
+
+
+def open_app(page: str | None = None, *, query: dict | None = None, split: str = "val", timeout: float = 180):
+    """A new browser session of the dashboard (``app.py``) under AppTest, on ``page`` (a file under
+    ``senet_dashboard/views/``), with ``query`` in its address and ``split`` chosen in the sidebar."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    at.query_params.update(query or {})
+    at.run()
+    if split != "val":
+        at.sidebar.segmented_control(key="split").set_value(split).run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def texts(at, kind: str) -> list[str]:
+    """The text of every element of one kind (``markdown``, ``caption``, ``error``, ...) on an AppTest page."""
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def no_exceptions(at) -> None:
+    assert not at.exception, f"expected no exception, got: {[e.value for e in at.exception]}"

@@ -18,7 +18,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
-from conftest import call_cli
+from conftest import app_environment, call_cli, no_exceptions, open_app
 from senet.data import DataError, load_split
 
 # CIFAR-100's 100 fine classes in the order of its archive's meta file (torchvision's class order)
@@ -296,23 +296,9 @@ def app100(tmp_path_factory):
                         model_name="se_resnet20", model_options={"num_classes": 100, "reduction": 16},
                         classes=FINE_NAMES, val_acc=0.01, history=[], val_size=200, split_seed=0,
                         config={"data": "cifar100", "val_size": 200, "split_seed": 0})
-        for k, v in {"SENET_CHECKPOINTS": str(ck), "SENET_RUNS": str(tmp / "runs"), "SENET_DATA": "cifar100",
-                     "SENET_DATA_DIR": str(tmp / "data")}.items():
-            mp.setenv(k, v)
-        yield {"tmp": tmp, "checkpoints": ck, "written": written}
+        with app_environment(ck, tmp / "runs", "cifar100", tmp / "data"):
+            yield {"tmp": tmp, "checkpoints": ck, "written": written}
 
-
-def open_app(page: str, split: str = "val") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    if split != "val":
-        at.sidebar.segmented_control(key="split").set_value(split).run()
-    at.switch_page(page).run()
-    return at
-
-
-def no_exceptions(at: AppTest) -> None:
-    assert not at.exception, f"expected no exception, got: {[e.value for e in at.exception]}"
 
 
 def charts(at: AppTest) -> list[dict]:
@@ -348,7 +334,7 @@ def test_model_card_renders_with_100_classes(app100) -> None:
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_excitation_page_renders_with_100_classes(app100, split) -> None:
-    at = open_app("senet_dashboard/views/excitation.py", split)
+    at = open_app("senet_dashboard/views/excitation.py", split=split)
     no_exceptions(at)
     assert at.selectbox(key="exc_class").options == FINE_NAMES, "the class picker offers all 100 fine classes"
     at.segmented_control(key="exc_view").set_value("Classes").run()
@@ -366,7 +352,7 @@ def test_excitation_page_renders_with_100_classes(app100, split) -> None:
 
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_confusion_page_renders_a_100_by_100_matrix(app100, split) -> None:
-    at = open_app("senet_dashboard/views/confusion.py", split)
+    at = open_app("senet_dashboard/views/confusion.py", split=split)
     no_exceptions(at)
     heat = next(s for s in charts(at) if s["data"] and s["data"][0].get("type") == "heatmap")
     assert len(heat["data"][0]["x"]) == len(heat["data"][0]["y"]) == 100

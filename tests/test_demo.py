@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, make_folder_dataset
+import conftest
+from conftest import ROOT, app_environment, make_folder_dataset, texts
 from senet_dashboard.demo import DemoConfigError, DemoPolicy, has_parent_step, images_within
 
 CLASSES = ("blue", "green", "red")
-EXCITATION = (ROOT / "senet_dashboard" / "views" / "excitation.py").read_text()
 
 
 def png(image: Image.Image) -> bytes:
@@ -220,28 +220,18 @@ def demo_env(tmp_path_factory):
         (runs / name / "metrics.jsonl").write_text('{"type": "step", "step": 1, "epoch": 0.25, "loss": 2.0, '
                                                    '"lr": 0.1, "images_per_s": 10.0, "time": 0.0}\n')
     (runs / "stopped" / "last.pt").write_bytes((ck / "resnet20.pt").read_bytes())
-    values = {"SENET_DEMO": "1", "SENET_DEMO_DATA": str(data_root), "SENET_DEMO_BUDGET": "100",
-              "SENET_DEMO_MAX_UPLOAD_MB": "1", "SENET_DEMO_MAX_UPLOAD_PIXELS": "1000000",
-              "SENET_CHECKPOINTS": str(ck), "SENET_RUNS": str(runs), "SENET_STUDIES": str(served / "studies"),
-              "SENET_DATA": f"folder:{data_root / 'tiny'}", "SENET_DATA_DIR": str(tmp / "cache")}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in values.items():
-            mp.setenv(k, v)
+    demo = {"SENET_DEMO": "1", "SENET_DEMO_DATA": str(data_root), "SENET_DEMO_BUDGET": "100",
+            "SENET_DEMO_MAX_UPLOAD_MB": "1", "SENET_DEMO_MAX_UPLOAD_PIXELS": "1000000",
+            "SENET_STUDIES": str(served / "studies")}
+    with app_environment(ck, runs, f"folder:{data_root / 'tiny'}", tmp / "cache", **demo):
         yield {"tmp": tmp, "ck": ck, "data": data_root, "outside": outside, "runs": runs, "cache": tmp / "cache"}
 
 
 def open_app(page: str | None = None, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.query_params.update(query or {})
-    at.run()
-    if page:
-        at.switch_page(page).run()
+    at = conftest.open_app(page, query=query)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
-
-def texts(at, kind: str) -> list[str]:
-    return [str(e.value) for e in getattr(at, kind)]
 
 
 def button_labels(at) -> list[str]:
@@ -420,8 +410,6 @@ def test_demo_upload_check_refuses_oversize_files_in_bytes_and_pixels(demo_env):
     assert ui.demo_budget() == 100 and ui.per_class_within_budget(10, 3) == 3
 
 
-@pytest.mark.skipif("upload_refusal" not in EXCITATION,
-                    reason="views/excitation.py does not call ui.upload_refusal yet (the lead adds it)")
 @pytest.mark.parametrize("name, make", [
     ("wide.png", lambda: png(Image.new("1", (2000, 1000)))),                      # 2 MP in a few kB
     ("heavy.png", lambda: png(Image.frombytes("RGB", (700, 700), os.urandom(700 * 700 * 3)))),  # 1.4 MB of noise
@@ -435,11 +423,9 @@ def test_demo_excitation_refuses_an_oversize_upload(demo_env, name, make):
     assert "Gates of this image" not in texts(at, "subheader")
 
 
-@pytest.mark.skipif("split_work_refusal" not in EXCITATION,
-                    reason="views/excitation.py does not check ui.split_work_refusal yet (the lead adds it)")
 def test_demo_excitation_ablation_over_the_whole_split_keeps_to_the_budget(demo_env, monkeypatch):
     monkeypatch.setenv("SENET_DEMO_BUDGET", "50")  # se_resnet20: 9 blocks, 2 + 2 x 10 = 22 passes per image
-    at = open_app("senet_dashboard/views/excitation.py")
+    at = open_app("senet_dashboard/views/excitation.py", {"view": "split"})  # the view Across the split
     at.selectbox(key="exc_split_per_class").set_value(0).run()  # all 12 val images: 264 passes
     if "exc_split_run" in {b.key for b in at.button} and not at.button(key="exc_split_run").disabled:
         at.button(key="exc_split_run").click().run()

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, make_folder_dataset
+from conftest import app_environment, make_folder_dataset, open_app
 from senet.checkpoint import Checkpoint
 
 CLASSES = ("blue", "green", "red")  # the folder dataset's classes, in its (sorted) order
@@ -222,22 +222,13 @@ def env(tmp_path_factory):
     torch.manual_seed(0)
     save_checkpoint(ck / "se_resnet20.pt", create_model("se_resnet20", num_classes=3), model_name="se_resnet20",
                     model_options={"num_classes": 3, "reduction": 16}, classes=CLASSES, val_acc=0.5)
-    values = {"SENET_CHECKPOINTS": str(ck), "SENET_RUNS": str(tmp / "runs"), "SENET_DATA": f"folder:{data}",
-              "SENET_DATA_DIR": str(tmp / "cache")}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in values.items():
-            mp.setenv(k, v)
+    with app_environment(ck, tmp / "runs", f"folder:{data}", tmp / "cache"):
         yield {"tmp": tmp, "data": data, "checkpoints": ck}
 
 
 def _open(image: int | None = None, view: str = "One channel") -> AppTest:
     """The Excitation explorer on ``image`` (the first one by default), showing ``view``."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("senet_dashboard/views/excitation.py")
-    if image is not None:
-        at.query_params["image"] = str(image)
-    at.run()
+    at = open_app("senet_dashboard/views/excitation.py", query={"image": str(image)} if image is not None else None)
     at.segmented_control(key="exc_view").set_value(view).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
