@@ -726,6 +726,51 @@ def test_compare_against_training_time_names_each_curves_hardware(env, tmp_path,
                                                                                                      "se_airnet"]
 
 
+def _drawn(widget):
+    """What the browser draws for a segmented control or a toggle when it (re)appears: the value the server sends
+    with it, else its default. A value the server holds without sending it is invisible, yet the script reads it."""
+    p = widget.proto
+    if hasattr(p, "raw_values"):  # a segmented control
+        return list(p.raw_values)[0] if p.set_value else p.options[list(p.default)[0]].content
+    return p.value if p.set_value else p.default
+
+
+def test_compare_controls_and_charts_agree_after_a_study(env, tmp_path, monkeypatch):
+    """The study view does not draw the curve controls; back from it, they show the user's setting and the
+    charts are drawn with it (they showed the defaults while the charts kept the setting)."""
+    from senet import create_model, save_checkpoint
+
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    for name in ("a", "b"):
+        history = [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.5, "val_loss": 1.0 / e, "val_acc": 0.5,
+                    "lr": 0.1, "elapsed_s": 60.0 * e} for e in (1, 2)]
+        save_checkpoint(ck / f"{name}.pt", create_model("resnet20", num_classes=3), model_name="resnet20",
+                        model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.5, history=history)
+    monkeypatch.setenv("SENET_CHECKPOINTS", str(ck))
+    monkeypatch.setenv("SENET_STUDIES", str(tmp_path / "studies"))
+    at = open_app("senet_dashboard/views/compare.py")
+    at.multiselect(key="compare_keys").set_value([str(ck / "a.pt")]).run()
+    at.segmented_control(key="compare_x").set_value("training time").run()
+    at.toggle(key="compare_log").set_value(True).run()
+    at.segmented_control(key="compare_what").set_value("a study").run()
+    no_exceptions(at)
+    assert not at.get("plotly_chart") and not at.toggle, "the study view draws no curve controls here"
+    at.segmented_control(key="compare_what").set_value("runs and checkpoints").run()
+    no_exceptions(at)
+
+    x_axis, log = _drawn(at.segmented_control(key="compare_x")), _drawn(at.toggle(key="compare_log"))
+    assert (x_axis, log) == ("training time", True), "the controls keep the user's setting"
+    loss = json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]
+    assert "Validation loss" in loss["title"]["text"]
+    assert loss["xaxis"]["title"]["text"] == "training time (h)" and loss["yaxis"]["type"] == "log", \
+        f"the charts draw what the controls show: {loss['xaxis']['title']['text']!r}, {loss['yaxis'].get('type')}"
+    assert at.multiselect(key="compare_keys").value == [str(ck / "a.pt")], "the choice of runs is kept too"
+    at.run()  # and the next interaction keeps them (the browser holds the values now)
+    assert (at.segmented_control(key="compare_x").value, at.toggle(key="compare_log").value) == (x_axis, log)
+    assert json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]["yaxis"]["type"] == "log"
+
+
 def test_compare_pairs_se_with_its_twin_on_the_same_validation_images(env):
     import re
 
@@ -1003,7 +1048,7 @@ def test_images_by_their_gates_map_probe_spread_and_removal(env):
     from senet.analysis.profiles import class_profiles
     from senet.data import load_split
 
-    at = show_view(open_app("senet_dashboard/views/excitation.py"), "Map of images")
+    at = show_view(open_app("senet_dashboard/views/excitation.py"), "Map")
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")
     profiles = class_profiles(Checkpoint.from_meta(model, meta), val, per_class=50)

@@ -364,7 +364,7 @@ def test_attention_views_show_and_a_map_point_opens_its_image(server, page):
     page.get_by_role("radio", name="Feature maps u_c and s_c · u_c").click()
     page.get_by_text("u_c, entering the block").first.wait_for()
     _settle(page)
-    page.get_by_role("radio", name="Map of images").click()
+    page.get_by_role("radio", name="Map", exact=True).click()
     page.get_by_text("placed by their gate vectors").first.wait_for()
     _settle(page)
     index = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].findIndex(

@@ -269,7 +269,7 @@ def test_a_misclassified_image_is_shown_minus_its_true_and_its_predicted_class(e
     assert len(wrong), "precondition: the untrained model gets some image wrong"
     pos = int(wrong[0])
     true, pred = int(val.labels[pos]), int(preds[pos])
-    at = _open(pos, "Against its class")
+    at = _open(pos, "vs. its class")
     assert "This image against its class" in [str(s.value) for s in at.subheader]
     spec = _spec(at, "exc_difference")
     titles = [a["text"] for a in spec["layout"]["annotations"]]
@@ -290,7 +290,7 @@ def test_a_misclassified_image_is_shown_minus_its_true_and_its_predicted_class(e
 
 
 def test_a_departure_row_shows_that_block_and_channel(env):
-    at = _open(view="Against its class")
+    at = _open(view="vs. its class")
     table = next(d.value for d in at.dataframe if "diff 0" in d.value.columns)
     row = next(i for i in range(len(table)) if table["block"].iloc[i] != at.pills(key="exc_block").value)
     block, channel = table["block"].iloc[row], int(table["channel"].iloc[row])

@@ -46,7 +46,7 @@ def _channel_from_rows(base: str, channels_key: str) -> bool:
         block, channel = pick if isinstance(pick, (tuple, list)) else (st.session_state.get(Keys.BLOCK), pick)
         st.session_state[f"{base}_picked"] = (block, int(channel))
         st.session_state[f"{base}_last_rows"] = rows
-        if base == "exc_departures":  # picked in Against its class: that channel is shown in One channel
+        if base == "exc_departures":  # picked in vs. its class: that channel is shown in One channel
             st.session_state[Keys.PENDING_VIEW] = VIEWS["channel"]
         follow_pick(block, int(channel))
         return True

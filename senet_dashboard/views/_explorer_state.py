@@ -43,8 +43,8 @@ class Keys:
 
 
 # the explorer's views: address name -> label; the first is the default
-VIEWS: Final = {"image": "This image", "versus": "Against its class", "classes": "Classes",
-                "channel": "One channel", "block": "Inside a block", "map": "Map of images", "spread": "Spread",
+VIEWS: Final = {"image": "This image", "versus": "vs. its class", "classes": "Classes",
+                "channel": "One channel", "block": "Inside a block", "map": "Map", "spread": "Spread",
                 "split": "Across the split"}
 CLASS_VIEWS: Final = ("versus", "classes", "channel", "map", "spread", "split")  # need images of the split
 

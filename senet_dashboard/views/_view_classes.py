@@ -1,5 +1,5 @@
 """The explorer's *Classes* view (the paper's Fig. 6 for this model: each class's mean gate per channel at every
-block, and how class-specific each block is) and its *Against its class* view (this image minus its class)."""
+block, and how class-specific each block is) and its *vs. its class* view (this image minus its class)."""
 from __future__ import annotations
 
 import streamlit as st

@@ -1,49 +1,190 @@
-"""Compare: overlay the curves of several runs or checkpoints; SE against plain, side by side."""
+"""Compare: overlay the curves of several runs or checkpoints; SE against plain, side by side.
+
+Two views, one drawn per run: runs and checkpoints, or a study. Streamlit forgets the value of a widget that a run
+does not draw, so the widgets of one view keep theirs while the other view is shown (``persist_state="page"``);
+the charts read the value each widget returns, so the controls and the charts always show the same setting.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
 import streamlit as st
 
-from senet_dashboard.views import _loaders as ui
-from senet_dashboard.views import _format as fmt
-from senet_dashboard.views._study import study_view
-from senet.checkpoint import Checkpoint
 from senet import CheckpointError, DataError, evaluate_checkpoint
-from senet_dashboard.catalog import default_entry
-from senet.recorded import split_words
 from senet.analysis.compare import cpu_latency, interleaved_latency, model_row, paired_comparison
 from senet.analysis.evaluate import checkpoint_split_options
-from senet_dashboard.curves import Curves, curves_from_history, curves_from_records
-from senet_dashboard.figures import overlay_figure
-from senet.training.runs import read_metrics
+from senet.checkpoint import Checkpoint
 from senet.models import model_spec
+from senet.recorded import split_words
+from senet.training.runs import read_metrics
 from senet.training.twins import like_for_like
 from senet_dashboard.card import has_test_split
+from senet_dashboard.catalog import CheckpointEntry, default_entry
+from senet_dashboard.curves import Curves, curves_from_history, curves_from_records
+from senet_dashboard.figures import overlay_figure
+from senet_dashboard.views import _format as fmt
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._study import study_view
 
-st.title("Compare")
-st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives; "
-           "or read a study of several seeds.")
-if st.segmented_control("Compare", ["runs and checkpoints", "a study"], key="compare_what", required=True,
-                        default="runs and checkpoints", label_visibility="collapsed") == "a study":
-    study_view()
-    st.stop()
 
-found = [e for e in ui.entries() if e.source != "external"]  # ImageNet models by name: no curves, no twin
-if not found:
-    ui.no_checkpoint_message()
-    st.stop()
-by_key = {e.key: e for e in found}
-if "compare_keys" not in st.session_state:
-    healthy = [e for e in found if not e.problem]
-    shipped = [e.key for e in healthy if e.source == "shipped"]
-    first = default_entry(found)
-    st.session_state["compare_keys"] = shipped[:4] or [e.key for e in healthy[:3]] or ([first.key] if first else [])
-st.session_state["compare_keys"] = [k for k in st.session_state["compare_keys"] if k in by_key]
-keys = st.multiselect("Runs and checkpoints", list(by_key), key="compare_keys",
-                      format_func=lambda k: ("⚠ " if by_key[k].problem else "") + by_key[k].label)
-if not keys:
-    st.info("Choose one or more runs or checkpoints above.")
-    st.stop()
+class Keys:
+    """The page's widget keys, declared once: a misspelt key is an AttributeError, not a new widget."""
+
+    VIEW: Final = "compare_what"
+    RUNS: Final = "compare_keys"
+    X_AXIS: Final = "compare_x"
+    LOG_Y: Final = "compare_log"
+    LATENCY: Final = "compare_latency"
+    PAIRED: Final = "compare_paired"
+    PAIRED_TTA: Final = "compare_paired_tta"
+    RECOMPUTE: Final = "compare_recompute"
+    OVERLAY: Final = "overlay_{}"  # one chart per metric: Keys.OVERLAY.format(metric)
+
+
+RUNS_VIEW, STUDY_VIEW = "runs and checkpoints", "a study"
+KEPT: Final = "page"  # persist_state of the runs view's controls: kept while the study view is shown
+METRICS = ("val_acc", "val_loss", "train_loss", "step_loss")  # one tab each
+
+
+@dataclass(frozen=True)
+class Weighing:
+    """What the table and the SE-against-plain pairs are drawn over: the compared rows and the section's
+    toggles, and the sidebar's data source that the evaluations run on."""
+
+    rows: list[dict]
+    held_out: str  # "Validation", "Test" or "Validation / test": the split the rows scored themselves on
+    measure: bool
+    paired: bool
+    paired_tta: bool
+    recompute: bool
+    splits_now: tuple[str, ...]
+    spec: str
+    data_dir: Path
+
+
+def main() -> None:
+    st.title("Compare")
+    st.caption("Overlay the training curves of runs and checkpoints, and weigh what SE costs against what it gives; "
+               "or read a study of several seeds.")
+    view = st.segmented_control("Compare", [RUNS_VIEW, STUDY_VIEW], key=Keys.VIEW, required=True,
+                                default=RUNS_VIEW, label_visibility="collapsed")
+    if view == STUDY_VIEW:
+        study_view()
+    else:
+        runs_view()
+
+
+def runs_view() -> None:
+    """The chosen runs' curves, a table of what each costs and gives, and each SE model beside its plain twin."""
+    found = [e for e in ui.entries() if e.source != "external"]  # ImageNet models by name: no curves, no twin
+    if not found:
+        ui.no_checkpoint_message()
+        return
+    chosen = _choose(found)
+    if not chosen:
+        st.info("Choose one or more runs or checkpoints above.")
+        return
+    series, rows = _load(chosen)
+    if not rows:
+        return
+    scored = {r["scored_on"] for r in rows}  # each run's curves are on the split it scored itself on
+    held_out = "Test" if scored == {"test"} else "Validation" if scored == {"val"} else "Validation / test"
+    _curves(series, rows, held_out)
+    st.subheader("SE against plain")
+    weighing = _weighing_controls(rows, held_out)
+    _table(weighing)
+    pairs = [(se, plain) for se in rows if se["SE"] for plain in rows
+             if not plain["SE"] and plain["architecture"] == se["architecture"]]
+    for se, plain in pairs[:3]:
+        _pair(se, plain, weighing)
+    if not pairs:
+        st.caption("Add an SE checkpoint and its plain twin (the same architecture) to see the difference side by "
+                   "side.")
+
+
+def _choose(found: list[CheckpointEntry]) -> list[CheckpointEntry]:
+    """The multiselect of runs and checkpoints (the shipped ones, else the first healthy ones, at first)."""
+    by_key = {e.key: e for e in found}
+    if Keys.RUNS not in st.session_state:
+        healthy = [e for e in found if not e.problem]
+        shipped = [e.key for e in healthy if e.source == "shipped"]
+        first = default_entry(found)
+        st.session_state[Keys.RUNS] = shipped[:4] or [e.key for e in healthy[:3]] or ([first.key] if first else [])
+    # assigned on every run: the choice also survives the study view and other pages, where it is not drawn
+    st.session_state[Keys.RUNS] = [k for k in st.session_state[Keys.RUNS] if k in by_key]
+    keys = st.multiselect("Runs and checkpoints", list(by_key), key=Keys.RUNS,
+                          format_func=lambda k: ("⚠ " if by_key[k].problem else "") + by_key[k].label)
+    return [by_key[k] for k in keys]
+
+
+def _load(chosen: list[CheckpointEntry]) -> tuple[dict[str, Curves], list[dict]]:
+    """Each chosen entry's curves (its run's metrics.jsonl, else its recorded history) and its table row; an
+    unreadable one is an error of its own and left out."""
+    series: dict[str, Curves] = {}
+    rows = []
+    for e in chosen:
+        name = e.path.parent.name if e.source == "run" else e.path.stem
+        try:
+            model, meta = ui.load_entry(e.path)
+        except CheckpointError as exc:
+            st.error(str(exc), icon=":material/error:")
+            continue
+        metrics = e.path.parent / "metrics.jsonl"
+        curves = curves_from_records(read_metrics(metrics)[0]) if e.source == "run" and metrics.is_file() else None
+        if curves is None or not curves.epoch:
+            history = curves_from_history(meta.get("history"))
+            if curves is not None:
+                history.step, history.step_loss = curves.step, curves.step_loss
+            curves = history
+        series[name] = curves
+        rows.append({"name": name, **model_row(model, meta, ui.info_for(e.path)),
+                     "architecture": model_spec(meta["model"]).architecture,
+                     "path": str(e.path), "mtime": e.mtime, "meta": meta})
+    return series, rows
+
+
+def _curves(series: dict[str, Curves], rows: list[dict], held_out: str) -> None:
+    """The x-axis and log-scale controls, and one overlay chart per metric drawn with exactly their values."""
+    o1, o2, _ = st.columns([1.4, 1, 2], vertical_alignment="bottom")
+    x_axis = o1.segmented_control(
+        "x axis", ["epoch", "training time"], key=Keys.X_AXIS, default="epoch", required=True, persist_state=KEPT,
+        help="Training time is the wall time recorded with each epoch: compare it only between runs that trained "
+             "on the same hardware under the same load (two runs side by side each take about twice as long).")
+    log_y = o2.toggle("Log-scale loss", key=Keys.LOG_Y, persist_state=KEPT)
+    by_time = x_axis == "training time"
+    if by_time:  # a time is only comparable on the same hardware: name it in the legend
+        hardware = {r["name"]: r["meta"].get("hardware") for r in rows}
+        series = {(f"{name} · {hardware[name]}" if hardware.get(name) else name): c for name, c in series.items()}
+    tabs = st.tabs([f"{held_out} accuracy", f"{held_out} loss", "Training loss", "Loss per step"])
+    for tab, metric in zip(tabs, METRICS):
+        with tab:
+            st.plotly_chart(overlay_figure(series, metric, height=380, x_axis="time" if by_time else "epoch",
+                                           log_y=log_y), key=Keys.OVERLAY.format(metric))
+            if metric == "step_loss" and by_time:
+                st.caption("Steps carry no training time here; this chart stays per step.")
+
+
+def _weighing_controls(rows: list[dict], held_out: str) -> Weighing:
+    """The toggles of what to measure and evaluate now."""
+    measure = st.toggle("Measure CPU latency per image (batch 1)", key=Keys.LATENCY, persist_state=KEPT,
+                        help="In the table: the median of 30 forward passes of each model on this machine's CPU. "
+                             "For a pair: 7 rounds that time SE and plain in alternation (10 passes each), so that "
+                             "a change of load hits both; the ratio's range over the rounds is the noise.")
+    paired = st.toggle(f"Paired test on the {held_out.lower()} split", key=Keys.PAIRED, persist_state=KEPT,
+                       help="Evaluate each SE checkpoint and its plain twin on the same images of the split they "
+                            "scored themselves on in training (the validation split; the test split for models "
+                            "trained on every training image), cached on disk; count the images only one of them "
+                            "gets right, and test whether that split is more than chance (exact McNemar test).")
+    paired_tta = paired and st.toggle("…with flip test-time augmentation", key=Keys.PAIRED_TTA, persist_state=KEPT)
+    spec, data_dir = ui.data_spec(), ui.settings().data_dir
+    splits_now = ("val", "test") if has_test_split(spec, data_dir) else ("val",)
+    recompute = st.toggle(f"Recompute {' and '.join(splits_now)} accuracy now", key=Keys.RECOMPUTE,
+                          persist_state=KEPT,
+                          help=f"Evaluate every checkpoint above on the {' and '.join(splits_now)} split(s) of "
+                               f"{spec} on this machine (cached on disk), beside the figures recorded in training.")
+    return Weighing(rows, held_out, measure, paired, paired_tta, recompute, splits_now, spec, data_dir)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -56,68 +197,6 @@ def _latency(path: str, mtime: float) -> float:
 def _pair_latency(se_path: str, se_mtime: float, plain_path: str, plain_mtime: float):
     (se_model, meta), (plain_model, _) = ui.load_entry(se_path), ui.load_entry(plain_path)
     return interleaved_latency(se_model, plain_model, tuple(meta.get("input_size", (3, 32, 32))))
-
-
-series: dict[str, Curves] = {}
-rows = []
-for k in keys:
-    e = by_key[k]
-    name = e.path.parent.name if e.source == "run" else e.path.stem
-    try:
-        model, meta = ui.load_entry(e.path)
-    except CheckpointError as exc:
-        st.error(str(exc), icon=":material/error:")
-        continue
-    metrics = e.path.parent / "metrics.jsonl"
-    curves = curves_from_records(read_metrics(metrics)[0]) if e.source == "run" and metrics.is_file() else None
-    if curves is None or not curves.epoch:
-        history = curves_from_history(meta.get("history"))
-        if curves is not None:
-            history.step, history.step_loss = curves.step, curves.step_loss
-        curves = history
-    series[name] = curves
-    row = {"name": name, **model_row(model, meta, ui.info_for(e.path)),
-           "architecture": model_spec(meta["model"]).architecture,
-           "path": str(e.path), "mtime": e.mtime, "meta": meta}
-    rows.append(row)
-
-if not rows:
-    st.stop()
-
-o1, o2, _ = st.columns([1.4, 1, 2], vertical_alignment="bottom")
-x_axis = o1.segmented_control(
-    "x axis", ["epoch", "training time"], key="compare_x", default="epoch", required=True,
-    help="Training time is the wall time recorded with each epoch: compare it only between runs that trained "
-         "on the same hardware under the same load (two runs side by side each take about twice as long).")
-log_y = o2.toggle("Log-scale loss", key="compare_log")
-if x_axis == "training time":  # a time is only comparable on the same hardware: name it in the legend
-    hardware = {r["name"]: r["meta"].get("hardware") for r in rows}
-    series = {(f"{name} · {hardware[name]}" if hardware.get(name) else name): c for name, c in series.items()}
-scored = {r["scored_on"] for r in rows}  # each run's curves are on the split it scored itself on
-held_out = "Test" if scored == {"test"} else "Validation" if scored == {"val"} else "Validation / test"
-tabs = st.tabs([f"{held_out} accuracy", f"{held_out} loss", "Training loss", "Loss per step"])
-for tab, metric in zip(tabs, ("val_acc", "val_loss", "train_loss", "step_loss")):
-    with tab:
-        st.plotly_chart(overlay_figure(series, metric, height=380, x_axis="time" if x_axis == "training time"
-                                       else "epoch", log_y=log_y), key=f"overlay_{metric}")
-        if metric == "step_loss" and x_axis == "training time":
-            st.caption("Steps carry no training time here; this chart stays per step.")
-
-st.subheader("SE against plain")
-measure = st.toggle("Measure CPU latency per image (batch 1)", key="compare_latency",
-                    help="In the table: the median of 30 forward passes of each model on this machine's CPU. For a "
-                         "pair: 7 rounds that time SE and plain in alternation (10 passes each), so that a change of "
-                         "load hits both; the ratio's range over the rounds is the noise.")
-paired = st.toggle(f"Paired test on the {held_out.lower()} split", key="compare_paired",
-                   help="Evaluate each SE checkpoint and its plain twin on the same images of the split they scored "
-                        "themselves on in training (the validation split; the test split for models trained on "
-                        "every training image), cached on disk; count the images only one of them gets right, and "
-                        "test whether that split is more than chance (exact McNemar test).")
-paired_tta = paired and st.toggle("…with flip test-time augmentation", key="compare_paired_tta")
-splits_now = ("val", "test") if has_test_split(ui.data_spec(), ui.settings().data_dir) else ("val",)
-recompute = st.toggle(f"Recompute {' and '.join(splits_now)} accuracy now", key="compare_recompute",
-                      help=f"Evaluate every checkpoint above on the {' and '.join(splits_now)} split(s) of "
-                           f"{ui.data_spec()} on this machine (cached on disk), beside the figures recorded in training.")
 
 
 @st.cache_data(max_entries=64, show_spinner="Evaluating…")
@@ -145,12 +224,104 @@ def _over_budget(row: dict, split: str, tta: bool = False, data=None) -> str | N
                                  way_out="the sample data source fits")
 
 
-def _paired_test(se: dict, plain: dict, tta: bool) -> None:
+def _table(w: Weighing) -> None:
+    """One row per compared entry: recorded figures, size, and (on request) latency and accuracy now."""
+    table, refused = [], []
+    for r in w.rows:
+        table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–",
+                      "r": str(r["r"]) if r["r"] is not None else "–",
+                      "recorded on": r["scored_on"],
+                      "acc % (recorded)": None if r["acc"] is None else 100 * r["acc"],
+                      "TTA % (recorded)": None if r["acc_tta"] is None else 100 * r["acc_tta"],
+                      "params": r["params"],
+                      "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"]})
+        if w.measure:  # the column exists only when it has figures, instead of a column of "None"
+            table[-1]["CPU ms / image"] = round(_latency(r["path"], r["mtime"]), 2)
+        if w.recompute and ui.data_available() is None:
+            for split in w.splits_now:
+                over = _over_budget(r, split)
+                if over:
+                    refused.append(over)
+                    table[-1][f"{split} % (recomputed now)"] = None
+                    continue
+                acc = _accuracy_now(r["path"], r["mtime"], w.spec, split, str(w.data_dir))
+                table[-1][f"{split} % (recomputed now)"] = None if acc is None else 100 * acc
+    st.dataframe(table, hide_index=True, width="stretch", column_config=_table_columns(w.spec))
+    for why in refused:
+        st.caption(f":material/block: {why}")
+
+
+def _table_columns(spec: str) -> dict:
+    return {
+        "recorded on": st.column_config.TextColumn(help="The split the trainer scored the checkpoint on: val (its "
+                                                   "own held-out images) or test (a model trained on every "
+                                                   "training image; nothing selected on test)."),
+        "acc % (recorded)": st.column_config.NumberColumn(format="%.2f", help="Accuracy on that split, as recorded "
+                                                          "in training."),
+        "TTA % (recorded)": st.column_config.NumberColumn(format="%.2f", help="The same, with the recipe's test-time "
+                                                          "augmentation (the mean of the views' probabilities: the "
+                                                          "image and its mirror; level 2 adds one-pixel "
+                                                          "translations)."),
+        "params": st.column_config.NumberColumn(format="localized"),
+        "SE params": st.column_config.NumberColumn(format="localized"),
+        "MACs / image": st.column_config.NumberColumn(format="compact"),
+        **{f"{split} % (recomputed now)": st.column_config.NumberColumn(
+            format="%.2f", help=f"The {split} split of {spec}, computed now on this machine, no TTA")
+           for split in ("val", "test")},
+    }
+
+
+def _pair(se: dict, plain: dict, w: Weighing) -> None:
+    """An SE model beside its plain twin: accuracy, size and (on request) latency and the paired test."""
+    with st.container(border=True):
+        st.markdown(f"**{se['name']}** (SE) vs **{plain['name']}** (plain)")
+        reason = like_for_like(se["meta"], plain["meta"])
+        if reason:
+            st.warning(f"Not compared: these two are not twins trained alike ({reason}). A difference between "
+                       "them would mix SE with everything else that differs.", icon=":material/block:")
+            return
+        c = st.columns(4)
+        if se["acc"] is not None and plain["acc"] is not None and se["scored_on"] == plain["scored_on"]:
+            diff = (se["acc"] - plain["acc"]) * 100
+            c[0].metric(f"{se['scored_on'].capitalize()} acc (recorded)", fmt.pct(se["acc"]),
+                        delta=f"{diff:+.2f} pts" if diff else "±0.00 pts", delta_color="off", delta_arrow="off",
+                        help=f"SE's accuracy on its {split_words(se['scored_on'])} split as the trainer recorded "
+                             "it, and SE − plain in percentage points; not coloured: whether it is more than "
+                             "chance needs the paired test below.")
+        for column, label, key, shown, text in (
+                (c[1], "Parameters", "params", f"{se['params']:,}", "SE's count, and its change relative to plain"),
+                (c[2], "MACs / image", "macs", fmt.human(se["macs"]), "Multiply-adds per image, and the change")):
+            change = se[key] / plain[key] - 1
+            column.metric(label, shown, delta=fmt.relative_change(change), delta_color="inverse" if change else "off",
+                          delta_arrow="auto" if change else "off", help=f"{text} (exact: {se[key]:,} vs {plain[key]:,}).")
+        if w.measure:
+            _pair_latency_metric(c[3], se, plain)
+        if w.paired:
+            _paired_test(se, plain, w)
+
+
+def _pair_latency_metric(column, se: dict, plain: dict) -> None:
+    """SE's CPU latency against plain's, timed in alternation, and whether the difference is within noise."""
+    lat = _pair_latency(se["path"], se["mtime"], plain["path"], plain["mtime"])
+    low, high = lat.ratio_range
+    column.metric("CPU latency (batch 1)", f"{lat.median_a:.2f} ms", delta=f"{lat.ratio - 1:+.1%}",
+                  delta_color="off" if lat.within_noise else "inverse",
+                  delta_arrow="off" if lat.within_noise else "auto",
+                  help=f"SE {lat.median_a:.2f} ms vs plain {lat.median_b:.2f} ms (medians of 7 alternating "
+                       f"rounds); SE/plain per round from {low - 1:+.1%} to {high - 1:+.1%}"
+                       + (": the rounds disagree on which is faster, so it is within noise." if lat.within_noise
+                          else "."))
+    st.caption(f"CPU latency: SE {lat.median_a:.2f} ms, plain {lat.median_b:.2f} ms per image; SE/plain "
+               f"{lat.ratio - 1:+.1%}, from {low - 1:+.1%} to {high - 1:+.1%} over 7 alternating rounds"
+               + (" (within noise)." if lat.within_noise else "."))
+
+
+def _paired_test(se: dict, plain: dict, w: Weighing) -> None:
     """Both checkpoints on the same images of their scored split: a McNemar test of their disagreements."""
     if checkpoint_split_options(se["meta"]) != checkpoint_split_options(plain["meta"]):
         st.caption("No paired test: the two were trained with different validation splits.")
         return
-    split = se["scored_on"]
+    split, tta = se["scored_on"], w.paired_tta
     data = ui.get_data(split, se["meta"], "The table and curves above do not need data.")
     if data is None:
         return
@@ -160,8 +331,9 @@ def _paired_test(se: dict, plain: dict, tta: bool) -> None:
         return
     try:
         with st.spinner(f"Evaluating both on {len(data):,} {split_words(split)} images…"):
-            a, b = (evaluate_checkpoint(r["path"], ui.data_spec(), split, ui.settings().data_dir, tta=tta,
-                                        loaded=Checkpoint.from_meta(*ui.load_entry(r["path"])), data=data) for r in (se, plain))
+            a, b = (evaluate_checkpoint(r["path"], w.spec, split, w.data_dir, tta=tta,
+                                        loaded=Checkpoint.from_meta(*ui.load_entry(r["path"])), data=data)
+                    for r in (se, plain))
     except DataError as exc:
         st.error(f"Cannot evaluate: {exc}")
         return
@@ -177,85 +349,4 @@ def _paired_test(se: dict, plain: dict, tta: bool) -> None:
         f"differ by a few images: other hardware, float16 export).")
 
 
-table, refused = [], []
-for r in rows:
-    table.append({"name": r["name"], "model": r["model"], "SE": "✓" if r["SE"] else "–",
-                  "r": str(r["r"]) if r["r"] is not None else "–",
-                  "recorded on": r["scored_on"],
-                  "acc % (recorded)": None if r["acc"] is None else 100 * r["acc"],
-                  "TTA % (recorded)": None if r["acc_tta"] is None else 100 * r["acc_tta"],
-                  "params": r["params"],
-                  "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"]})
-    if measure:  # the column exists only when it has figures, instead of a column of "None"
-        table[-1]["CPU ms / image"] = round(_latency(r["path"], r["mtime"]), 2)
-    if recompute and ui.data_available() is None:
-        for split in splits_now:
-            over = _over_budget(r, split)
-            if over:
-                refused.append(over)
-                table[-1][f"{split} % (recomputed now)"] = None
-                continue
-            acc = _accuracy_now(r["path"], r["mtime"], ui.data_spec(), split, str(ui.settings().data_dir))
-            table[-1][f"{split} % (recomputed now)"] = None if acc is None else 100 * acc
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "recorded on": st.column_config.TextColumn(help="The split the trainer scored the checkpoint on: val (its own "
-                                               "held-out images) or test (a model trained on every training "
-                                               "image; nothing selected on test)."),
-    "acc % (recorded)": st.column_config.NumberColumn(format="%.2f", help="Accuracy on that split, as recorded in "
-                                                      "training."),
-    "TTA % (recorded)": st.column_config.NumberColumn(format="%.2f", help="The same, with the recipe's test-time "
-                                                      "augmentation (the mean of the views' probabilities: the image "
-                                                      "and its mirror; level 2 adds one-pixel translations)."),
-    "params": st.column_config.NumberColumn(format="localized"),
-    "SE params": st.column_config.NumberColumn(format="localized"),
-    "MACs / image": st.column_config.NumberColumn(format="compact"),
-    **{f"{split} % (recomputed now)": st.column_config.NumberColumn(
-        format="%.2f", help=f"The {split} split of {ui.data_spec()}, computed now on this machine, no TTA")
-       for split in ("val", "test")},
-})
-
-for why in refused:
-    st.caption(f":material/block: {why}")
-
-pairs = [(se, plain) for se in rows if se["SE"] for plain in rows
-         if not plain["SE"] and plain["architecture"] == se["architecture"]]
-for se, plain in pairs[:3]:
-    with st.container(border=True):
-        st.markdown(f"**{se['name']}** (SE) vs **{plain['name']}** (plain)")
-        reason = like_for_like(se["meta"], plain["meta"])
-        if reason:
-            st.warning(f"Not compared: these two are not twins trained alike ({reason}). A difference between "
-                       "them would mix SE with everything else that differs.", icon=":material/block:")
-            continue
-        c = st.columns(4)
-        if se["acc"] is not None and plain["acc"] is not None and se["scored_on"] == plain["scored_on"]:
-            diff = (se["acc"] - plain["acc"]) * 100
-            c[0].metric(f"{se['scored_on'].capitalize()} acc (recorded)", fmt.pct(se["acc"]),
-                        delta=f"{diff:+.2f} pts" if diff else "±0.00 pts", delta_color="off", delta_arrow="off",
-                        help=f"SE's accuracy on its {split_words(se['scored_on'])} split as the trainer recorded it, "
-                             "and SE − plain in "
-                             "percentage points; not coloured: whether it is more than chance needs the paired "
-                             "test below.")
-        for column, label, key, shown, text in (
-                (c[1], "Parameters", "params", f"{se['params']:,}", "SE's count, and its change relative to plain"),
-                (c[2], "MACs / image", "macs", fmt.human(se["macs"]), "Multiply-adds per image, and the change")):
-            change = se[key] / plain[key] - 1
-            column.metric(label, shown, delta=fmt.relative_change(change), delta_color="inverse" if change else "off",
-                          delta_arrow="auto" if change else "off", help=f"{text} (exact: {se[key]:,} vs {plain[key]:,}).")
-        if measure:
-            lat = _pair_latency(se["path"], se["mtime"], plain["path"], plain["mtime"])
-            low, high = lat.ratio_range
-            c[3].metric("CPU latency (batch 1)", f"{lat.median_a:.2f} ms", delta=f"{lat.ratio - 1:+.1%}",
-                        delta_color="off" if lat.within_noise else "inverse",
-                        delta_arrow="off" if lat.within_noise else "auto",
-                        help=f"SE {lat.median_a:.2f} ms vs plain {lat.median_b:.2f} ms (medians of 7 alternating "
-                             f"rounds); SE/plain per round from {low - 1:+.1%} to {high - 1:+.1%}"
-                             + (": the rounds disagree on which is faster, so it is within noise." if lat.within_noise
-                                else "."))
-            st.caption(f"CPU latency: SE {lat.median_a:.2f} ms, plain {lat.median_b:.2f} ms per image; SE/plain "
-                       f"{lat.ratio - 1:+.1%}, from {low - 1:+.1%} to {high - 1:+.1%} over 7 alternating rounds"
-                       + (" (within noise)." if lat.within_noise else "."))
-        if paired:
-            _paired_test(se, plain, paired_tta)
-if not pairs:
-    st.caption("Add an SE checkpoint and its plain twin (the same architecture) to see the difference side by side.")
+main()
