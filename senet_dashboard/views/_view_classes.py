@@ -25,9 +25,10 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                    f"{CONSTANT_GATE_SPREAD}), a fixed channel scale the next layer absorbs, so "
                    f"{'this block does' if len(constant) == 1 else 'these blocks do'} no squeeze-and-excitation.",
                    icon=":material/block:")
+    st.session_state.setdefault(Keys.PROFILE_DRAWING, "Classes × channels")  # kept across views
     c1, c2, c3 = st.columns([2, 2, 3], vertical_alignment="bottom")
     drawing = c1.segmented_control("Draw as", ["Classes × channels", "Lines (the paper's layout)"],
-                                   key=Keys.PROFILE_DRAWING, default="Classes × channels", required=True)
+                                   key=Keys.PROFILE_DRAWING, required=True)
     if c2.select_slider("Images per class", PER_CLASS_CHOICES, key=Keys.PER_CLASS) != \
             st.session_state.get(Keys.PROFILED):
         st.rerun()  # other profiles: the whole page, which computes them
@@ -39,8 +40,9 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                         key="exc_profiles_map", config={"displayModeBar": False})
     else:
         default = list(dict.fromkeys([c for c in (true_class, pred) if c is not None] + list(range(len(classes)))))
-        chosen = c3.multiselect("Classes", range(len(classes)), default=default[:3],
-                                format_func=classes.__getitem__, key=Keys.PROFILE_CLASSES)
+        st.session_state.setdefault(Keys.PROFILE_CLASSES, default[:3])  # this image's true and predicted first
+        chosen = c3.multiselect("Classes", range(len(classes)), format_func=classes.__getitem__,
+                                key=Keys.PROFILE_CLASSES)
         columns = 3 if len(result.gates) > 4 else 1
         st.plotly_chart(profiles_figure(profile_data.profiles, profile_data.overall, classes, list(chosen),
                                         result.gates, columns=columns, order=order, order_label=order_label,

@@ -39,8 +39,9 @@ def image_view(ctx: PageContext, image: ChosenImage, result: Explanation) -> Non
     """Gates of this image, and interventions (a fragment: its widgets rerun only this view)."""
     profile_data, _ = profiles(ctx)
     st.subheader("Gates of this image")
+    st.session_state.setdefault(Keys.ORDER, "Sorted by gate")  # kept across views, so no widget default
     st.segmented_control(
-        "Channel order", ["Channel index", "Sorted by gate"], key=Keys.ORDER, default="Sorted by gate", required=True,
+        "Channel order", ["Channel index", "Sorted by gate"], key=Keys.ORDER, required=True,
         help="Channel index is the paper's layout. Sorted puts each block's channels in the order of the all-class "
              "mean gate (this image's gate when no data is loaded), highest first.")
     order, order_label = channel_ordering(result, profile_data)

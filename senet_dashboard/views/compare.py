@@ -114,7 +114,7 @@ def _choose(found: list[CheckpointEntry]) -> list[CheckpointEntry]:
         st.session_state[Keys.RUNS] = shipped[:4] or [e.key for e in healthy[:3]] or ([first.key] if first else [])
     # assigned on every run: the choice also survives the study view and other pages, where it is not drawn
     st.session_state[Keys.RUNS] = [k for k in st.session_state[Keys.RUNS] if k in by_key]
-    keys = st.multiselect("Runs and checkpoints", list(by_key), key=Keys.RUNS,
+    keys = st.multiselect("Runs and checkpoints", list(by_key), key=Keys.RUNS, persist_state=KEPT,
                           format_func=lambda k: ("⚠ " if by_key[k].problem else "") + by_key[k].label)
     return [by_key[k] for k in keys]
 

@@ -53,7 +53,8 @@ def main() -> None:
                    "checkpoint in the sidebar to see excitations.", icon=":material/info:")
         return
     network_section(ctx, result)
-    st.segmented_control("View", list(VIEWS.values()), key=Keys.VIEW, default=VIEWS["image"], required=True,
+    st.session_state.setdefault(Keys.VIEW, VIEWS["image"])  # set, not a widget default: views set it too
+    st.segmented_control("View", list(VIEWS.values()), key=Keys.VIEW, required=True,
                          label_visibility="collapsed")
     write_address()
     _view(current_view(), ctx, image, result)
