@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Final
 
 import streamlit as st
 
@@ -14,6 +15,17 @@ from senet.training.study import StudyError, summarize
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views import _format as fmt
 
+
+class Keys:
+    """The study view's session-state and widget keys, declared once: a misspelt key is an AttributeError."""
+
+    STUDY: Final = "study"
+    EXTRA: Final = "extra_studies"  # directories opened by path in this session
+    OPEN_PATH: Final = "open_study_path"
+    OPEN: Final = "open_study_button"
+    POINTS: Final = "study_points"
+    PAIRS: Final = "study_pairs"
+    CURVES: Final = "study_curves"
 
 
 def studies_root() -> Path:
@@ -43,12 +55,12 @@ def study_view() -> None:
     """Pick a study directory (under $SENET_STUDIES or any path) and show what it found."""
     root = studies_root()
     found = sorted(str(p.parent) for p in root.glob("*/study.json"))
-    extra = st.session_state.setdefault("extra_studies", [])
+    extra = st.session_state.setdefault(Keys.EXTRA, [])
     options = found + [p for p in extra if p not in found]
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
     with c2.popover("Open a study…", icon=":material/folder_open:", width="stretch"):
-        typed = st.text_input("Path of a study directory", key="open_study_path")
-        if st.button("Open", key="open_study_button") and typed:
+        typed = st.text_input("Path of a study directory", key=Keys.OPEN_PATH)
+        if st.button("Open", key=Keys.OPEN) and typed:
             refusal = ui.demo().path_refusal(typed, "study directory")  # public demo: only under its folders
             if refusal:
                 st.error(refusal)
@@ -56,13 +68,14 @@ def study_view() -> None:
                 st.error(f"{typed}: not a study directory (no study.json); make one with `senet study`")
             else:
                 extra.append(str(Path(typed).expanduser().resolve()))
-                st.session_state["study"] = extra[-1]
+                st.session_state[Keys.STUDY] = extra[-1]
                 st.rerun()
     if not options:
         c1.info(f"No studies in `{root}` yet. Train one with `senet study --study-dir "
                 f"{root}/NAME --variants se_airnet airnet --seeds 5 ...`, or open one by path.")
         return
-    study = c1.selectbox("Study", options, key="study", format_func=lambda p: Path(p).name)
+    # kept while the runs view is shown (Streamlit forgets a widget a run does not draw)
+    study = c1.selectbox("Study", options, key=Keys.STUDY, format_func=lambda p: Path(p).name, persist_state="page")
     try:
         summary = _summary(study, _stamp(Path(study)))
     except StudyError as exc:
@@ -86,10 +99,10 @@ def study_view() -> None:
         if records:
             curves[run_dir.name] = curves_from_records(records)
     g1, g2 = st.columns(2)
-    g1.plotly_chart(study_points_figure(summary, runs), key="study_points")
+    g1.plotly_chart(study_points_figure(summary, runs), key=Keys.POINTS)
     if summary["pairs"]:
-        g2.plotly_chart(paired_differences_figure(summary), key="study_pairs")
+        g2.plotly_chart(paired_differences_figure(summary), key=Keys.PAIRS)
     else:
         g2.caption("Differences appear once two variants have a seed in common.")
     if curves:
-        st.plotly_chart(overlay_figure(curves, "val_acc", height=360), key="study_curves")
+        st.plotly_chart(overlay_figure(curves, "val_acc", height=360), key=Keys.CURVES)

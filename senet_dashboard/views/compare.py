@@ -293,7 +293,8 @@ def _pair(se: dict, plain: dict, w: Weighing) -> None:
                 (c[2], "MACs / image", "macs", fmt.human(se["macs"]), "Multiply-adds per image, and the change")):
             change = se[key] / plain[key] - 1
             column.metric(label, shown, delta=fmt.relative_change(change), delta_color="inverse" if change else "off",
-                          delta_arrow="auto" if change else "off", help=f"{text} (exact: {se[key]:,} vs {plain[key]:,}).")
+                          delta_arrow="auto" if change else "off",
+                          help=f"{text} (exact: {se[key]:,} vs {plain[key]:,}).")
         if w.measure:
             _pair_latency_metric(c[3], se, plain)
         if w.paired:
@@ -342,7 +343,8 @@ def _paired_test(se: dict, plain: dict, w: Weighing) -> None:
     verdict = ("a difference chance alone would rarely give" if t.p_value < 0.05
                else "a difference within what chance alone gives")
     st.markdown(
-        f"On the same {t.n:,} {split_words(split)} images{' with flip TTA' if tta else ''}: both right {t.both_right:,}, "
+        f"On the same {t.n:,} {split_words(split)} images{' with flip TTA' if tta else ''}: "
+        f"both right {t.both_right:,}, "
         f"**only SE right {t.only_a:,}**, **only plain right {t.only_b:,}**, both wrong {t.both_wrong:,}. "
         f"SE − plain = {t.difference * 100:+.2f} pts (95% CI {low * 100:+.2f} to {high * 100:+.2f}); "
         f"McNemar p = {t.p_value:.3g}: {verdict}. Recomputed now on this machine (recorded figures above can "

@@ -1,78 +1,104 @@
 """Home: what SENet is, and the model card of the selected checkpoint."""
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Final
 
 import streamlit as st
 
-from senet_dashboard.views import _loaders as ui
-from senet_dashboard.views import _format as fmt
 from senet import DataError, evaluate_checkpoint
 from senet.analysis.compare import se_stage_terms
-from senet.checkpoint import Checkpoint
 from senet.recorded import recorded, scored_split
 from senet.training.runs import read_status
 from senet_dashboard.card import data_statement, epoch_summary, has_test_split, loss_gap_note, pts, same_source
 from senet_dashboard.curves import curves_from_history, format_duration
 from senet_dashboard.figures import epoch_figure, lr_figure
-
-st.title("SENet Explorer")
-st.caption("Train Squeeze-and-Excitation networks on CIFAR-10, watch them learn, and see how every SE block "
-           "re-weights its channels.")
-
-with st.container(border=True):
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        st.markdown(
-            "**Squeeze-and-Excitation** (Hu, Shen, Sun, [arXiv 1709.01507](https://arxiv.org/abs/1709.01507)) "
-            "lets a convolutional block re-weight its own channels. It *squeezes* each channel of the feature map "
-            "**u** (C × H × W) to one number by global average pooling, *excites* through a small bottleneck "
-            "(reduction ratio r) ending in a sigmoid, and *scales* every channel by its gate. The gate depends "
-            "on the image, so the network can emphasise the features that matter for this input. "
-            "W₁ is C/r × C and W₂ is C × C/r, so a block adds 2C²/r parameters.")
-    with right:
-        st.latex(r"z_c = \frac{1}{HW}\sum_{i,j} u_c(i,j)")
-        st.latex(r"s = \sigma\!\left(W_2\,\mathrm{ReLU}(W_1 z)\right)")
-        st.latex(r"\tilde{u}_c = s_c \cdot u_c")
-
-loaded = ui.selected_model()
-if loaded is None:
-    st.stop()
-model, meta = loaded
-path = ui.selected_path()
-info = ui.info_for(path)
-history = meta.get("history") or []
-config = meta.get("config") or {}
-scored_on = scored_split(meta)  # val; test for a model trained on every training image
-
-st.subheader(f"Model card · {meta.get('model')}")
-badges = st.container(horizontal=True)
-with badges:
-    if info["se_blocks"]:
-        st.badge(f"SE · {info['se_blocks']} blocks · r = {info['reduction']}", color="violet")
-    else:
-        st.badge("no SE blocks (plain twin)", color="gray")
-    if meta.get("recipe"):
-        st.badge(f"recipe: {meta['recipe']}", color="blue")
-    if meta.get("dataset"):
-        st.badge(str(meta["dataset"]), icon=":material/dataset:", color="green")
-    st.badge(f"{len(meta.get('classes', []))} classes", color="gray")
-trained = f" · trained in {format_duration(meta['wall_time_s'])}" if meta.get("wall_time_s") else ""
-st.caption(f"`{path}`{trained}" + (f" on {meta['hardware']}" if trained and meta.get("hardware") else ""))
+from senet_dashboard.views import _format as fmt
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._context import PageContext, page_context
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _recompute(path: str, mtime: float, spec: str, split: str, data_dir: str) -> tuple[float, int]:
-    """Accuracy (no TTA) and image count of the checkpoint on a split, now (senet's disk cache behind it)."""
-    model, meta = ui.load_entry(path)
-    data = ui.load_data(split, meta, spec=spec)
-    ev = evaluate_checkpoint(path, spec, split, data_dir, loaded=Checkpoint.from_meta(model, meta), data=data)
-    return ev.accuracy, ev.n
+class Keys:
+    """The page's session-state and widget keys, declared once: a misspelt key is an AttributeError."""
+
+    RECOMPUTE: Final = "card_recompute"  # the button
+    RECOMPUTED: Final = "card_recomputed"  # {(path, stamp, spec, data_dir): {split: (accuracy, images)}}
+    LOSS: Final = "home_loss"
+    ACC: Final = "home_acc"
+    LR: Final = "home_lr"
 
 
-def _held_out() -> str:
+RECIPE = ("recipe", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
+          "schedule", "warmup_epochs", "crop_pad", "pad_mode", "flip", "cutout", "seed", "val_size", "split_seed",
+          "data")
+PROVENANCE = ("dataset", "hardware", "run_dir", "exported_from", "weights_dtype", "val_acc_tta_source",
+              "test_acc_tta_source")
+
+
+def main() -> None:
+    st.title("SENet Explorer")
+    st.caption("Train Squeeze-and-Excitation networks on CIFAR-10, watch them learn, and see how every SE block "
+               "re-weights its channels.")
+    _what_se_is()
+    ctx = page_context()
+    if ctx is None:
+        return
+    info = ui.info_for(ctx.path)
+    _header(ctx, info)
+    _accuracy(ctx)
+    st.caption(data_statement(ctx.meta))
+    _size(ctx.meta, info)
+    _se_formula(ctx, info)
+    if ctx.meta.get("model") == "seed_senet":
+        st.warning("This is the seed blog post's network: its SE block discards the pooled tensor, so the gate is "
+                   "computed per pixel (the paper's 'NoSqueeze' ablation plus a bias), not per channel.",
+                   icon=":material/warning:")
+    _curves(ctx.meta)
+    _recipe(ctx.meta)
+
+
+def _what_se_is() -> None:
+    with st.container(border=True):
+        left, right = st.columns([3, 2], gap="large")
+        with left:
+            st.markdown(
+                "**Squeeze-and-Excitation** (Hu, Shen, Sun, [arXiv 1709.01507](https://arxiv.org/abs/1709.01507)) "
+                "lets a convolutional block re-weight its own channels. It *squeezes* each channel of the feature "
+                "map **u** (C × H × W) to one number by global average pooling, *excites* through a small "
+                "bottleneck (reduction ratio r) ending in a sigmoid, and *scales* every channel by its gate. The "
+                "gate depends on the image, so the network can emphasise the features that matter for this input. "
+                "W₁ is C/r × C and W₂ is C × C/r, so a block adds 2C²/r parameters.")
+        with right:
+            st.latex(r"z_c = \frac{1}{HW}\sum_{i,j} u_c(i,j)")
+            st.latex(r"s = \sigma\!\left(W_2\,\mathrm{ReLU}(W_1 z)\right)")
+            st.latex(r"\tilde{u}_c = s_c \cdot u_c")
+
+
+def _header(ctx: PageContext, info: dict) -> None:
+    """The model's name, badges (SE blocks, recipe, dataset, classes) and where the file is."""
+    meta = ctx.meta
+    st.subheader(f"Model card · {meta.get('model')}")
+    with st.container(horizontal=True):
+        if info["se_blocks"]:
+            st.badge(f"SE · {info['se_blocks']} blocks · r = {info['reduction']}", color="violet")
+        else:
+            st.badge("no SE blocks (plain twin)", color="gray")
+        if meta.get("recipe"):
+            st.badge(f"recipe: {meta['recipe']}", color="blue")
+        if meta.get("dataset"):
+            st.badge(str(meta["dataset"]), icon=":material/dataset:", color="green")
+        st.badge(f"{len(meta.get('classes', []))} classes", color="gray")
+    trained = f" · trained in {format_duration(meta['wall_time_s'])}" if meta.get("wall_time_s") else ""
+    st.caption(f"`{ctx.path}`{trained}" + (f" on {meta['hardware']}" if trained and meta.get("hardware") else ""))
+
+
+def _held_out(meta: dict) -> str:
+    """The images the recorded accuracy was measured on, in words."""
+    config = meta.get("config") or {}
     n = meta.get("val_size")
     source = meta.get("data_spec") or config.get("data") or "its data source"
     seed = meta.get("split_seed", config.get("split_seed"))
-    if scored_on == "test":
+    if scored_split(meta) == "test":
         count = meta.get("scored_images")
         return (f"the test split of {source}" + (f" ({count:,} images)" if isinstance(count, int) else "")
                 + ": the model trained on every training image, with no validation holdout")
@@ -80,11 +106,53 @@ def _held_out() -> str:
             f"images of {source}" + (f" (split_seed {seed})" if seed is not None else ""))
 
 
-epochs_seen = epoch_summary(meta, read_status(Path(path).parent) if (Path(path).parent / "status.json").is_file()
-                            else None)
-def _recomputed_metrics(done: dict[str, tuple[float, int]], spec: str, val: float | None) -> None:
+def _accuracy(ctx: PageContext) -> None:
+    """The recorded accuracy, the epoch it comes from, and the accuracy recomputed now (a button at first)."""
+    meta, path = ctx.meta, ctx.path
+    scored_on = scored_split(meta)  # val; test for a model trained on every training image
+    status = read_status(Path(path).parent) if (Path(path).parent / "status.json").is_file() else None
+    epochs_seen = epoch_summary(meta, status)
+    a1, a2, a3 = st.columns([1.4, 1, 1.6])
+    val, val_tta = recorded(meta, "acc"), recorded(meta, "acc_tta")
+    at_epoch = f" at epoch {epochs_seen['epoch']}" if epochs_seen else ""
+    a1.metric(f"{scored_on.capitalize()} accuracy · recorded in training", fmt.pct(val),
+              delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
+              delta_color="off", delta_arrow="off",
+              help=f"Accuracy on {_held_out(meta)}, recorded by the trainer{at_epoch}, without test-time augmentation"
+                   + (f"; with flip TTA {fmt.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
+                   + "." + (f" The flip-TTA figure was {recorded(meta, 'acc_tta_source')}."
+                            if recorded(meta, "acc_tta_source") else ""))
+    if scored_on == "test":
+        a2.metric("Epoch kept", f"last ({meta.get('epochs', '?')})",
+                  help="A model trained on every training image selects nothing on the test split: these are its "
+                       "weights after the last epoch, and the figure beside is their test accuracy.")
+    else:
+        a2.metric("Best epoch (val accuracy)", epochs_seen["value"] if epochs_seen else "–",
+                  help=epochs_seen["help"] if epochs_seen else "This checkpoint carries no training history.")
+    data_dir = str(ui.settings().data_dir)
+    done_key = (path, ctx.stamp, ctx.spec, data_dir)
+    done = st.session_state.get(Keys.RECOMPUTED, {}).get(done_key)
+    if done is None:
+        with a3:
+            _recompute_button(ctx, data_dir, done_key)
+    else:
+        _recomputed_metrics(ctx, done, val)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _recompute(path: str, mtime: float, spec: str, split: str, data_dir: str,
+               _ctx: PageContext) -> tuple[float, int]:
+    """Accuracy (no TTA) and image count of the checkpoint on a split, now (senet's disk cache behind it); keyed
+    by the file, its stamp, the data and the split, not by the context (``_ctx``: not hashed)."""
+    data = ui.load_data(split, _ctx.meta, spec=spec)
+    ev = evaluate_checkpoint(path, spec, split, data_dir, loaded=_ctx.checkpoint, data=data)
+    return ev.accuracy, ev.n
+
+
+def _recomputed_metrics(ctx: PageContext, done: dict[str, tuple[float, int]], val: float | None) -> None:
     """One metric per recomputed split, the scored one (val, or test) beside the recorded figure in points."""
-    own = same_source(meta, spec)
+    spec, scored_on = ctx.spec, scored_split(ctx.meta)
+    own = same_source(ctx.meta, spec)
     for col, (s, (acc, n)) in zip(st.columns(2), done.items()):
         compare = s == scored_on and val is not None and own is not False
         why = (". It can differ from the figure recorded in training by a few images: the trainer ran on its own "
@@ -97,7 +165,7 @@ def _recomputed_metrics(done: dict[str, tuple[float, int]], spec: str, val: floa
                         "checkpoint's weights, without TTA" + why)
 
 
-def _within_demo_budget(splits: tuple[str, ...], spec: str) -> tuple[tuple[str, ...], str | None]:
+def _within_demo_budget(ctx: PageContext, splits: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
     """The splits a public demo may evaluate now (within its budget, or prepared beforehand), and why not the
     others (one line); outside demo mode all of them."""
     if not ui.demo_on():
@@ -105,24 +173,25 @@ def _within_demo_budget(splits: tuple[str, ...], spec: str) -> tuple[tuple[str, 
     kept, refused = [], []
     for s in splits:
         try:
-            data = ui.load_data(s, meta, spec=spec)
+            data = ui.load_data(s, ctx.meta, spec=ctx.spec)
         except DataError as exc:
             refused.append(str(exc))
             continue
         why = ui.split_work_refusal(f"Recomputing {s} accuracy", len(data),
-                                    cached=ui.evaluation_cached(path, s, False, data, spec),
+                                    cached=ui.evaluation_cached(ctx.path, s, False, data, ctx.spec),
                                     way_out="the sample data source fits")
         (refused if why else kept).append(why or s)
     return tuple(kept), "; ".join(refused) or None
 
 
-def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
+def _recompute_button(ctx: PageContext, data_dir: str, done_key: tuple) -> None:
     """The button that recomputes val (and test, where the source has one) accuracy into the session state; a
     model trained on every training image has no val split, only test."""
     reason = ui.data_available()
     if reason is not None:
         st.caption(f"To recompute accuracy now, choose a data source with images ({reason}).")
         return
+    spec, scored_on = ctx.spec, scored_split(ctx.meta)
     has_test = has_test_split(spec, data_dir)
     splits = ("val", "test") if has_test else ("val",)
     if scored_on == "test":
@@ -130,26 +199,26 @@ def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
         if not has_test:
             st.caption(f"This model trained on every training image: only a test split can score it, and {spec} "
                        "has none.")
-    splits, over = _within_demo_budget(splits, spec)
+    splits, over = _within_demo_budget(ctx, splits)
     if over:
         st.caption(f":material/block: {over}")
     if not splits:
         return
     both = " and ".join(splits)
     words = f"the {both} split" + ("s" if len(splits) > 1 else "")
-    if st.button(f"Recompute {both} accuracy now", icon=":material/refresh:", key="card_recompute",
+    if st.button(f"Recompute {both} accuracy now", icon=":material/refresh:", key=Keys.RECOMPUTE,
                  help=f"Evaluate this checkpoint on {words} of {spec} on this machine (cached on disk after the "
                       "first time)."):
         try:
             with st.spinner(f"Evaluating on {words} of {spec}…"):
-                done = {s: _recompute(path, done_key[1], spec, s, data_dir) for s in splits}
+                done = {s: _recompute(ctx.path, done_key[1], spec, s, data_dir, ctx) for s in splits}
         except DataError as exc:
             st.error(f"Cannot recompute accuracy: {exc}", icon=":material/error:")
         else:
-            st.session_state.setdefault("card_recomputed", {})[done_key] = done
+            st.session_state.setdefault(Keys.RECOMPUTED, {})[done_key] = done
             st.rerun()  # draw the figures in place of the button
     held = ("the val split (not held out from an imported model: its source may have trained on every training "
-            "image)" if meta.get("imported_from") else "the checkpoint's own held-out val split")
+            "image)" if ctx.meta.get("imported_from") else "the checkpoint's own held-out val split")
     if scored_on == "test":
         st.caption(f"On {spec}: the test split (this model trained on every training image; it has no val split).")
     else:
@@ -157,44 +226,21 @@ def _recompute_button(spec: str, data_dir: str, done_key: tuple) -> None:
                    + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
 
 
-a1, a2, a3 = st.columns([1.4, 1, 1.6])
-val, val_tta = recorded(meta, "acc"), recorded(meta, "acc_tta")
-at_epoch = f" at epoch {epochs_seen['epoch']}" if epochs_seen else ""
-a1.metric(f"{scored_on.capitalize()} accuracy · recorded in training", fmt.pct(val),
-          delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
-          delta_color="off", delta_arrow="off",
-          help=f"Accuracy on {_held_out()}, recorded by the trainer{at_epoch}, without test-time augmentation"
-               + (f"; with flip TTA {fmt.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
-               + "." + (f" The flip-TTA figure was {recorded(meta, 'acc_tta_source')}."
-                        if recorded(meta, "acc_tta_source") else ""))
-if scored_on == "test":
-    a2.metric("Epoch kept", f"last ({meta.get('epochs', '?')})",
-              help="A model trained on every training image selects nothing on the test split: these are its "
-                   "weights after the last epoch, and the figure beside is their test accuracy.")
-else:
-    a2.metric("Best epoch (val accuracy)", epochs_seen["value"] if epochs_seen else "–",
-              help=epochs_seen["help"] if epochs_seen else "This checkpoint carries no training history.")
-spec, data_dir = ui.data_spec(), str(ui.settings().data_dir)
-done_key = (path, ui.entry_mtime(path), spec, data_dir)
-done = st.session_state.get("card_recomputed", {}).get(done_key)
-if done is None:
-    with a3:
-        _recompute_button(spec, data_dir, done_key)
-else:
-    _recomputed_metrics(done, spec, val)
+def _size(meta: dict, info: dict) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Parameters", f"{info['params']:,}")
+    cols[1].metric("SE parameters", f"{info['se_params']:,}",
+                   help="Parameters inside the SE blocks, next to the seed's formula (2/r)·Σ N_s·C_s².")
+    cols[2].metric("Multiply-adds / image", fmt.human(info["macs"]))
+    cols[3].metric("Training time", format_duration(meta.get("wall_time_s")) if meta.get("wall_time_s") else "–",
+                   help=f"On {meta.get('hardware') or 'unrecorded hardware'}.")
 
-st.caption(data_statement(meta))
 
-cols = st.columns(4)
-cols[0].metric("Parameters", f"{info['params']:,}")
-cols[1].metric("SE parameters", f"{info['se_params']:,}",
-               help="Parameters inside the SE blocks, next to the seed's formula (2/r)·Σ N_s·C_s².")
-cols[2].metric("Multiply-adds / image", fmt.human(info["macs"]))
-cols[3].metric("Training time", format_duration(meta.get("wall_time_s")) if meta.get("wall_time_s") else "–",
-               help=f"On {meta.get('hardware') or 'unrecorded hardware'}.")
-
-terms = se_stage_terms(model)
-if terms:
+def _se_formula(ctx: PageContext, info: dict) -> None:
+    """The SE parameters as the formula (2/r)·Σ N_s·C_s², beside the count."""
+    terms = se_stage_terms(ctx.checkpoint.model)
+    if not terms:
+        return
     r = terms[0][2]
     same_r = all(t[2] == r for t in terms)
     body = " + ".join(fr"{n}\cdot{c}^2" for n, c, _ in terms)
@@ -209,33 +255,33 @@ if terms:
                    f"({'exactly the formula' if abs(diff) < 0.5 else f'{diff:+,.0f} vs the formula'}; "
                    f"{info['se_params'] / info['params']:.2%} of all parameters). "
                    "The formula counts the two FC layers of each block (C·C/r each, no bias).")
-gate_note = None
-if meta.get("model") == "seed_senet":
-    gate_note = ("This is the seed blog post's network: its SE block discards the pooled tensor, so the gate is "
-                 "computed per pixel (the paper's 'NoSqueeze' ablation plus a bias), not per channel.")
-    st.warning(gate_note, icon=":material/warning:")
 
-st.markdown("##### Training curves · recorded in training")
-if history:
-    note = loss_gap_note(config, history, len(meta.get("classes") or []))
+
+def _curves(meta: dict) -> None:
+    st.markdown("##### Training curves · recorded in training")
+    history = meta.get("history") or []
+    if not history:
+        st.caption("This checkpoint carries no training history.")
+        return
+    note = loss_gap_note(meta.get("config") or {}, history, len(meta.get("classes") or []))
     if note:
         st.caption(note)
     curves = curves_from_history(history)
     c1, c2, c3 = st.columns(3)
-    c1.plotly_chart(epoch_figure(curves, "loss", height=280), key="home_loss")
-    c2.plotly_chart(epoch_figure(curves, "acc", height=280), key="home_acc")
-    c3.plotly_chart(lr_figure(curves, height=280), key="home_lr")
-else:
-    st.caption("This checkpoint carries no training history.")
+    c1.plotly_chart(epoch_figure(curves, "loss", height=280), key=Keys.LOSS)
+    c2.plotly_chart(epoch_figure(curves, "acc", height=280), key=Keys.ACC)
+    c3.plotly_chart(lr_figure(curves, height=280), key=Keys.LR)
 
-with st.expander("Recipe and provenance", icon=":material/receipt_long:"):
-    keys = ("recipe", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "label_smoothing",
-            "schedule", "warmup_epochs", "crop_pad", "pad_mode", "flip", "cutout", "seed", "val_size", "split_seed",
-            "data")
-    rows = [{"setting": k, "value": str(config[k])} for k in keys if k in config]
-    rows += [{"setting": k, "value": str(meta[k])} for k in ("dataset", "hardware", "run_dir", "exported_from",
-                                                               "weights_dtype", "val_acc_tta_source", "test_acc_tta_source") if meta.get(k)]
-    if rows:
-        st.dataframe(rows, hide_index=True, width="stretch")
-    else:
-        st.caption("No recipe recorded in this checkpoint.")
+
+def _recipe(meta: dict) -> None:
+    config = meta.get("config") or {}
+    with st.expander("Recipe and provenance", icon=":material/receipt_long:"):
+        rows = [{"setting": k, "value": str(config[k])} for k in RECIPE if k in config]
+        rows += [{"setting": k, "value": str(meta[k])} for k in PROVENANCE if meta.get(k)]
+        if rows:
+            st.dataframe(rows, hide_index=True, width="stretch")
+        else:
+            st.caption("No recipe recorded in this checkpoint.")
+
+
+main()
