@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 import pytest
@@ -101,6 +102,17 @@ def _choose_in_sidebar(page, split: str, data: str) -> None:
     assert _data_field(page).input_value() == data and _split_shown(page) == split, "could not set data and split"
 
 
+def _until_right(check, timeout_s: float = 10) -> list[str]:
+    """``check()``'s list of what is wrong, polled until it is empty or ``timeout_s`` pass (the page can still be
+    filling in a widget's value, or a fragment, just after the script settles); the last list."""
+    deadline = time.time() + timeout_s
+    while True:
+        wrong = check()
+        if not wrong or time.time() > deadline:
+            return wrong
+        time.sleep(0.5)
+
+
 def _what_the_explorer_shows(page, split: str, data: str, image: int) -> list[str]:
     """Every way the Excitation explorer differs from the expected checkpoint, data, split and image."""
     wrong = []
@@ -181,7 +193,7 @@ def test_explain_opens_the_same_checkpoint_data_split_and_image(server, page, sp
     page.get_by_role("heading", name="Excitation explorer").wait_for()
     settle(page)
     no_exception(page, "excitation after Explain")
-    wrong = _what_the_explorer_shows(page, split, data, image)
+    wrong = _until_right(lambda: _what_the_explorer_shows(page, split, data, image))
     assert not wrong, (f"Explain on {split} image #{image} of {data} with {CHOSEN}: " + "; ".join(wrong))
 
 
@@ -194,7 +206,7 @@ def test_an_excitation_link_opens_its_checkpoint_data_and_image(server, page, sp
                       quote_via=quote)
     goto(page, f"{url}/excitation?{query}", "Excitation explorer")
     no_exception(page, "excitation from a link")
-    wrong = _what_the_explorer_shows(page, split, data, image)
+    wrong = _until_right(lambda: _what_the_explorer_shows(page, split, data, image))
     assert not wrong, f"/excitation?{query}: " + "; ".join(wrong)
 
 
@@ -239,6 +251,5 @@ def test_compare_controls_and_charts_agree_after_a_study(server, page):
     page.get_by_role("radio", name="runs and checkpoints").click()
     settle(page)
     no_exception(page, "compare after the study view")
-    x_axis, log, chart = _compare_controls_and_chart(page)
-    wrong = _disagreements(x_axis, log, chart)
+    wrong = _until_right(lambda: _disagreements(*_compare_controls_and_chart(page)))
     assert not wrong, "back from the study view: " + "; ".join(wrong)
