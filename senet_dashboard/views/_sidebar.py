@@ -83,7 +83,7 @@ def sidebar() -> None:
         _data_source(policy)
         if st.session_state.get("split") not in SPLITS:
             st.session_state["split"] = "val"
-        st.segmented_control("Split", SPLITS, key="split", required=True,
+        st.segmented_control("Split", SPLITS, key="split", required=True, persist_state="session",
                              help="val: the checkpoint's own held-out part of the training images; "
                                   "test: the source's test images.")
     _context.write_link()
@@ -103,6 +103,7 @@ def _checkpoint_picker() -> None:
             default = default_entry(found)
             st.session_state["checkpoint"] = default.key if default else list(by_key)[0]
         st.selectbox("Checkpoint", list(by_key), key="checkpoint", format_func=_checkpoint_label(by_key),
+                     persist_state="session",  # kept through st.switch_page, which drops other widgets' state
                      help="Shipped checkpoints (checkpoints/) and the best checkpoint of each run (runs/).")
         chosen = by_key.get(st.session_state.get("checkpoint"))
         if chosen is not None and chosen.problem:
@@ -125,7 +126,7 @@ def _data_source(policy) -> None:
     """The data-source field, what it holds, and the download buttons."""
     if "data_spec" not in st.session_state:
         st.session_state["data_spec"] = settings().default_data
-    st.text_input("Data source", key="data_spec",
+    st.text_input("Data source", key="data_spec", persist_state="session",
                   help=demo_data_help() if policy.enabled else
                   "`cifar10` or `cifar100` (CIFAR-10, or CIFAR-100's 100 fine classes, downloaded into "
                   "the data directory on first use), `folder:PATH` with "
