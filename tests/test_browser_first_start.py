@@ -43,7 +43,11 @@ def test_a_first_start_without_data_walks_every_page_on_the_bundled_sample(tmp_p
 
         goto(page, f"{url}/excitation", "Excitation explorer")
         no_exception(page, "excitation")
+        page.get_by_text("Gates of this image").first.wait_for()
+        page.get_by_role("radio", name="vs. its class").click()  # a view that needs the class profiles
         page.get_by_text("This image against its class").first.wait_for()
+        settle(page)
+        no_exception(page, "excitation, vs. its class")
         page.screenshot(path=str(ARTIFACTS / "first-start-excitation.png"), full_page=True)
 
         goto(page, f"{url}/confusion", "Confusion explorer")
