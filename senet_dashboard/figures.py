@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from .curves import Curves, smooth
 
 __all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_heatmap_figure",
-           "profiles_figure", "separation_figure", "topk_figure", "intervention_figure",
+           "profiles_figure", "separation_figure", "intervention_figure",
            "confusion_figure", "confusion_colour", "COLOUR_MODES",
            "overlay_figure", "ablation_figure", "channel_classes_figure", "split_ablation_figure",
            "class_splits_figure", "profiles_heatmap_figure", "gate_difference_figure"]
@@ -469,18 +469,6 @@ def split_ablation_figure(table: list[dict], baseline: float, n: int, height: in
     images = f"{n:,} {split} images" if split else f"{n:,} images"
     return _layout(fig, f"Over {images}, recomputed now (all gates on: {baseline:.2%}); both panels on one scale",
                    height, hovermode="closest", margin=dict(l=10, r=10, t=60, b=10))
-
-
-def topk_figure(top: list[tuple[str, float]], height: int = 220) -> go.Figure:
-    """Horizontal bars of the top-k class probabilities, best on top."""
-    labels = [c for c, _ in top][::-1]
-    values = [p for _, p in top][::-1]
-    colors = [TRAIN] * (len(values) - 1) + [VAL] if values else []
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colors,
-                           text=[f"{v:.1%}" for v in values], textposition="auto",
-                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
-    fig.update_xaxes(range=[0, 1], tickformat=".0%")
-    return _layout(fig, None, height, hovermode="closest")
 
 
 def intervention_figure(classes: list[str], before: np.ndarray, after: np.ndarray, height: int = 300,

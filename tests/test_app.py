@@ -325,7 +325,7 @@ def test_excitation_page_shows_gates_profiles_and_interventions(env):
 
     at = open_app("senet_dashboard/views/excitation.py")
     no_exceptions(at)
-    assert len(at.get("plotly_chart")) == 2, "the default view: the top-5 chart and the gate heatmap, nothing else"
+    assert len(at.get("plotly_chart")) == 1, "the default view: the gate heatmap (the top 5 is an SVG), nothing else"
     assert at.segmented_control(key="exc_view").value == "This image"
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     blocks = list(se_blocks(model))

@@ -276,7 +276,7 @@ def test_uploading_an_image_shows_excitation_charts(server, page, tmp_path):
     page.get_by_text("Gates of this image").wait_for()
     page.get_by_text("uploaded photo.png").wait_for()
     _settle(page)
-    assert page.locator(".js-plotly-plot").count() >= 2, "expected the top-5 chart and the gate heatmap"
+    assert page.locator(".js-plotly-plot").count() >= 1, "expected the gate heatmap (the top 5 is an SVG image)"
     assert page.locator('[data-testid="stException"]').count() == 0
     _shot(page, "excitation-upload")
     bad = tmp_path / "not-an-image.png"

@@ -643,3 +643,26 @@ def test_the_runs_table_names_the_split_of_its_accuracy_column() -> None:
     assert [(r["scored on"], r[column]) for r in table] == [("val, best", pytest.approx(90.0)),
                                                             ("test, last", pytest.approx(87.0))]
     assert [r["error"] for r in table] == ["", "died"], "an error column once a run has one"
+
+
+def test_svg_figures_draw_the_top_k_and_the_network_with_escaped_names():
+    from xml.etree import ElementTree
+
+    from senet.models.outline import OutlineBlock
+    from senet_dashboard.svg_figures import network_svg, topk_svg
+
+    top = topk_svg([("cat<script>", 0.75), ("dog", 0.25)])
+    root = ElementTree.fromstring(top)  # well-formed: a class name cannot inject markup
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert texts == ["cat<script>", "75.0%", "dog", "25.0%"]
+    widths = [float(r.get("width")) for r in root.iter("{http://www.w3.org/2000/svg}rect")]
+    assert widths[0] == pytest.approx(3 * widths[1]), "bar length proportional to the probability"
+    blocks = [OutlineBlock("stage1.block1", "stage1", 16, 1, 16), OutlineBlock("stage2.block1", "stage2", 32, 2, 16)]
+    net = ElementTree.fromstring(network_svg(blocks, {"stage1.block1": 0.0, "stage2.block1": 1.0}, "stage2.block1"))
+    cells = [r for r in net.iter("{http://www.w3.org/2000/svg}rect") if r.get("stroke-width") in ("1", "3")
+             and r.get("rx") == "4" and r.get("fill") not in ("#eef1f5",)]
+    assert [c.get("stroke") for c in cells] == ["#ffffff", "#d62728"], "the chosen block is outlined"
+    assert cells[0].get("fill") != cells[1].get("fill"), "coloured by the mean gate"
+    titles = [t.text for t in net.iter("{http://www.w3.org/2000/svg}title")]
+    assert any("stage2.block1: SE over C = 32 channels, hidden 2 (r = 16); this image's mean gate 1.000" == t
+               for t in titles), titles

@@ -196,3 +196,17 @@ def test_a_bad_shortcut_is_one_line_naming_it():
 def test_resnet44_has_he_et_al_s_parameter_count():
     assert round(n_params(create_model("resnet44")) / 1e6, 2) == 0.66
     assert "se_resnet44" in list_models()
+
+
+def test_network_outline_names_each_se_block_with_its_stage_width_and_bottleneck():
+    from senet import create_model
+    from senet.models.outline import POSITIONS, gate_position, network_outline
+
+    outline = network_outline(create_model("se_resnet20", num_classes=10))
+    assert [b.name for b in outline][:2] == ["stage1.block1", "stage1.block2"] and len(outline) == 9
+    assert [(b.stage, b.channels, b.hidden, b.reduction) for b in outline[::3]] == \
+        [("stage1", 16, 1, 16), ("stage2", 32, 2, 16), ("stage3", 64, 4, 16)], "C, C/r and r of each stage"
+    assert network_outline(create_model("resnet20", num_classes=10)) == [], "a plain twin has no SE block"
+    assert gate_position("se_resnet20", {"se_position": "pre"}) == POSITIONS["pre"]
+    assert gate_position("se_resnet20", {}) == POSITIONS["standard"]
+    assert "conv group" in gate_position("se_airnet", {})

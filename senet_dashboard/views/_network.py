@@ -6,7 +6,7 @@ import streamlit as st
 
 from senet.analysis.profiles import Explanation
 from senet.models.outline import OutlineBlock, gate_position, network_outline
-from senet_dashboard.network_figure import network_svg
+from senet_dashboard.svg_figures import network_svg
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_state import Keys
 

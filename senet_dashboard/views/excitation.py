@@ -9,7 +9,7 @@ import streamlit as st
 from senet.analysis.profiles import Explanation, gate_description
 from senet.models.gates import block_gate_range
 from senet.models import se_blocks
-from senet_dashboard.figures import topk_figure
+from senet_dashboard.svg_figures import topk_svg
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._channel import one_channel_section
@@ -69,7 +69,9 @@ def _answer(ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
         ":red-badge[:material/close: wrong]" if image.true_class is not None else "")
     right.markdown(image.caption)
     right.markdown(f"Predicted **{classes[pred]}** ({result.probs[pred]:.1%}) {verdict}")
-    right.plotly_chart(topk_figure(result.top(5), height=150), key="exc_top5", config={"displayModeBar": False})
+    top = result.top(5)
+    right.image(topk_svg(top), width="content",
+                caption="Top 5, softmax probability: " + " · ".join(f"{name} {p:.1%}" for name, p in top))
 
 
 def _view(view: str, ctx: PageContext, image: ChosenImage, result: Explanation) -> None:

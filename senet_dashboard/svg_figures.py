@@ -1,5 +1,5 @@
-"""The network diagram: stem, stages of SE blocks (each cell coloured by this image's mean gate), head; drawn as
-one small SVG, which the browser draws at no cost."""
+"""Figures drawn as one small SVG image each (no JavaScript, so the browser draws them at no cost): the network
+diagram (stem, stages of SE blocks, each cell coloured by this image's mean gate, head) and the top-k bars."""
 from __future__ import annotations
 
 from html import escape
@@ -52,4 +52,23 @@ def network_svg(blocks: list[OutlineBlock], mean_gates: dict[str, float] | None,
     total = x + 46
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {total} {top + CELL_H + 6}" '
             f'width="{total}" height="{top + CELL_H + 6}" role="img" aria-label="network diagram" '
+            f'font-family="sans-serif">{"".join(parts)}</svg>')
+
+
+def topk_svg(top: list[tuple[str, float]], width: int = 420, bar_height: int = 18,
+             colours: tuple[str, str] = ("#F58518", "#4C78A8")) -> str:
+    """Horizontal bars of the top-k class probabilities, best first, each labelled with its class and percent."""
+    label_w, gap = 110, 4
+    scale = width - label_w - 60
+    parts = []
+    for i, (name, p) in enumerate(top):
+        y = i * (bar_height + gap)
+        w = max(1.0, scale * float(p))
+        parts.append(f'<text x="{label_w - 6}" y="{y + bar_height - 5}" text-anchor="end" font-size="12" '
+                     f'fill="#333">{escape(str(name)[:18])}</text><rect x="{label_w}" y="{y}" width="{w:.1f}" '
+                     f'height="{bar_height}" fill="{colours[0] if i == 0 else colours[1]}"/><text '
+                     f'x="{label_w + w + 5:.1f}" y="{y + bar_height - 5}" font-size="12" fill="#333">{p:.1%}</text>')
+    height = len(top) * (bar_height + gap)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" aria-label="top-{len(top)} class probabilities" '
             f'font-family="sans-serif">{"".join(parts)}</svg>')
