@@ -70,7 +70,7 @@ def bench_backend(model, meta, data, n: int) -> list[float]:
     from senet_dashboard.figures import gate_heatmap_figure
     from senet_dashboard.svg_figures import topk_svg
     from senet.data import normalize
-    from senet.analysis.profiles import explain
+    from senet.analysis.explanation import explain
 
     times = []
     for i in range(n):

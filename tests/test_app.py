@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, make_folder_dataset
+from conftest import ROOT, app_environment, make_folder_dataset, no_exceptions, open_app, texts
 from senet.checkpoint import Checkpoint
 
 CLASSES = ("blue", "green", "red")  # the folder dataset's classes, in its (sorted) order
@@ -46,11 +46,7 @@ def env(tmp_path_factory):
                     model_options={"num_classes": 3}, classes=CLASSES, val_acc=0.45, history=history,
                     config=dict(twin_config, model="resnet20"))
     (ck / "broken.pt").write_bytes(b"this is not a checkpoint")
-    values = {"SENET_CHECKPOINTS": str(ck), "SENET_RUNS": str(tmp / "runs"), "SENET_DATA": f"folder:{data}",
-              "SENET_DATA_DIR": str(tmp / "cache")}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in values.items():
-            mp.setenv(k, v)
+    with app_environment(ck, tmp / "runs", f"folder:{data}", tmp / "cache"):
         try:
             yield {"tmp": tmp, "data": data, "checkpoints": ck, "runs": tmp / "runs"}
         finally:
@@ -63,22 +59,6 @@ def stop_leftover_runs(root: Path) -> None:
 
     for row in active_runs(root):
         stop_run(row["path"])
-
-
-def open_app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    return at
-
-
-def texts(at: AppTest, kind: str) -> list[str]:
-    return [str(e.value) for e in getattr(at, kind)]
-
-
-def no_exceptions(at: AppTest) -> None:
-    assert not at.exception, f"expected no exception, got: {[e.value for e in at.exception]}"
 
 
 def png(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -453,7 +433,8 @@ def test_picking_an_unusual_channel_of_this_image_shows_that_channel(env):
     from senet import load_checkpoint
     from senet.data import load_split
     from senet.data import normalize
-    from senet.analysis.profiles import class_profiles, explain
+    from senet.analysis.profiles import class_profiles
+    from senet.analysis.explanation import explain
 
     model, meta = load_checkpoint(env["checkpoints"] / "se_resnet20.pt")
     val = load_split(f"folder:{env['data']}", "val", env["tmp"] / "cache")

@@ -9,7 +9,8 @@ those classes: ``se_airnet.pt`` (the sidebar's default) and ``se_resnet20.pt``. 
   and split chosen in the sidebar and on the picked image (the user report: it fell back to ``sample`` and the
   default checkpoint and said "image=... not an image index of the val split (0–499)").
 * ``/excitation?checkpoint=...&data=...&split=...&image=N`` in a fresh browser session opens that.
-* Compare: after a visit to the study view, the x-axis and log-scale controls and the charts agree.
+* Compare: after a visit to the study view, the x-axis and log-scale controls and the charts agree; its "Model
+  card" button opens the picked entry in the model card with the same data and split.
 
 Everything is located by widget label or role; assertions are on what the page shows. Skips (with the reason)
 when Chromium or Playwright is missing.
@@ -253,3 +254,38 @@ def test_compare_controls_and_charts_agree_after_a_study(server, page):
     no_exception(page, "compare after the study view")
     wrong = _until_right(lambda: _disagreements(*_compare_controls_and_chart(page)))
     assert not wrong, "back from the study view: " + "; ".join(wrong)
+
+
+def test_compare_opens_a_compared_checkpoint_in_the_model_card_with_the_same_data(server, page):
+    """Compare -> model card: the card opens on the entry picked in Compare; the data source and split stay."""
+    goto(page, server["url"], "SENet Explorer")
+    _choose_in_sidebar(page, "test", server["data"])
+    default = _checkpoint_box(page)
+    default.click()
+    page.get_by_role("option", name=re.compile(r"^se_airnet\b")).click()  # back to the default checkpoint
+    settle(page)
+    goto(page, f"{server['url']}/compare", "Compare")
+    picker = page.get_by_role("combobox", name="Open one of them in the model card")
+    picker.click()
+    page.get_by_role("option", name=re.compile(rf"{CHOSEN}")).first.click()
+    settle(page)
+    page.get_by_role("button", name="Model card").click()
+    page.get_by_text(f"Model card · {CHOSEN}").first.wait_for()
+    settle(page)
+    no_exception(page, "model card after Compare")
+
+    def wrong() -> list[str]:
+        out = []
+        if not _checkpoint_box(page).input_value().startswith(CHOSEN):
+            out.append(f"the Checkpoint box shows {_checkpoint_box(page).input_value()!r}, not {CHOSEN}")
+        if _data_field(page).input_value() != server["data"]:
+            out.append(f"the Data source field holds {_data_field(page).input_value()!r}")
+        if _split_shown(page) != "test":
+            out.append(f"the split shown is {_split_shown(page)!r}, not test")
+        query = parse_qs(urlparse(page.url).query)
+        if query.get("checkpoint", [""])[0] != server["checkpoint"]:
+            out.append(f"the address names checkpoint {query.get('checkpoint')}, not {server['checkpoint']}")
+        return out
+
+    problems = _until_right(wrong)
+    assert not problems, "Compare -> model card: " + "; ".join(problems)

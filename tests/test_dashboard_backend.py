@@ -25,7 +25,8 @@ from senet.models import excitations, se_blocks
 from senet_dashboard.figures import (confusion_figure, epoch_figure, gate_heatmap_figure, lr_figure,
                            overlay_figure, profiles_figure, separation_figure, step_loss_figure)
 from senet_dashboard.launcher import LaunchError, resume_run, run_state, start_run, stop_run, train_command
-from senet.analysis.profiles import block_ablation, channel_order, class_profiles, explain, intervene
+from senet.analysis.profiles import channel_order, class_profiles
+from senet.analysis.explanation import block_ablation, explain, intervene
 from senet.training.runs import read_json, write_json_atomic
 from senet.training import make_config
 
@@ -501,7 +502,7 @@ def test_gate_heatmap_pads_narrow_blocks():
 
 
 def test_seed_models_per_pixel_gate_is_labelled_as_a_spatial_mean():
-    from senet.analysis.profiles import gate_description
+    from senet.analysis.explanation import gate_description
 
     assert "spatial mean" in gate_description(create_model("seed_senet"))
     assert gate_description(create_model("seed_senet", squeeze=True)) is None

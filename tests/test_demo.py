@@ -153,7 +153,7 @@ def test_one_threads_gate_hooks_do_not_reach_another_threads_pass(one_torch_thre
     """The dashboard shares one loaded model between sessions (threads): an override, a block ablation or a
     capture in one session must not change or record another session's forward pass."""
     from senet import create_model
-    from senet.analysis.profiles import block_ablation
+    from senet.analysis.explanation import block_ablation
     from senet.models import capture_gates, gate_overrides, se_blocks
 
     torch.manual_seed(0)

@@ -259,7 +259,7 @@ def _model_and_profiles(env):
 
 
 def test_a_misclassified_image_is_shown_minus_its_true_and_its_predicted_class(env):
-    from senet.analysis.profiles import explain
+    from senet.analysis.explanation import explain
     from senet.data import normalize
 
     model, meta, val, profiles = _model_and_profiles(env)

@@ -104,7 +104,7 @@ def test_every_option_trains_saves_loads_and_shows_its_gates_in_range(tmp_path, 
 
 
 def test_the_explorer_says_when_a_gate_is_not_a_sigmoid_in_0_to_1() -> None:
-    from senet.analysis.profiles import gate_description
+    from senet.analysis.explanation import gate_description
 
     assert gate_description(create_model("se_resnet20")) is None
     assert "tanh: gates from -1 to 1" in gate_description(create_model("se_resnet20", se_excitation="tanh"))

@@ -5,7 +5,8 @@ Depends on :mod:`senet.data`, :mod:`senet.models` and :mod:`senet.checkpoint`.
 from .ablation import MODES, GateAblation, gate_ablation
 from .evaluate import Evaluation, checkpoint_and_split, checkpoint_split_options, class_report, evaluate, \
     evaluate_checkpoint
-from .profiles import ClassProfiles, Explanation, class_profiles, explain, intervene
+from .profiles import ClassProfiles, class_profiles
+from .explanation import Explanation, explain, intervene
 from .runner import SplitOutputs, predict, run_over_split, to_probabilities
 
 __all__ = ["MODES", "GateAblation", "gate_ablation", "Evaluation", "checkpoint_and_split", "checkpoint_split_options",

@@ -23,7 +23,8 @@ import torch
 from ..checkpoint import Checkpoint
 from ..data import TensorDataset
 from ..models import se_blocks
-from .profiles import HOOK_LOCK, sample_per_class
+from .profiles import sample_per_class
+from .explanation import HOOK_LOCK
 from .runner import run_over_split
 
 __all__ = ["GateAblation", "gate_ablation", "MODES"]

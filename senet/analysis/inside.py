@@ -30,7 +30,7 @@ from ..checkpoint import Checkpoint
 from ..data import TensorDataset
 from ..models import SEBlock, SeedSEBlock, se_blocks
 from ..models.gates import block_gate_range, gate_module
-from .profiles import HOOK_LOCK, single_thread
+from .explanation import HOOK_LOCK, single_thread
 from .runner import predict, run_over_split
 
 __all__ = ["BlockSteps", "block_steps", "ranked_channels", "channel_responses"]

@@ -7,7 +7,8 @@ import streamlit as st
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
-from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles, Explanation
+from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles
+from senet.analysis.explanation import Explanation
 from senet_dashboard.views._explorer_state import VIEWS, Keys
 from senet_dashboard.views._explorer_state import pick as follow_pick
 

@@ -9,7 +9,8 @@ import streamlit as st
 
 from senet.analysis.ablation import GateAblation, gate_ablation
 from senet.analysis.inside import channel_responses
-from senet.analysis.profiles import ClassProfiles, Explanation, class_profiles, explain
+from senet.analysis.profiles import ClassProfiles, class_profiles
+from senet.analysis.explanation import Explanation, explain
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._context import PageContext

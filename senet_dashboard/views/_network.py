@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from senet.analysis.profiles import Explanation
+from senet.analysis.explanation import Explanation
 from senet.models.outline import OutlineBlock, gate_position, network_outline
 from senet_dashboard.svg_figures import network_svg
 from senet_dashboard.views._context import PageContext

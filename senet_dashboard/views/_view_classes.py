@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from senet.analysis.profiles import CONSTANT_GATE_SPREAD, ClassProfiles, Explanation
+from senet.analysis.profiles import CONSTANT_GATE_SPREAD, ClassProfiles
+from senet.analysis.explanation import Explanation
 from senet_dashboard.figures import profiles_figure, profiles_heatmap_figure, separation_figure
 from senet_dashboard.views._channel import choose_channel, difference_section
 from senet_dashboard.views._context import PageContext

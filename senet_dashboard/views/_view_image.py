@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from senet.analysis.profiles import ClassProfiles, Explanation, block_ablation, channel_order, intervene
+from senet.analysis.profiles import ClassProfiles, channel_order
+from senet.analysis.explanation import Explanation, block_ablation, intervene
 from senet_dashboard.figures import ablation_figure, gate_heatmap_figure, intervention_figure
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_cache import profiles

@@ -26,6 +26,7 @@ from senet_dashboard.curves import Curves, curves_from_history, curves_from_reco
 from senet_dashboard.figures import overlay_figure
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._context import hand_over
 from senet_dashboard.views._study import study_view
 
 
@@ -41,6 +42,8 @@ class Keys:
     PAIRED_TTA: Final = "compare_paired_tta"
     RECOMPUTE: Final = "compare_recompute"
     OVERLAY: Final = "overlay_{}"  # one chart per metric: Keys.OVERLAY.format(metric)
+    CARD: Final = "compare_card"  # which compared entry to open in the model card
+    CARD_GO: Final = "compare_card_go"
 
 
 RUNS_VIEW, STUDY_VIEW = "runs and checkpoints", "a study"
@@ -249,6 +252,16 @@ def _table(w: Weighing) -> None:
     st.dataframe(table, hide_index=True, width="stretch", column_config=_table_columns(w.spec))
     for why in refused:
         st.caption(f":material/block: {why}")
+    _open_in_card(w.rows)
+
+
+def _open_in_card(rows: list[dict]) -> None:
+    """The hand-off to the model card: one of the compared entries, with this session's data and split."""
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    paths = {r["path"]: r["name"] for r in rows}
+    chosen = c1.selectbox("Open one of them in the model card", list(paths), format_func=paths.get, key=Keys.CARD)
+    if c2.button("Model card", icon=":material/home:", key=Keys.CARD_GO, width="stretch"):
+        hand_over("home.py", checkpoint=chosen)
 
 
 def _table_columns(spec: str) -> dict:

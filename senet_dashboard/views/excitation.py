@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from senet.analysis.profiles import Explanation, gate_description
+from senet.analysis.explanation import Explanation, gate_description
 from senet.models.gates import block_gate_range
 from senet.models import se_blocks
 from senet_dashboard.svg_figures import topk_svg
