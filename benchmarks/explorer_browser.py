@@ -456,15 +456,7 @@ async def measure_concurrent(pw, url: str, server_pid: int, args, result: dict) 
         await asyncio.gather(*(b.close() for b in browsers), return_exceptions=True)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (0..100), linear between order statistics; None for no values."""
-    if not values:
-        return None
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+from load_excitation import percentile  # noqa: E402 -- the load benchmark's percentile (stdlib only)
 
 
 def _med_max(values: list[float]) -> dict:

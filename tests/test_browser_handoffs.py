@@ -264,7 +264,9 @@ def test_compare_opens_a_compared_checkpoint_in_the_model_card_with_the_same_dat
     default.click()
     page.get_by_role("option", name=re.compile(r"^se_airnet\b")).click()  # back to the default checkpoint
     settle(page)
-    goto(page, f"{server['url']}/compare", "Compare")
+    _sidebar(page).get_by_role("link", name="Compare").click()  # the page's own navigation: the same session
+    page.get_by_role("heading", name="Compare").first.wait_for()
+    settle(page)
     picker = page.get_by_role("combobox", name="Open one of them in the model card")
     picker.click()
     page.get_by_role("option", name=re.compile(rf"{CHOSEN}")).first.click()
