@@ -50,17 +50,15 @@ def block_steps_figure(steps: BlockSteps, order: np.ndarray | None = None, highl
         layout[f"xaxis{suffix}"] = dict(anchor=f"y{suffix}", domain=[0, 1])
         layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", domain=[max(0.0, top - span), min(1.0, top)])
         if len(values) == steps.channels:
-            ids = channel_order
-            colours = np.where(ids == highlight, ACCENT, colour).tolist() if highlight is not None else colour
-            data.append(dict(type="bar", x=np.arange(len(ids)), y=values[ids], customdata=ids, marker_color=colours,
-                             xaxis=f"x{suffix}", yaxis=f"y{suffix}", showlegend=False,
-                             hovertemplate="channel %{customdata}: %{y:.4f}<extra></extra>"))
+            data += _channel_row(values, channel_order, highlight, colour, suffix)
             layout[f"xaxis{suffix}"]["showticklabels"] = False
         else:  # the bottleneck: few numbers, each labelled
             data.append(dict(type="bar", x=[f"h{j}" for j in range(len(values))], y=values, marker_color=colour,
                              xaxis=f"x{suffix}", yaxis=f"y{suffix}", showlegend=False,
                              text=[f"{v:.2f}" for v in values] if len(values) <= 16 else None,
                              textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
+            # more than 16 names would run into the next row's title; the hover still names each one
+            layout[f"xaxis{suffix}"]["showticklabels"] = len(values) <= 16
         layout.setdefault("annotations", []).append(dict(text=title, x=0, xanchor="left", xref="paper", y=top,
                                                          yanchor="bottom", yref="paper", showarrow=False,
                                                          font=dict(size=12)))
@@ -68,6 +66,27 @@ def block_steps_figure(steps: BlockSteps, order: np.ndarray | None = None, highl
     if np.isfinite(high):
         layout["yaxis4"]["range"] = [min(low, 0.0), high * 1.05]
     return _layout(go.Figure(data=data, layout=layout), None, height, hovermode="closest", bargap=0.05)
+
+
+WIDE = 128  # a channel row wider than this is drawn as one filled step line, not a bar per channel
+
+
+def _channel_row(values: np.ndarray, order: np.ndarray, highlight: int | None, colour: str, suffix: str) -> list:
+    """One step's value per channel in ``order``: bars (``highlight`` in the accent colour), or beyond
+    :data:`WIDE` channels one filled step line (a single SVG path) with the highlighted channel marked."""
+    axes = dict(xaxis=f"x{suffix}", yaxis=f"y{suffix}", showlegend=False)
+    hover = "channel %{customdata}: %{y:.4f}<extra></extra>"
+    x, y = np.arange(len(order)), values[order]
+    if len(order) <= WIDE:
+        colours = np.where(order == highlight, ACCENT, colour).tolist() if highlight is not None else colour
+        return [dict(type="bar", x=x, y=y, customdata=order, marker_color=colours, hovertemplate=hover, **axes)]
+    row = [dict(type="scatter", mode="lines", x=x, y=y, customdata=order, fill="tozeroy", fillcolor=colour,
+                line=dict(color=colour, width=1, shape="hvh"), hovertemplate=hover, **axes)]
+    at = np.flatnonzero(order == highlight)
+    if len(at):
+        row.append(dict(type="scatter", mode="markers", x=at, y=y[at], customdata=order[at], hovertemplate=hover,
+                        marker=dict(color=ACCENT, size=8, symbol="triangle-down"), name="followed", **axes))
+    return row
 
 
 _DIVERGING = np.array([[33, 102, 172], [247, 247, 247], [178, 24, 43]], dtype=np.float32)  # blue, white, red

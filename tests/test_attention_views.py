@@ -200,3 +200,26 @@ def test_flags_and_removal_verdicts_follow_the_measured_ablation():
     verdicts = removal_verdicts(list(rows.values()), ablation)
     assert "-0.20 pts on 200 images" in verdicts["last"] and "removable at little cost" in verdicts["last"]
     assert "-20.00 pts" in verdicts["early"] and "cheap" not in verdicts["early"]
+
+
+def test_block_steps_beyond_128_channels_draw_each_row_as_one_filled_line_with_the_followed_channel_marked():
+    from senet import create_model
+    from senet.analysis.inside import block_steps
+    from senet_dashboard.inside_figures import WIDE, block_steps_figure
+
+    torch.manual_seed(0)
+    model = create_model("se_airnet", num_classes=10, width=2).eval()  # the shipped width: 512 channels, C/r = 32
+    steps = block_steps(model, torch.randn(1, 3, 32, 32), "stage2")
+    assert steps.channels > WIDE, "precondition: a wide block"
+    order = np.argsort(-steps.gate, kind="stable")
+    fig = block_steps_figure(steps, order=order, highlight=7)
+    rows = [t for t in fig.data if t.type == "scatter" and t.fill == "tozeroy"]
+    assert len(rows) == 4, "squeeze, FC2 output, gate, scaled output: one filled line each"
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 1 and bars[0].x[0] == "h0", "only the bottleneck's few numbers are bars"
+    gate = rows[2]
+    assert list(gate.customdata) == order.tolist() and np.allclose(gate.y, steps.gate[order])
+    marks = [t for t in fig.data if t.name == "followed"]
+    assert len(marks) == 4 and all(int(m.customdata[0]) == 7 for m in marks), "the followed channel, on every row"
+    assert int(marks[2].x[0]) == int(np.flatnonzero(order == 7)[0]) and np.isclose(marks[2].y[0], steps.gate[7])
+    assert fig.layout.xaxis2.showticklabels is False, "32 bottleneck names would run into the next title"
