@@ -47,7 +47,7 @@ def _channel_from_rows(base: str, channels_key: str) -> bool:
         block, channel = pick if isinstance(pick, (tuple, list)) else (st.session_state.get(Keys.BLOCK), pick)
         st.session_state[f"{base}_picked"] = (block, int(channel))
         st.session_state[f"{base}_last_rows"] = rows
-        if base == "exc_departures":  # picked in vs. its class: that channel is shown in One channel
+        if base == Keys.DEPARTURES:  # picked in vs. its class: that channel is shown in One channel
             st.session_state[Keys.PENDING_VIEW] = VIEWS["channel"]
         follow_pick(block, int(channel))
         return True
@@ -65,8 +65,8 @@ def choose_channel(profiles: ClassProfiles, blocks: list[str]) -> bool:
     channel input): call before drawing any table of channels. A block switched to keeps the channel number if
     it has it, else shows its most class-specific channel; never one out of range. True if a row was picked."""
     picked = False
-    for base, channels_key in (("exc_departures", "exc_departure_channels"), ("exc_unusual", "exc_unusual_channels"),
-                               ("exc_splits", "exc_split_channels")):
+    for base, channels_key in ((Keys.DEPARTURES, Keys.DEPARTURE_CHANNELS), (Keys.UNUSUAL, Keys.UNUSUAL_CHANNELS),
+                               (Keys.SPLITS, Keys.SPLIT_CHANNELS)):
         picked = _channel_from_rows(base, channels_key) or picked
     block, channel = _shown()
     if block not in blocks or block not in profiles.gates:
@@ -104,7 +104,7 @@ def difference_section(profiles: ClassProfiles, result: Explanation, classes: li
     differences = {f"{label} mean": {b: profiles.gate_difference(b, result.gates[b], k) for b in blocks}
                    for label, k in references.items()}
     st.plotly_chart(gate_difference_figure(differences, order=order, order_label=order_label, highlight=DEPARTURES),
-                    key="exc_difference")
+                    key=Keys.DIFFERENCE)
     counts = "/".join(map(str, sorted({int(profiles.counts[k]) for k in references.values()})))
     st.caption(f"Gate difference: this image's gate minus the class's mean gate over {counts} sampled images of "
                f"the **{split}** split, per channel; gates lie in 0–1, so a difference lies in −1…+1. Red: this "
@@ -113,7 +113,7 @@ def difference_section(profiles: ClassProfiles, result: Explanation, classes: li
                + (" Channels that depart from the true class but not from the predicted one are where this image "
                   "looks like the class it was taken for." if len(references) > 1 else ""))
     rows = profiles.departures(result.gates, list(references.values()), k=DEPARTURES)
-    st.session_state["exc_departure_channels"] = [(r["block"], r["channel"]) for r in rows]
+    st.session_state[Keys.DEPARTURE_CHANNELS] = [(r["block"], r["channel"]) for r in rows]
     names = [classes[k] for k in references.values()]
     st.markdown(f"**Largest departures from the {names[0]} mean**, {DEPARTURES} per block (pick a row to see "
                 "which images open that channel)")
@@ -125,7 +125,7 @@ def difference_section(profiles: ClassProfiles, result: Explanation, classes: li
         config[f"mean {i}"] = st.column_config.NumberColumn(f"{name} mean gate", format="%.3f")
         config[f"diff {i}"] = st.column_config.NumberColumn(f"here − {name}", format="%+.3f",
                                                             help=f"this image's gate minus the {name} mean gate")
-    st.dataframe(table, key=table_key("exc_departures", result.probs.tobytes()), on_select="rerun",
+    st.dataframe(table, key=table_key(Keys.DEPARTURES, result.probs.tobytes()), on_select="rerun",
                  selection_mode="single-row", hide_index=True, width="stretch", column_config=config,
                  height=35 * (len(table) + 1) + 3)
 
@@ -146,18 +146,18 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
     ch_block = st.session_state[Keys.BLOCK]
     width = profiles.gates[ch_block].shape[1]
     ch = int(k2.number_input(f"Channel of {ch_block} (0–{width - 1})", 0, width - 1, key=Keys.CHANNEL))
-    k3.button("Most class-specific", on_click=_most_specific, args=(profiles,), key="exc_ch_specific", width="stretch",
+    k3.button("Most class-specific", on_click=_most_specific, args=(profiles,), key=Keys.CH_SPECIFIC, width="stretch",
               help="The channel of this block whose mean gate differs most between classes (std across the "
                    "class profiles).")
     left, right = st.columns([2, 3], gap="large")
     left.plotly_chart(channel_classes_figure(profiles.profiles[ch_block][:, ch], profiles.overall[ch_block][ch],
                                              classes, f"{ch_block}, channel {ch}: mean gate per class",
                                              image_gate=float(result.gates[ch_block][ch])),
-                      key="exc_channel_classes")
+                      key=Keys.CHANNEL_CLASSES)
     unusual = profiles.unusual_channels(ch_block, result.gates[ch_block], k=6)
-    st.session_state["exc_unusual_channels"] = [r["channel"] for r in unusual]
+    st.session_state[Keys.UNUSUAL_CHANNELS] = [r["channel"] for r in unusual]
     left.markdown(f"**This image's most unusual channels in {ch_block}** (pick a row to see one)")
-    left.dataframe(unusual, key=table_key("exc_unusual", (result.probs.tobytes(), ch_block)), on_select="rerun",
+    left.dataframe(unusual, key=table_key(Keys.UNUSUAL, (result.probs.tobytes(), ch_block)), on_select="rerun",
                    selection_mode="single-row", hide_index=True,
                    width="stretch", column_config={
                        "gate": st.column_config.NumberColumn("gate here", format="%.3f"),
@@ -184,9 +184,9 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
                                                           for i, v in zip(positions, values)))
             choices = [int(i) for i in high] + [int(i) for i in low]
             o1, o2 = st.columns([3, 1], vertical_alignment="bottom")
-            chosen_image = o1.selectbox("Look at one of them above", choices, key="exc_ch_pick",
+            chosen_image = o1.selectbox("Look at one of them above", choices, key=Keys.CH_PICK,
                                         format_func=lambda i: f"#{i} · {classes[sample_labels[i]]}")
-            if o2.button("Show", icon=":material/arrow_upward:", key="exc_ch_show", width="stretch"):
+            if o2.button("Show", icon=":material/arrow_upward:", key=Keys.CH_SHOW, width="stretch"):
                 _show_image(chosen_image)
     st.caption("Bars: the channel's mean gate for each class over the sampled images; dashed: over all of them; "
                "dotted: this image. "
@@ -194,13 +194,13 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
                "late blocks.")
     splits = profiles.class_splits(ch_block)
     shown_splits = splits[:SPLIT_ROWS]
-    st.session_state["exc_split_channels"] = [r["channels"][0] for r in shown_splits]
+    st.session_state[Keys.SPLIT_CHANNELS] = [r["channels"][0] for r in shown_splits]
     st.markdown(f"**Which classes {ch_block}'s channels tell apart** (pick a row to see its strongest channel)")
     if shown_splits:
         st.dataframe([{"group": i + 1, "open for": ", ".join(r["open"]), "closed for": ", ".join(r["closed"]),
                        "channels": len(r["channels"]), "strongest": ", ".join(map(str, r["channels"][:6])),
                        "jump": r["jump"]} for i, r in enumerate(shown_splits)],
-                     key=table_key("exc_splits", ch_block), on_select="rerun", selection_mode="single-row",
+                     key=table_key(Keys.SPLITS, ch_block), on_select="rerun", selection_mode="single-row",
                      hide_index=True,
                      width="stretch", column_config={
                          "jump": st.column_config.NumberColumn("mean jump", format="%.2f", help=(
@@ -208,7 +208,7 @@ def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: l
                              "the closed ones, averaged over the group's channels."))})
         st.plotly_chart(class_splits_figure(profiles.profiles[ch_block], classes, shown_splits,
                                             f"{ch_block}: mean gate per class of the channels in these groups"),
-                        key="exc_splits_map")
+                        key=Keys.SPLITS_MAP)
     n_split = sum(len(r["channels"]) for r in splits)
     st.caption(f"{n_split} of {width} channels split the classes cleanly in two: sorted by class mean gate, they "
                f"jump by {CLASS_SPLIT_GAP} or more between two neighbouring classes. Grouped by the classes "

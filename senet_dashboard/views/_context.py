@@ -14,10 +14,11 @@ import streamlit as st
 from senet import CheckpointError
 from senet.checkpoint import Checkpoint
 from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._loaders import SidebarKeys
 
 VIEWS = Path(__file__).resolve().parent
 LINK_PARAMS = ("checkpoint", "data", "split")  # the sidebar's choice, in the address bar on every page
-SIDEBAR_KEYS = ("checkpoint", "data_spec", "split")  # the sidebar's widgets holding it
+SIDEBAR_KEYS = (SidebarKeys.CHECKPOINT, SidebarKeys.DATA_SPEC, SidebarKeys.SPLIT)  # the widgets holding it
 
 
 @dataclass(frozen=True)
@@ -81,16 +82,16 @@ def link_changed() -> dict[str, str] | None:
     if not any(link.values()):
         return None
     kept = all(k in st.session_state for k in SIDEBAR_KEYS)  # Streamlit may drop widget state on a page switch
-    if link == st.session_state.get("link_applied") and kept:
+    if link == st.session_state.get(SidebarKeys.LINK_APPLIED) and kept:
         return None
-    st.session_state["link_applied"] = link
+    st.session_state[SidebarKeys.LINK_APPLIED] = link
     return link
 
 
 def write_link() -> None:
     """Put the sidebar's choice into the address bar (after the sidebar is drawn), so the address is a link."""
     link = current_link()
-    st.session_state["link_applied"] = link
+    st.session_state[SidebarKeys.LINK_APPLIED] = link
     for name, value in link.items():
         if value and st.query_params.get(name) != value:
             st.query_params[name] = value

@@ -36,7 +36,7 @@ def _open(position: int) -> None:
 
 
 def _picked_point() -> int | None:
-    points = ((st.session_state.get("exc_map") or {}).get("selection") or {}).get("points") or []
+    points = ((st.session_state.get(Keys.MAP) or {}).get("selection") or {}).get("points") or []
     data = points[0].get("customdata") if points else None
     value = data[0] if isinstance(data, list) and data else data
     return int(value) if isinstance(value, (int, float)) else None
@@ -48,15 +48,15 @@ def map_view(profiles: ClassProfiles, classes: list[str], blocks: list[str], spl
     """The sampled images placed by their gate vectors, and the probe of each block's class information."""
     c1, c2, _ = st.columns([2, 2, 3], vertical_alignment="bottom")
     choices = blocks + [ALL_BLOCKS]
-    if st.session_state.get("exc_map_block") not in choices:
-        st.session_state["exc_map_block"] = st.session_state.get(Keys.BLOCK, blocks[-1])
-    block = c1.selectbox("Gates of", choices, key="exc_map_block")
-    thumbs = c2.toggle("Draw the images", key="exc_map_thumbs", help="Each point drawn as its image.")
+    if st.session_state.get(Keys.MAP_BLOCK) not in choices:
+        st.session_state[Keys.MAP_BLOCK] = st.session_state.get(Keys.BLOCK, blocks[-1])
+    block = c1.selectbox("Gates of", choices, key=Keys.MAP_BLOCK)
+    thumbs = c2.toggle("Draw the images", key=Keys.MAP_THUMBS, help="Each point drawn as its image.")
     m = _map(key, block, profiles)
     pixels = sample.images[profiles.positions].permute(0, 2, 3, 1).numpy() if thumbs else None
     left, right = st.columns([3, 1], gap="medium")
     with left:
-        st.plotly_chart(gate_map_figure(m, classes, thumbnails=pixels, highlight=current), key="exc_map",
+        st.plotly_chart(gate_map_figure(m, classes, thumbnails=pixels, highlight=current), key=Keys.MAP,
                         on_select="rerun", selection_mode="points")
     with right:
         picked = _picked_point()
@@ -65,7 +65,7 @@ def map_view(profiles: ClassProfiles, classes: list[str], blocks: list[str], spl
         else:
             label = classes[int(sample.labels[picked])]
             st.image(fmt.enlarge(sample.images[picked], 5), caption=f"{split} image #{picked} · {label}", width=160)
-            if st.button("Explain this image", icon=":material/arrow_upward:", key="exc_map_open", width="stretch"):
+            if st.button("Explain this image", icon=":material/arrow_upward:", key=Keys.MAP_OPEN, width="stretch"):
                 _open(picked)
     st.caption(f"{len(m.positions):,} sampled images of the **{split}** split (the class profiles' sample), placed "
                f"by their gate vectors of **{block}** projected on the first two principal axes (PCA; together they "
@@ -77,7 +77,7 @@ def map_view(profiles: ClassProfiles, classes: list[str], blocks: list[str], spl
         st.caption(f"No probe of class information: {exc}.")
         return
     p1, p2 = st.columns([3, 2], vertical_alignment="center")
-    p1.plotly_chart(probe_figure(scores), key="exc_probe")
+    p1.plotly_chart(probe_figure(scores), key=Keys.PROBE)
     s0 = scores[0]
     p2.markdown(f"How much class information a block's gates carry on their own: a linear probe (a ridge-"
                 f"regression classifier on the standardised gates) predicts each image's class from its gate vector alone. "
@@ -109,13 +109,13 @@ def spread_view(profiles: ClassProfiles, classes: list[str], split: str,
     st.plotly_chart(quantiles_figure(quantiles, order, f"{block}: each channel's gate over the "
                                      f"{int(profiles.counts[cls])} sampled {classes[cls]} images",
                                      gate_ranges.get(block, (0.0, 1.0)), profiles.overall[block]),
-                    key="exc_quantiles")
+                    key=Keys.QUANTILES)
     st.caption("The paper's Fig. 7 for this model: per channel, the median gate over the class's images (line) and "
                "its interquartile range (band), channels by median. A narrow band means the class gets the same "
                "re-weighting in every image; grey dots: each channel's mean over all classes.")
     rows = saturation(profiles, gate_ranges)
     left, right = st.columns([3, 2], vertical_alignment="top")
-    left.plotly_chart(saturation_figure(rows), key="exc_saturation")
+    left.plotly_chart(saturation_figure(rows), key=Keys.SATURATION)
     flagged = [f"- **{r.block}**: {', '.join(r.flags())}" for r in rows if r.flags()]
     right.markdown(f"A gate counts as at an end of its range within {NEAR} of it, over all "
                    f"{len(profiles.positions):,} sampled images and every channel. Flags: *close to identity* "
@@ -128,6 +128,6 @@ def spread_view(profiles: ClassProfiles, classes: list[str], split: str,
                        + "\n".join(lines))
     else:
         if right.button("Measure what removing each block costs", icon=":material/science:",
-                        key="exc_spread_ablate", help="Runs the gate ablation of *Across the split* on 100 images "
+                        key=Keys.SPREAD_ABLATE, help="Runs the gate ablation of *Across the split* on 100 images "
                                                       "per class."):
             run_ablation()

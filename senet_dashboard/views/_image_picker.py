@@ -102,7 +102,7 @@ def _gallery(data: TensorDataset, labels: np.ndarray, classes: list[str]) -> Non
             st.image(fmt.enlarge(data.images[p], 2), width="stretch")
             st.button(classes[int(labels[p])], key=f"gallery_{i}", on_click=_pick_position, args=(labels, int(p)),
                       width="stretch")
-    if st.button("More images", icon=":material/refresh:", key="gallery_more"):
+    if st.button("More images", icon=":material/refresh:", key=Keys.GALLERY_MORE):
         st.session_state[Keys.GALLERY_SEED] = st.session_state.get(Keys.GALLERY_SEED, 0) + 1
         st.rerun()
 

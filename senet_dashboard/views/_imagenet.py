@@ -7,42 +7,43 @@ from senet_dashboard.catalog import external_name
 from senet import CheckpointError
 from senet.models.external import SUGGESTED, is_external
 from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._loaders import SidebarKeys
 
 
 def _open_external_model() -> None:
     """The popover's Open button. A callback runs before the script, so before the checkpoint selectbox exists:
     only then may the selection change. A model that cannot be used leaves the selection as it was and says why
     (offline: its weights could not be fetched)."""
-    typed = str(st.session_state.get("imagenet_name") or "").strip()
+    typed = str(st.session_state.get(SidebarKeys.IMAGENET_NAME) or "").strip()
     if not typed:
-        st.session_state["imagenet_error"] = "Choose or type a model name first, e.g. torchvision:mobilenet_v3_large."
+        st.session_state[SidebarKeys.IMAGENET_ERROR] = "Choose or type a model name first, e.g. torchvision:mobilenet_v3_large."
         return
-    name = external_name(typed, bool(st.session_state.get("imagenet_pretrained", True)))
+    name = external_name(typed, bool(st.session_state.get(SidebarKeys.IMAGENET_PRETRAINED, True)))
     if not is_external(name):
-        st.session_state["imagenet_error"] = (f"{typed}: not a model name of the form torchvision:NAME or "
+        st.session_state[SidebarKeys.IMAGENET_ERROR] = (f"{typed}: not a model name of the form torchvision:NAME or "
                                               "timm:NAME (e.g. timm:seresnet50)")
         return
     try:
         ui.load_entry(name)
     except CheckpointError as exc:
         offline = "could not be fetched" in str(exc)
-        st.session_state["imagenet_error"] = f"{exc}" + (" (here: switch Pretrained weights off)" if offline else "")
+        st.session_state[SidebarKeys.IMAGENET_ERROR] = f"{exc}" + (" (here: switch Pretrained weights off)" if offline else "")
         return
-    st.session_state["pending_checkpoint"] = name
+    st.session_state[SidebarKeys.PENDING_CHECKPOINT] = name
 
 
 def imagenet_picker() -> None:
     """A popover that opens any torchvision or timm model with SE modules, with or without pretrained weights."""
     with st.popover("ImageNet model…", width="stretch"):
-        st.selectbox("Model", SUGGESTED, key="imagenet_name", accept_new_options=True,
+        st.selectbox("Model", SUGGESTED, key=SidebarKeys.IMAGENET_NAME, accept_new_options=True,
                      help="Any classification model of torchvision, or of timm (an optional extra: "
                           "`pip install 'senet-explorer[timm]'`), that has SE modules. Type another name, e.g. "
                           "`torchvision:efficientnet_b3` or `timm:seresnext26d_32x4d`.")
-        st.toggle("Pretrained weights", value=True, key="imagenet_pretrained",
+        st.toggle("Pretrained weights", value=True, key=SidebarKeys.IMAGENET_PRETRAINED,
                   help="The library's default ImageNet weights, downloaded once into its cache (torch hub or the "
                        "Hugging Face cache). Off: random weights, no download; the gates then mean nothing.")
-        st.button("Open", key="imagenet_open", on_click=_open_external_model)
-        problem = st.session_state.pop("imagenet_error", None)
+        st.button("Open", key=SidebarKeys.IMAGENET_OPEN, on_click=_open_external_model)
+        problem = st.session_state.pop(SidebarKeys.IMAGENET_ERROR, None)
         if problem:  # in the popover, which stays open after the click
             st.error(problem, icon=":material/error:")
 

@@ -44,7 +44,7 @@ def _channel_sentence(steps: BlockSteps, c: int) -> str:
 
 def _steps_tab(steps: BlockSteps, order: np.ndarray | None, channel: int) -> None:
     st.markdown(f"**Channel {channel}, step by step:** " + _channel_sentence(steps, channel))
-    st.plotly_chart(block_steps_figure(steps, order=order, highlight=channel), key="exc_inside_steps")
+    st.plotly_chart(block_steps_figure(steps, order=order, highlight=channel), key=Keys.INSIDE_STEPS)
     seed = " The seed's block also adds a learned bias b (row 4b)." if steps.bias is not None else ""
     pixel = (" This block computes its gate at every pixel, so rows 1–4 show spatial means and the gate of one "
              "channel differs from pixel to pixel (see the feature maps)." if steps.per_pixel else "")
@@ -88,7 +88,7 @@ def inside_section(model: torch.nn.Module, x: torch.Tensor, classes: list[str],
     c1, c2, _ = st.columns([2, 3, 2], vertical_alignment="bottom")
     channel = int(c1.number_input(f"Channel of {block} to follow (0–{steps.channels - 1})", 0, steps.channels - 1,
                                   key=Keys.CHANNEL))
-    shown = c2.segmented_control("Show", ["Step by step", "Feature maps u_c and s_c · u_c"], key="exc_inside_show",
+    shown = c2.segmented_control("Show", ["Step by step", "Feature maps u_c and s_c · u_c"], key=Keys.INSIDE_SHOW,
                                  default="Step by step", required=True, label_visibility="collapsed")
     if shown == "Step by step":
         _steps_tab(steps, order.get(block) if order else None, channel)

@@ -9,6 +9,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import streamlit as st
@@ -26,6 +27,25 @@ from senet_dashboard.demo import DEMO_ENV, DemoPolicy, images_within
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout; an installed package gets every folder from senet dashboard
 SPLITS = ("val", "test", "train")
+
+class SidebarKeys:
+    """The session keys of the sidebar's choices and of the hand-offs that set them, declared once."""
+
+    CHECKPOINT: Final = "checkpoint"
+    DATA_SPEC: Final = "data_spec"
+    SPLIT: Final = "split"
+    EXTRA_CHECKPOINTS: Final = "extra_checkpoints"
+    PENDING_CHECKPOINT: Final = "pending_checkpoint"
+    PENDING_DATA_SPEC: Final = "pending_data_spec"
+    OPEN_CHECKPOINT_PATH: Final = "open_checkpoint_path"
+    OPEN_CHECKPOINT_BUTTON: Final = "open_checkpoint_button"
+    OPEN_CHECKPOINT_ERROR: Final = "open_checkpoint_error"
+    LINK_ERRORS: Final = "link_errors"
+    LINK_APPLIED: Final = "link_applied"
+    IMAGENET_NAME: Final = "imagenet_name"
+    IMAGENET_PRETRAINED: Final = "imagenet_pretrained"
+    IMAGENET_OPEN: Final = "imagenet_open"
+    IMAGENET_ERROR: Final = "imagenet_error"
 
 
 @dataclass(frozen=True)
@@ -126,7 +146,7 @@ def _model_info(path: str, mtime: float) -> dict:
 
 def entries() -> list[CheckpointEntry]:
     s = settings()
-    return discover_checkpoints(s.checkpoints_dir, s.runs_root, st.session_state.get("extra_checkpoints", []))
+    return discover_checkpoints(s.checkpoints_dir, s.runs_root, st.session_state.get(SidebarKeys.EXTRA_CHECKPOINTS, []))
 
 
 def load_entry(path: str | Path) -> tuple[torch.nn.Module, dict]:
@@ -157,7 +177,7 @@ def info_for(path: str | Path) -> dict:
 
 
 def selected_path() -> str | None:
-    return st.session_state.get("checkpoint")
+    return st.session_state.get(SidebarKeys.CHECKPOINT)
 
 
 def selected_model(show_error: bool = True) -> tuple[torch.nn.Module, dict] | None:
@@ -185,7 +205,7 @@ def no_checkpoint_message() -> None:
 
 # --------------------------------------------------------------------------- data
 def data_spec() -> str:
-    return st.session_state.get("data_spec") or settings().default_data
+    return st.session_state.get(SidebarKeys.DATA_SPEC) or settings().default_data
 
 
 def data_available(spec: str | None = None) -> str | None:
@@ -307,7 +327,7 @@ def no_data_message(reason: str, what_still_works: str) -> None:
 
 
 def split_choice() -> str:
-    return st.session_state.get("split", "val")
+    return st.session_state.get(SidebarKeys.SPLIT, "val")
 
 
 def demo_data_help() -> str:

@@ -11,7 +11,7 @@ from senet_dashboard.catalog import CheckpointEntry, default_entry
 from senet_dashboard.demo import DOWNLOAD_OFF, DemoConfigError
 from senet_dashboard.views import _context
 from senet_dashboard.views._imagenet import imagenet_picker, weights_caption
-from senet_dashboard.views._loaders import (SPLITS, cifar10_downloaded, cifar_downloaded, data_available,
+from senet_dashboard.views._loaders import (SidebarKeys, SPLITS, cifar10_downloaded, cifar_downloaded, data_available,
                                             data_spec, demo, demo_on, demo_data_help, entries, load_entry, settings)
 
 
@@ -27,27 +27,27 @@ def _checkpoint_label(entries_by_key: dict[str, CheckpointEntry]):
 def _open_checkpoint_file() -> None:
     """The popover's Open button. A callback runs before the script, so before the checkpoint selectbox exists:
     only then may the selection change. A file that cannot be used leaves the selection as it was and says why."""
-    text = str(st.session_state.get("open_checkpoint_path") or "").strip()
+    text = str(st.session_state.get(SidebarKeys.OPEN_CHECKPOINT_PATH) or "").strip()
     if not text:
-        st.session_state["open_checkpoint_error"] = "Type the path of a .pt file first."
+        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = "Type the path of a .pt file first."
         return
     refusal = demo().path_refusal(text, "checkpoint")  # before looking at the file: says nothing about it
     if refusal:
-        st.session_state["open_checkpoint_error"] = refusal
+        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = refusal
         return
     p = Path(text).expanduser()
     if not p.exists():
-        st.session_state["open_checkpoint_error"] = f"{p}: no such file"
+        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = f"{p}: no such file"
         return
     if not p.is_file():
-        st.session_state["open_checkpoint_error"] = f"{p}: not a file"
+        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = f"{p}: not a file"
         return
     try:
         load_entry(p)
     except CheckpointError as exc:
-        st.session_state["open_checkpoint_error"] = f"Cannot open this checkpoint: {exc}"
+        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = f"Cannot open this checkpoint: {exc}"
         return
-    st.session_state["pending_checkpoint"] = str(p)
+    st.session_state[SidebarKeys.PENDING_CHECKPOINT] = str(p)
 
 
 def _sample_caption(cifar10_ready: bool) -> str:
@@ -72,18 +72,18 @@ def sidebar() -> None:
         link = _context.link_changed()
         if link is not None:  # a link, a reload of one, or another page's hand-off
             _apply_link(link)
-        for problem in st.session_state.pop("link_errors", []):
+        for problem in st.session_state.pop(SidebarKeys.LINK_ERRORS, []):
             st.error(problem, icon=":material/link_off:")
-        if "pending_data_spec" in st.session_state:  # set by a download, before the data-source field exists
-            st.session_state["data_spec"] = st.session_state.pop("pending_data_spec")
+        if SidebarKeys.PENDING_DATA_SPEC in st.session_state:  # set by a download, before the data-source field exists
+            st.session_state[SidebarKeys.DATA_SPEC] = st.session_state.pop(SidebarKeys.PENDING_DATA_SPEC)
         _checkpoint_picker()
         if not demo_on() or demo().models:  # a public demo that serves no ImageNet model does not offer one
             imagenet_picker()
         st.divider()
         _data_source(policy)
-        if st.session_state.get("split") not in SPLITS:
-            st.session_state["split"] = "val"
-        st.segmented_control("Split", SPLITS, key="split", required=True, persist_state="session",
+        if st.session_state.get(SidebarKeys.SPLIT) not in SPLITS:
+            st.session_state[SidebarKeys.SPLIT] = "val"
+        st.segmented_control("Split", SPLITS, key=SidebarKeys.SPLIT, required=True, persist_state="session",
                              help="val: the checkpoint's own held-out part of the training images; "
                                   "test: the source's test images.")
     _context.write_link()
@@ -91,42 +91,42 @@ def sidebar() -> None:
 
 def _checkpoint_picker() -> None:
     """The checkpoint box (a pending choice from a link, the Open popover or another page applied first)."""
-    pending = st.session_state.pop("pending_checkpoint", None)
+    pending = st.session_state.pop(SidebarKeys.PENDING_CHECKPOINT, None)
     if pending:
         if pending not in {e.key for e in entries()}:
-            st.session_state["extra_checkpoints"] = list(st.session_state.get("extra_checkpoints", [])) + [pending]
-        st.session_state["checkpoint"] = pending
+            st.session_state[SidebarKeys.EXTRA_CHECKPOINTS] = list(st.session_state.get(SidebarKeys.EXTRA_CHECKPOINTS, [])) + [pending]
+        st.session_state[SidebarKeys.CHECKPOINT] = pending
     found = entries()
     by_key = {e.key: e for e in found}
     if found:
-        if st.session_state.get("checkpoint") not in by_key:
+        if st.session_state.get(SidebarKeys.CHECKPOINT) not in by_key:
             default = default_entry(found)
-            st.session_state["checkpoint"] = default.key if default else list(by_key)[0]
-        st.selectbox("Checkpoint", list(by_key), key="checkpoint", format_func=_checkpoint_label(by_key),
+            st.session_state[SidebarKeys.CHECKPOINT] = default.key if default else list(by_key)[0]
+        st.selectbox("Checkpoint", list(by_key), key=SidebarKeys.CHECKPOINT, format_func=_checkpoint_label(by_key),
                      persist_state="session",  # kept through st.switch_page, which drops other widgets' state
                      help="Shipped checkpoints (checkpoints/) and the best checkpoint of each run (runs/).")
-        chosen = by_key.get(st.session_state.get("checkpoint"))
+        chosen = by_key.get(st.session_state.get(SidebarKeys.CHECKPOINT))
         if chosen is not None and chosen.problem:
             st.error(chosen.problem, icon=":material/error:")
         if chosen is not None and chosen.source == "external":
             weights_caption(chosen.key)
     else:
         s = settings()
-        st.session_state["checkpoint"] = None
+        st.session_state[SidebarKeys.CHECKPOINT] = None
         st.caption(f"No checkpoints in `{s.checkpoints_dir}` or `{s.runs_root}` yet.")
     with st.popover("Open a checkpoint file…", width="stretch"):
-        st.text_input("Path to a .pt file", key="open_checkpoint_path", placeholder="/path/to/best.pt")
-        st.button("Open", key="open_checkpoint_button", on_click=_open_checkpoint_file)
-        open_error = st.session_state.pop("open_checkpoint_error", None)
+        st.text_input("Path to a .pt file", key=SidebarKeys.OPEN_CHECKPOINT_PATH, placeholder="/path/to/best.pt")
+        st.button("Open", key=SidebarKeys.OPEN_CHECKPOINT_BUTTON, on_click=_open_checkpoint_file)
+        open_error = st.session_state.pop(SidebarKeys.OPEN_CHECKPOINT_ERROR, None)
         if open_error:  # in the popover, which stays open after the click
             st.error(open_error, icon=":material/error:")
 
 
 def _data_source(policy) -> None:
     """The data-source field, what it holds, and the download buttons."""
-    if "data_spec" not in st.session_state:
-        st.session_state["data_spec"] = settings().default_data
-    st.text_input("Data source", key="data_spec", persist_state="session",
+    if SidebarKeys.DATA_SPEC not in st.session_state:
+        st.session_state[SidebarKeys.DATA_SPEC] = settings().default_data
+    st.text_input("Data source", key=SidebarKeys.DATA_SPEC, persist_state="session",
                   help=demo_data_help() if policy.enabled else
                   "`cifar10` or `cifar100` (CIFAR-10, or CIFAR-100's 100 fine classes, downloaded into "
                   "the data directory on first use), `folder:PATH` with "
@@ -169,7 +169,7 @@ def download_cifar(kind: str = "cifar10") -> None:
             st.error(str(exc))
             return
         status.update(label=f"{source.title} is ready", state="complete")
-    st.session_state["pending_data_spec"] = kind
+    st.session_state[SidebarKeys.PENDING_DATA_SPEC] = kind
     st.rerun()
 
 
@@ -178,23 +178,23 @@ def _apply_link(link: dict[str, str]) -> None:
     demo mode: only inside the folders it serves); a refused one keeps the current choice and says why."""
     errors = []
     linked = link["checkpoint"]
-    if linked and linked != st.session_state.get("checkpoint"):
+    if linked and linked != st.session_state.get(SidebarKeys.CHECKPOINT):
         try:
             load_entry(Path(linked).expanduser())
         except CheckpointError as exc:
             errors.append(f"checkpoint={linked} in the address: not opened "
                           f"({str(exc).splitlines()[0].removeprefix(linked + ': ')})")
         else:
-            st.session_state["pending_checkpoint"] = str(Path(linked).expanduser())
+            st.session_state[SidebarKeys.PENDING_CHECKPOINT] = str(Path(linked).expanduser())
     spec = link["data"]
-    if spec and spec != st.session_state.get("data_spec"):
+    if spec and spec != st.session_state.get(SidebarKeys.DATA_SPEC):
         refusal = demo().data_refusal(spec)
         if refusal:
             errors.append(f"data={spec} in the address: not used ({refusal.removeprefix(spec + ': ')})")
         else:
-            st.session_state["data_spec"] = spec
+            st.session_state[SidebarKeys.DATA_SPEC] = spec
     if link["split"] in SPLITS:
-        st.session_state["split"] = link["split"]
+        st.session_state[SidebarKeys.SPLIT] = link["split"]
     elif link["split"]:
         errors.append(f"split={link['split']} in the address: not a split (choose one of {', '.join(SPLITS)})")
-    st.session_state["link_errors"] = errors
+    st.session_state[SidebarKeys.LINK_ERRORS] = errors

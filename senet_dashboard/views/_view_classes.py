@@ -38,7 +38,7 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
     if drawing == "Classes × channels":
         st.plotly_chart(profiles_heatmap_figure(profile_data.profiles, profile_data.overall, classes, result.gates,
                                                 marks=marks, order=order, order_label=order_label),
-                        key="exc_profiles_map", config={"displayModeBar": False})
+                        key=Keys.PROFILES_MAP, config={"displayModeBar": False})
     else:
         default = list(dict.fromkeys([c for c in (true_class, pred) if c is not None] + list(range(len(classes)))))
         st.session_state.setdefault(Keys.PROFILE_CLASSES, default[:3])  # this image's true and predicted first
@@ -47,10 +47,10 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
         columns = 3 if len(result.gates) > 4 else 1
         st.plotly_chart(profiles_figure(profile_data.profiles, profile_data.overall, classes, list(chosen),
                                         result.gates, columns=columns, order=order, order_label=order_label,
-                                        row_height=170 if columns == 1 else 200), key="exc_profiles",
+                                        row_height=170 if columns == 1 else 200), key=Keys.PROFILES,
                         config={"displayModeBar": False})
     s1, s2 = st.columns([2, 3], vertical_alignment="center")
-    s1.plotly_chart(separation_figure(profile_data.separation(), profile_data.spread), key="exc_separation",
+    s1.plotly_chart(separation_figure(profile_data.separation(), profile_data.spread), key=Keys.SEPARATION,
                     config={"displayModeBar": False})
     lo, hi = int(profile_data.counts.min()), int(profile_data.counts.max())
     s2.markdown(f"Each row (or line) is a class's mean gate over {lo if lo == hi else f'{lo}–{hi}'} images of the "

@@ -79,14 +79,14 @@ def _interventions(ctx: PageContext, image: ChosenImage, result: Explanation,
             t = image.true_class
             c3.metric(f"p(true: {classes[t]})", f"{after[t]:.1%}",
                       delta=f"{100 * (after[t] - result.probs[t]):+.1f} pts")
-        st.plotly_chart(intervention_figure(classes, result.probs, after), key="exc_intervention",
+        st.plotly_chart(intervention_figure(classes, result.probs, after), key=Keys.INTERVENTION,
                         config={"displayModeBar": False})
     else:
         st.caption("Choose blocks above to see how the prediction changes.")
     if st.toggle("SE off in one block at a time", key=Keys.BLOCK_ABLATION,
                  help="One forward pass per block, with that block's gate set to 1."):
         st.plotly_chart(ablation_figure(block_ablation(ctx.checkpoint.model, image.x, pred),
-                                        float(result.probs[pred]), classes[pred]), key="exc_ablation",
+                                        float(result.probs[pred]), classes[pred]), key=Keys.ABLATION,
                         config={"displayModeBar": False})
         st.caption("Switching a gate off puts the network far from anything it saw in training: a large drop says "
                    "the later layers expect the re-weighting, not that the channels it selects carry the answer.")

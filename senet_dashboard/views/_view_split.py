@@ -29,7 +29,7 @@ def split_view(ctx: PageContext, n_blocks: int) -> None:
         "The ablation over the split", ui.subset_size(ui.load_data(ctx.split, ctx.meta, ctx.spec), per or None),
         passes)
     clicked = a2.button("Done" if computed else "Run", icon=":material/check:" if computed else ":material/play_arrow:",
-                        key="exc_split_run", disabled=computed or bool(over),
+                        key=Keys.SPLIT_RUN, disabled=computed or bool(over),
                         help=f"{passes} passes over the images; kept for this session.")
     requested = st.session_state.pop(Keys.SPLIT_REQUESTED, False) and not computed and not over
     if over:
@@ -48,7 +48,7 @@ def split_view(ctx: PageContext, n_blocks: int) -> None:
         return
     bar.empty()
     st.plotly_chart(split_ablation_figure(ablation.table(), ablation.baseline, ablation.n, split=ctx.split),
-                    key="exc_split_chart", config={"displayModeBar": False})
+                    key=Keys.SPLIT_CHART, config={"displayModeBar": False})
     st.caption("Both panels share one scale, and each bar is labelled with its change in points. Red: the block's "
                "gate set to 1, as if it had no SE block. Blue: the gate fixed to the block's mean gate over the same "
                "images, which keeps the average channel re-weighting but not its dependence on the image. Where "

@@ -5,12 +5,14 @@ import datetime as dt
 import itertools
 import zlib
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import streamlit as st
 
 from senet_dashboard.demo import TRAINING_OFF
 from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._loaders import SidebarKeys
 from senet_dashboard.views._context import hand_over
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
@@ -25,6 +27,43 @@ from senet.recorded import split_words
 from senet.training.runs import ACTIVE_STATES, read_json
 from senet.training import RECIPES, ConfigError, TrainConfig, form_fields, make_config
 from senet.training.settings import FormField, fields_by_name
+
+class Keys:
+    """The page's session-state and widget keys, declared once: a misspelt key is an AttributeError."""
+
+    CANCEL_START: Final = "cancel_start"
+    CONFIRM_START: Final = "confirm_start"
+    EXTRA_RUNS: Final = "extra_runs"
+    FORMING_BLOCK: Final = "forming_block"
+    FORMING_EPOCH: Final = "forming_epoch"
+    FORMING_HEATMAP: Final = "forming_heatmap"
+    FORMING_SPECIFICITY: Final = "forming_specificity"
+    LIVE_EPOCH_ACC: Final = "live_epoch_acc"
+    LIVE_EPOCH_LOSS: Final = "live_epoch_loss"
+    LIVE_LR: Final = "live_lr"
+    LIVE_STEP_LOSS: Final = "live_step_loss"
+    LOG_LOSS: Final = "log_loss"
+    METRIC_TAILS: Final = "metric_tails"
+    NEW_FAMILY: Final = "new_family"
+    NEW_FROM: Final = "new_from"
+    NEW_R: Final = "new_r"
+    NEW_RECIPE: Final = "new_recipe"
+    NEW_SE: Final = "new_se"
+    OPEN_RUN_BUTTON: Final = "open_run_button"
+    OPEN_RUN_PATH: Final = "open_run_path"
+    PAUSE_LIVE: Final = "pause_live"
+    PENDING_CONFIG: Final = "pending_config"
+    RESUME_RUN: Final = "resume_run"
+    RUNS_TABLE: Final = "runs_table"
+    RUNS_TABLE_PATHS: Final = "runs_table_paths"
+    SMOOTHING: Final = "smoothing"
+    STEP_WINDOW: Final = "step_window"
+    STOP_RUN: Final = "stop_run"
+    TRAIN_ERROR: Final = "train_error"
+    TRAIN_NOTICE: Final = "train_notice"
+    TRAIN_RUN: Final = "train_run"
+    USE_BEST: Final = "use_best"
+
 
 S = ui.settings()
 STATE_COLOR = {"running": "green", "starting": "orange", "finished": "blue", "stopped": "gray", "failed": "red"}
@@ -47,77 +86,77 @@ if DEMO:
 
 # --------------------------------------------------------------------------- actions (callbacks)
 def _open_run(path: str) -> None:
-    extra = st.session_state.setdefault("extra_runs", [])
+    extra = st.session_state.setdefault(Keys.EXTRA_RUNS, [])
     if path not in extra and Path(path).parent.resolve() != S.runs_root.resolve():
         extra.append(path)
-    st.session_state["train_run"] = path
+    st.session_state[Keys.TRAIN_RUN] = path
 
 
 def _launch(config_dict: dict) -> None:
-    st.session_state.pop("pending_config", None)
+    st.session_state.pop(Keys.PENDING_CONFIG, None)
     if ui.demo_on():
-        st.session_state["train_error"] = TRAINING_OFF
+        st.session_state[Keys.TRAIN_ERROR] = TRAINING_OFF
         return
     try:
         config = make_config(**config_dict)
         run_dir = start_run(config, S.runs_root)
     except (ConfigError, LaunchError, OSError) as exc:
-        st.session_state["train_error"] = f"Could not start the run: {exc}"
+        st.session_state[Keys.TRAIN_ERROR] = f"Could not start the run: {exc}"
         return
     _open_run(str(run_dir))
-    st.session_state["train_notice"] = f"Started {run_dir.name}"
+    st.session_state[Keys.TRAIN_NOTICE] = f"Started {run_dir.name}"
 
 
 def _request_start(config_dict: dict) -> None:
     if active_runs(S.runs_root):
-        st.session_state["pending_config"] = config_dict
+        st.session_state[Keys.PENDING_CONFIG] = config_dict
     else:
         _launch(config_dict)
 
 
 def _stop(run_dir: str) -> None:
     if ui.demo_on():
-        st.session_state["train_error"] = TRAINING_OFF
+        st.session_state[Keys.TRAIN_ERROR] = TRAINING_OFF
         return
     try:
         sent = stop_run(run_dir)
     except LaunchError as exc:
-        st.session_state["train_error"] = str(exc)
+        st.session_state[Keys.TRAIN_ERROR] = str(exc)
         return
-    st.session_state["train_notice"] = ("Stop requested: the run finishes its step and saves last.pt."
+    st.session_state[Keys.TRAIN_NOTICE] = ("Stop requested: the run finishes its step and saves last.pt."
                                         if sent else "The run was not running.")
 
 
 def _resume(run_dir: str, epochs: int) -> None:
     if ui.demo_on():
-        st.session_state["train_error"] = TRAINING_OFF
+        st.session_state[Keys.TRAIN_ERROR] = TRAINING_OFF
         return
     try:
         resume_run(run_dir, epochs)
     except LaunchError as exc:
-        st.session_state["train_error"] = str(exc)
+        st.session_state[Keys.TRAIN_ERROR] = str(exc)
         return
-    st.session_state["train_notice"] = f"Resumed {Path(run_dir).name}"
+    st.session_state[Keys.TRAIN_NOTICE] = f"Resumed {Path(run_dir).name}"
 
 
 def _open_typed_run() -> None:
-    raw = (st.session_state.get("open_run_path") or "").strip()
+    raw = (st.session_state.get(Keys.OPEN_RUN_PATH) or "").strip()
     p = Path(raw).expanduser()
     if not raw:
         return
     refusal = ui.demo().path_refusal(raw, "run directory")  # before looking at the path: says nothing about it
     if refusal:
-        st.session_state["train_error"] = refusal
+        st.session_state[Keys.TRAIN_ERROR] = refusal
     elif not p.is_dir():
-        st.session_state["train_error"] = f"{p}: no such directory"
+        st.session_state[Keys.TRAIN_ERROR] = f"{p}: no such directory"
     elif not any((p / f).is_file() for f in ("status.json", "metrics.jsonl", "config.json")):
-        st.session_state["train_error"] = f"{p}: not a run directory (no status.json, config.json or metrics.jsonl)"
+        st.session_state[Keys.TRAIN_ERROR] = f"{p}: not a run directory (no status.json, config.json or metrics.jsonl)"
     else:
         _open_run(str(p.resolve()))
 
 
 def _use_checkpoint(path: str) -> None:
-    st.session_state["pending_checkpoint"] = path
+    st.session_state[SidebarKeys.PENDING_CHECKPOINT] = path
 
 
 def _source_config(key: str | None) -> dict:
@@ -134,21 +173,21 @@ def _source_config(key: str | None) -> dict:
 
 def _start_from() -> None:
     """Set model, SE, r and recipe from the chosen checkpoint's config; the form below takes the rest."""
-    config = _source_config(st.session_state.get("new_from"))
+    config = _source_config(st.session_state.get(Keys.NEW_FROM))
     try:
         spec = model_spec(config.get("model"))
     except ValueError:
         return
-    st.session_state["new_family"] = spec.architecture
-    st.session_state["new_se"] = spec.has_se
-    st.session_state["new_r"] = int(config.get("reduction", 16))
+    st.session_state[Keys.NEW_FAMILY] = spec.architecture
+    st.session_state[Keys.NEW_SE] = spec.has_se
+    st.session_state[Keys.NEW_R] = int(config.get("reduction", 16))
     if config.get("recipe") in RECIPES:
-        st.session_state["new_recipe"] = config["recipe"]
+        st.session_state[Keys.NEW_RECIPE] = config["recipe"]
 
 
 def _pick_from_table() -> None:
-    sel = st.session_state.get("runs_table", {}).get("selection", {}).get("rows", [])
-    rows = st.session_state.get("runs_table_paths", [])
+    sel = st.session_state.get(Keys.RUNS_TABLE, {}).get("selection", {}).get("rows", [])
+    rows = st.session_state.get(Keys.RUNS_TABLE_PATHS, [])
     if sel and sel[0] < len(rows):
         _open_run(rows[sel[0]])
 
@@ -187,28 +226,28 @@ def new_run() -> None:
     """The form that starts a run (not in a public demo)."""
     with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
         sources = {"": "the recipe's defaults"} | {e.key: e.label for e in ui.entries() if not e.problem}
-        if st.session_state.get("new_from") not in sources:
-            st.session_state["new_from"] = ""
-        st.selectbox("Start from", list(sources), format_func=sources.get, key="new_from", on_change=_start_from,
+        if st.session_state.get(Keys.NEW_FROM) not in sources:
+            st.session_state[Keys.NEW_FROM] = ""
+        st.selectbox("Start from", list(sources), format_func=sources.get, key=Keys.NEW_FROM, on_change=_start_from,
                      help="Copy every setting of a checkpoint's or run's recorded recipe (e.g. to train the twin of a "
                           "shipped model, or the same recipe longer); then change what you like below.")
         c1, c2, c3, c4 = st.columns([3, 1.3, 0.8, 1.6], vertical_alignment="bottom")
-        family = c1.selectbox("Model", list(ARCHITECTURES), key="new_family",
+        family = c1.selectbox("Model", list(ARCHITECTURES), key=Keys.NEW_FAMILY,
                               format_func=lambda a: ARCHITECTURES[a][0].description)
         variants = {m.has_se: m.name for m in ARCHITECTURES[family]}
         se_fixed = len(variants) == 1
-        use_se = c2.toggle("SE blocks", value=True, key="new_se", disabled=se_fixed,
+        use_se = c2.toggle("SE blocks", value=True, key=Keys.NEW_SE, disabled=se_fixed,
                            help="Off trains the plain twin (the same network without SE).")
         model_name = variants.get(use_se, next(iter(variants.values())))
         reduction = c3.number_input("r", min_value=int(REDUCTION.low), max_value=int(REDUCTION.high), value=16, step=1,
-                                    key="new_r", disabled=not model_spec(model_name).has_se, help=REDUCTION.help)
-        if st.session_state.get("new_recipe") not in RECIPES:
-            st.session_state["new_recipe"] = TrainConfig.__dataclass_fields__["recipe"].default
-        recipe = c4.selectbox("Recipe", list(RECIPES), key="new_recipe", format_func=RECIPE_NAMES.get,
+                                    key=Keys.NEW_R, disabled=not model_spec(model_name).has_se, help=REDUCTION.help)
+        if st.session_state.get(Keys.NEW_RECIPE) not in RECIPES:
+            st.session_state[Keys.NEW_RECIPE] = TrainConfig.__dataclass_fields__["recipe"].default
+        recipe = c4.selectbox("Recipe", list(RECIPES), key=Keys.NEW_RECIPE, format_func=RECIPE_NAMES.get,
                               help="fast: the project's time-to-accuracy recipe; seed: the blog post's; paper: He "
                                    "et al.'s ResNet recipe (164 epochs); airbench94 and long: airbench's AirNet "
                                    "recipes.")
-        source = st.session_state.get("new_from") or ""
+        source = st.session_state.get(Keys.NEW_FROM) or ""
         source_config = _source_config(source)
         inherited = {k: v for k, v in source_config.items()
                      if k not in ("model", "recipe", "data", "data_dir", "world_size", "reduction")}
@@ -254,50 +293,50 @@ def new_run() -> None:
 if not DEMO:
     new_run()
 
-pending = st.session_state.get("pending_config")
+pending = st.session_state.get(Keys.PENDING_CONFIG)
 if pending and not DEMO:
     with st.container(border=True):
         names = ", ".join(r["run"] for r in active) or "another run"
         st.warning(f"**{len(active) or 1} run(s) already active ({names}).** Two runs share this machine's "
                    "CPU cores and both slow down. Start another anyway?", icon=":material/warning:")
         b1, b2, _ = st.columns([1, 1, 4])
-        b1.button("Start anyway", type="primary", on_click=_launch, args=(pending,), key="confirm_start")
-        b2.button("Cancel", on_click=lambda: st.session_state.pop("pending_config", None), key="cancel_start")
+        b1.button("Start anyway", type="primary", on_click=_launch, args=(pending,), key=Keys.CONFIRM_START)
+        b2.button("Cancel", on_click=lambda: st.session_state.pop(Keys.PENDING_CONFIG, None), key=Keys.CANCEL_START)
 
 # --------------------------------------------------------------------------- run view
-run_paths = [r["path"] for r in rows] + [p for p in st.session_state.get("extra_runs", [])
+run_paths = [r["path"] for r in rows] + [p for p in st.session_state.get(Keys.EXTRA_RUNS, [])
                                          if p not in {r["path"] for r in rows}]
 labels = {r["path"]: r["run"] for r in rows}
-if st.session_state.get("train_run") not in run_paths:
-    st.session_state["train_run"] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
+if st.session_state.get(Keys.TRAIN_RUN) not in run_paths:
+    st.session_state[Keys.TRAIN_RUN] = (active[0]["path"] if active else run_paths[0]) if run_paths else None
 
 t1, t2 = st.columns([4, 1.3], vertical_alignment="bottom")
 t1.subheader("Run")
 h1, h2, h3, h4, h5 = st.columns([2, 1.3, 1.1, 1.1, 0.9], vertical_alignment="bottom")
 if run_paths:
-    h1.selectbox("Run", run_paths, key="train_run", format_func=lambda p: labels.get(p, p))
-    h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+    h1.selectbox("Run", run_paths, key=Keys.TRAIN_RUN, format_func=lambda p: labels.get(p, p))
+    h2.slider("Loss smoothing", 0.0, 0.99, 0.6, 0.01, key=Keys.SMOOTHING,
               help="TensorBoard-style exponential moving average of the step loss.")
-    h3.selectbox("Steps shown", STEP_WINDOWS, key="step_window",
+    h3.selectbox("Steps shown", STEP_WINDOWS, key=Keys.STEP_WINDOW,
                  format_func=lambda n: f"last {n:,}" if n else "all",
                  help="Follow the latest steps of the loss and learning-rate charts; the y axis fits them.")
-    h4.toggle("Log loss", key="log_loss", help="Both loss charts on a logarithmic axis.")
-    h5.toggle("Pause", key="pause_live", help="Stop redrawing the charts every second, so that you can zoom, pan and "
+    h4.toggle("Log loss", key=Keys.LOG_LOSS, help="Both loss charts on a logarithmic axis.")
+    h5.toggle("Pause", key=Keys.PAUSE_LIVE, help="Stop redrawing the charts every second, so that you can zoom, pan and "
               "hover over them. The run keeps training; switch off to catch up.")
 with t2.popover("Open a run…", icon=":material/folder_open:", width="stretch"):
-    st.text_input("Path of a run directory", key="open_run_path",
+    st.text_input("Path of a run directory", key=Keys.OPEN_RUN_PATH,
                   help="Any run directory, e.g. one trained on another machine or under torchrun on a shared disk.")
-    st.button("Open", on_click=_open_typed_run, key="open_run_button")
+    st.button("Open", on_click=_open_typed_run, key=Keys.OPEN_RUN_BUTTON)
 
-run_dir = st.session_state.get("train_run")
+run_dir = st.session_state.get(Keys.TRAIN_RUN)
 if not run_dir:
     st.info("No runs on this server." if DEMO else "No runs yet. Start one above; its curves appear here as it "
             "trains.", icon=":material/info:")
     st.stop()
 
-smoothing = st.session_state.get("smoothing", 0.6)
-last_steps = st.session_state.get("step_window", 0)
-paused = st.session_state.get("pause_live", False)
+smoothing = st.session_state.get(Keys.SMOOTHING, 0.6)
+last_steps = st.session_state.get(Keys.STEP_WINDOW, 0)
+paused = st.session_state.get(Keys.PAUSE_LIVE, False)
 started_active = run_state(run_dir).get("state") in ACTIVE_STATES
 
 
@@ -305,7 +344,7 @@ started_active = run_state(run_dir).get("state") in ACTIVE_STATES
 def live_panel(run_dir: str) -> None:
     status = run_state(run_dir)
     state = status.get("state", "unknown")
-    tails = st.session_state.setdefault("metric_tails", {})
+    tails = st.session_state.setdefault(Keys.METRIC_TAILS, {})
     tail = tails.setdefault(run_dir, MetricsTail(Path(run_dir) / "metrics.jsonl"))
     curves = curves_from_records(tail.read())
     config = read_json(Path(run_dir) / "config.json") or {}
@@ -347,13 +386,13 @@ def live_panel(run_dir: str) -> None:
                 help="Time spent in the training loop (validation excluded), as the checkpoint records it.")
 
     g1, g2 = st.columns(2)
-    log_loss = st.session_state.get("log_loss", False)
+    log_loss = st.session_state.get(Keys.LOG_LOSS, False)
     g1.plotly_chart(step_loss_figure(curves, smoothing, height=290, last_steps=last_steps, log_y=log_loss),
-                    key="live_step_loss")
-    g2.plotly_chart(lr_figure(curves, height=290, last_steps=last_steps), key="live_lr")
+                    key=Keys.LIVE_STEP_LOSS)
+    g2.plotly_chart(lr_figure(curves, height=290, last_steps=last_steps), key=Keys.LIVE_LR)
     g3, g4 = st.columns(2)
-    g3.plotly_chart(epoch_figure(curves, "loss", height=290, log_y=log_loss), key="live_epoch_loss")
-    g4.plotly_chart(epoch_figure(curves, "acc", height=290), key="live_epoch_acc")
+    g3.plotly_chart(epoch_figure(curves, "loss", height=290, log_y=log_loss), key=Keys.LIVE_EPOCH_LOSS)
+    g4.plotly_chart(epoch_figure(curves, "acc", height=290), key=Keys.LIVE_EPOCH_ACC)
     st.caption(f"{len(curves.step)} step records · {len(curves.epoch)} epochs logged · "
                f"updated {dt.datetime.now():%H:%M:%S}" + (" · paused" if state in ACTIVE_STATES and paused else
                                                           " · live" if state in ACTIVE_STATES else ""))
@@ -363,16 +402,16 @@ def live_panel(run_dir: str) -> None:
         if DEMO:
             pass  # read-only: no Stop, no Resume
         elif state in ACTIVE_STATES:
-            st.button("Stop", icon=":material/stop:", on_click=_stop, args=(run_dir,), key="stop_run")
+            st.button("Stop", icon=":material/stop:", on_click=_stop, args=(run_dir,), key=Keys.STOP_RUN)
         elif can_resume(run_dir):
             more = st.number_input("Epochs in total", 1, 1000, int(config.get("epochs") or 1),
                                    key=f"resume_{run_dir}", width=160)
-            if st.button("Resume", icon=":material/play_arrow:", key="resume_run"):
+            if st.button("Resume", icon=":material/play_arrow:", key=Keys.RESUME_RUN):
                 _resume(run_dir, int(more))
                 st.rerun(scope="app")
         best_pt = Path(run_dir) / "best.pt"
         if best_pt.is_file() and st.button("Open best.pt in the model card", icon=":material/visibility:",
-                                           key="use_best"):
+                                           key=Keys.USE_BEST):
             _use_checkpoint(str(best_pt))
             hand_over("home.py", checkpoint=str(best_pt))
     gates_forming(run_dir)
@@ -398,15 +437,15 @@ def gates_forming(run_dir: str) -> None:
     with st.expander(f"Gates forming: {len(history.labels)} probe images, {len(history.epochs)} epochs",
                      icon=":material/animation:"):
         c1, c2 = st.columns([1, 2])
-        block = c1.selectbox("SE block", history.blocks, index=len(history.blocks) - 1, key="forming_block")
-        epoch = (c2.select_slider("After epoch", history.epochs, value=history.epochs[-1], key="forming_epoch")
+        block = c1.selectbox("SE block", history.blocks, index=len(history.blocks) - 1, key=Keys.FORMING_BLOCK)
+        epoch = (c2.select_slider("After epoch", history.epochs, value=history.epochs[-1], key=Keys.FORMING_EPOCH)
                  if len(history.epochs) > 1 else history.epochs[0])
         order = np.argsort(-history.gates[history.epochs[-1]][block].mean(axis=0), kind="stable")
         g1, g2 = st.columns([3, 2])
         g1.plotly_chart(forming_heatmap_figure(history.class_means(epoch, block), history.classes, order, block,
-                                               epoch), key="forming_heatmap")
+                                               epoch), key=Keys.FORMING_HEATMAP)
         g2.plotly_chart(specificity_by_epoch_figure(history.epochs, [history.specificity(e) for e in history.epochs]),
-                        key="forming_specificity")
+                        key=Keys.FORMING_SPECIFICITY)
         st.caption("The same probe images (a fixed, class-stratified sample of the validation split) pass through the "
                    "model after every epoch. Early blocks tend to stay alike for all classes while late blocks "
                    "become class-specific (the SENet paper's Fig. 6); the right chart follows that per block.")
@@ -425,8 +464,8 @@ def past_runs() -> None:
         st.caption("None yet.")
         return
     table, acc_column = runs_table(rows)
-    st.session_state["runs_table_paths"] = [r["path"] for r in rows]
-    st.dataframe(table, hide_index=True, width="stretch", key="runs_table", on_select=_pick_from_table,
+    st.session_state[Keys.RUNS_TABLE_PATHS] = [r["path"] for r in rows]
+    st.dataframe(table, hide_index=True, width="stretch", key=Keys.RUNS_TABLE, on_select=_pick_from_table,
                  selection_mode="single-row",
                  column_config={acc_column: st.column_config.ProgressColumn(acc_column, format="%.2f%%", min_value=0,
                                                                             max_value=100, help=ACC_HELP[acc_column]),
