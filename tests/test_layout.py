@@ -150,3 +150,13 @@ def test_the_dashboards_plumbing_never_imports_streamlit_outside_views(path: Pat
     if path.parent.name == "views" or path.name == "app.py":
         return
     assert not re.search(r"^\s*(import|from)\s+streamlit\b", path.read_text(), re.M), path
+
+
+@pytest.mark.parametrize("path", sorted((DASHBOARD / "views").glob("*.py")), ids=lambda p: p.name)
+def test_pages_name_session_keys_by_their_declaration_not_by_a_string(path: Path) -> None:
+    """Each page declares its keys once (a ``Keys`` class, ``SidebarKeys``); a key written as a string literal in
+    a widget or in ``st.session_state`` would fail silently when misspelt."""
+    literal = re.compile(r'\bkey="[^"]*"|session_state\[\s*"[^"]*"\s*\]|session_state\.(?:get|pop|setdefault)\(\s*"')
+    found = [f"{path.name}:{i}: {line.strip()}" for i, line in enumerate(path.read_text().splitlines(), 1)
+             if literal.search(line)]
+    assert not found, found
