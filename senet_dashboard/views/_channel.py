@@ -9,7 +9,9 @@ from senet_dashboard.views import _format as fmt
 from senet_dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
 from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles
 from senet.analysis.explanation import Explanation
-from senet_dashboard.views._explorer_state import VIEWS, Keys
+from senet_dashboard.views._context import PageContext
+from senet_dashboard.views._explorer_state import VIEWS, ChosenImage, Keys
+from senet_dashboard.views._view_image import channel_ordering
 from senet_dashboard.views._explorer_state import pick as follow_pick
 
 SPLIT_ROWS = 8  # class groups listed
@@ -91,10 +93,11 @@ def _class_spread(profiles: ClassProfiles, block: str, channel: int, classes: li
     return f"Classes of these {n}: {spread}"
 
 
-def difference_section(profiles: ClassProfiles, result: Explanation, classes: list[str], blocks: list[str],
-                       true_class: int | None, split: str, order: dict | None, order_label: str) -> None:
+def difference_section(ctx: PageContext, image: ChosenImage, result: Explanation, profiles: ClassProfiles) -> None:
     """This image's gates minus its true class's and its predicted class's mean gates (one class when they are
     the same, only the predicted one for an upload): a chart per block and class, and the largest departures."""
+    classes, blocks, true_class, split = ctx.classes, list(result.gates), image.true_class, ctx.split
+    order, order_label = channel_ordering(result, profiles)
     pred = result.predicted
     references: dict[str, int] = {}
     if true_class is not None:
@@ -137,10 +140,10 @@ def _show_image(position: int) -> None:
 
 
 @st.fragment
-def one_channel_section(profiles: ClassProfiles, result: Explanation, classes: list[str], blocks: list[str],
-                        split: str, meta: dict) -> None:
+def channel_view(ctx: PageContext, image: ChosenImage, result: Explanation, profiles: ClassProfiles) -> None:
     """One channel of the diagram's block (picked by a heatmap click, a table row or the channel input): the
     images that open it, this image's most unusual channels, and which classes the block's channels split."""
+    classes, blocks, split, meta = ctx.classes, list(result.gates), ctx.split, ctx.meta
     choose_channel(profiles, blocks)
     k2, k3, _ = st.columns([1.2, 1.2, 2], vertical_alignment="bottom")
     ch_block = st.session_state[Keys.BLOCK]

@@ -77,7 +77,6 @@ class Keys:
 VIEWS: Final = {"image": "This image", "versus": "vs. its class", "classes": "Classes",
                 "channel": "One channel", "block": "Inside a block", "map": "Map", "spread": "Spread",
                 "split": "Across the split"}
-CLASS_VIEWS: Final = ("versus", "classes", "channel", "map", "spread", "split")  # need images of the split
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@ vectors with a probe of how much class information each block's gates carry, and
 saturation per block (the paper's Fig. 7)."""
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import streamlit as st
 
@@ -13,7 +11,14 @@ from senet_dashboard.gate_space_figures import gate_map_figure, probe_figure, qu
 from senet.analysis.ablation import GateAblation
 from senet.analysis.gate_space import ALL_BLOCKS, gate_map, probe_accuracy
 from senet.analysis.profiles import ClassProfiles
-from senet_dashboard.views._explorer_state import Keys, switch_view
+from senet.analysis.explanation import Explanation
+from senet.models import se_blocks
+from senet.models.gates import block_gate_range
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._context import PageContext
+from senet_dashboard.views._explorer_cache import any_ablation
+from senet_dashboard.views._explorer_state import ChosenImage, Keys, switch_view
+from senet_dashboard.views._view_split import request_ablation
 from senet.analysis.saturation import IDENTITY_SHARE, NEAR, SATURATED_SHARE, class_quantiles, removal_verdicts, \
     saturation
 
@@ -43,9 +48,11 @@ def _picked_point() -> int | None:
 
 
 @st.fragment
-def map_view(profiles: ClassProfiles, classes: list[str], blocks: list[str], split: str, sample, key: tuple,
-             current: int | None) -> None:
+def map_view(ctx: PageContext, image: ChosenImage, result: Explanation, profiles: ClassProfiles) -> None:
     """The sampled images placed by their gate vectors, and the probe of each block's class information."""
+    classes, blocks, split, current = ctx.classes, list(result.gates), ctx.split, image.position
+    sample = ui.load_data(ctx.split, ctx.meta, ctx.spec)
+    key = (*ctx.key, st.session_state.get(Keys.PER_CLASS, 50))  # the profiles' sample: caches of the map and probe
     c1, c2, _ = st.columns([2, 2, 3], vertical_alignment="bottom")
     choices = blocks + [ALL_BLOCKS]
     if st.session_state.get(Keys.MAP_BLOCK) not in choices:
@@ -94,10 +101,12 @@ def _verdict_lines(rows, ablation: GateAblation | None) -> list[str]:
 
 
 @st.fragment
-def spread_view(profiles: ClassProfiles, classes: list[str], split: str,
-                gate_ranges: dict[str, tuple[float, float]], ablation: GateAblation | None,
-                run_ablation: Callable[[], None], default_class: int) -> None:
+def spread_view(ctx: PageContext, image: ChosenImage, result: Explanation, profiles: ClassProfiles) -> None:
     """The paper's Fig. 7 for the diagram's block and a class, and every block's saturation."""
+    classes = ctx.classes
+    gate_ranges = {b: block_gate_range(m) for b, m in se_blocks(ctx.checkpoint.model).items()}
+    ablation = any_ablation(ctx)
+    default_class = image.true_class if image.true_class is not None else result.predicted
     block = st.session_state[Keys.BLOCK]
     c1, _ = st.columns([2, 5], vertical_alignment="bottom")
     if st.session_state.get(Keys.SPREAD_CLASS, default_class) >= len(classes):
@@ -130,4 +139,4 @@ def spread_view(profiles: ClassProfiles, classes: list[str], split: str,
         if right.button("Measure what removing each block costs", icon=":material/science:",
                         key=Keys.SPREAD_ABLATE, help="Runs the gate ablation of *Across the split* on 100 images "
                                                       "per class."):
-            run_ablation()
+            request_ablation()

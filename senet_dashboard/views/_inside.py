@@ -2,17 +2,19 @@
 the feature maps behind the gates (before and after scaling, and the images a channel responds to most)."""
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import streamlit as st
-import torch
 
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.inside_figures import block_steps_figure, feature_map_pairs
 from senet.analysis.inside import BlockSteps, block_steps, ranked_channels
+from senet.analysis.explanation import Explanation
 from senet.analysis.profiles import ClassProfiles
-from senet_dashboard.views._explorer_state import Keys, follow
+from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views._context import PageContext
+from senet_dashboard.views._explorer_cache import responses
+from senet_dashboard.views._explorer_state import ChosenImage, Keys, follow
+from senet_dashboard.views._view_image import channel_ordering
 
 EXTREMES = 3  # most and least excited channels shown as feature maps
 RESPONDERS = 10  # images shown for the channel's strongest responses
@@ -56,12 +58,12 @@ def _steps_tab(steps: BlockSteps, order: np.ndarray | None, channel: int) -> Non
                f"{channel}.{seed}{pixel}")
 
 
-def _responders_grid(responses: dict[str, np.ndarray] | None, profiles: ClassProfiles, block: str, channel: int,
+def _responders_grid(strongest: dict[str, np.ndarray] | None, profiles: ClassProfiles, block: str, channel: int,
                      sample, classes: list[str]) -> None:
-    if responses is None or block not in responses:
+    if strongest is None or block not in strongest:
         st.caption("Load a dataset for the images this channel responds to most.")
         return
-    column = responses[block][:, channel].astype(np.float32)
+    column = strongest[block][:, channel].astype(np.float32)
     top = np.argsort(-column, kind="stable")[:RESPONDERS]
     positions = profiles.positions[top]
     labels = sample.labels.numpy()
@@ -73,13 +75,13 @@ def _responders_grid(responses: dict[str, np.ndarray] | None, profiles: ClassPro
 
 
 @st.fragment
-def inside_section(model: torch.nn.Module, x: torch.Tensor, classes: list[str],
-                   order: dict[str, np.ndarray] | None, profiles: ClassProfiles | None,
-                   responses: Callable[[], dict[str, np.ndarray]] | None, sample) -> None:
-    """The diagram's block for image ``x``; ``responses()`` gives the sampled images' channel responses (cached)."""
+def inside_view(ctx: PageContext, image: ChosenImage, result: Explanation, profiles: ClassProfiles | None) -> None:
+    """The diagram's block for this image, step by step or as feature maps; with class profiles (a data source),
+    also the sampled images the followed channel responds to most."""
     block = st.session_state[Keys.BLOCK]
+    order, _ = channel_ordering(result, profiles)
     try:
-        steps = block_steps(model, x, block)
+        steps = block_steps(ctx.checkpoint.model, image.x, block)
     except TypeError as exc:  # an attention layer of another library: its gates are shown in This image
         st.caption(f"Step by step is not available for this block: {exc}.")
         return
@@ -95,7 +97,8 @@ def inside_section(model: torch.nn.Module, x: torch.Tensor, classes: list[str],
         return
     _maps_tab(steps, most, least, channel)
     if profiles is not None:
-        _responders_grid(responses() if responses else None, profiles, block, channel, sample, classes)
+        _responders_grid(responses(ctx, profiles), profiles, block, channel,
+                         ui.load_data(ctx.split, ctx.meta, ctx.spec), ctx.classes)
 
 
 def _maps_tab(steps: BlockSteps, most: list[int], least: list[int], channel: int) -> None:

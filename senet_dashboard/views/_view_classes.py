@@ -66,6 +66,4 @@ def versus_view(ctx: PageContext, image: ChosenImage, result: Explanation, profi
     if choose_channel(profile_data, list(result.gates)):  # a departure row picked: show that channel
         switch_view("channel")
     st.subheader("This image against its class")
-    order, order_label = channel_ordering(result, profile_data)
-    difference_section(profile_data, result, ctx.classes, list(result.gates), image.true_class, ctx.split, order,
-                       order_label)
+    difference_section(ctx, image, result, profile_data)

@@ -7,23 +7,22 @@ from __future__ import annotations
 import streamlit as st
 
 from senet.analysis.explanation import Explanation, gate_description
-from senet.models.gates import block_gate_range
 from senet.models import se_blocks
 from senet_dashboard.svg_figures import topk_svg
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views import _loaders as ui
-from senet_dashboard.views._channel import one_channel_section
+from senet_dashboard.views._channel import channel_view
 from senet_dashboard.views._context import PageContext, page_context
-from senet_dashboard.views._explorer_cache import any_ablation, explanation, profiles, responses
-from senet_dashboard.views._explorer_state import (CLASS_VIEWS, VIEWS, ChosenImage, Keys, apply_pending_view,
+from senet_dashboard.views._explorer_cache import explanation, profiles
+from senet_dashboard.views._explorer_state import (VIEWS, ChosenImage, Keys, apply_pending_view,
                                                    current_view, read_address, write_address)
 from senet_dashboard.views._gate_space import map_view, spread_view
 from senet_dashboard.views._image_picker import choose_image
-from senet_dashboard.views._inside import inside_section
+from senet_dashboard.views._inside import inside_view
 from senet_dashboard.views._network import network_section
 from senet_dashboard.views._view_classes import classes_view, versus_view
-from senet_dashboard.views._view_image import channel_ordering, image_view
-from senet_dashboard.views._view_split import request_ablation, split_view
+from senet_dashboard.views._view_image import image_view
+from senet_dashboard.views._view_split import split_view
 
 # widgets drawn in one view only: their values are kept while another view is shown
 KEPT = (Keys.CHANNEL, Keys.ORDER, Keys.PER_CLASS, Keys.SPREAD_CLASS, Keys.SPLIT_PER_CLASS, Keys.OFF,
@@ -76,47 +75,30 @@ def _answer(ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
 
 def _view(view: str, ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
     """Draw one view: only what it shows is computed."""
-    model = ctx.checkpoint.model
     if view == "image":
-        if note := gate_description(model):
+        if note := gate_description(ctx.checkpoint.model):
             st.warning(note, icon=":material/info:")
         image_view(ctx, image, result)
         return
-    profile_data, error = profiles(ctx) if view != "block" or ui.split_data_reason(ctx.meta) is None else (None, None)
+    if view == "split":
+        split_view(ctx, len(result.gates))
+        return
+    has_data = ui.split_data_reason(ctx.meta, ctx.spec) is None
+    profile_data, error = profiles(ctx) if has_data else (None, None)
     if error:
         st.error(error)
-    if view == "block":
-        order, _ = channel_ordering(result, profile_data)
-        sample = ui.load_data(ctx.split, ctx.meta, ctx.spec) if profile_data is not None else None
-        inside_section(model, image.x, ctx.classes, order, profile_data,
-                       (lambda: responses(ctx, profile_data)) if profile_data is not None else None, sample)
-        return
-    if profile_data is None or not profile_data.gates:
-        if not error:
-            ui.no_split_data_message(ctx.meta, "This view needs images of each class; *This image* and *Inside "
-                                               "a block* work on an upload.")
-        return
-    _class_view(view, ctx, image, result, profile_data)
+    if view == "block":  # works on an upload too; the profiles add the images a channel responds to
+        inside_view(ctx, image, result, profile_data)
+    elif profile_data is not None and profile_data.gates:
+        PROFILE_VIEWS[view](ctx, image, result, profile_data)
+    elif not error:
+        ui.no_split_data_message(ctx.meta, "This view needs images of each class; *This image* and *Inside a "
+                                           "block* work on an upload.")
 
 
-def _class_view(view: str, ctx: PageContext, image: ChosenImage, result: Explanation, profile_data) -> None:
-    assert view in CLASS_VIEWS, view
-    classes, blocks = ctx.classes, list(result.gates)
-    if view == "classes":
-        classes_view(ctx, image, result, profile_data)
-    elif view == "versus":
-        versus_view(ctx, image, result, profile_data)
-    elif view == "channel":
-        one_channel_section(profile_data, result, classes, blocks, ctx.split, ctx.meta)
-    elif view == "map":
-        map_view(profile_data, classes, blocks, ctx.split, ui.load_data(ctx.split, ctx.meta, ctx.spec),
-                 (*ctx.key, st.session_state.get(Keys.PER_CLASS, 50)), image.position)
-    elif view == "spread":
-        ranges = {b: block_gate_range(m) for b, m in se_blocks(ctx.checkpoint.model).items()}
-        spread_view(profile_data, classes, ctx.split, ranges, any_ablation(ctx), request_ablation,
-                    image.true_class if image.true_class is not None else result.predicted)
-    else:
-        split_view(ctx, len(blocks))
+# the views over the class profiles' sample, each (context, image, its explanation, the profiles) -> None
+PROFILE_VIEWS = {"versus": versus_view, "classes": classes_view, "channel": channel_view, "map": map_view,
+               "spread": spread_view}
 
 
 main()
