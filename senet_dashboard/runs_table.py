@@ -14,7 +14,7 @@ ACC_HELP = {
 
 
 def runs_table(rows: list[dict]) -> tuple[list[dict], str]:
-    """Table rows for :func:`dashboard.launcher.list_run_rows`'s rows, and the name of the accuracy column.
+    """Table rows for :func:`senet_dashboard.launcher.list_run_rows`'s rows, and the name of the accuracy column.
 
     One accuracy column, named after its split when every run was scored on the same one ("best val acc" or "last
     test acc"); "recorded acc" with a "scored on" column when they differ. The "error" column appears only when

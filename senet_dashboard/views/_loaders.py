@@ -80,7 +80,7 @@ def settings() -> Settings:
 # --------------------------------------------------------------------------- public demo mode (dashboard/demo.py)
 def demo() -> DemoPolicy:
     """The public demo policy (``SENET_DEMO`` and friends), read once per configuration. Raises
-    :class:`dashboard.demo.DemoConfigError` for a malformed setting (the sidebar then stops every page)."""
+    :class:`senet_dashboard.demo.DemoConfigError` for a malformed setting (the sidebar then stops every page)."""
     s = settings()
     studies = Path(os.environ.get("SENET_STUDIES", "studies"))  # as views/_study.py finds studies
     return _demo_policy(tuple(os.environ.get(k, "") for k in DEMO_ENV), (s.checkpoints_dir, s.runs_root, studies),
