@@ -45,8 +45,7 @@ def choose_image(ctx: PageContext) -> ChosenImage | None:
     mode = st.segmented_control("Image source", ["From the data", "Upload"], key=Keys.MODE, default="From the data",
                                 required=True, label_visibility="collapsed")
     if mode == "Upload":
-        for k in ("image", "split"):
-            st.query_params.pop(k, None)
+        st.query_params.pop("image", None)  # the split stays: the sidebar owns it
         st.session_state.pop(Keys.URL_IMAGE, None)
         return _uploaded(ctx)
     data = ui.get_data(ctx.split, ctx.meta, "**What still works:** *Upload* an image of your own above; the model "
@@ -84,7 +83,7 @@ def _from_data(ctx: PageContext, data: TensorDataset, labels: np.ndarray) -> Cho
     with c4.popover("Gallery", icon=":material/photo_library:", width="stretch"):
         _gallery(data, labels, classes)
     pos = int(members[idx])
-    st.query_params["split"], st.query_params["image"] = ctx.split, str(pos)
+    st.query_params["image"] = str(pos)  # the sidebar writes checkpoint, data and split
     st.session_state[Keys.URL_IMAGE] = str(pos)
     true_class = int(labels[pos])
     return ChosenImage(normalize(data.images[pos][None], ctx.checkpoint.mean, ctx.checkpoint.std),

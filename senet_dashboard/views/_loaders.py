@@ -180,21 +180,6 @@ def selected_path() -> str | None:
     return st.session_state.get(SidebarKeys.CHECKPOINT)
 
 
-def selected_model(show_error: bool = True) -> tuple[torch.nn.Module, dict] | None:
-    """The sidebar's checkpoint, loaded; None (after an ``st.error``) when there is none or it is broken."""
-    path = selected_path()
-    if not path:
-        if show_error:
-            no_checkpoint_message()
-        return None
-    try:
-        return load_entry(path)
-    except CheckpointError as exc:
-        if show_error:
-            st.error(f"Cannot use this checkpoint: {exc}", icon=":material/error:")
-        return None
-
-
 def no_checkpoint_message() -> None:
     s = settings()
     st.info(
