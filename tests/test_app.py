@@ -1103,3 +1103,17 @@ def test_a_model_trained_on_every_image_is_labelled_test_on_every_page(env, tmp_
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Last test accuracy"] == recorded and metrics["Epochs scored on test"] == "1"
     assert "Best val accuracy" not in metrics
+
+
+def test_a_bad_split_or_view_in_the_address_says_why_in_one_line_and_keeps_the_page_working(env):
+    at = open_app(query={"split": "nonsense\x00", "view": "bogus", "channel": "٣"})  # an Arabic-Indic digit
+    no_exceptions(at)
+    errors = [e for e in texts(at, "error") if "split=" in e]
+    assert len(errors) == 1 and "not a split" in errors[0] and "\n" not in errors[0], texts(at, "error")
+    assert "split=nonsense?" in errors[0] and "\x00" not in errors[0], "a control character is not echoed"
+    assert at.sidebar.segmented_control(key="split").value == "val", "the split stays as it was"
+    assert at.query_params.get("split") == "val", "the address is corrected to what is shown"
+    at.switch_page("senet_dashboard/views/excitation.py").run()
+    no_exceptions(at)
+    assert at.segmented_control(key="exc_view").value == "This image", "an unknown view opens the default one"
+    assert "Gates of this image" in texts(at, "subheader")

@@ -196,5 +196,6 @@ def _apply_link(link: dict[str, str]) -> None:
     if link["split"] in SPLITS:
         st.session_state[SidebarKeys.SPLIT] = link["split"]
     elif link["split"]:
-        errors.append(f"split={link['split']} in the address: not a split (choose one of {', '.join(SPLITS)})")
+        shown = "".join(c if c.isprintable() else "?" for c in link["split"][:40])
+        errors.append(f"split={shown} in the address: not a split (choose one of {', '.join(SPLITS)})")
     st.session_state[SidebarKeys.LINK_ERRORS] = errors
