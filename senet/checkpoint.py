@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .data.images import CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD
-from .files import atomic_torch_save, writer_tag
+from .files import atomic_torch_save, check_replaceable, writer_tag
 from .models import create_model
 from .models.external import ExternalModelError, is_external, load_external
 
@@ -262,6 +262,10 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
         raise CheckpointError(f"{destination}: is the source checkpoint itself; export to another path")
     if destination.exists() and not overwrite:
         raise CheckpointError(f"{destination}: already exists (replace it with --force, or overwrite=True)")
+    try:
+        check_replaceable(destination)
+    except OSError as exc:
+        raise CheckpointError(str(exc)) from None
     state, max_error = {}, 0.0
     for key, tensor in payload["state_dict"].items():
         if half and tensor.is_floating_point():

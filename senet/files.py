@@ -12,11 +12,12 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
 
-__all__ = ["atomic_write", "atomic_torch_save", "write_json_atomic", "read_json", "remove_stale_temporaries",
+__all__ = ["atomic_write", "atomic_torch_save", "check_replaceable", "write_json_atomic", "read_json", "remove_stale_temporaries",
            "pid_alive", "writer_tag"]
 
 
@@ -35,9 +36,49 @@ def writer_tag() -> str:
     return f"{os.getpid()}-{_host_tag()}"
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it to ``path``."""
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse (``OSError``) to write ``path`` unless it is a regular file or does not exist yet.
+
+    The one rule for every writer: a device node, a FIFO, a socket or a directory at ``path`` is never
+    replaced (``--force`` included); a symbolic link counts as what it points to.
+    """
     path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # nothing there (or a dangling link): writing creates the file
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise OSError(f"refusing to replace {path}: it is {_kind(mode)}, not a regular file")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _os_error_behind(exc: BaseException) -> OSError | None:
+    """The ``OSError`` that caused ``exc`` (torch's zip writer turns a full disk into a ``RuntimeError``)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it to ``path``.
+
+    ``path`` must be a regular file or absent (:func:`check_replaceable`). Any failure of the disk (full,
+    read-only, gone) raises ``OSError("cannot write PATH (reason)")`` and leaves the old file untouched.
+    """
+    path = Path(path)
+    check_replaceable(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{writer_tag()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # name the file the caller asked for, not the temporary one
@@ -48,12 +89,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        check_replaceable(path)  # again: something may have appeared there while we wrote
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        cause = _os_error_behind(exc) if isinstance(exc, Exception) else None
+        if cause is not None and cause is not exc:
+            raise OSError(cause.errno, f"cannot write {path} ({cause.strerror})") from None
+        if isinstance(exc, OSError) and exc.errno and str(path) not in str(exc):
+            raise OSError(exc.errno, f"cannot write {path} ({exc.strerror})") from None
         raise
     try:  # make the rename itself durable; not possible on every platform
         dir_fd = os.open(path.parent, os.O_RDONLY)
