@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Mapping
 from typing import Any, BinaryIO
@@ -10,9 +11,12 @@ from typing import Any, BinaryIO
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "MAX_PIXELS", "IMAGE_SIZE", "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES", "open_image",
+__all__ = ["ImageError", "PHOTO_FORMATS", "MAX_PIXELS", "IMAGE_SIZE", "CIFAR_MEAN", "CIFAR_STD", "CIFAR10_CLASSES", "open_image",
            "check_size", "to_rgb", "center_crop_box", "image_to_uint8", "normalize", "preprocess", "input_pixels"]
 
+# What a photo or a dataset image is stored as; decided by content, so EPS, TIFF, PSD, ... under a ".png" name
+# never reach Pillow's decoders for those formats (EPS would reach Ghostscript); phone MPO files open as JPEG.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 MAX_PIXELS = 40_000_000  # refuse larger images before decoding them in full
 IMAGE_SIZE = (32, 32)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -30,20 +34,24 @@ def _one_line(text: object, limit: int = 120) -> str:
     return " ".join(str(text).split())[:limit]
 
 
-def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = None) -> Image.Image:
+def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = None,
+               formats: tuple[str, ...] = PHOTO_FORMATS) -> Image.Image:
     """Open and fully decode an image file, refusing bombs and junk with :class:`ImageError`.
 
-    Animations give their first frame; an EXIF orientation tag (phone photos)
+    Only ``formats`` (by content, whatever the name says) are decoded; a path must be a regular file (a FIFO
+    or device would block or never end). Animations give their first frame; an EXIF orientation tag (phone photos)
     is applied. The size is checked from the header, before the pixels are
     decoded. ``name`` labels the image in error messages.
     """
     label = _one_line(name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "uploaded image"), 200)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        _check_regular_file(source, label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
+            image = Image.open(source, formats=formats)
             check_size(image, label)
             image.seek(0)
             image.load()
@@ -54,7 +62,7 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{label}: image is too large (over {MAX_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image file PIL can read") from None
+        raise ImageError(f"{label}: not an image file in a format accepted here ({', '.join(formats)}; decided by content)") from None
     except FileNotFoundError:
         raise ImageError(f"{label}: no such file") from None
     except IsADirectoryError:
@@ -64,6 +72,19 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{label}: broken or truncated image ({_one_line(exc)})") from None
     return image
+
+
+def _check_regular_file(path: str | os.PathLike, label: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
+        raise ImageError(f"{label}: cannot be read ({_one_line(getattr(exc, 'strerror', None) or exc)})") from None
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{label}: is a directory, not an image file")
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"{label}: is not a regular file (a FIFO, device or socket), not an image file")
 
 
 def check_size(image: Image.Image, label: str = "image") -> None:
