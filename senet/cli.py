@@ -476,6 +476,8 @@ def cmd_study(args: argparse.Namespace) -> int:
                 names = [v["variant"] for v in summary["variants"]]
                 for i, a in enumerate(names):
                     for b in names[i + 1:]:
+                        if any({p["a"], p["b"]} == {a, b} for p in summary["not_compared"]):
+                            continue  # trained on different images
                         t = pooled_disagreement(Path(args.summary), a, b)
                         summary.setdefault("pooled", []).append(
                             {"a": a, "b": b, "n": t.n, "only_a": t.only_a, "only_b": t.only_b,
@@ -519,6 +521,8 @@ def _study_table(summary: dict) -> str:
     split = summary.get("scored_on", "val")
     lines = [f"study {summary['study']}: {split_words(split)} accuracy recorded in training, mean over seeds "
              f"[{summary['interval']}]"]
+    if summary.get("data"):
+        lines.append(f"  data: {summary['data']['note']}")
     for v in summary["variants"]:
         lines.append(f"  {v['variant']:<32} seeds {len(v['seeds'])}  acc {cell(v['acc'])}  "
                      f"TTA {cell(v['acc_tta'])}  params {_count(v['params'])}  MACs {_count(v['macs'])}")
@@ -526,6 +530,8 @@ def _study_table(summary: dict) -> str:
         interval = (f"[{100 * p['low']:+.2f}, {100 * p['high']:+.2f}]" if p["low"] == p["low"] else "(one seed)")
         lines.append(f"  {p['a']} - {p['b']} ({split}_{p['metric']}, {p['seeds']} seeds): {100 * p['mean']:+.2f} pts "
                      f"{interval}")
+    for p in summary.get("not_compared", []):
+        lines.append(f"  {p['a']} - {p['b']}: not compared, trained on different images ({p['reason']})")
     for p in summary.get("pooled", []):
         lines.append(f"  pooled over seeds, {p['a']} vs {p['b']}: {p['n']:,} image-runs, only {p['a']} right "
                      f"{p['only_a']:,}, only {p['b']} right {p['only_b']:,}, {100 * p['difference']:+.2f} pts "

@@ -11,7 +11,9 @@ the training folder. The file is byte-for-byte reproducible (fixed zip timestamp
 The ``.npz`` holds ``images`` (N, 3, 32, 32) uint8, ``labels`` (N,) int64, ``classes``, ``files`` (each image's
 path under the source folder, e.g. ``train/cat/0042.jpg``), ``source_index`` (its position among the folder's
 decoded training images, the index ``stratified_split`` draws from), ``val_index`` (its position in the
-validation split), and the provenance: ``name``, ``val_size``, ``split_seed``, ``sample_seed``.
+validation split), and the provenance: ``name``, ``val_size``, ``split_seed``, ``sample_seed`` and
+``val_fingerprint`` (:func:`senet.data.fingerprint` of the validation split drawn from, which the shipped checkpoints
+record as theirs: pages call the sample "a subset of" that split, by content, whatever path the copy is at).
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from senet.data import (SAMPLE_FILE, SAMPLE_NAME, DataError, image_to_uint8, load_split,  # noqa: E402
-                        open_image, parse_spec, stratified_split)
+from senet.data import (SAMPLE_FILE, SAMPLE_NAME, DataError, fingerprint, image_to_uint8,  # noqa: E402
+                        load_split, open_image, parse_spec, stratified_split)
 from senet.data.images import IMAGE_SIZE  # noqa: E402
 
 
@@ -67,7 +69,8 @@ def build(spec: str, data_dir: str, per_class: int = 50, val_size: float = 0.1, 
     return {"images": val.images[keep].numpy(), "labels": labels.astype(np.int64),
             "classes": np.array(val.classes), "files": np.array(chosen), "source_index": source_index.astype(np.int64),
             "val_index": keep.numpy().astype(np.int64), "name": np.array(SAMPLE_NAME),
-            "val_size": np.array(val_size), "split_seed": np.array(split_seed), "sample_seed": np.array(seed)}
+            "val_size": np.array(val_size), "split_seed": np.array(split_seed), "sample_seed": np.array(seed),
+            "val_fingerprint": np.array(fingerprint(val))}
 
 
 def write_npz(arrays: dict[str, np.ndarray], out: Path) -> None:

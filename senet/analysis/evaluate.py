@@ -2,8 +2,8 @@
 
 The confusion matrix follows scikit-learn: rows are the true classes, columns
 the predicted ones. :func:`evaluate_checkpoint` caches predictions on disk,
-keyed by the checkpoint's content and modification time, the data source and
-the split, so a second look costs a file read.
+keyed by the checkpoint file and its modification time and by the images' content
+(their fingerprint, whatever path they are read from), so a second look costs a file read.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from ..checkpoint import Checkpoint, open_checkpoint
-from ..data import DEFAULT_DATA_DIR, DataError, TensorDataset, load_split
+from ..data import DEFAULT_DATA_DIR, DataError, TensorDataset, fingerprint, load_split
 from ..files import atomic_write
 from ..models.external import is_external, source_version
 from .imagenet import external_split
@@ -100,16 +100,17 @@ def checkpoint_split_options(card: dict) -> tuple[float, int]:
     return config.get("val_size", 0.1), int(card.get("split_seed", config.get("split_seed", 0)))
 
 
-def _cache_key(path: Path, spec: str, split: str, tta: int | bool, data: TensorDataset) -> str:
+def _cache_key(path: Path, tta: int | bool, data: TensorDataset) -> str:
+    """The predictions' cache name: the checkpoint file (its path, size and modification time; another library's
+    model by name and version), the TTA level, and the images by their content (:func:`fingerprint`), so the same
+    images under another path or spelling of the data source hit the same cache."""
     if is_external(path):  # another library's model, by name: its weights change with the library's version
         stamp = f"{path}|{source_version(str(path))}"
     else:
         st = path.stat()
         stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    level = "True" if int(tta) == 1 else str(int(tta))  # True and 1 are one level (and keep older cache names)
-    digest = hashlib.sha256(f"{stamp}|{spec}|{split}|{level}|{len(data)}".encode())
-    digest.update(data.labels.numpy().tobytes())
-    return digest.hexdigest()[:20]
+    level = "True" if int(tta) == 1 else str(int(tta))  # True and 1 are one level
+    return hashlib.sha256(f"{stamp}|{level}|{fingerprint(data)}".encode()).hexdigest()[:20]
 
 
 def checkpoint_and_split(checkpoint: str | os.PathLike, spec: str, split: str = "val",
@@ -162,15 +163,15 @@ def stream_evaluation(checkpoint: str | os.PathLike, spec: str, split: str = "va
     path = Path(checkpoint)
     ckpt, data = checkpoint_and_split(path, spec, split, data_dir, loaded, data)
     cache_dir = _cache_dir(data_dir, cache_dir)
-    key = _cache_key(path, spec, split, tta, data)
+    key = _cache_key(path, tta, data)
     cache_file = cache_dir / f"{key}.npz"
     whole = _read_probs(cache_file)
     if whole is not None:
         yield Evaluation(whole, data.labels.numpy(), np.arange(len(data)), list(data.classes), tta, split)
         return
     parts, n = [], len(data)
-    for k, start in enumerate(range(0, n, chunk)):
-        part_file = cache_dir / f"{key}.part{k:04d}.npz"
+    for start in range(0, n, chunk):
+        part_file = cache_dir / f"{key}.part{start:08d}-{min(start + chunk, n):08d}.npz"  # its images, any chunk size
         probs = _read_probs(part_file)
         if probs is None:
             out = run_over_split(ckpt.model, data, ckpt.mean, ckpt.std, tta=tta,
@@ -198,7 +199,7 @@ def has_cached_evaluation(checkpoint: str | os.PathLike, spec: str, split: str, 
     """Whether :func:`evaluate_checkpoint` (e.g. an earlier ``senet evaluate``) left this whole split's
     predictions in the cache, so that evaluating it again only reads a file; loads no model."""
     try:
-        key = _cache_key(Path(checkpoint), spec, split, tta, data)
+        key = _cache_key(Path(checkpoint), tta, data)
     except OSError:
         return False
     return (_cache_dir(data_dir, cache_dir) / f"{key}.npz").is_file()

@@ -72,16 +72,10 @@ class TensorDataset:
     split: str = ""
     indices: torch.Tensor | None = None  # positions in the source's full train/test set
     names: list[str] | None = None  # folder sources: each image's file, relative to the folder ("train/cat/1.png")
+    subset_of: str | None = None  # the fingerprint of the split these images were drawn from (the bundled sample)
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    def fingerprint(self) -> str:
-        """A short hash of the images, labels and class names: equal only for the same data in the same order."""
-        digest = hashlib.sha256("|".join(self.classes).encode())
-        digest.update(self.images.contiguous().numpy().tobytes())
-        digest.update(self.labels.numpy().tobytes())
-        return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- specs and sources
@@ -202,13 +196,15 @@ def _decode_cifar(kind: str, data_dir: Path, train: bool) -> tuple[torch.Tensor,
 
 
 def load_sample(path: str | os.PathLike = SAMPLE_FILE) -> TensorDataset:
-    """The bundled sample: 500 held-out validation images (50 per class), read straight from its ``.npz``."""
+    """The bundled sample: 500 held-out validation images (50 per class), read straight from its ``.npz``; its
+    ``subset_of`` is the fingerprint of the validation split they were drawn from (``val_fingerprint``)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"sample: the bundled sample file {path} is missing (rebuild it with tools/make_sample.py)")
     try:
         with np.load(path) as z:
             images, labels, classes = z["images"], z["labels"], [str(c) for c in z["classes"]]
+            drawn_from = str(z["val_fingerprint"]) if "val_fingerprint" in z.files else None
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"sample: cannot read {path} ({type(exc).__name__}: {str(exc)[:100]})") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, IMAGE_SIZE[0], IMAGE_SIZE[1]) \
@@ -216,7 +212,7 @@ def load_sample(path: str | os.PathLike = SAMPLE_FILE) -> TensorDataset:
         raise DataError(f"sample: {path} holds images of shape {images.shape} ({images.dtype}), "
                         f"expected (N, 3, 32, 32) uint8 with one label each")
     return TensorDataset(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), classes,
-                         "sample", "val", torch.arange(len(labels)))
+                         "sample", "val", torch.arange(len(labels)), subset_of=drawn_from)
 
 
 def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DEFAULT_DATA_DIR,

@@ -24,6 +24,7 @@ from torch import nn
 from ..checkpoint import read_checkpoint
 from ..data import (CIFAR_MEAN, CIFAR_STD, DataError, TensorDataset, limit_split, load_split, normalize, parse_spec,
                     steps_per_epoch, train_batches)
+from ..data.fingerprint import split_fingerprints
 from ..recorded import recorded, scored_split_for
 from ..models import create_model, model_info, se_blocks
 from ..analysis.runner import run_over_split
@@ -262,8 +263,8 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool, device: torch.devi
     facts = dict(val_size=len(eval_set) if eval_set.split == "val" else 0, scored_on=eval_set.split,
                  scored_images=len(eval_set), hardware=hardware(device, dist.world_size), params=info["params"],
                  se_params=info["se_params"], se_formula=info["se_formula"], macs=info["macs"],
-                 train_images=len(train_set), data_fingerprint={"train": train_set.fingerprint(),
-                                                                eval_set.split: eval_set.fingerprint()})
+                 train_images=len(train_set),
+                 data_fingerprint=split_fingerprints(**{"train": train_set, eval_set.split: eval_set}))
     amp_dtype = mixed_precision_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # bf16 and fp32 need no scaling
     return Trainee(config, device, dist, train_set, eval_set, model, net, ddp, optimizer, amp_dtype, scaler,

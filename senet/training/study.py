@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..data.fingerprint import FINGERPRINT_KEY, match_cards, recorded_fingerprints, short
 from ..files import pid_alive, read_json, write_json_atomic
 from ..recorded import recorded, scored_split
 from .runs import read_status
@@ -166,7 +167,8 @@ def _finished_runs(study_dir: Path) -> dict[str, dict[int, dict]]:
             if read_status(run_dir).get("state") == "finished" and (run_dir / "best.pt").is_file():
                 _, meta = load_checkpoint(run_dir / "best.pt")
                 out[text][seed] = {"acc": recorded(meta, "acc"), "acc_tta": recorded(meta, "acc_tta"),
-                                   "scored_on": scored_split(meta), "params": meta.get("params"), "macs": meta.get("macs"), "run_dir": str(run_dir)}
+                                   "scored_on": scored_split(meta), "params": meta.get("params"), "macs": meta.get("macs"), "run_dir": str(run_dir),
+                                   "data": {k: meta.get(k) for k in (FINGERPRINT_KEY, "data_spec", "config")}}
     return out
 
 
@@ -174,7 +176,9 @@ def summarize(study_dir: str | os.PathLike) -> dict:
     """Per variant: seeds done, each seed's figures, the mean and 95% t-interval of the recorded accuracy (and
     with TTA) on the runs' scored split (``scored_on``: val, or test for a study trained on every training
     image), parameters and multiply-adds; per pair of variants: the mean of the seed-by-seed differences (A - B,
-    in accuracy) with its 95% t-interval over the seeds both have finished."""
+    in accuracy) with its 95% t-interval over the seeds both have finished; a pair whose runs were trained on
+    different images (by their data fingerprints) is not compared but listed in ``not_compared``, and ``data``
+    says whether all runs share their images and how that was decided."""
     study_dir = Path(study_dir)
     runs = _finished_runs(study_dir)
     splits = {r["scored_on"] for by_seed in runs.values() for r in by_seed.values()}
@@ -191,11 +195,16 @@ def summarize(study_dir: str | os.PathLike) -> dict:
                    per_seed={seed: {"acc": r["acc"], "acc_tta": r["acc_tta"]}
                              for seed, r in by_seed.items()})
         variants[text] = row
-    pairs = []
+    pairs, not_compared = [], []
     names = list(runs)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             common = sorted(set(runs[a]) & set(runs[b]))
+            apart = [f"seed {s}: {m.note}" for s in common
+                     for m in [match_cards(runs[a][s]["data"], runs[b][s]["data"])] if m.different]
+            if apart:  # a difference between runs on different images would not be SE's (or the variant's)
+                not_compared.append({"a": a, "b": b, "reason": "; ".join(apart)})
+                continue
             for key in ("acc", "acc_tta"):
                 diffs = [runs[a][s][key] - runs[b][s][key] for s in common
                          if runs[a][s][key] is not None and runs[b][s][key] is not None]
@@ -204,8 +213,29 @@ def summarize(study_dir: str | os.PathLike) -> dict:
                     pairs.append({"a": a, "b": b, "metric": key, "seeds": len(diffs), "mean": mean, "low": low,
                                   "high": high})
     return {"study": str(study_dir), "scored_on": splits.pop() if splits else "val",
-            "variants": list(variants.values()), "pairs": pairs,
+            "data": _data_identity(runs), "variants": list(variants.values()), "pairs": pairs,
+            "not_compared": not_compared,
             "interval": "Student's t, 95%, over seeds (pairs: over the seed-by-seed differences)"}
+
+
+def _data_identity(runs: dict[str, dict[int, dict]]) -> dict:
+    """Whether every finished run of the study was trained and scored on the same images: by their data
+    fingerprints (whatever path each read them from), else by their data sources' paths; ``relation``, ``by``
+    (``fingerprint`` or ``path``) and a ``note`` in words."""
+    cards = [r["data"] for by_seed in runs.values() for r in by_seed.values()]
+    if len(cards) < 2:
+        return {"relation": "unknown", "by": "", "runs": len(cards), "note": "fewer than two finished runs"}
+    matches = [match_cards(cards[0], card) for card in cards[1:]]
+    worst = next((m for m in matches if m.different), None) or next((m for m in matches if m.relation == "unknown"),
+                                                                     None)
+    by = "path" if any(m.by_path for m in matches) else matches[0].by
+    if worst is None:
+        record = recorded_fingerprints(cards[0]) or {}
+        note = (f"all {len(cards)} finished runs trained and scored on the same images, by their data fingerprints ("
+                + ", ".join(f"{k} {short(v)}" for k, v in sorted(record.items())) + ")" if by == "fingerprint"
+                else f"all {len(cards)} finished runs: " + next(m.note for m in matches if m.by_path))
+        return {"relation": "same", "by": by, "runs": len(cards), "note": note}
+    return {"relation": worst.relation, "by": worst.by, "runs": len(cards), "note": worst.note}
 
 
 def pooled_disagreement(study_dir: str | os.PathLike, a: str, b: str):
