@@ -28,6 +28,9 @@ __all__ = ["Checkpoint", "CheckpointError", "open_checkpoint", "save_checkpoint"
 
 FORMAT = "senet-checkpoint"
 VERSION = 1
+MAX_INPUT_SIDE = 1024  # a recorded input height or width above this is refused (a forward pass is run at it)
+MIN_INPUT_SIDE = 8
+MAX_INFLATED_BYTES = 64 * 2**20  # torch.save stores tensors uncompressed; a compressed entry may inflate to this
 
 
 class CheckpointError(Exception):
@@ -83,6 +86,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
+    _check_inflated_size(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- torch raises many types for bad files
@@ -97,6 +101,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"{path}: checkpoint is missing '{key}'")
     _check_fields(path, payload)
     return payload
+
+
+def _check_inflated_size(path: Path) -> None:
+    """Refuse a zip checkpoint whose compressed entries would inflate beyond :data:`MAX_INFLATED_BYTES` (a
+    deflate bomb: a few MB on disk, GBs in memory). ``torch.save`` never compresses, so real files pass."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(i.file_size for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip (the legacy format, or junk that torch.load refuses in its own words)
+    if inflated > MAX_INFLATED_BYTES:
+        raise CheckpointError(f"{path}: compressed entries would inflate to {inflated / 2**20:,.0f} MiB (at most "
+                              f"{MAX_INFLATED_BYTES // 2**20} MiB; torch.save does not compress): refused")
 
 
 def _load_failure(exc: Exception) -> str:
@@ -135,6 +154,11 @@ def _check_fields(path: Path, payload: dict) -> None:
     if not isinstance(size, list) or len(size) != 3 or not all(
             isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in size):
         raise bad("input_size", "[channels, height, width]")
+    channels = payload["model_options"].get("in_channels", 3)
+    if size[0] != channels:
+        raise bad("input_size", f"{channels} channels first, as the model takes")
+    if not all(MIN_INPUT_SIDE <= x <= MAX_INPUT_SIDE for x in size[1:]):
+        raise bad("input_size", f"a height and width from {MIN_INPUT_SIDE} to {MAX_INPUT_SIDE}")
     for key in ("mean", "std"):
         v = payload[key]
         if not isinstance(v, list) or len(v) != size[0] or not all(_is_number(x) for x in v):
@@ -228,9 +252,12 @@ def load_external_model(name: str, map_location: str | torch.device = "cpu",
 def _model_from(payload: dict, path: str | os.PathLike) -> nn.Module:
     """The model a validated checkpoint payload describes, with its weights; CheckpointError if they do not fit."""
     try:
-        model = create_model(payload["model"], **payload["model_options"])
+        with torch.device("meta"):  # shapes first, nothing allocated: a crafted size is refused before it costs
+            skeleton = create_model(payload["model"], **payload["model_options"])
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    _check_shapes(skeleton, payload, path)
+    model = create_model(payload["model"], **payload["model_options"])
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
@@ -241,6 +268,20 @@ def _model_from(payload: dict, path: str | os.PathLike) -> nn.Module:
     if outputs is not None and outputs != n_classes:
         raise CheckpointError(f"{path}: the model predicts {outputs} classes but the checkpoint names {n_classes}")
     return model
+
+
+def _check_shapes(skeleton: nn.Module, payload: dict, path: str | os.PathLike) -> None:
+    """CheckpointError unless the stored weights have exactly the shapes of the recorded model's."""
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = payload["state_dict"]
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    wrong = [k for k in expected if k in stored and tuple(getattr(stored[k], "shape", ())) != expected[k]]
+    if missing or unexpected or wrong:
+        parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
+            [f"unexpected {', '.join(unexpected[:3])}"] if unexpected else []) + (
+            [f"{wrong[0]} is {tuple(getattr(stored[wrong[0]], 'shape', ()))}, the model's is {expected[wrong[0]]}"]
+            if wrong else [])
+        raise CheckpointError(f"{path}: weights do not fit model {payload['model']!r} ({'; '.join(parts)})")
 
 
 def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, *, half: bool = False,

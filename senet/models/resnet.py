@@ -14,10 +14,12 @@ from torch import nn
 
 from .se import AttentionFactory, check_reduction, positive_int
 
-__all__ = ["BasicBlock", "CifarResNet", "check_common", "check_stages", "check_shortcut", "MAX_WIDTH", "POSITIONS",
+__all__ = ["BasicBlock", "CifarResNet", "check_common", "check_stages", "check_shortcut", "MAX_WIDTH", "MAX_CLASSES", "POSITIONS",
            "SHORTCUTS"]
 
 MAX_WIDTH = 64
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,843; a recorded num_classes is refused above this before allocating
+MAX_IN_CHANNELS = 16
 
 
 def check_common(attn: bool, reduction: object, width: object, num_classes: object, in_channels: object,
@@ -27,8 +29,8 @@ def check_common(attn: bool, reduction: object, width: object, num_classes: obje
     positive_int("width", width)
     if width > MAX_WIDTH:  # 64x already means hundreds of GB of weights; refuse before allocating any
         raise ValueError(f"width must be at most {MAX_WIDTH}, got {width!r}")
-    positive_int("num_classes", num_classes)
-    positive_int("in_channels", in_channels)
+    positive_int("num_classes", num_classes, MAX_CLASSES)
+    positive_int("in_channels", in_channels, MAX_IN_CHANNELS)
     if attn and reduction > narrowest * width:
         raise ValueError(f"reduction {reduction} is larger than the narrowest SE stage ({narrowest * width} channels)")
 

@@ -43,9 +43,12 @@ def check_reduction(reduction: object) -> int:
     return positive_int("reduction", reduction)
 
 
-def positive_int(what: str, value: object) -> int:
+def positive_int(what: str, value: object, maximum: int | None = None) -> int:
+    """``value`` if it is an int from 1 to ``maximum``; otherwise a one-line ValueError naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        raise ValueError(f"{what} must be a positive integer, got {value!r:.40}")
+    if maximum is not None and value > maximum:  # refuse before anything of that size is allocated
+        raise ValueError(f"{what} must be at most {maximum:,}, got {value:,}")
     return value
 
 

@@ -21,6 +21,9 @@ from .se import positive_int, seed_se
 
 __all__ = ["SeedNetwork"]
 
+MAX_FILTERS = 4096  # bounds on a (recorded) seed network, checked before any layer is built
+MAX_BLOCKS = 1000
+
 
 class SeedNetwork(nn.Module):
     """The seed blog post's network, with its per-pixel SE variant in every residual block."""
@@ -30,8 +33,8 @@ class SeedNetwork(nn.Module):
     def __init__(self, in_channels: int = 3, filters: int = 128, blocks: int = 10, num_classes: int = 10,
                  reduction: int = 16, squeeze: bool = False) -> None:
         super().__init__()
-        positive_int("filters", filters)
-        positive_int("blocks", blocks)
+        positive_int("filters", filters, MAX_FILTERS)
+        positive_int("blocks", blocks, MAX_BLOCKS)
         check_common(True, reduction, 1, num_classes, in_channels, narrowest=filters)
         attn = seed_se(reduction, squeeze)
         self.conv = nn.Conv2d(in_channels, filters, 3, padding=1, bias=False)
