@@ -73,18 +73,23 @@ def cmd_train(args: argparse.Namespace, callbacks: tuple = ()) -> int:
 
 
 def _new_config(args: argparse.Namespace, overrides: dict, world_size: int):
-    """The configuration of a new run: ``--config FILE`` if given, then the flags; one-line errors."""
+    """The configuration of a new run: ``--config FILE`` if given, then the flags; one-line errors.
+
+    An environment variable (``$SENET_DATA``) fills only a setting that neither a flag nor the recorded config
+    gives: ``--config RUN/config.json`` trains what the file records, whatever the environment says."""
     from .files import read_json
-    from .training.settings import ConfigError, config_from_record, make_config
+    from .training.settings import ConfigError, config_from_record, env_values, make_config
 
     try:
         if args.config:
             record = read_json(args.config)
             if record is None:
                 raise UsageError(f"--config {args.config}: not a readable JSON object")
-            return config_from_record(record, **overrides, world_size=world_size)
-        model, recipe = overrides.pop("model", "se_airnet"), overrides.pop("recipe", "fast")
-        return make_config(model, recipe, **dict(overrides, world_size=world_size))
+            unset = {k: v for k, v in env_values().items() if k not in record}
+            return config_from_record(record, **dict(unset, **overrides), world_size=world_size)
+        values = dict(env_values(), **overrides)
+        model, recipe = values.pop("model", "se_airnet"), values.pop("recipe", "fast")
+        return make_config(model, recipe, **dict(values, world_size=world_size))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 
@@ -116,8 +121,7 @@ def _resume(args: argparse.Namespace, overrides: dict, world_size: int, callback
                          f"(pid {current.get('pid')}); stop it first")
     if args.run_dir and Path(args.run_dir) != run_dir:
         raise UsageError("--run-dir and --resume name different directories")
-    given = {k: v for k, v in overrides.items() if getattr(args, k, None) is not None}  # flags, not $SENET_DATA
-    changed = sorted(k for k, v in given.items()
+    changed = sorted(k for k, v in overrides.items()  # flags only: the environment never changes a resumed run
                      if k != "epochs" and (k in ("model", "recipe", "data") or v != saved.get(k)))
     if changed or args.config:
         raise UsageError(f"--resume {run_dir}: only --epochs can change on resume (got {changed or '--config'})")
@@ -163,8 +167,10 @@ def _check_data(config) -> None:
     from .data import DataError
     from .training import ConfigError
     from .training.loop import load_training_data
+    from .training.preflight import preflight
 
     try:
+        preflight(config)  # counted, not decoded: the dashboard's Train form runs the same checks
         load_training_data(config)
     except (DataError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
@@ -466,7 +472,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from .training.settings import config_overrides
+    from .training.settings import config_overrides, env_values
     from .training.study import StudyError, pooled_disagreement, run_study, summarize
 
     try:
@@ -488,7 +494,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             raise UsageError("give --study-dir DIR and --variants (or --summary DIR)")
         if args.seeds < 1:
             raise UsageError(f"--seeds {args.seeds}: must be 1 or more")
-        shared = config_overrides(args)
+        continued = (Path(args.study_dir) / "study.json").is_file()  # a continued study trains what it recorded
+        shared = dict({} if continued else env_values(), **config_overrides(args))
         for key in ("model", "seed"):
             if key in shared and getattr(args, key, None) is not None:
                 raise UsageError(f"--{key} is set per run by a study: give --variants and --seeds instead")

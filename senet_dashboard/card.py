@@ -3,7 +3,8 @@
 :func:`epoch_summary` tells the best epoch from the number trained; :func:`loss_gap_note` explains, from
 the recorded recipe, why the validation loss sits below the training loss; :func:`recorded_accuracy` is the
 accuracy the trainer recorded for a split (only the split the checkpoint scored itself on has one: its validation
-split, or the test split for a run trained on every training image), and
+split, or the test split for a run trained on every training image; and only on those same images, by their data
+fingerprint), and
 :func:`has_test_split` says whether a data source has test images to recompute on.
 """
 from __future__ import annotations
@@ -12,11 +13,11 @@ import math
 import os
 from pathlib import Path
 
-from senet.data import CIFAR_SOURCES, DataError, parse_spec
+from senet.data import CIFAR_SOURCES, DataError, DataMatch, parse_spec, recorded_fingerprints
 from senet.recorded import recorded, scored_split, split_words
 
-__all__ = ["pts", "data_statement", "epoch_summary", "smoothed_loss_floor", "loss_gap_note", "recorded_accuracy", "same_source",
-           "has_test_split"]
+__all__ = ["pts", "data_statement", "epoch_summary", "smoothed_loss_floor", "loss_gap_note", "recorded_accuracy",
+           "not_compared_note", "recompute_scope", "has_test_split"]
 
 
 def pts(new: float, old: float) -> str:
@@ -104,31 +105,45 @@ def loss_gap_note(config: dict, history: list[dict], classes: int) -> str | None
             + (", without smoothing." if eps > 0 else "."))
 
 
-def same_source(meta: dict, spec: str) -> bool | None:
-    """Whether ``spec`` is the data source the checkpoint was trained on (None when it records none)."""
-    trained_on = meta.get("data_spec") or (meta.get("config") or {}).get("data")
-    if not trained_on:
-        return None
-    try:
-        (k1, p1), (k2, p2) = parse_spec(trained_on), parse_spec(spec)
-    except DataError:
-        return False
-    if k1 != k2:
-        return False
-    return p1 is None or Path(p1).expanduser().resolve() == Path(p2).expanduser().resolve()
-
-
-def recorded_accuracy(meta: dict, split: str, tta: bool, spec: str) -> float | None:
-    """The accuracy recorded in training for this split (with or without TTA) on this data source.
+def recorded_accuracy(meta: dict, split: str, tta: bool, match: DataMatch) -> float | None:
+    """The accuracy recorded in training for this split (with or without TTA), when the data shown is the one it
+    was recorded on.
 
     The trainer records only the split it scores itself on (its validation split, ``val_acc``; or, for a run
-    trained on every training image, the test split, ``test_acc``), so any other split, or a data source other
-    than the recorded one, has none.
+    trained on every training image, the test split, ``test_acc``), so any other split has none; ``match``
+    (:func:`senet.data.match_split`) says whether the data shown holds those same images (by fingerprint, or by
+    path for a checkpoint that records none): a subset of them, or other images, have none either.
     """
-    if split != scored_split(meta) or same_source(meta, spec) is False:
+    if split != scored_split(meta) or not match.same:
         return None
     value = recorded(meta, "acc_tta" if tta else "acc")
     return None if value is None else float(value)
+
+
+def not_compared_note(match: DataMatch) -> str:
+    """Why a recomputed figure is not set beside the recorded one, from how the data relates to the checkpoint's."""
+    if match.relation == "subset":
+        return (f"these are {match.note}, so they are not compared with the recorded figure, which is on the whole "
+                "split")
+    if match.different:
+        return f"{match.note}, so it is not compared with the recorded figure"
+    return match.note
+
+
+def recompute_scope(meta: dict) -> tuple[str, str]:
+    """The val split a recomputation reads, in words that claim nothing unchecked, and a sentence on how it is
+    told whether those are the checkpoint's own held-out images (by data fingerprint, or by path for a checkpoint
+    that records none) once they are read; that sentence is empty for a model with no split of ours."""
+    if meta.get("external"):
+        return "the val split (not held out from this ImageNet model, which was trained elsewhere)", ""
+    if meta.get("imported_from"):
+        return ("the val split (not held out from an imported model: its source may have trained on every training "
+                "image)"), ""
+    seed = meta.get("split_seed", (meta.get("config") or {}).get("split_seed"))
+    how = "by their data fingerprint" if recorded_fingerprints(meta) else \
+        "by path only: this checkpoint records no data fingerprint"
+    return ("the val split as this checkpoint drew it" + (f" (split_seed {seed})" if seed is not None else ""),
+            f"Whether these are its own held-out images is checked {how}.")
 
 
 def has_test_split(spec: str, data_dir: str | os.PathLike) -> bool:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from senet.training.runs import read_metrics
 
-__all__ = ["MetricsTail", "Curves", "curves_from_records", "curves_from_history", "smooth", "progress",
-           "format_duration"]
+__all__ = ["MetricsTail", "Curves", "curves_from_records", "curves_from_history", "curves_from_checkpoint",
+           "resume_notes", "smooth", "progress", "format_duration"]
 
 
 class MetricsTail:
@@ -62,6 +62,14 @@ class Curves:
     epoch_lr: list[float] = field(default_factory=list)
     elapsed_s: list[float] = field(default_factory=list)
     resumes: list[int] = field(default_factory=list)  # steps at which the run was resumed
+    # per resume: {"step", "epoch", "epochs_before", "epochs"} (the epochs are None in records older than them)
+    resume_info: list[dict] = field(default_factory=list)
+    # the learning rate of each step, counted from 0 (the step it was used in): recorded per step (``lrs``), one
+    # per step record in older runs, or computed from a checkpoint's recorded recipe (``lr_computed``)
+    lr_step: list[int] = field(default_factory=list)
+    lr_value: list[float] = field(default_factory=list)
+    lr_computed: bool = False
+    steps_per_epoch: int | None = None  # known for a checkpoint's computed schedule: its x axis is then in epochs
 
     @property
     def points(self) -> int:
@@ -92,11 +100,49 @@ def curves_from_records(records: list[dict]) -> Curves:
             c.step_loss.append(_num(r.get("loss")))
             c.lr.append(_num(r.get("lr")))
             c.images_per_s.append(_num(r.get("images_per_s")))
+            _add_lrs(c, r)
         elif kind == "epoch":
             _add_epoch(c, r)
         elif kind == "resume":
             c.resumes.append(int(r.get("step", 0)))
+            c.resume_info.append({"step": int(r.get("step", 0)), "epoch": r.get("epoch"),
+                                  "epochs_before": r.get("epochs_before"), "epochs": r.get("epochs"),
+                                  "lr": r.get("lr"), "lr_before": r.get("lr_before")})
     return c
+
+
+def _add_lrs(c: Curves, record: dict) -> None:
+    """The per-step learning rates of a step record (``lrs``: steps ``step - len(lrs)`` .. ``step - 1`` from 0);
+    an older record has only the last step's ``lr``."""
+    step = int(record.get("step", 0))
+    lrs = record.get("lrs")
+    values = lrs if isinstance(lrs, list) and lrs else [record.get("lr")]
+    first = step - len(values)
+    for i, value in enumerate(values):
+        c.lr_step.append(first + i)
+        c.lr_value.append(_num(value))
+
+
+def resume_notes(c: Curves) -> list[str]:
+    """One sentence per resume of the run: where it resumed, and whether the number of epochs (and with it the
+    learning-rate schedule) changed there, with the learning rate it gave against the one the old total gave."""
+    notes = []
+    for r in c.resume_info:
+        done = r.get("epoch")
+        where = f"Resumed at step {r['step']:,}" + (f" ({done} epoch{'s' if done != 1 else ''} done)"
+                                                   if isinstance(done, int) else "")
+        before, after = r.get("epochs_before"), r.get("epochs")
+        if not (before and after and before != after):
+            notes.append(f"{where}; the schedule went on unchanged.")
+            continue
+        verb = "stretched over" if after > before else "squeezed into"
+        new, old = r.get("lr"), r.get("lr_before")
+        rates = (f"; at that step the learning rate is {new:.4g} instead of the {old:.4g} the {before}-epoch "
+                 "schedule gives" if isinstance(new, (int, float)) and isinstance(old, (int, float))
+                 and abs(new - old) > 1e-12 else "")
+        notes.append(f"{where} with {after} epochs in total instead of {before}: from there the learning-rate "
+                     f"schedule is {verb} {after} epochs{rates}.")
+    return notes
 
 
 def _add_epoch(c: Curves, row: dict) -> None:
@@ -112,6 +158,26 @@ def curves_from_history(history: list[dict] | None) -> Curves:
     for row in history or []:
         if isinstance(row, dict):
             _add_epoch(c, row)
+    return c
+
+
+def curves_from_checkpoint(meta: dict) -> Curves:
+    """Epoch columns from a checkpoint's ``history``, and the learning rate of every step computed from its
+    recorded recipe (``config``, its ``epochs_plan`` when resumed with other epochs), from the warm-up's first
+    step on. Without the number of training images the schedule is computed at 100 steps per epoch: on an epoch
+    axis the same curve, to within a step of warm-up rounding."""
+    from senet.data import steps_per_epoch
+    from senet.training.optim import planned_lrs
+
+    c = curves_from_history(meta.get("history"))
+    config = meta.get("config") or {}
+    try:
+        images, batch = meta.get("train_images"), config.get("batch_size")
+        spe = steps_per_epoch(int(images), int(batch)) if images and batch else 100
+        lrs = planned_lrs(config, spe, meta.get("epochs_plan") or None)
+    except (TypeError, ValueError, KeyError):  # no recipe recorded (imported models): the recorded epochs only
+        return c
+    c.lr_step, c.lr_value, c.lr_computed, c.steps_per_epoch = list(range(len(lrs))), lrs, True, spe
     return c
 
 

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from .curves import Curves, smooth
 
-__all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "gate_heatmap_figure",
+__all__ = ["PALETTE", "line_figure", "step_loss_figure", "epoch_figure", "lr_figure", "epoch_ticks", "gate_heatmap_figure",
            "profiles_figure", "separation_figure", "intervention_figure",
            "confusion_figure", "confusion_colour", "COLOUR_MODES",
            "overlay_figure", "ablation_figure", "channel_classes_figure", "split_ablation_figure",
@@ -113,23 +113,71 @@ def epoch_figure(c: Curves, metric: str, height: int = 300, log_y: bool = False)
         fig.update_yaxes(tickformat=".0%")
     elif log_y:
         fig.update_yaxes(type="log")
-    if len(c.epoch) <= 12:
-        fig.update_xaxes(dtick=1)
+    return epoch_ticks(fig, max(c.epoch))
+
+
+def epoch_ticks(fig: go.Figure, last_epoch: float) -> go.Figure:
+    """Whole-epoch ticks on the x axis (never 1.5): every epoch up to 12, then every 2, 5, 10, 20, ... epochs."""
+    step = next(d for d in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10**9) if last_epoch / d <= 12)
+    fig.update_xaxes(tick0=0, dtick=step, tickformat="d")
     return fig
 
 
+def _thin(x: list[float], y: list[float], limit: int = 2000) -> tuple[list[float], list[float]]:
+    """At most about ``limit`` points of a piecewise-smooth line, keeping its ends and every kink (a warm-up's
+    peak, a step drop, a resume's jump), so that a schedule of 60,000 steps draws quickly and looks the same."""
+    n = len(x)
+    if n <= limit:
+        return list(x), list(y)
+    d = np.diff(np.asarray(y, dtype=float))
+    scale = float(np.nanmax(np.abs(d))) if len(d) else 0.0
+    kinks = np.nonzero(np.abs(np.diff(d)) > 1e-3 * scale)[0] + 1 if scale > 0 else np.array([], dtype=int)
+    keep = sorted(set(range(0, n, math.ceil(n / limit))) | set(kinks.tolist()) | set((kinks - 1).tolist())
+                  | set((kinks + 1).tolist()) | {n - 1})
+    return [x[i] for i in keep if 0 <= i < n], [y[i] for i in keep if 0 <= i < n]
+
+
+def _resume_marks(fig: go.Figure, c: Curves, first_step: int, per_epoch: float | None = None) -> None:
+    """A dotted line at each resume the chart shows, saying when the schedule changed there."""
+    for r in c.resume_info:
+        if r["step"] < first_step:
+            continue
+        before, after = r.get("epochs_before"), r.get("epochs")
+        text = (f"resumed: {before} → {after} epochs, schedule re-stretched" if before and after and before != after
+                else "resumed")
+        fig.add_vline(x=r["step"] / per_epoch if per_epoch else r["step"], line=dict(color="#999", dash="dot", width=1),
+                      annotation_text=text, annotation_position="bottom left",
+                      annotation_font=dict(size=10, color="#555"))
+
+
 def lr_figure(c: Curves, height: int = 300, last_steps: int | None = None) -> go.Figure:
-    """The learning rate per logged step (or per epoch when only epochs are known); ``last_steps`` as above."""
-    fig = line_figure("Learning rate", "step" if c.step else "epoch", "lr", height)
-    i = _window(c.step, last_steps)
-    x, y = (c.step[i:], c.lr[i:]) if c.step else (c.epoch, c.epoch_lr)
-    if x:
-        fig.add_scatter(x=x, y=y, mode="lines", name="lr", line=dict(color="#54A24B", width=2),
+    """The learning rate of every step, from the first (so a warm-up's start shows), with each resume marked and,
+    where a resume changed the number of epochs, the schedule's re-stretch named on the chart.
+
+    A run's chart is per step (``last_steps`` shows the latest steps); a checkpoint's (:func:`curves_from_checkpoint`:
+    computed from its recorded recipe) is per epoch, with the rates recorded at each epoch's end as dots. Without
+    either, the recorded per-epoch rates alone.
+    """
+    per_epoch = c.steps_per_epoch if c.lr_computed else None
+    if not c.lr_step:
+        fig = line_figure("Learning rate at the end of each epoch", "epoch", "lr", height)
+        if not c.epoch:
+            return _placeholder(fig, "waiting for the first logged step")
+        fig.add_scatter(x=c.epoch, y=c.epoch_lr, mode="lines+markers", name="lr", line=dict(color="#54A24B", width=2),
                         hovertemplate="%{y:.4g}", showlegend=False)
-    else:
-        return _placeholder(fig, "waiting for the first logged step")
-    if not c.step and len(c.epoch) <= 12:
-        fig.update_xaxes(dtick=1)
+        return epoch_ticks(fig, max(c.epoch))
+    title = "Learning rate per step" + (" (computed from the recorded recipe)" if c.lr_computed else "")
+    fig = line_figure(title, "epoch" if per_epoch else "step", "lr", height)
+    first = c.step[_window(c.step, last_steps)] if last_steps and c.step else 0
+    pairs = [(s, v) for s, v in zip(c.lr_step, c.lr_value) if s >= first - 1]
+    x, y = _thin([s / per_epoch if per_epoch else s for s, _ in pairs], [v for _, v in pairs])
+    fig.add_scatter(x=x, y=y, mode="lines", name="computed" if c.lr_computed else "lr",
+                    line=dict(color="#54A24B", width=2), hovertemplate="%{y:.4g}", showlegend=c.lr_computed)
+    if per_epoch:
+        fig.add_scatter(x=c.epoch, y=c.epoch_lr, mode="markers", name="recorded, end of epoch",
+                        marker=dict(color="#54A24B", size=6, symbol="circle-open"), hovertemplate="%{y:.4g}")
+        epoch_ticks(fig, max(x[-1], max(c.epoch, default=0)))
+    _resume_marks(fig, c, first, per_epoch)
     return fig
 
 
@@ -650,4 +698,6 @@ def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_
         fig.update_yaxes(tickformat=".0%")
     elif log_y:
         fig.update_yaxes(type="log")
+    if not per_step and not by_time:
+        epoch_ticks(fig, max((max(c.epoch, default=0) for c in series.values()), default=1))
     return fig

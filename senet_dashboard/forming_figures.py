@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import PALETTE, _layout
+from .figures import PALETTE, _layout, epoch_ticks
 
 __all__ = ["forming_heatmap_figure", "specificity_by_epoch_figure"]
 
@@ -35,4 +35,4 @@ def specificity_by_epoch_figure(epochs: list[int], specificity: list[dict[str, f
                         hovertemplate=f"{block}: %{{y:.3f}}<extra></extra>")
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="std of class-mean gates")
-    return fig
+    return epoch_ticks(fig, max(epochs, default=1))

@@ -4,7 +4,7 @@ The dashboard never trains in its own process: :func:`start_run` creates a
 fresh run directory (exclusively, through :func:`senet.training.make_run_dir`, so
 two sessions never share one), writes the configuration to ``RUN_DIR/config.json``,
 records how it launched the run in ``RUN_DIR/launch.json`` and starts
-``python -m senet train --config RUN_DIR/config.json --run-dir RUN_DIR`` in a new
+``python -m senet train --config RUN_DIR/config.json --model ... (every setting) --run-dir RUN_DIR`` in a new
 session with its output in ``RUN_DIR/train.log``. Everything else is
 read back from the run directory, so a reloaded or restarted dashboard finds
 the run again. :func:`stop_run` sends SIGTERM; the trainer finishes its step,
@@ -23,7 +23,7 @@ from typing import Any
 
 from senet.training import TrainConfig, make_run_dir
 from senet.training.runs import ACTIVE_STATES, pid_alive, read_json, read_status, run_summary, write_json_atomic
-from senet.training.settings import config_record
+from senet.training.settings import config_flags, config_record
 
 __all__ = ["LaunchError", "train_command", "start_run", "resume_run", "stop_run", "run_state", "active_runs",
            "list_run_rows", "log_tail", "can_resume"]
@@ -36,11 +36,13 @@ class LaunchError(RuntimeError):
     """A run that cannot be started, stopped or resumed; the message says why in one line."""
 
 
-def train_command(config_file: str | os.PathLike, run_dir: str | os.PathLike) -> list[str]:
-    """The ``python -m senet train`` command line that trains the configuration in ``config_file`` into
-    ``run_dir``: every setting travels in the file, none is rebuilt as a flag."""
-    return [sys.executable, "-m", "senet", "train", "--config", str(config_file), "--run-dir", str(run_dir),
-            "--no-progress"]
+def train_command(config_file: str | os.PathLike, run_dir: str | os.PathLike, config: TrainConfig) -> list[str]:
+    """The ``python -m senet train`` command line that trains ``config`` (written to ``config_file``) into
+    ``run_dir``: the file, and every setting again as an explicit flag (:func:`config_flags`), so that the
+    command in ``train.log`` says what trains and no environment variable of the dashboard's (``$SENET_DATA``,
+    ``$SENET_DATA_DIR``) can stand in for a setting."""
+    return [sys.executable, "-m", "senet", "train", "--config", str(config_file), *config_flags(config),
+            "--run-dir", str(run_dir), "--no-progress"]
 
 
 def _reap() -> None:
@@ -71,7 +73,7 @@ def start_run(config: TrainConfig, runs_root: str | os.PathLike) -> Path:
     """Start training ``config`` in a new process; returns the new run directory under ``runs_root``."""
     run_dir = make_run_dir(runs_root, config.model)
     write_json_atomic(run_dir / "config.json", config_record(config))
-    _spawn(train_command(run_dir / "config.json", run_dir), run_dir, "start")
+    _spawn(train_command(run_dir / "config.json", run_dir, config), run_dir, "start")
     return run_dir
 
 

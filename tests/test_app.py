@@ -155,7 +155,7 @@ def _fill_new_run(at: AppTest, epochs: int) -> None:
     tag = "se_resnet20_fast"
     at.number_input(key=f"new_epochs_{tag}").set_value(epochs)
     at.number_input(key=f"new_batch_size_{tag}").set_value(16)
-    at.number_input(key=f"new_log_every_{tag}").set_value(1)
+    at.number_input(key=f"new_log_every_{tag}").set_value(1).run()  # the page checks the values: Start is on
     next(b for b in at.button if b.label == "Start training").click().run()
 
 

@@ -128,10 +128,14 @@ def test_the_smoothed_loss_shown_is_where_the_smoothed_line_ends():
 
 
 # --------------------------------------------------------------------------- launcher
-def test_train_command_runs_the_config_file_and_rebuilds_no_flags():
-    cmd = train_command("/runs/a/config.json", "/runs/a")
-    assert cmd == [sys.executable, "-m", "senet", "train", "--config", "/runs/a/config.json", "--run-dir", "/runs/a",
-                   "--no-progress"]
+def test_train_command_runs_the_config_file_and_gives_every_setting_as_a_flag():
+    from senet.training.settings import config_flags
+
+    config = make_config("se_resnet20", "fast", data="folder:/a b", se_weight_decay=None)
+    cmd = train_command("/runs/a/config.json", "/runs/a", config)
+    assert cmd == [sys.executable, "-m", "senet", "train", "--config", "/runs/a/config.json", *config_flags(config),
+                   "--run-dir", "/runs/a", "--no-progress"]
+    assert cmd[cmd.index("--data") + 1] == "folder:/a b" and "--no-amp" not in cmd and "--amp" in cmd
 
 
 def _launched_config(config, tmp_path, monkeypatch):
@@ -145,7 +149,7 @@ def _launched_config(config, tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(cli, "_check_data", lambda config: None)
     monkeypatch.setattr(cli, "_run", lambda config, run_dir, resume, progress, **_: seen.update(config=config) or 0)
-    assert cli.main(train_command(run_dir / "config.json", run_dir)[3:]) == 0
+    assert cli.main(train_command(run_dir / "config.json", run_dir, config)[3:]) == 0
     return seen["config"]
 
 
@@ -175,7 +179,7 @@ def test_start_run_writes_the_config_before_the_process_starts(tmp_path, monkeyp
     config = make_config("se_resnet20", "fast", data="cifar10", start_lr_frac=0.5)
     run_dir = start_run(config, tmp_path / "runs")
     assert read_json(run_dir / "config.json")["start_lr_frac"] == 0.5
-    assert started == [(train_command(run_dir / "config.json", run_dir), run_dir)]
+    assert started == [(train_command(run_dir / "config.json", run_dir, config), run_dir)]
 
 
 def test_run_with_dead_process_is_failed_and_log_error_is_reported(tmp_path):

@@ -30,9 +30,10 @@ from ..models import create_model, model_info, se_blocks
 from ..analysis.runner import run_over_split
 from .gate_history import choose_probe, record_gates
 from .distributed import Dist, StopFlag, hardware, mixed_precision_dtype, pick_device, wrap_for_training
-from .optim import Lookahead, lr_factor, make_optimizer, set_lr
+from .preflight import no_test_split
+from .optim import Lookahead, make_optimizer, schedule_factor, set_lr
 from .recorder import Recorder
-from .settings import ConfigError, TrainConfig, check_world_size
+from .settings import TrainConfig, check_batch_size, check_world_size
 
 __all__ = ["train", "Callback", "Trainee", "prepare", "validate"]
 
@@ -71,10 +72,7 @@ class Trainee:
         return self.steps_per_epoch * self.config.epochs
 
     def lr_factor(self) -> float:
-        c = self.config
-        warmup = int(round(c.warmup_epochs * self.steps_per_epoch))
-        return lr_factor(self.state["global_step"], self.total_steps, warmup, c.schedule, c.start_lr_frac,
-                         c.end_lr_frac)
+        return schedule_factor(self.config, self.state["global_step"], self.steps_per_epoch)
 
     def frozen(self) -> list[nn.Parameter]:
         """Parameters the recipe holds still this epoch (AirNet's whitening bias after ``whiten_bias_epochs``)."""
@@ -123,6 +121,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
         if bar:
             bar.close()
         if stopped:
+            recorder.flush_steps(t.state, t.steps_per_epoch)  # the steps since the last record, before last.pt
             history = t.state["history"]
             recorder.save("last.pt", t.model, t.state, t.train_set.classes, t.facts,
                           recorded(history[-1]) if history else None, resume_state=t.resume_state())
@@ -255,6 +254,7 @@ def prepare(config: TrainConfig, run_dir: Path, resume: bool, device: torch.devi
     optimizer = make_optimizer(model, config)
     state = new_train_state()
     saved = restore(run_dir, model, optimizer, state) if resume else {}
+    plan_epochs(state, config.epochs)
     lookahead = Lookahead(model) if config.lookahead else None  # the slow copy starts as the current weights
     if lookahead is not None and isinstance(saved.get("lookahead"), dict):
         lookahead.load(saved["lookahead"])
@@ -288,12 +288,10 @@ def load_training_data(config: TrainConfig) -> tuple[TensorDataset, TensorDatase
     except DataError:
         if split != "test" or parse_spec(config.data)[0] not in ("folder", "sample"):
             raise  # a CIFAR download's own message says what is missing
-        raise DataError(f"val_size 0 trains on every training image and scores the run on the test split, "
-                        f"but {config.data} has no test split") from None
+        raise DataError(no_test_split(config.data)) from None
     if config.train_limit:
         train_set = limit_split(train_set, config.train_limit, config.split_seed)
-    if config.batch_size > len(train_set):
-        raise ConfigError(f"batch_size {config.batch_size} is larger than the {len(train_set)} training images")
+    check_batch_size(config.batch_size, len(train_set))
     return train_set, eval_set
 
 
@@ -312,7 +310,20 @@ def build_model(config: TrainConfig, train_set: TensorDataset, device: torch.dev
 def new_train_state() -> dict[str, Any]:
     """The loop's counters, saved in ``last.pt`` so that a resumed run continues exactly."""
     return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_acc": -1.0, "history": [],
-            "elapsed_s": 0.0, "loss_ema": None, "epoch_sums": [0.0, 0.0, 0.0]}
+            "elapsed_s": 0.0, "loss_ema": None, "epoch_sums": [0.0, 0.0, 0.0], "epochs_plan": []}
+
+
+def plan_epochs(state: dict[str, Any], epochs: int) -> None:
+    """Record in ``state["epochs_plan"]`` the number of epochs the run trains for from this step on.
+
+    The plan starts as ``[{"step": 0, "epoch": 0, "epochs": E}]``; a run resumed with another ``--epochs`` adds
+    an entry at its step: from there the learning-rate schedule (and Lookahead's) is stretched over the new total
+    (see :func:`senet.training.optim.planned_lrs`).
+    """
+    plan = state["epochs_plan"]
+    if not plan or plan[-1]["epochs"] != epochs:
+        at = {"step": state["global_step"], "epoch": state["epoch"]} if plan else {"step": 0, "epoch": 0}
+        plan.append(dict(at, epochs=int(epochs)))
 
 
 def restore(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> dict:
@@ -322,6 +333,9 @@ def restore(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
     model.load_state_dict(payload["state_dict"])
     optimizer.load_state_dict(payload["extra_state"]["optimizer"])
     state.update(payload["extra_state"]["train_state"])
+    if not state.get("epochs_plan"):  # a last.pt from before the plan: it trained for its config's epochs
+        before = (payload.get("meta", {}).get("config") or {}).get("epochs")
+        state["epochs_plan"] = [{"step": 0, "epoch": 0, "epochs": int(before)}] if before else []
     if isinstance(payload["extra_state"].get("rng_state"), torch.Tensor):
         torch.set_rng_state(payload["extra_state"]["rng_state"])
     return payload["extra_state"]

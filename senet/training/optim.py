@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -9,7 +11,8 @@ from torch import nn
 from ..models import se_blocks
 from .settings import TrainConfig
 
-__all__ = ["lr_factor", "param_groups", "make_optimizer", "set_lr", "Lookahead", "STEP_DROPS"]
+__all__ = ["lr_factor", "schedule_factor", "planned_lrs", "param_groups", "make_optimizer", "set_lr", "Lookahead",
+           "STEP_DROPS"]
 
 
 STEP_DROPS = ((0.5, 0.1), (0.75, 0.01))  # the ``step`` schedule: lr / 10 at 50% and again at 75% of training
@@ -35,6 +38,36 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, sta
     if schedule == "cosine":
         return end_frac + (1.0 - end_frac) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0 - (1.0 - end_frac) * progress
+
+
+def schedule_factor(config: TrainConfig | Mapping[str, Any], step: int, steps_per_epoch: int,
+                    epochs: int | None = None) -> float:
+    """The multiplier of ``config``'s schedule at ``step`` (0-based) of a run of ``epochs`` (default: the
+    config's) with ``steps_per_epoch`` steps each; ``config`` is a :class:`TrainConfig` or its recorded dict."""
+    get = config.get if isinstance(config, Mapping) else lambda key, default=None: getattr(config, key, default)
+    epochs = get("epochs") if epochs is None else epochs
+    warmup = int(round(get("warmup_epochs", 0.0) * steps_per_epoch))
+    return lr_factor(step, steps_per_epoch * epochs, warmup, get("schedule"), get("start_lr_frac", 1.0),
+                     get("end_lr_frac", 0.0))
+
+
+def planned_lrs(config: TrainConfig | Mapping[str, Any], steps_per_epoch: int,
+                plan: list[dict] | None = None) -> list[float]:
+    """The learning rate of every step (0-based) a run of ``config`` trains, as the loop sets it (the first
+    parameter group's: ``lr`` times :func:`schedule_factor`).
+
+    ``plan`` is the run's ``epochs_plan`` (:func:`senet.training.loop.plan_epochs`): from each entry's step on the
+    schedule is stretched over that entry's epochs, as after a resume with another ``--epochs``; without one the
+    config's epochs hold throughout.
+    """
+    get = config.get if isinstance(config, Mapping) else lambda key, default=None: getattr(config, key, default)
+    plan = plan or [{"step": 0, "epochs": get("epochs")}]
+    lrs: list[float] = []
+    for i, part in enumerate(plan):
+        end = plan[i + 1]["step"] if i + 1 < len(plan) else steps_per_epoch * part["epochs"]
+        lrs += [get("lr") * schedule_factor(config, s, steps_per_epoch, part["epochs"])
+                for s in range(part["step"], end)]
+    return lrs
 
 
 class Lookahead:

@@ -91,10 +91,13 @@ def truncate_metrics(path: str | os.PathLike, max_step: int) -> None:
     atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
 
 
-def write_status(run_dir: str | os.PathLike, **fields: Any) -> dict:
-    """Merge ``fields`` into ``status.json`` (atomically) and stamp ``updated_at``."""
+def write_status(run_dir: str | os.PathLike, *, drop: tuple[str, ...] = (), **fields: Any) -> dict:
+    """Merge ``fields`` into ``status.json`` (atomically), remove the keys in ``drop`` (a stop reason that no
+    longer holds) and stamp ``updated_at``."""
     path = Path(run_dir) / "status.json"
     status = read_json(path) or {}
+    for key in drop:
+        status.pop(key, None)
     status.update(fields)
     status["updated_at"] = time.time()
     write_json_atomic(path, status)
@@ -127,7 +130,7 @@ def run_summary(run_dir: str | os.PathLike) -> dict:
         "model": config.get("model"),
         "recipe": config.get("recipe"),
         "epoch": status.get("epoch"),
-        "epochs": config.get("epochs"),
+        "epochs": status.get("epochs") or config.get("epochs"),  # the trainer's total (a resume may change it)
         "best_val_acc": status.get("best_val_acc"),
         "test_acc": status.get("test_acc"),  # a run trained on every image: its last epoch on the test split
         "duration_s": (ended - started) if started and ended else None,

@@ -26,13 +26,18 @@ from ..models import list_models, model_spec
 from ..models.resnet import check_stages
 
 __all__ = ["Setting", "setting", "TrainConfig", "ConfigError", "RECIPES", "FAMILY_RECIPES", "SCHEDULES",
-           "make_config", "validate_config", "add_config_arguments", "config_overrides", "form_fields",
-           "FormField", "config_record", "config_settings", "check_world_size"]
+           "make_config", "validate_config", "add_config_arguments", "config_overrides", "env_values", "config_flags",
+           "field_problems", "form_fields", "FormField", "config_record", "config_settings", "check_world_size",
+           "check_batch_size"]
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 # A run shorter than its recipe keeps the recipe's warm-up epochs, but never more than this share of training
 # (measured at 4 epochs on 20,000 images: fast's 2.4 warm-up epochs scored about 2 points above its 20% share).
 SHORT_RUN_MAX_WARMUP_SHARE = 0.6
+
+
+SAMPLE_NOT_FOR_TRAINING = ("data 'sample': the bundled sample holds only held-out validation images; "
+                           "train on cifar10, cifar100 or folder:PATH")
 
 
 class ConfigError(ValueError):
@@ -103,8 +108,7 @@ def _check_data(value: str) -> None:
     except DataError as exc:
         raise ValueError(str(exc)) from None
     if kind == "sample":
-        raise ValueError("data 'sample': the bundled sample holds only held-out validation images; "
-                         "train on cifar10, cifar100 or folder:PATH")
+        raise ValueError(SAMPLE_NOT_FOR_TRAINING)
 
 
 @dataclass(kw_only=True)
@@ -370,6 +374,12 @@ def validate_config(config: TrainConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def check_batch_size(batch_size: int, train_images: int) -> None:
+    """A batch must fit in the training images (after the validation holdout and ``train_limit``)."""
+    if batch_size > train_images:
+        raise ConfigError(f"batch_size {batch_size} is larger than the {train_images:,} training images")
+
+
 def check_world_size(batch_size: int, world_size: int) -> None:
     """The global batch must split evenly over the processes (each rank takes batch_size / world_size)."""
     if world_size > 1 and batch_size % world_size:
@@ -397,16 +407,57 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
 
 
 def config_overrides(args: argparse.Namespace, cls: type = TrainConfig) -> dict[str, Any]:
-    """The settings given on the command line (a setting's ``env`` variable stands in for a missing flag)."""
+    """The settings given as flags on the command line (never the environment: see :func:`env_values`)."""
+    return {f.name: getattr(args, f.name) for f in config_settings(cls) if getattr(args, f.name, None) is not None}
+
+
+def env_values(cls: type = TrainConfig) -> dict[str, Any]:
+    """The settings an environment variable gives (a setting's ``env``, e.g. ``$SENET_DATA`` for ``data``).
+
+    They only fill what neither a flag nor a recorded configuration gives: a new run's missing flags. A recorded
+    config (``--config``), a resumed run and a continued study train what they recorded, whatever the environment
+    says. (``data_dir``'s default, ``$SENET_DATA_DIR``, follows the same rule: a record's ``data_dir`` wins.)
+    """
     out = {}
     for f in config_settings(cls):
         s: Setting = f.metadata["setting"]
-        value = getattr(args, f.name, None)
-        if value is None and s.env:
-            value = os.environ.get(s.env) or None
-        if value is not None:
-            out[f.name] = value
+        value = os.environ.get(s.env) if s.env else None
+        if value:
+            out[f.name] = s.parse(value) if s.parse else value
     return out
+
+
+def config_flags(config: TrainConfig) -> list[str]:
+    """The ``senet train`` flags that give every setting of ``config`` explicitly (None values have no flag:
+    they keep their default), so that a command line says what it trains whatever the environment holds."""
+    out = []
+    for f in config_settings(type(config)):
+        s: Setting = f.metadata["setting"]
+        value = getattr(config, f.name)
+        if not s.flag or value is None:
+            continue
+        if s.kind is bool:
+            out.append(_flag(f.name) if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            out += [_flag(f.name), repr(value) if isinstance(value, float) else str(value)]
+    return out
+
+
+def field_problems(values: dict[str, Any], cls: type = TrainConfig) -> dict[str, str]:
+    """Each given field's problem, in the words ``senet train`` would print (:func:`check_value`); {} when none.
+
+    The one field-by-field validation of the command line and the Train form: the form shows these messages
+    under its fields and does not start while there is one.
+    """
+    known = fields_by_name(cls)
+    problems = {}
+    for name, value in values.items():
+        if name in known:
+            try:
+                check_value(name, known[name].metadata["setting"], value)
+            except ValueError as exc:
+                problems[name] = str(exc)
+    return problems
 
 
 # --------------------------------------------------------------------------- the Train form

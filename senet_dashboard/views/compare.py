@@ -15,6 +15,7 @@ import streamlit as st
 from senet import CheckpointError, DataError, evaluate_checkpoint
 from senet.analysis.compare import cpu_latency, interleaved_latency, model_row, paired_comparison
 from senet.analysis.evaluate import checkpoint_split_options
+from senet.data import match_cards, match_split
 from senet.checkpoint import Checkpoint
 from senet.models import model_spec
 from senet.recorded import split_words
@@ -293,6 +294,7 @@ def _pair(se: dict, plain: dict, w: Weighing) -> None:
             st.warning(f"Not compared: these two are not twins trained alike ({reason}). A difference between "
                        "them would mix SE with everything else that differs.", icon=":material/block:")
             return
+        st.caption(f"Twins trained alike; data: {match_cards(se['meta'], plain['meta']).note}.")
         c = st.columns(4)
         if se["acc"] is not None and plain["acc"] is not None and se["scored_on"] == plain["scored_on"]:
             diff = (se["acc"] - plain["acc"]) * 100
@@ -332,7 +334,8 @@ def _pair_latency_metric(column, se: dict, plain: dict) -> None:
 
 def _paired_test(se: dict, plain: dict, w: Weighing) -> None:
     """Both checkpoints on the same images of their scored split: a McNemar test of their disagreements."""
-    if checkpoint_split_options(se["meta"]) != checkpoint_split_options(plain["meta"]):
+    same_images = match_cards(se["meta"], plain["meta"]).by == "fingerprint"  # twins: the same images, by content
+    if not same_images and checkpoint_split_options(se["meta"]) != checkpoint_split_options(plain["meta"]):
         st.caption("No paired test: the two were trained with different validation splits.")
         return
     split, tta = se["scored_on"], w.paired_tta
@@ -362,6 +365,7 @@ def _paired_test(se: dict, plain: dict, w: Weighing) -> None:
         f"SE − plain = {t.difference * 100:+.2f} pts (95% CI {low * 100:+.2f} to {high * 100:+.2f}); "
         f"McNemar p = {t.p_value:.3g}: {verdict}. Recomputed now on this machine (recorded figures above can "
         f"differ by a few images: other hardware, float16 export).")
+    st.caption(f"These images: {match_split(se['meta'], split, data, w.spec).note}.")
 
 
 main()

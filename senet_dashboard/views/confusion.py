@@ -9,6 +9,7 @@ from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._context import PageContext, hand_over, page_context
 from senet_dashboard.views import _format as fmt
 from senet import DataError
+from senet.data import DataMatch, match_split
 from senet.analysis.evaluate import stream_evaluation
 from senet.recorded import recorded as recorded_figure, scored_split
 from senet_dashboard.card import pts, recorded_accuracy
@@ -55,7 +56,7 @@ def main() -> None:
     if ev is None:
         return
     info = summary(ev)
-    _metrics(ctx, info, bool(tta))
+    _metrics(ctx, info, bool(tta), match_split(ctx.meta, ctx.split, data, ctx.spec))
     cell = _picked_cell(ctx.classes, info)
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -116,13 +117,13 @@ def _evaluation(ctx: PageContext, data, tta: bool):
     return ev
 
 
-def _metrics(ctx: PageContext, info: dict, tta: bool) -> None:
-    """Accuracy recomputed now beside the recorded one, macro F1, the image count; each says what it is."""
+def _metrics(ctx: PageContext, info: dict, tta: bool, match: DataMatch) -> None:
+    """Accuracy recomputed now beside the recorded one, macro F1, the image count; each says what it is, and a
+    line says whether these are the checkpoint's own images (``match``: by data fingerprint, else by path)."""
     meta, split = ctx.meta, ctx.split
-    recorded = recorded_accuracy(meta, split, tta, ctx.spec)
+    recorded = recorded_accuracy(meta, split, tta, match)
     how = "with flip TTA" if tta else "no TTA"
-    where = (f"the checkpoint's own held-out validation images of {ctx.spec}" if split == "val"
-             else f"the {split} images of {ctx.spec}")
+    where = f"the {split} split of {ctx.spec}, {match.note}"
     m = st.columns([1.45, 1.25, 1, 0.8])
     m[0].metric(f"Accuracy · {split} · recomputed now", fmt.pct(info["accuracy"]),
                 delta=f"{pts(info['accuracy'], recorded)} vs recorded" if recorded is not None else None,
@@ -138,11 +139,13 @@ def _metrics(ctx: PageContext, info: dict, tta: bool) -> None:
                 else f"The trainer records accuracy only on the split it scored itself on ({scored_split(meta)}: "
                      + ("its own validation split" if scored_split(meta) == "val" else "the test split, since it trained "
                         "on every training image") + ") and its own data source"
-                     + ("" if split == scored_split(meta) else f"; the {split} split has no recorded figure") + ".")
+                     + ("" if split == scored_split(meta) else f"; the {split} split has no recorded figure")
+                     + f". These images: {match.note}.")
     m[2].metric(f"Macro F1 · {split}", fmt.pct(info["macro"]["f1"]),
                 help=f"Macro precision {fmt.pct(info['macro']['precision'])}, macro recall "
                      f"{fmt.pct(info['macro']['recall'])} (recomputed now, {how}).")
     m[3].metric("Images", f"{info['n']:,}", help=f"The {split} split of {ctx.spec}, {how}")
+    st.caption(f"Data: {match.note}.")
 
 
 def _cell_from_point(point: dict, classes: list[str]) -> tuple[int, int] | None:

@@ -7,10 +7,12 @@ from typing import Final
 import streamlit as st
 
 from senet import DataError, evaluate_checkpoint
+from senet.data import DataMatch, match_split
 from senet.analysis.compare import se_stage_terms
 from senet.recorded import recorded, scored_split
 from senet.training.runs import read_status
-from senet_dashboard.card import data_statement, epoch_summary, has_test_split, loss_gap_note, pts, same_source
+from senet_dashboard.card import (data_statement, epoch_summary, has_test_split, loss_gap_note, not_compared_note, pts,
+                                  recompute_scope)
 from senet_dashboard.curves import curves_from_history, format_duration
 from senet_dashboard.figures import epoch_figure, lr_figure
 from senet_dashboard.views import _format as fmt
@@ -102,8 +104,11 @@ def _held_out(meta: dict) -> str:
         count = meta.get("scored_images")
         return (f"the test split of {source}" + (f" ({count:,} images)" if isinstance(count, int) else "")
                 + ": the model trained on every training image, with no validation holdout")
+    limit = meta.get("train_images") if config.get("train_limit") else None
     return (f"the val split: {f'{n:,} images' if isinstance(n, int) else 'the images'} held out of the training "
-            f"images of {source}" + (f" (split_seed {seed})" if seed is not None else ""))
+            f"images of {source}" + (f" (split_seed {seed})" if seed is not None else "")
+            + (f"; with its train limit the run trained on {limit:,} of the other images, never on these"
+               if isinstance(limit, int) else ""))
 
 
 def _accuracy(ctx: PageContext) -> None:
@@ -152,17 +157,28 @@ def _recompute(path: str, mtime: float, spec: str, split: str, data_dir: str,
 def _recomputed_metrics(ctx: PageContext, done: dict[str, tuple[float, int]], val: float | None) -> None:
     """One metric per recomputed split, the scored one (val, or test) beside the recorded figure in points."""
     spec, scored_on = ctx.spec, scored_split(ctx.meta)
-    own = same_source(ctx.meta, spec)
+    match = _data_match(ctx, scored_on)
     for col, (s, (acc, n)) in zip(st.columns(2), done.items()):
-        compare = s == scored_on and val is not None and own is not False
+        compare = s == scored_on and val is not None and match is not None and match.same
         why = (". It can differ from the figure recorded in training by a few images: the trainer ran on its own "
                "hardware (bfloat16 on a GPU), this in float32, and an exported file may hold float16 weights."
-               if compare else f"; {spec} is not the data source this checkpoint was trained on, so it is not "
-               "compared with the recorded figure." if s == scored_on and own is False else ".")
+               if compare else f"; {not_compared_note(match)}." if s == scored_on and match is not None else ".")
         col.metric(f"Recomputed now · {s} · {n:,} images", fmt.pct(acc),
                    delta=f"{pts(acc, val)} vs recorded" if compare else None, delta_color="off", delta_arrow="off",
                    help=f"Accuracy on the {s} split of {spec} ({n:,} images), computed now on this machine from the "
                         "checkpoint's weights, without TTA" + why)
+    if match is not None:
+        st.caption(f"Data: {match.note}.")
+
+
+def _data_match(ctx: PageContext, split: str) -> DataMatch | None:
+    """Whether the sidebar's ``split`` holds the checkpoint's own images (by data fingerprint; by path for a
+    checkpoint that records none); None when that data cannot be read."""
+    try:
+        data = ui.load_data(split, ctx.meta, spec=ctx.spec)
+    except DataError:
+        return None
+    return match_split(ctx.meta, split, data, ctx.spec)
 
 
 def _within_demo_budget(ctx: PageContext, splits: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
@@ -217,13 +233,12 @@ def _recompute_button(ctx: PageContext, data_dir: str, done_key: tuple) -> None:
         else:
             st.session_state.setdefault(Keys.RECOMPUTED, {})[done_key] = done
             st.rerun()  # draw the figures in place of the button
-    held = ("the val split (not held out from an imported model: its source may have trained on every training "
-            "image)" if ctx.meta.get("imported_from") else "the checkpoint's own held-out val split")
+    held, check = recompute_scope(ctx.meta)
     if scored_on == "test":
         st.caption(f"On {spec}: the test split (this model trained on every training image; it has no val split).")
     else:
         st.caption(f"On {spec}: {held}"
-                   + (" and the test split." if len(splits) == 2 else "; this data source has no test split."))
+                   + (" and the test split. " if len(splits) == 2 else "; this data source has no test split. ") + check)
 
 
 def _size(meta: dict, info: dict) -> None:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import zlib
 from pathlib import Path
 from typing import Final
 
@@ -15,18 +13,19 @@ from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._loaders import SidebarKeys
 from senet_dashboard.views._context import hand_over
 from senet_dashboard.views import _format as fmt
-from senet_dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress
+from senet_dashboard.curves import MetricsTail, curves_from_records, format_duration, last_smoothed, progress, \
+    resume_notes
 from senet_dashboard.figures import epoch_figure, lr_figure, step_loss_figure
 from senet_dashboard.runs_table import ACC_HELP, runs_table
 from senet_dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
 from senet.training.gate_history import read_gate_history
 from senet_dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
     start_run, stop_run
-from senet.models import architectures, model_spec
+from senet_dashboard.views._train_form import launched, new_run
 from senet.recorded import split_words
 from senet.training.runs import ACTIVE_STATES, read_json
-from senet.training import RECIPES, ConfigError, TrainConfig, form_fields, make_config
-from senet.training.settings import FormField, fields_by_name
+from senet.training.preflight import check_settings
+from senet.training.settings import field_problems
 
 class Keys:
     """The page's session-state and widget keys, declared once: a misspelt key is an AttributeError."""
@@ -44,11 +43,6 @@ class Keys:
     LIVE_STEP_LOSS: Final = "live_step_loss"
     LOG_LOSS: Final = "log_loss"
     METRIC_TAILS: Final = "metric_tails"
-    NEW_FAMILY: Final = "new_family"
-    NEW_FROM: Final = "new_from"
-    NEW_R: Final = "new_r"
-    NEW_RECIPE: Final = "new_recipe"
-    NEW_SE: Final = "new_se"
     OPEN_RUN_BUTTON: Final = "open_run_button"
     OPEN_RUN_PATH: Final = "open_run_path"
     PAUSE_LIVE: Final = "pause_live"
@@ -67,12 +61,6 @@ class Keys:
 
 S = ui.settings()
 STATE_COLOR = {"running": "green", "starting": "orange", "finished": "blue", "stopped": "gray", "failed": "red"}
-ARCHITECTURES = architectures()  # e.g. "resnet20": [resnet20, se_resnet20]; "seed_senet": [seed_senet]
-_default = model_spec(TrainConfig.__dataclass_fields__["model"].default).architecture  # offered first
-ARCHITECTURES = {_default: ARCHITECTURES[_default], **ARCHITECTURES}
-REDUCTION = fields_by_name()["reduction"].metadata["setting"]
-RECIPE_NAMES = {"seed": "seed (blog post)", "fast": "fast (default)", "paper": "paper (He et al.)",
-                "airbench94": "airbench94", "long": "long (airbench96-style)"}
 STEP_WINDOWS = [0, 200, 1000, 5000]  # 0: all steps
 
 DEMO = ui.demo_on()  # a public demo shows runs read-only: nothing starts, stops or resumes
@@ -97,13 +85,17 @@ def _launch(config_dict: dict) -> None:
     if ui.demo_on():
         st.session_state[Keys.TRAIN_ERROR] = TRAINING_OFF
         return
+    config, problems = check_settings(config_dict)  # again: "Start anyway" comes later than the form's check
+    if config is None:
+        st.session_state[Keys.TRAIN_ERROR] = f"Could not start the run: {next(iter(problems.values()))}"
+        return
     try:
-        config = make_config(**config_dict)
         run_dir = start_run(config, S.runs_root)
-    except (ConfigError, LaunchError, OSError) as exc:
+    except (LaunchError, OSError) as exc:
         st.session_state[Keys.TRAIN_ERROR] = f"Could not start the run: {exc}"
         return
     _open_run(str(run_dir))
+    launched()  # the form folds, so the new run shows at the top of the page
     st.session_state[Keys.TRAIN_NOTICE] = f"Started {run_dir.name}"
 
 
@@ -159,57 +151,11 @@ def _use_checkpoint(path: str) -> None:
     st.session_state[SidebarKeys.PENDING_CHECKPOINT] = path
 
 
-def _source_config(key: str | None) -> dict:
-    """The recorded training config of a checkpoint or run ({} if none or unreadable)."""
-    if not key:
-        return {}
-    try:
-        config = ui.load_entry(key)[1].get("config")
-    except Exception:  # noqa: BLE001 -- a broken file: start from the recipe instead
-        return {}
-    return {k: v for k, v in (config or {}).items() if k in TrainConfig.__dataclass_fields__} if isinstance(
-        config, dict) else {}
-
-
-def _start_from() -> None:
-    """Set model, SE, r and recipe from the chosen checkpoint's config; the form below takes the rest."""
-    config = _source_config(st.session_state.get(Keys.NEW_FROM))
-    try:
-        spec = model_spec(config.get("model"))
-    except ValueError:
-        return
-    st.session_state[Keys.NEW_FAMILY] = spec.architecture
-    st.session_state[Keys.NEW_SE] = spec.has_se
-    st.session_state[Keys.NEW_R] = int(config.get("reduction", 16))
-    if config.get("recipe") in RECIPES:
-        st.session_state[Keys.NEW_RECIPE] = config["recipe"]
-
-
 def _pick_from_table() -> None:
     sel = st.session_state.get(Keys.RUNS_TABLE, {}).get("selection", {}).get("rows", [])
     rows = st.session_state.get(Keys.RUNS_TABLE_PATHS, [])
     if sel and sel[0] < len(rows):
         _open_run(rows[sel[0]])
-
-
-def _widget(column, field: FormField, default, key: str, disabled: bool):
-    """One form widget drawn from a setting's declaration (type, bounds, help)."""
-    common = dict(key=key, help=field.help[:1].upper() + field.help[1:] + ".", disabled=disabled)
-    if field.kind is bool:
-        return column.toggle(field.label, value=bool(default), **common)
-    if field.kind is str:
-        if field.choices:
-            return column.selectbox(field.label, field.choices, index=field.choices.index(default), **common)
-        return column.text_input(field.label, value=default, **common)
-    if field.kind is int:
-        return int(column.number_input(field.label, None if field.low is None else int(field.low),
-                                       None if field.high is None else int(field.high), int(default), step=1,
-                                       **common))
-    value = column.number_input(field.label, None if field.low is None else float(field.low),
-                                None if field.high is None else float(field.high),
-                                None if default is None else float(default), format="%.4g",
-                                placeholder="default" if field.optional else None, **common)
-    return None if value is None else float(value)
 
 
 # --------------------------------------------------------------------------- messages
@@ -222,76 +168,8 @@ rows = list_run_rows(S.runs_root)
 active = [r for r in rows if r["state"] in ACTIVE_STATES]
 
 # --------------------------------------------------------------------------- new run
-def new_run() -> None:
-    """The form that starts a run (not in a public demo)."""
-    with st.expander("New run", expanded=not rows, icon=":material/add_circle:"):
-        sources = {"": "the recipe's defaults"} | {e.key: e.label for e in ui.entries() if not e.problem}
-        if st.session_state.get(Keys.NEW_FROM) not in sources:
-            st.session_state[Keys.NEW_FROM] = ""
-        st.selectbox("Start from", list(sources), format_func=sources.get, key=Keys.NEW_FROM, on_change=_start_from,
-                     help="Copy every setting of a checkpoint's or run's recorded recipe (e.g. to train the twin of a "
-                          "shipped model, or the same recipe longer); then change what you like below.")
-        c1, c2, c3, c4 = st.columns([3, 1.3, 0.8, 1.6], vertical_alignment="bottom")
-        family = c1.selectbox("Model", list(ARCHITECTURES), key=Keys.NEW_FAMILY,
-                              format_func=lambda a: ARCHITECTURES[a][0].description)
-        variants = {m.has_se: m.name for m in ARCHITECTURES[family]}
-        se_fixed = len(variants) == 1
-        use_se = c2.toggle("SE blocks", value=True, key=Keys.NEW_SE, disabled=se_fixed,
-                           help="Off trains the plain twin (the same network without SE).")
-        model_name = variants.get(use_se, next(iter(variants.values())))
-        reduction = c3.number_input("r", min_value=int(REDUCTION.low), max_value=int(REDUCTION.high), value=16, step=1,
-                                    key=Keys.NEW_R, disabled=not model_spec(model_name).has_se, help=REDUCTION.help)
-        if st.session_state.get(Keys.NEW_RECIPE) not in RECIPES:
-            st.session_state[Keys.NEW_RECIPE] = TrainConfig.__dataclass_fields__["recipe"].default
-        recipe = c4.selectbox("Recipe", list(RECIPES), key=Keys.NEW_RECIPE, format_func=RECIPE_NAMES.get,
-                              help="fast: the project's time-to-accuracy recipe; seed: the blog post's; paper: He "
-                                   "et al.'s ResNet recipe (164 epochs); airbench94 and long: airbench's AirNet "
-                                   "recipes.")
-        source = st.session_state.get(Keys.NEW_FROM) or ""
-        source_config = _source_config(source)
-        inherited = {k: v for k, v in source_config.items()
-                     if k not in ("model", "recipe", "data", "data_dir", "world_size", "reduction")}
-        try:
-            defaults = make_config(model_name, recipe or "fast", **inherited)
-        except ConfigError:  # a recorded config this model cannot take (e.g. another family's width)
-            inherited, defaults = {}, make_config(model_name, recipe or "fast")
-        tag = f"{model_name}_{recipe}" + (f"_{zlib.crc32(source.encode())}" if source else "")  # new source: new fields
-        spec = model_spec(model_name)
-        with st.form("new_run_form", border=False):
-            values = {}
-            for _, row in itertools.groupby(form_fields(), key=lambda f: f.row):
-                row = list(row)
-                for column, field in zip(st.columns(len(row)), row):
-                    off = (field.model_option and field.name not in spec.options) or (
-                        field.se_only and not spec.has_se)
-                    default = ui.data_spec() if field.name == "data" else getattr(defaults, field.name)
-                    value = _widget(column, field, default,
-                                    f"new_{field.name}_{ui.data_spec() if field.name == 'data' else tag}", off)
-                    if not off:
-                        values[field.name] = value
-            submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
-        if submitted:
-            config = dict(inherited, **values, model=model_name, recipe=recipe or "fast", data_dir=str(S.data_dir))
-            config["data"] = config["data"].strip()
-            if inherited.get("dataset_name") and source_config.get("data") != config["data"]:
-                config.pop("dataset_name")  # the recorded name described another data source
-            if spec.has_se:
-                config["reduction"] = int(reduction)
-            reason = ui.data_available(config["data"])
-            try:
-                make_config(**config)
-            except ConfigError as exc:
-                st.error(f"Not started: {exc}")
-            else:
-                if reason:
-                    st.error(f"Not started: {reason}. Choose a data source you have, e.g. folder:PATH.")
-                else:
-                    _request_start(config)
-                    st.rerun()
-
-
 if not DEMO:
-    new_run()
+    new_run(bool(rows), _request_start)
 
 pending = st.session_state.get(Keys.PENDING_CONFIG)
 if pending and not DEMO:
@@ -340,25 +218,9 @@ paused = st.session_state.get(Keys.PAUSE_LIVE, False)
 started_active = run_state(run_dir).get("state") in ACTIVE_STATES
 
 
-@st.fragment(run_every=1.0 if started_active and not paused else None)
-def live_panel(run_dir: str) -> None:
-    status = run_state(run_dir)
-    state = status.get("state", "unknown")
-    tails = st.session_state.setdefault(Keys.METRIC_TAILS, {})
-    tail = tails.setdefault(run_dir, MetricsTail(Path(run_dir) / "metrics.jsonl"))
-    curves = curves_from_records(tail.read())
-    config = read_json(Path(run_dir) / "config.json") or {}
-    prog = progress(status, curves)
-
-    top = st.container(horizontal=True, vertical_alignment="center")
-    with top:
-        st.badge(state, color=STATE_COLOR.get(state, "gray"), icon=":material/circle:")
-        st.markdown(f"**{Path(run_dir).name}** · {config.get('model', '?')} · recipe {config.get('recipe', '?')} "
-                    f"· data `{config.get('data', '?')}`")
-    if state == "failed":
-        st.error(f"The run failed: {status.get('error') or 'no reason recorded'}", icon=":material/error:")
-    st.progress(prog["fraction"], text=prog["text"] or state)
-
+def _metrics(status: dict, curves, prog: dict) -> None:
+    """The run's five figures: best (or, for a run scored on test, how many epochs) and last accuracy, the
+    smoothed loss, the speed and the training time."""
     on_test = curves.scored_on == "test"  # trained on every training image: scored on test, nothing selected
     finite_val = [v for v in curves.scored("acc") if v is not None and v == v]
     best = status.get("best_val_acc") if status.get("best_val_acc") is not None else max(finite_val, default=None)
@@ -377,6 +239,7 @@ def live_panel(run_dir: str) -> None:
                 "split, the last completed epoch; the change is in percentage points against the epoch before (not "
                 "tested against noise, so not coloured).",
                 delta=f"{change:+.2f} pts" if change else None, delta_color="off", delta_arrow="off")
+    smoothing = st.session_state.get(Keys.SMOOTHING, 0.6)
     smoothed = last_smoothed(curves.step_loss, smoothing)
     m[2].metric("Loss (smoothed)", f"{smoothed:.4f}" if smoothed is not None else "–",
                 help=f"Where the smoothed training-loss line ends (smoothing {smoothing:g}).")
@@ -385,28 +248,42 @@ def live_panel(run_dir: str) -> None:
     m[4].metric("Training time", format_duration(status.get("elapsed_s")),
                 help="Time spent in the training loop (validation excluded), as the checkpoint records it.")
 
-    g1, g2 = st.columns(2)
+
+def _charts(curves, state: str) -> None:
+    """Step loss and learning rate, loss and accuracy per epoch, and a sentence per resume."""
     log_loss = st.session_state.get(Keys.LOG_LOSS, False)
+    smoothing = st.session_state.get(Keys.SMOOTHING, 0.6)
+    g1, g2 = st.columns(2)
     g1.plotly_chart(step_loss_figure(curves, smoothing, height=290, last_steps=last_steps, log_y=log_loss),
                     key=Keys.LIVE_STEP_LOSS)
     g2.plotly_chart(lr_figure(curves, height=290, last_steps=last_steps), key=Keys.LIVE_LR)
     g3, g4 = st.columns(2)
     g3.plotly_chart(epoch_figure(curves, "loss", height=290, log_y=log_loss), key=Keys.LIVE_EPOCH_LOSS)
     g4.plotly_chart(epoch_figure(curves, "acc", height=290), key=Keys.LIVE_EPOCH_ACC)
+    for note in resume_notes(curves):
+        st.caption(f":material/restart_alt: {note}")
     st.caption(f"{len(curves.step)} step records · {len(curves.epoch)} epochs logged · "
                f"updated {dt.datetime.now():%H:%M:%S}" + (" · paused" if state in ACTIVE_STATES and paused else
                                                           " · live" if state in ACTIVE_STATES else ""))
 
-    actions = st.container(horizontal=True, vertical_alignment="bottom")
-    with actions:
+
+def _actions(run_dir: str, state: str, config: dict) -> None:
+    """Stop an active run; resume a stopped one (to a new total of epochs, checked as ``senet train`` checks it);
+    open its best.pt in the model card."""
+    with st.container(horizontal=True, vertical_alignment="bottom"):
         if DEMO:
             pass  # read-only: no Stop, no Resume
         elif state in ACTIVE_STATES:
             st.button("Stop", icon=":material/stop:", on_click=_stop, args=(run_dir,), key=Keys.STOP_RUN)
         elif can_resume(run_dir):
-            more = st.number_input("Epochs in total", 1, 1000, int(config.get("epochs") or 1),
-                                   key=f"resume_{run_dir}", width=160)
-            if st.button("Resume", icon=":material/play_arrow:", key=Keys.RESUME_RUN):
+            total = int(config.get("epochs") or 1)  # the run's total: a resume with more epochs records it
+            more = st.number_input("Epochs in total", value=total, step=1, key=f"resume_{run_dir}_{total}",
+                                   width=160, help="Resume trains up to this many epochs in all; another total "
+                                   "than the run's re-stretches its learning-rate schedule from where it stopped.")
+            problem = field_problems({"epochs": int(more)}).get("epochs")
+            if problem:
+                st.caption(f":red[:material/error: {problem}]")
+            if st.button("Resume", icon=":material/play_arrow:", key=Keys.RESUME_RUN, disabled=bool(problem)):
                 _resume(run_dir, int(more))
                 st.rerun(scope="app")
         best_pt = Path(run_dir) / "best.pt"
@@ -414,8 +291,36 @@ def live_panel(run_dir: str) -> None:
                                            key=Keys.USE_BEST):
             _use_checkpoint(str(best_pt))
             hand_over("home.py", checkpoint=str(best_pt))
+
+
+@st.fragment(run_every=1.0 if started_active and not paused else None)
+def live_panel(run_dir: str) -> None:
+    status = run_state(run_dir)
+    state = status.get("state", "unknown")
+    tails = st.session_state.setdefault(Keys.METRIC_TAILS, {})
+    tail = tails.setdefault(run_dir, MetricsTail(Path(run_dir) / "metrics.jsonl"))
+    curves = curves_from_records(tail.read())
+    config = read_json(Path(run_dir) / "config.json") or {}
+    prog = progress(status, curves)
+
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.badge(state, color=STATE_COLOR.get(state, "gray"), icon=":material/circle:")
+        st.markdown(f"**{Path(run_dir).name}** · {config.get('model', '?')} · recipe {config.get('recipe', '?')} "
+                    f"· data `{config.get('data', '?')}`")
+    if state == "failed":
+        st.error(f"The run failed: {status.get('error') or 'no reason recorded'}", icon=":material/error:")
+    if curves.points or state == "running":
+        st.progress(prog["fraction"], text=prog["text"] or state)
+        _metrics(status, curves, prog)
+        _charts(curves, state)
+    elif state == "starting":
+        st.caption(":material/hourglass_top: The training process is starting (importing, loading the data); its "
+                   "charts appear with the first logged step.")
+    elif state != "failed":
+        st.caption("This run recorded no steps yet.")
+    _actions(run_dir, state, config)
     gates_forming(run_dir)
-    with st.expander("Log", icon=":material/terminal:"):
+    with st.expander("Log", icon=":material/terminal:", expanded=state == "failed" and not curves.points):
         st.code(log_tail(run_dir, 30) or "(no train.log: the run was not launched from this dashboard)",
                 language=None)
     if started_active and state not in ACTIVE_STATES:

@@ -228,7 +228,7 @@ def test_two_dashboard_sessions_starting_runs_get_separate_directories(site: dic
         at.number_input(key=f"new_batch_size_{tag}").set_value(8)
         at.number_input(key=f"new_seed_{tag}").set_value(seed)
         at.number_input(key=f"new_val_size_{tag}").set_value(6.0)
-        at.number_input(key=f"new_log_every_{tag}").set_value(1)
+        at.number_input(key=f"new_log_every_{tag}").set_value(1).run()  # checked on the page: Start is on
         next(b for b in at.button if b.label == "Start training").click().run()
         assert not at.exception and not at.error, f"session {seed}: {at.exception} {[e.value for e in at.error]}"
 
