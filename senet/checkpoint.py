@@ -9,6 +9,7 @@ which the analyses take; :func:`load_checkpoint` returns ``(model, meta)``.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ def _check_inflated_size(path: Path) -> None:
 def _load_failure(exc: Exception) -> str:
     """A short, one-line reason from the many-line errors ``torch.load`` raises."""
     text = str(exc)
-    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    match = (re.search(r"Unsupported global: GLOBAL (\S+)", text)
+             or re.search(r"unsupported GLOBAL (\S+) whose module", text))  # torch 2.14's wording
     if match:
         return f"it contains a pickled {match.group(1)} object; refused, loading it could run code"
     if "Weights only load failed" in text:
@@ -150,6 +152,8 @@ def _check_fields(path: Path, payload: dict) -> None:
     classes = payload["classes"]
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise bad("classes", "a non-empty list of class names")
+    if not all(c.isprintable() and 0 < len(c) <= 200 for c in classes):  # no ANSI escapes, newlines, NULs
+        raise bad("classes", "printable names of 1 to 200 characters, without control characters")
     size = payload["input_size"]
     if not isinstance(size, list) or len(size) != 3 or not all(
             isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in size):
@@ -161,8 +165,8 @@ def _check_fields(path: Path, payload: dict) -> None:
         raise bad("input_size", f"a height and width from {MIN_INPUT_SIDE} to {MAX_INPUT_SIDE}")
     for key in ("mean", "std"):
         v = payload[key]
-        if not isinstance(v, list) or len(v) != size[0] or not all(_is_number(x) for x in v):
-            raise bad(key, f"{size[0]} numbers, one per input channel")
+        if not isinstance(v, list) or len(v) != size[0] or not all(_is_number(x) and math.isfinite(x) for x in v):
+            raise bad(key, f"{size[0]} finite numbers, one per input channel")
     if not all(x > 0 for x in payload["std"]):
         raise bad("std", "positive numbers")
     if "meta" in payload and not isinstance(payload["meta"], dict):
@@ -257,6 +261,7 @@ def _model_from(payload: dict, path: str | os.PathLike) -> nn.Module:
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     _check_shapes(skeleton, payload, path)
+    _check_finite(payload["state_dict"], path)
     model = create_model(payload["model"], **payload["model_options"])
     try:
         model.load_state_dict(payload["state_dict"])
@@ -268,6 +273,14 @@ def _model_from(payload: dict, path: str | os.PathLike) -> nn.Module:
     if outputs is not None and outputs != n_classes:
         raise CheckpointError(f"{path}: the model predicts {outputs} classes but the checkpoint names {n_classes}")
     return model
+
+
+def _check_finite(state: dict, path: str | os.PathLike) -> None:
+    """CheckpointError naming the first weight that holds NaN or an infinity (a diverged or damaged model)."""
+    for key, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: weight {key!r} holds NaN or infinite values (a diverged or damaged "
+                                  "model); refused")
 
 
 def _check_shapes(skeleton: nn.Module, payload: dict, path: str | os.PathLike) -> None:
