@@ -230,13 +230,17 @@ def test_loss_gap_note_follows_the_recorded_recipe():
 
 
 def test_recorded_accuracy_exists_only_for_the_checkpoints_own_validation_split(tmp_path):
+    from senet.data import load_split, match_split
     from senet_dashboard.card import pts, recorded_accuracy
 
-    meta = {"val_acc": 0.9222, "val_acc_tta": 0.9294, "data_spec": f"folder:{tmp_path}"}
-    assert recorded_accuracy(meta, "val", False, f"folder:{tmp_path}/") == 0.9222
-    assert recorded_accuracy(meta, "val", True, f"folder:{tmp_path}") == 0.9294
-    assert recorded_accuracy(meta, "test", False, f"folder:{tmp_path}") is None
-    assert recorded_accuracy(meta, "val", False, "cifar10") is None, "another data source has no recorded figure"
+    root = make_folder_dataset(tmp_path / "ds", per_class=10)
+    val = load_split(f"folder:{root}", "val", tmp_path / "cache")
+    meta = {"val_acc": 0.9222, "val_acc_tta": 0.9294, "data_spec": f"folder:{root}"}  # no fingerprint: by path
+    assert recorded_accuracy(meta, "val", False, match_split(meta, "val", val, f"folder:{root}/")) == 0.9222
+    assert recorded_accuracy(meta, "val", True, match_split(meta, "val", val, f"folder:{root}")) == 0.9294
+    assert recorded_accuracy(meta, "test", False, match_split(meta, "test", val, f"folder:{root}")) is None
+    assert recorded_accuracy(meta, "val", False, match_split(meta, "val", val, "cifar10")) is None, \
+        "another data source has no recorded figure"
     assert pts(0.9228, 0.9222) == "+0.06 pts" and pts(0.9, 0.9222) == "-2.22 pts"
 
 
