@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = ["main"]
 
@@ -284,12 +285,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     card = {"model": meta.get("model", args.model), **info}
     card.update({k: v for k, v in meta.items() if k not in ("history", "config")})
     if args.json:
-        print(json.dumps({**card, "history": meta.get("history"), "config": meta.get("config")}, default=str))
+        print(json.dumps(_finite({**card, "history": meta.get("history"), "config": meta.get("config")}),
+                         default=str, allow_nan=False))
         return 0
     print(f"model            {card['model']}")
     print(f"parameters       {info['params']:,}")
     print(f"SE parameters    {info['se_params']:,} in {info['se_blocks']} blocks "
-          f"(seed's formula (2/r)*sum N_s*C_s^2 = {info['se_formula']:,.0f})")
+          f"(the SENet paper's count (2/r)*sum N_s*C_s^2 = {info['se_formula']:,.0f})")
     print(f"multiply-adds    {info['macs'] / 1e6:,.1f} M per image")
     for key in ("recipe", "epochs", "scored_on", "val_acc", "val_acc_tta", "test_acc", "test_acc_tta", "dataset",
                 "hardware", "wall_time_s", "weights_dtype", "exported_from", "imported_from", "normalisation"):
@@ -320,6 +322,17 @@ def _external_lines(model, meta: dict) -> list[str]:
     return lines
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None, so that it prints as valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def cmd_excite(args: argparse.Namespace) -> int:
     import torch
 
@@ -328,6 +341,8 @@ def cmd_excite(args: argparse.Namespace) -> int:
     from .data import ImageError, open_image, preprocess
     from .models import excitations
 
+    if args.top < 1:
+        raise UsageError(f"--top {args.top}: must be 1 or more (channels shown at each end)")
     try:
         model, meta = load_checkpoint(args.checkpoint)
     except CheckpointError as exc:
@@ -473,7 +488,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from .training.settings import config_overrides, env_values
-    from .training.study import StudyError, pooled_disagreement, run_study, summarize
+    from .training.study import MAX_SEEDS, StudyError, pooled_disagreement, run_study, summarize
 
     try:
         if args.summary:
@@ -492,8 +507,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             return 0
         if not args.study_dir or not args.variants:
             raise UsageError("give --study-dir DIR and --variants (or --summary DIR)")
-        if args.seeds < 1:
-            raise UsageError(f"--seeds {args.seeds}: must be 1 or more")
+        if not 1 <= args.seeds <= MAX_SEEDS:
+            raise UsageError(f"--seeds {args.seeds}: must be from 1 to {MAX_SEEDS:,}")
         continued = (Path(args.study_dir) / "study.json").is_file()  # a continued study trains what it recorded
         shared = dict({} if continued else env_values(), **config_overrides(args))
         for key in ("model", "seed"):

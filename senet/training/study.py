@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..data import DataError
 from ..data.fingerprint import FINGERPRINT_KEY, match_cards, recorded_fingerprints, short
 from ..files import pid_alive, read_json, write_json_atomic
 from ..recorded import recorded, scored_split
+from .preflight import preflight
 from .runs import read_status
 from .settings import ConfigError, TrainConfig, config_from_record, fields_by_name, make_config
 
@@ -41,6 +43,9 @@ class Variant:
     label: str
     model: str
     settings: dict[str, Any]
+
+
+MAX_SEEDS = 1000  # seeds per variant: far beyond any study, and a bound before anything is allocated
 
 
 def parse_variant(text: str) -> Variant:
@@ -68,6 +73,8 @@ def _run_name(variant: Variant, seed: int) -> str:
 def plan_study(study_dir: Path, variants: list[str], seeds: list[int], recipe: str, shared: dict[str, Any]
                ) -> list[tuple[str, TrainConfig]]:
     """Validate the grid, write (or check against) ``study.json``, and return (run name, config) per run."""
+    if not 1 <= len(seeds) <= MAX_SEEDS:
+        raise StudyError(f"seeds: {len(seeds):,} given; a study trains from 1 to {MAX_SEEDS:,} seeds per variant")
     plan = {"variants": list(variants), "seeds": list(seeds), "recipe": recipe, "shared": shared}
     existing = read_json(study_dir / "study.json")
     if existing is not None and existing != plan:
@@ -79,7 +86,9 @@ def plan_study(study_dir: Path, variants: list[str], seeds: list[int], recipe: s
         for seed in seeds:
             try:
                 config = make_config(variant.model, recipe, **{**shared, **variant.settings, "seed": seed})
-            except ConfigError as exc:
+                if seed == seeds[0]:  # the data and the batch, once per variant, before any run exists
+                    preflight(config)
+            except (ConfigError, DataError) as exc:
                 raise StudyError(f"variant {text!r}: {exc}") from None
             runs.append((_run_name(variant, seed), config))
     if len({name for name, _ in runs}) != len(runs):
