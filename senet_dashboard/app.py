@@ -22,9 +22,30 @@ PAGES = (
 )
 
 
+_CONFIGURED: dict[str, object] = {}  # client.showErrorDetails as configured, before a public demo turned it off
+
+
+def error_details() -> str:
+    """Set what an uncaught exception shows in the browser, for this run: in a public demo (or a misconfigured
+    one) ``none``, Streamlit's one-line notice, never a traceback with the server's paths; otherwise as
+    configured (``streamlit.toml``, flags). Returns the value set."""
+    from senet_dashboard.demo import DemoConfigError
+    from senet_dashboard.views._loaders import demo
+
+    _CONFIGURED.setdefault("value", st.get_option("client.showErrorDetails"))
+    try:
+        public = demo().enabled
+    except DemoConfigError:
+        public = True  # fail closed; the sidebar then stops every page
+    value = "none" if public else _CONFIGURED["value"]
+    st.set_option("client.showErrorDetails", value)
+    return str(value)
+
+
 def main() -> None:
     from senet_dashboard.views._sidebar import sidebar
 
+    error_details()
     st.set_page_config(page_title="SENet Explorer", page_icon="🧠", layout="wide")
     pages = [st.Page(VIEWS / file, title=title, icon=icon, default=i == 0, **({"url_path": url} if url else {}))
              for i, (file, title, icon, url) in enumerate(PAGES)]

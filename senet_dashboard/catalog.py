@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from senet.models.external import RANDOM, is_external, parse_name
+from senet.models.external import RANDOM, ExternalModelError, canonical_name, is_external, parse_name
 
 __all__ = ["CheckpointEntry", "SHIPPED", "DEFAULT_CHECKPOINT", "discover_checkpoints", "default_entry", "probe",
            "external_entry", "external_name", "external_data_note"]
@@ -66,13 +67,15 @@ def _entry(path: Path, label: str, source: str) -> CheckpointEntry | None:
 
 def discover_checkpoints(checkpoints_dir: str | os.PathLike = "checkpoints",
                          runs_root: str | os.PathLike = "runs",
-                         extra: list[str | os.PathLike] | tuple = ()) -> list[CheckpointEntry]:
+                         extra: list[str | os.PathLike] | tuple = (),
+                         listed: Callable[[Path], bool] = lambda path: True) -> list[CheckpointEntry]:
     """Shipped checkpoints (known names first), then each run's ``best.pt`` (else ``last.pt``), newest first,
-    then ``extra`` paths. Missing directories are simply empty."""
+    then ``extra`` paths. Missing directories are simply empty. ``listed`` decides which found files may be
+    offered (a public demo: only those inside its folders once their symlinks are resolved)."""
     entries: list[CheckpointEntry] = []
     ckdir = Path(checkpoints_dir)
     if ckdir.is_dir():
-        files = [p for p in ckdir.glob("*.pt") if p.is_file()]
+        files = [p for p in ckdir.glob("*.pt") if p.is_file() and listed(p)]
         order = {name: i for i, name in enumerate(SHIPPED)}
         files.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
         for p in files:
@@ -86,6 +89,8 @@ def discover_checkpoints(checkpoints_dir: str | os.PathLike = "checkpoints",
             if not d.is_dir():
                 continue
             for name in ("best.pt", "last.pt"):
+                if not listed(d / name):
+                    continue
                 e = _entry(d / name, f"{d.name}  ·  run ({name})", "run")
                 if e:
                     runs.append(e)
@@ -109,11 +114,15 @@ def discover_checkpoints(checkpoints_dir: str | os.PathLike = "checkpoints",
 
 
 def external_name(name: str, pretrained: bool) -> str:
-    """The name to open: ``name`` as typed, with ``@random`` when no pretrained weights are wanted."""
+    """The name to open: ``name`` spelled canonically (:func:`canonical_name`), with ``@random`` when no
+    pretrained weights are wanted; a malformed name as typed (opening it says why)."""
     name = name.strip()
     if not pretrained and "@" not in name:
-        return f"{name}@{RANDOM}"
-    return name
+        name = f"{name}@{RANDOM}"
+    try:
+        return canonical_name(name)
+    except ExternalModelError:
+        return name
 
 
 def external_entry(name: str) -> CheckpointEntry:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from senet.data import CIFAR_SOURCES, DataError, parse_spec
+from senet.data import CIFAR_SOURCES, DataError, cifar_complete, parse_spec
+from senet.models.external import ExternalModelError, canonical_name
 
 __all__ = ["DemoPolicy", "DemoConfigError", "DEMO_ENV", "TRAINING_OFF", "DOWNLOAD_OFF", "image_header_size",
            "has_parent_step", "images_within"]
@@ -79,6 +80,19 @@ def _number(environ: Mapping[str, str], name: str, default: float, kind=int) -> 
     return value
 
 
+def _models(raw: str) -> tuple[str, ...]:
+    """The models ``SENET_DEMO_MODELS`` lists (comma-separated), each spelled canonically."""
+    out: list[str] = []
+    for name in (m.strip() for m in raw.split(",") if m.strip()):
+        try:
+            canonical = canonical_name(name)
+        except ExternalModelError as exc:
+            raise DemoConfigError(f"SENET_DEMO_MODELS: {exc}") from None
+        if canonical not in out:
+            out.append(canonical)
+    return tuple(out)
+
+
 def _roots(raw: str, always: tuple[Path, ...] = ()) -> tuple[Path, ...]:
     """Resolved roots from an ``os.pathsep``-separated list, after the ones that are always allowed."""
     paths = [*always, *(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())]
@@ -126,7 +140,7 @@ class DemoPolicy:
                    max_upload_bytes=int(megabytes * 2**20),
                    max_upload_pixels=int(_number(environ, "SENET_DEMO_MAX_UPLOAD_PIXELS", DEFAULT_UPLOAD_PIXELS)),
                    budget=int(_number(environ, "SENET_DEMO_BUDGET", DEFAULT_BUDGET)),
-                   models=tuple(m.strip() for m in environ.get("SENET_DEMO_MODELS", "").split(",") if m.strip()))
+                   models=_models(environ.get("SENET_DEMO_MODELS", "")))
 
     # ------------------------------------------------------------------ paths
     def path_refusal(self, text: str | os.PathLike, what: str = "checkpoint") -> str | None:
@@ -134,16 +148,28 @@ class DemoPolicy:
         from the path alone (never from whether it exists), so a refusal tells nothing about the server."""
         return self._inside(str(text), self.checkpoint_roots, what) if self.enabled else None
 
+    def listed(self, path: str | os.PathLike, what: str = "checkpoint") -> bool:
+        """Whether a listing (the shipped checkpoints, the runs, the studies) may show ``path``: judged as if it
+        were typed, with its symlinks resolved, so a link inside a root to a folder outside is not listed."""
+        return self.path_refusal(path, what) is None
+
     def model_refusal(self, name: str) -> str | None:
-        """None if another library's model may be built by name (listed in ``SENET_DEMO_MODELS``, with any
-        ``@weights`` suffix), else a one-line reason: each one costs memory and a weights download."""
-        if not self.enabled or name.strip() in self.models or name.strip().split("@")[0] in self.models:
+        """None if another library's model may be built by name, else a one-line reason: only a name listed in
+        ``SENET_DEMO_MODELS``, exactly as listed once both are spelled canonically
+        (:func:`senet.models.external.canonical_name`): each other ``@weights`` tag is another model in memory
+        and another weights download, and ``@RANDOM`` or ``@ random`` is not a new model."""
+        if not self.enabled:
             return None
+        try:
+            if canonical_name(name) in self.models:
+                return None
+        except ExternalModelError as exc:
+            return str(exc)
         return (f"{name}: this public demo serves only the ImageNet models "
-                f"{', '.join(self.models) if self.models else '(none)'}")
+                f"{', '.join(self.models) if self.models else '(none)'}, exactly as listed")
 
     def data_refusal(self, spec: str) -> str | None:
-        """None if a data source may be read (``sample``; CIFAR only when already downloaded; ``folder:`` only
+        """None if a data source may be read (``sample``; CIFAR only when every file is already there; ``folder:`` only
         under the data roots), else a one-line reason."""
         if not self.enabled:
             return None
@@ -151,10 +177,10 @@ class DemoPolicy:
             kind, path = parse_spec(spec)
         except DataError as exc:
             return str(exc)
-        if kind in CIFAR_SOURCES:
-            if (self.data_dir / CIFAR_SOURCES[kind].folder).is_dir():
+        if kind in CIFAR_SOURCES:  # every unpacked file there: an incomplete folder would start a download
+            if cifar_complete(kind, self.data_dir):
                 return None
-            return f"{spec}: not downloaded on this server, and this public demo downloads nothing"
+            return f"{spec}: not (completely) downloaded on this server, and this public demo downloads nothing"
         if kind == "folder":
             return self._inside(spec.strip()[len("folder:"):], self.data_roots, "data source", prefix="folder:")
         return None

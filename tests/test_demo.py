@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import conftest
 from conftest import ROOT, app_environment, make_folder_dataset, texts
+from senet.data import CIFAR_FILES
 from senet_dashboard.demo import DemoConfigError, DemoPolicy, has_parent_step, images_within
 
 CLASSES = ("blue", "green", "red")
@@ -95,6 +96,9 @@ def test_data_specs_only_inside_the_roots_and_nothing_downloaded(tree):
         assert why and "\n" not in why and bad in why, (bad, why)
     assert "downloads nothing" in p.data_refusal("cifar10")
     (tree["tmp"] / "dl" / "cifar-10-batches-py").mkdir(parents=True)
+    assert "downloads nothing" in p.data_refusal("cifar10"), "an incomplete folder would start a download"
+    for name in CIFAR_FILES["cifar10"]:
+        (tree["tmp"] / "dl" / "cifar-10-batches-py" / name).write_bytes(b"")
     assert p.data_refusal("cifar10") is None, "already downloaded: served"
     assert "downloads nothing" in p.data_refusal("cifar100")
     # the folder of the default data source is served without being listed
@@ -106,7 +110,7 @@ def test_other_libraries_models_only_when_listed(tree):
     p = policy(tree, SENET_DEMO_MODELS="torchvision:mobilenet_v3_large, timm:seresnet50")
     assert p.models == ("torchvision:mobilenet_v3_large", "timm:seresnet50")
     assert p.model_refusal("torchvision:mobilenet_v3_large") is None
-    assert p.model_refusal("torchvision:mobilenet_v3_large@random") is None, "the same model, other weights"
+    assert p.model_refusal("torchvision:mobilenet_v3_large@random"), "other weights: another model, not listed"
     why = p.model_refusal("timm:seresnext101_32x8d")
     assert "timm:seresnext101_32x8d" in why and "timm:seresnet50" in why and "\n" not in why
     assert "(none)" in policy(tree).model_refusal("timm:seresnet50"), "none unless listed"
@@ -447,11 +451,11 @@ def test_demo_builds_no_imagenet_model_unless_listed(demo_env, monkeypatch):
     monkeypatch.setattr(ui, "_load_checkpoint", load)
     at = open_app("senet_dashboard/views/home.py")
     assert "imagenet_name" not in [w.key for w in at.sidebar.selectbox], "no ImageNet model served: none offered"
-    monkeypatch.setenv("SENET_DEMO_MODELS", "timm:seresnet50")  # one served: the picker is there, others refused
+    monkeypatch.setenv("SENET_DEMO_MODELS", "timm:seresnet50")  # one served: the picker offers it alone
     at = open_app("senet_dashboard/views/home.py")
     before = at.sidebar.selectbox(key="checkpoint").value
-    at.sidebar.selectbox(key="imagenet_name").set_value("torchvision:mobilenet_v3_small")
-    at.sidebar.button(key="imagenet_open").click().run()
+    assert list(at.sidebar.selectbox(key="imagenet_name").options) == ["timm:seresnet50"]
+    at = open_app(query={"checkpoint": "torchvision:mobilenet_v3_small"})  # others refused, from a link too
     assert not at.exception
     one_line(texts(at.sidebar, "error"), "torchvision:mobilenet_v3_small", "serves only the ImageNet models")
     assert at.sidebar.selectbox(key="checkpoint").value == before and not built

@@ -28,7 +28,7 @@ from ..files import atomic_torch_save
 from .images import IMAGE_SIZE, ImageError, image_to_uint8, open_image
 
 __all__ = ["DataError", "TensorDataset", "parse_spec", "load_source", "folder_root", "DEFAULT_DATA_DIR",
-           "CifarSource", "CIFAR_SOURCES", "SAMPLE_FILE", "SAMPLE_NAME", "SAMPLE_ONLY_VAL", "load_sample"]
+           "CifarSource", "CIFAR_SOURCES", "CIFAR_FILES", "cifar_complete", "canonical_spec", "SAMPLE_FILE", "SAMPLE_NAME", "SAMPLE_ONLY_VAL", "load_sample"]
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = os.environ.get("SENET_DATA_DIR", "./data")
@@ -55,6 +55,10 @@ class CifarSource:
 
 CIFAR_SOURCES = {"cifar10": CifarSource("CIFAR10", "CIFAR-10", "cifar-10-batches-py", "test_batch", 170),
                  "cifar100": CifarSource("CIFAR100", "CIFAR-100", "cifar-100-python", "test", 169)}
+# the files torchvision's archives unpack to (torchvision.datasets.CIFAR10/100's train_list, test_list and meta)
+CIFAR_FILES = {"cifar10": ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+                           "test_batch", "batches.meta"),
+               "cifar100": ("train", "test", "meta")}
 
 
 class DataError(ValueError):
@@ -90,6 +94,14 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     if spec.startswith("folder:") and len(spec) > len("folder:"):
         return "folder", Path(spec[len("folder:"):]).expanduser()
     raise DataError(f"unknown dataset {spec!r}: {_SPECS}")
+
+
+def canonical_spec(spec: str) -> str:
+    """The one spelling of a dataset spec, for every cache key and prepared result: ``folder:`` with its path
+    absolute and normalised (``~`` expanded; ``PATH/``, ``PATH//x``, ``PATH/./x`` are ``PATH/x``; a ``..`` is
+    kept, as it may cross a symlink); other specs stripped. Raises :class:`DataError` for a malformed spec."""
+    kind, path = parse_spec(spec)
+    return f"folder:{path.absolute()}" if kind == "folder" else kind
 
 
 def folder_root(path: Path, part: str) -> Path:
@@ -177,13 +189,27 @@ def _cifar_failure(kind: str, dataset: type, data_dir: Path, exc: Exception) -> 
             f"and try again, or {way_out}")
 
 
-def _decode_cifar(kind: str, data_dir: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """A torchvision CIFAR part (downloaded and checked against torchvision's MD5 checksums on first use)."""
+def cifar_complete(kind: str, data_dir: str | os.PathLike) -> bool:
+    """Whether every file torchvision unpacks for ``cifar10`` or ``cifar100`` is in the data directory (a folder
+    with some of them missing is an incomplete download: reading it would start the download again)."""
+    folder = Path(data_dir) / CIFAR_SOURCES[kind].folder
+    return all((folder / name).is_file() for name in CIFAR_FILES[kind])
+
+
+NO_DOWNLOAD = "not (completely) downloaded in {data_dir}, and downloads are off here"
+
+
+def _decode_cifar(kind: str, data_dir: Path, train: bool,
+                  download: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A torchvision CIFAR part (downloaded and checked against torchvision's MD5 checksums on first use; with
+    ``download`` False only read, a missing file or checksum a one-line :class:`DataError`)."""
     import torchvision
 
     dataset = getattr(torchvision.datasets, CIFAR_SOURCES[kind].dataset)
+    if not download and not cifar_complete(kind, data_dir):
+        raise DataError(f"{kind}: {NO_DOWNLOAD.format(data_dir=data_dir)}")
     try:
-        ds = dataset(root=str(data_dir), train=train, download=True)
+        ds = dataset(root=str(data_dir), train=train, download=download)
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         labels, classes = torch.tensor(ds.targets, dtype=torch.int64), [str(c) for c in ds.classes]
     except Exception as exc:  # noqa: BLE001 -- urllib, socket, checksum, archive and pickle errors alike
@@ -216,9 +242,10 @@ def load_sample(path: str | os.PathLike = SAMPLE_FILE) -> TensorDataset:
 
 
 def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DEFAULT_DATA_DIR,
-                cache_dir: str | os.PathLike | None = None) -> TensorDataset:
+                cache_dir: str | os.PathLike | None = None, download: bool = True) -> TensorDataset:
     """All images of ``part`` ('train' or 'test'; for ``sample`` only 'val') of a source, through the
-    on-disk uint8 cache (the sample needs none)."""
+    on-disk uint8 cache (the sample needs none). ``download=False`` never downloads: a CIFAR source whose
+    unpacked files are not all there is a one-line :class:`DataError`, decoded cache or not."""
     kind, path = parse_spec(spec)
     if kind == "sample":
         if part != "val":
@@ -230,6 +257,8 @@ def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DE
         key_root = root
     else:
         key_root = data_dir / CIFAR_SOURCES[kind].folder
+        if not download and not cifar_complete(kind, data_dir):
+            raise DataError(f"{kind}: {NO_DOWNLOAD.format(data_dir=data_dir)}")
     cache_dir = Path(cache_dir) if cache_dir else data_dir / ".senet-cache"
     cache_file = None
     if key_root.is_dir():
@@ -238,7 +267,7 @@ def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DE
             try:
                 c = torch.load(cache_file, weights_only=True)
                 if kind != "folder" or "names" in c:  # a folder cache from before file names is rebuilt
-                    return TensorDataset(c["images"], c["labels"], list(c["classes"]), spec, part,
+                    return TensorDataset(c["images"], c["labels"], list(c["classes"]), canonical_spec(spec), part,
                                          names=c.get("names"))
             except Exception:  # noqa: BLE001 -- a broken cache is rebuilt
                 log.warning("%s: unreadable cache, decoding again", cache_file)
@@ -247,7 +276,7 @@ def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DE
             _check_same_classes(path)
         images, labels, classes, names = _decode_folder(root)
     else:
-        images, labels, classes = _decode_cifar(kind, data_dir, train=(part == "train"))
+        images, labels, classes = _decode_cifar(kind, data_dir, train=(part == "train"), download=download)
         names = None
         cache_file = cache_dir / f"{kind}-{part}-{_source_key(kind, key_root)}.pt"
     try:
@@ -256,4 +285,4 @@ def load_source(spec: str, part: str = "train", data_dir: str | os.PathLike = DE
         atomic_torch_save(cached if names is None else dict(cached, names=names), cache_file)
     except OSError as exc:
         log.warning("could not write the data cache %s: %s", cache_file, exc)
-    return TensorDataset(images, labels, classes, spec, part, names=names)
+    return TensorDataset(images, labels, classes, canonical_spec(spec), part, names=names)

@@ -80,25 +80,26 @@ def stratified_split(labels: torch.Tensor, val_size: int, seed: int = 0) -> tupl
 
 def load_split(spec: str, split: str, data_dir: str | os.PathLike = DEFAULT_DATA_DIR,
                val_size: int | float = 0.1, split_seed: int = 0,
-               cache_dir: str | os.PathLike | None = None) -> TensorDataset:
+               cache_dir: str | os.PathLike | None = None, download: bool = True) -> TensorDataset:
     """The ``train``, ``val`` or ``test`` split of a dataset spec, as tensors in memory.
 
     ``val`` is a deterministic class-stratified holdout of the training images
     (``val_size``: a fraction, default 0.1 = 5,000 of CIFAR-10's 50,000, or a
     count; 0 holds out nothing) chosen with ``split_seed``; ``train`` is the rest. The ``sample`` spec has only ``val``: its images
     already are the shipped checkpoints' held-out ones, so it is never split again (``val_size`` is ignored).
+    ``download=False`` never downloads (see :func:`load_source`).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
     if parse_spec(spec)[0] == "sample":
         if split != "val":
             raise DataError(SAMPLE_ONLY_VAL)
-        return load_source(spec, "val", data_dir, cache_dir)
+        return load_source(spec, "val", data_dir, cache_dir, download)
     if split == "test":
-        ds = load_source(spec, "test", data_dir, cache_dir)
+        ds = load_source(spec, "test", data_dir, cache_dir, download)
         ds.indices = torch.arange(len(ds))
         return ds
-    full = load_source(spec, "train", data_dir, cache_dir)
+    full = load_source(spec, "train", data_dir, cache_dir, download)
     if len(set(full.labels.tolist())) < 2:
         raise DataError(f"{spec}: only one class ({full.classes[0]}); a classifier needs at least two")
     k = resolve_val_size(val_size, len(full))
@@ -107,7 +108,7 @@ def load_split(spec: str, split: str, data_dir: str | os.PathLike = DEFAULT_DATA
                         "use the test split (--split test)")
     train_idx, val_idx = stratified_split(full.labels, k, split_seed)
     idx = train_idx if split == "train" else val_idx
-    return TensorDataset(full.images[idx], full.labels[idx], full.classes, spec, split, idx, _names_at(full.names, idx))
+    return TensorDataset(full.images[idx], full.labels[idx], full.classes, full.source, split, idx, _names_at(full.names, idx))
 
 
 def limit_split(data: TensorDataset, limit: int, seed: int = 0) -> TensorDataset:

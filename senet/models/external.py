@@ -31,7 +31,7 @@ from torch import nn
 from .gates import se_blocks
 
 __all__ = ["ExternalModelError", "ExternalName", "ExternalModel", "SOURCES", "RANDOM", "SUGGESTED", "TIMM_HINT",
-           "is_external", "parse_name", "load_external", "weights_note", "source_version"]
+           "is_external", "parse_name", "canonical_name", "load_external", "weights_note", "source_version"]
 
 SOURCES = ("torchvision", "timm")
 RANDOM = "random"  # the weights tag for a randomly initialised model
@@ -97,6 +97,14 @@ def parse_name(name: str) -> ExternalName:
     if weights and weights.lower() in (RANDOM, "none"):
         weights = RANDOM
     return ExternalName(source, architecture.strip(), weights)
+
+
+def canonical_name(name: str) -> str:
+    """The one spelling of a model name: ``' torchvision:mobilenet_v3_large@ RANDOM '`` ->
+    ``torchvision:mobilenet_v3_large@random`` (spaces around the parts dropped, ``@random``/``@none`` in lower
+    case, an empty ``@`` dropped). Two names that build the same model the same way have the same spelling, so
+    caches and a public demo's list of models compare spellings. ExternalModelError for a malformed name."""
+    return str(parse_name(name))
 
 
 def load_external(name: str, fetch_weights: bool = True) -> ExternalModel:

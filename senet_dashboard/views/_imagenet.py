@@ -18,7 +18,8 @@ def _open_external_model() -> None:
     if not typed:
         st.session_state[SidebarKeys.IMAGENET_ERROR] = "Choose or type a model name first, e.g. torchvision:mobilenet_v3_large."
         return
-    name = external_name(typed, bool(st.session_state.get(SidebarKeys.IMAGENET_PRETRAINED, True)))
+    pretrained = ui.demo_on() or bool(st.session_state.get(SidebarKeys.IMAGENET_PRETRAINED, True))  # demo: as listed
+    name = external_name(typed, pretrained)
     if not is_external(name):
         st.session_state[SidebarKeys.IMAGENET_ERROR] = (f"{typed}: not a model name of the form torchvision:NAME or "
                                               "timm:NAME (e.g. timm:seresnet50)")
@@ -33,15 +34,20 @@ def _open_external_model() -> None:
 
 
 def imagenet_picker() -> None:
-    """A popover that opens any torchvision or timm model with SE modules, with or without pretrained weights."""
+    """A popover that opens any torchvision or timm model with SE modules, with or without pretrained weights; a
+    public demo offers only the models it lists, exactly as listed."""
     with st.popover("ImageNet model…", width="stretch"):
-        st.selectbox("Model", SUGGESTED, key=SidebarKeys.IMAGENET_NAME, accept_new_options=True,
-                     help="Any classification model of torchvision, or of timm (an optional extra: "
-                          "`pip install 'senet-explorer[timm]'`), that has SE modules. Type another name, e.g. "
-                          "`torchvision:efficientnet_b3` or `timm:seresnext26d_32x4d`.")
-        st.toggle("Pretrained weights", value=True, key=SidebarKeys.IMAGENET_PRETRAINED,
-                  help="The library's default ImageNet weights, downloaded once into its cache (torch hub or the "
-                       "Hugging Face cache). Off: random weights, no download; the gates then mean nothing.")
+        if ui.demo_on():
+            st.selectbox("Model", ui.demo().models, key=SidebarKeys.IMAGENET_NAME,
+                         help="The ImageNet models this public demo serves, exactly as its operator listed them.")
+        else:
+            st.selectbox("Model", SUGGESTED, key=SidebarKeys.IMAGENET_NAME, accept_new_options=True,
+                         help="Any classification model of torchvision, or of timm (an optional extra: "
+                              "`pip install 'senet-explorer[timm]'`), that has SE modules. Type another name, e.g. "
+                              "`torchvision:efficientnet_b3` or `timm:seresnext26d_32x4d`.")
+            st.toggle("Pretrained weights", value=True, key=SidebarKeys.IMAGENET_PRETRAINED,
+                      help="The library's default ImageNet weights, downloaded once into its cache (torch hub or "
+                           "the Hugging Face cache). Off: random weights, no download; the gates then mean nothing.")
         st.button("Open", key=SidebarKeys.IMAGENET_OPEN, on_click=_open_external_model)
         problem = st.session_state.pop(SidebarKeys.IMAGENET_ERROR, None)
         if problem:  # in the popover, which stays open after the click

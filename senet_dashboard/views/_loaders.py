@@ -17,12 +17,14 @@ import torch
 
 from senet import CheckpointError, DataError, load_checkpoint, model_info
 from senet_dashboard.catalog import CheckpointEntry, discover_checkpoints, external_data_note
-from senet.models.external import is_external
+from senet.models.external import ExternalModelError, canonical_name, is_external
 from senet.recorded import scored_split
-from senet.data import CIFAR_SOURCES, SAMPLE_FILE, TensorDataset, load_split, parse_spec
+from senet.data import (CIFAR_SOURCES, SAMPLE_FILE, TensorDataset, canonical_spec, cifar_complete, load_split,
+                        parse_spec)
 from senet.analysis.evaluate import checkpoint_split_options, has_cached_evaluation
 from senet_dashboard.views._format import class_list
 from senet_dashboard.demo import DEMO_ENV, DemoPolicy, images_within
+from senet_dashboard.launcher import list_run_rows
 
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout; an installed package gets every folder from senet dashboard
@@ -145,8 +147,17 @@ def _model_info(path: str, mtime: float) -> dict:
 
 
 def entries() -> list[CheckpointEntry]:
-    s = settings()
-    return discover_checkpoints(s.checkpoints_dir, s.runs_root, st.session_state.get(SidebarKeys.EXTRA_CHECKPOINTS, []))
+    """The checkpoints the picker offers (a public demo lists none that a symlink takes outside its folders)."""
+    s, policy = settings(), demo()
+    return discover_checkpoints(s.checkpoints_dir, s.runs_root, st.session_state.get(SidebarKeys.EXTRA_CHECKPOINTS, []),
+                                listed=policy.listed)
+
+
+def run_rows() -> list[dict]:
+    """The runs under the runs root (:func:`senet_dashboard.launcher.list_run_rows`); a public demo lists only
+    those inside its folders once their symlinks are resolved, as it would open them typed."""
+    policy = demo()
+    return [r for r in list_run_rows(settings().runs_root) if policy.listed(r["path"], "run directory")]
 
 
 def load_entry(path: str | Path) -> tuple[torch.nn.Module, dict]:
@@ -157,8 +168,8 @@ def load_entry(path: str | Path) -> tuple[torch.nn.Module, dict]:
     refusal = demo().model_refusal(str(path)) if is_external(str(path)) else demo().path_refusal(path, "checkpoint")
     if refusal:
         raise CheckpointError(refusal)
-    if is_external(str(path)):  # torchvision:..., timm:...: built (weights fetched) once per server
-        return _load_checkpoint(str(path), 0.0)
+    if is_external(str(path)):  # torchvision:..., timm:...: built (weights fetched) once per server and spelling
+        return _load_checkpoint(model_key(path), 0.0)
     p = Path(path)
     try:
         mtime = p.stat().st_mtime
@@ -167,13 +178,22 @@ def load_entry(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return _load_checkpoint(str(p), mtime)
 
 
+def model_key(name: str | Path) -> str:
+    """Another library's model by its one spelling (``@RANDOM`` and ``@ random`` are ``@random``), the key of its
+    caches. Raises :class:`senet.CheckpointError` for a malformed name."""
+    try:
+        return canonical_name(str(name))
+    except ExternalModelError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 def entry_mtime(path: str | Path) -> float:
     """The modification time that keys a checkpoint's caches; 0 for another library's model (by name)."""
     return 0.0 if is_external(str(path)) else Path(path).stat().st_mtime
 
 
 def info_for(path: str | Path) -> dict:
-    return _model_info(str(path) if is_external(str(path)) else str(Path(path)), entry_mtime(path))
+    return _model_info(model_key(path) if is_external(str(path)) else str(Path(path)), entry_mtime(path))
 
 
 def selected_path() -> str | None:
@@ -190,7 +210,13 @@ def no_checkpoint_message() -> None:
 
 # --------------------------------------------------------------------------- data
 def data_spec() -> str:
-    return st.session_state.get(SidebarKeys.DATA_SPEC) or settings().default_data
+    """The sidebar's data source in its one spelling (``folder:PATH/``, ``PATH//x``, ``PATH/./x`` are one
+    source: one key for every cache and prepared result); a malformed spec as typed (loading it says why)."""
+    spec = st.session_state.get(SidebarKeys.DATA_SPEC) or settings().default_data
+    try:
+        return canonical_spec(spec)
+    except DataError:
+        return spec
 
 
 def data_available(spec: str | None = None) -> str | None:
@@ -221,8 +247,9 @@ def cifar10_downloaded() -> bool:
 
 
 def cifar_downloaded(kind: str) -> bool:
-    """Whether torchvision's ``cifar10`` or ``cifar100`` archive is unpacked in the data directory."""
-    return (settings().data_dir / CIFAR_SOURCES[kind].folder).is_dir()
+    """Whether torchvision's ``cifar10`` or ``cifar100`` archive is unpacked, every file of it, in the data
+    directory (an incomplete folder would be downloaded again)."""
+    return cifar_complete(kind, settings().data_dir)
 
 
 def _source_stamp(spec: str) -> float:
@@ -236,8 +263,9 @@ def _source_stamp(spec: str) -> float:
 
 
 @st.cache_resource(max_entries=6, show_spinner="Reading images…")
-def _load_split(spec: str, split: str, data_dir: str, val_size: float, split_seed: int, stamp: float) -> TensorDataset:
-    return load_split(spec, split, data_dir, val_size, split_seed)
+def _load_split(spec: str, split: str, data_dir: str, val_size: float, split_seed: int, stamp: float,
+                download: bool) -> TensorDataset:
+    return load_split(spec, split, data_dir, val_size, split_seed, download=download)
 
 
 def load_data(split: str, meta: dict | None = None, spec: str | None = None) -> TensorDataset:
@@ -252,7 +280,8 @@ def load_data(split: str, meta: dict | None = None, spec: str | None = None) -> 
     if meta and meta.get("external"):
         raise DataError(external_data_note(meta, spec))
     val_size, split_seed = checkpoint_split_options(meta or {})
-    return _load_split(spec, split, str(settings().data_dir), val_size, split_seed, _source_stamp(spec))
+    return _load_split(spec, split, str(settings().data_dir), val_size, split_seed, _source_stamp(spec),
+                       download=not demo().enabled)  # a public demo downloads nothing, whatever the folder holds
 
 
 def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorDataset | None:
@@ -318,8 +347,7 @@ def split_choice() -> str:
 def demo_data_help() -> str:
     """What data a public demo serves, for the data-source field and the no-data message."""
     policy = demo()
-    served = ["`sample`"] + [f"`{k}`" for k, src in CIFAR_SOURCES.items()
-                             if (policy.data_dir / src.folder).is_dir()]
+    served = ["`sample`"] + [f"`{k}`" for k in CIFAR_SOURCES if cifar_complete(k, policy.data_dir)]
     roots = ", ".join(f"`folder:{r}`" for r in policy.data_roots)
     return (f"This public demo serves {', '.join(served)}" + (f", and `folder:PATH` under {roots}" if roots else "")
             + "; it downloads nothing.")

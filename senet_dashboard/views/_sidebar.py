@@ -12,7 +12,9 @@ from senet_dashboard.demo import DOWNLOAD_OFF, DemoConfigError
 from senet_dashboard.views import _context
 from senet_dashboard.views._imagenet import imagenet_picker, weights_caption
 from senet_dashboard.views._loaders import (SidebarKeys, SPLITS, cifar10_downloaded, cifar_downloaded, data_available,
-                                            data_spec, demo, demo_on, demo_data_help, entries, load_entry, settings)
+                                            data_spec, demo, demo_on, demo_data_help, entries, load_entry, model_key,
+                                            settings)
+from senet.models.external import is_external
 
 
 def _checkpoint_label(entries_by_key: dict[str, CheckpointEntry]):
@@ -181,11 +183,12 @@ def _apply_link(link: dict[str, str]) -> None:
     if linked and linked != st.session_state.get(SidebarKeys.CHECKPOINT):
         try:
             load_entry(Path(linked).expanduser())
+            key = model_key(linked) if is_external(linked) else str(Path(linked).expanduser())  # one spelling
         except CheckpointError as exc:
             errors.append(f"checkpoint={linked} in the address: not opened "
                           f"({str(exc).splitlines()[0].removeprefix(linked + ': ')})")
         else:
-            st.session_state[SidebarKeys.PENDING_CHECKPOINT] = str(Path(linked).expanduser())
+            st.session_state[SidebarKeys.PENDING_CHECKPOINT] = key
     spec = link["data"]
     if spec and spec != st.session_state.get(SidebarKeys.DATA_SPEC):
         refusal = demo().data_refusal(spec)

@@ -54,7 +54,8 @@ def _interval(iv: dict | None) -> str:
 def study_view() -> None:
     """Pick a study directory (under $SENET_STUDIES or any path) and show what it found."""
     root = studies_root()
-    found = sorted(str(p.parent) for p in root.glob("*/study.json"))
+    listed = ui.demo().listed  # a public demo lists no study that a symlink takes outside its folders
+    found = sorted(str(p.parent) for p in root.glob("*/study.json") if listed(p.parent, "study directory"))
     extra = st.session_state.setdefault(Keys.EXTRA, [])
     options = found + [p for p in extra if p not in found]
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
@@ -94,7 +95,7 @@ def study_view() -> None:
     runs = {row["variant"]: {int(seed): r["acc"] for seed, r in row["per_seed"].items() if r["acc"] is not None}
             for row in summary["variants"]}
     curves = {}
-    for run_dir in sorted(Path(study).glob("runs/*")):
+    for run_dir in sorted(d for d in Path(study).glob("runs/*") if listed(d, "run directory")):
         records = read_metrics(run_dir / "metrics.jsonl")[0]
         if records:
             curves[run_dir.name] = curves_from_records(records)

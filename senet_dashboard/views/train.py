@@ -19,7 +19,7 @@ from senet_dashboard.figures import epoch_figure, lr_figure, step_loss_figure
 from senet_dashboard.runs_table import ACC_HELP, runs_table
 from senet_dashboard.forming_figures import forming_heatmap_figure, specificity_by_epoch_figure
 from senet.training.gate_history import read_gate_history
-from senet_dashboard.launcher import LaunchError, active_runs, can_resume, list_run_rows, log_tail, resume_run, run_state, \
+from senet_dashboard.launcher import LaunchError, active_runs, can_resume, log_tail, resume_run, run_state, \
     start_run, stop_run
 from senet_dashboard.views._train_form import launched, new_run
 from senet.recorded import split_words
@@ -164,7 +164,7 @@ for key, show in (("train_error", st.error), ("train_notice", st.toast)):
     if message:
         show(message)
 
-rows = list_run_rows(S.runs_root)
+rows = ui.run_rows()
 active = [r for r in rows if r["state"] in ACTIVE_STATES]
 
 # --------------------------------------------------------------------------- new run
@@ -364,7 +364,7 @@ st.subheader("Past runs")
 
 @st.fragment(run_every=5.0 if active else None)
 def past_runs() -> None:
-    rows = list_run_rows(S.runs_root)
+    rows = ui.run_rows()
     if not rows:
         st.caption("None yet.")
         return
