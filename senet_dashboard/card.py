@@ -130,18 +130,22 @@ def not_compared_note(match: DataMatch) -> str:
     return match.note
 
 
-def recompute_scope(meta: dict) -> tuple[str, str]:
-    """The val split a recomputation reads, in words that claim nothing unchecked, and a sentence on how it is
-    told whether those are the checkpoint's own held-out images (by data fingerprint, or by path for a checkpoint
-    that records none) once they are read; that sentence is empty for a model with no split of ours."""
+def recompute_scope(meta: dict, spec: str = "") -> tuple[str, str]:
+    """The val split of data source ``spec`` a recomputation reads, in words that claim nothing unchecked, and a
+    sentence on how it is told whether those are the checkpoint's own held-out images (by data fingerprint, or by
+    path for a checkpoint that records none) once they are read; that sentence is empty for a model with no split
+    of ours. The bundled sample is never split: it is some images of a val split."""
     if meta.get("external"):
         return "the val split (not held out from this ImageNet model, which was trained elsewhere)", ""
     if meta.get("imported_from"):
         return ("the val split (not held out from an imported model: its source may have trained on every training "
                 "image)"), ""
-    seed = meta.get("split_seed", (meta.get("config") or {}).get("split_seed"))
     how = "by their data fingerprint" if recorded_fingerprints(meta) else \
         "by path only: this checkpoint records no data fingerprint"
+    if spec.strip() == "sample":
+        return ("the bundled sample, some images of a held-out val split",
+                f"Whether that split is this checkpoint's own is checked {how}.")
+    seed = meta.get("split_seed", (meta.get("config") or {}).get("split_seed"))
     return ("the val split as this checkpoint drew it" + (f" (split_seed {seed})" if seed is not None else ""),
             f"Whether these are its own held-out images is checked {how}.")
 

@@ -298,6 +298,8 @@ def test_the_card_and_confusion_call_the_sample_a_subset_never_the_checkpoints_o
                  "SENET_DATA": "sample", "SENET_DATA_DIR": str(tmp_path / "data")}.items():
         monkeypatch.setenv(k, v)
     at = _card(open_app("senet_dashboard/views/home.py"), ROOT / "checkpoints" / "resnet20.pt")
+    scope = next(c for c in texts(at, "caption") if c.startswith("On sample:"))
+    assert "the bundled sample, some images of a held-out val split" in scope and "drew it" not in scope, scope
     at.button(key="card_recompute").click().run()
     no_exceptions(at)
     note = next(c for c in texts(at, "caption") if c.startswith("Data: "))

@@ -233,7 +233,7 @@ def _recompute_button(ctx: PageContext, data_dir: str, done_key: tuple) -> None:
         else:
             st.session_state.setdefault(Keys.RECOMPUTED, {})[done_key] = done
             st.rerun()  # draw the figures in place of the button
-    held, check = recompute_scope(ctx.meta)
+    held, check = recompute_scope(ctx.meta, spec)
     if scored_on == "test":
         st.caption(f"On {spec}: the test split (this model trained on every training image; it has no val split).")
     else:
