@@ -114,8 +114,6 @@ def _resume(args: argparse.Namespace, overrides: dict, world_size: int, callback
     saved = read_json(run_dir / "config.json")
     if saved is None:
         raise UsageError(f"--resume {run_dir}: no readable config.json there")
-    if not (run_dir / "last.pt").is_file():
-        raise UsageError(f"--resume {run_dir}: no last.pt to resume from")
     current = read_status(run_dir)
     if int(os.environ.get("RANK", 0)) == 0 and current.get("state") in ACTIVE_STATES:
         raise UsageError(f"--resume {run_dir}: the run is still {current['state']} "
@@ -130,6 +128,9 @@ def _resume(args: argparse.Namespace, overrides: dict, world_size: int, callback
         config = config_from_record(saved, epochs=overrides.get("epochs"), world_size=world_size)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if not (run_dir / "last.pt").is_file() and int(os.environ.get("RANK", 0)) == 0:
+        print(f"note: {run_dir} has no last.pt (it ended before its first checkpoint); it starts again from step 0 "
+              "with its recorded config", file=sys.stderr)
     return _run(config, run_dir, resume=True, progress=args.progress, callbacks=callbacks)
 
 
@@ -183,16 +184,23 @@ def _run(config, run_dir: Path, resume: bool, progress: bool, callbacks: tuple =
     from .checkpoint import CheckpointError
     from .data import DataError
     from .training import ConfigError, train
+    from .training.run_lock import RunBusy
 
     try:
         status = train(config, run_dir, resume=resume, progress=progress, callbacks=callbacks)
-    except (ConfigError, DataError, CheckpointError) as exc:
+    except (ConfigError, DataError, CheckpointError, RunBusy) as exc:
         print(f"senet train: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # the disk refused a write (full, read-only, gone); status.json says failed
         print(f"senet train: error: {run_dir}: {exc}", file=sys.stderr)
         return 1
     return 0 if status.get("state") in ("finished", "stopped") else 1
+
+
+def _with_split_flag(exc: Exception) -> str:
+    """A data error's message; one that names a split to use instead also names the flag that chooses it."""
+    use = getattr(exc, "use_split", None)
+    return f"{exc} (--split {use})" if use else str(exc)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -205,7 +213,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.data_dir, tta=tta,
                                      cache_dir=args.cache_dir)
     except (CheckpointError, DataError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_with_split_flag(exc)) from None
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
@@ -237,7 +245,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     try:
         checkpoint, data = checkpoint_and_split(args.checkpoint, args.data, args.split, args.data_dir)
     except (CheckpointError, DataError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_with_split_flag(exc)) from None
     try:
         result = gate_ablation(checkpoint, data, per_class=args.per_class)
     except ValueError as exc:

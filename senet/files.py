@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 __all__ = ["atomic_write", "atomic_torch_save", "check_replaceable", "write_json_atomic", "read_json", "remove_stale_temporaries",
-           "pid_alive", "writer_tag"]
+           "pid_alive", "process_start", "process_identity", "writer_tag"]
 
 
 def _umask() -> int:
@@ -135,11 +135,30 @@ def read_json(path: str | os.PathLike) -> dict | None:
         return None
 
 
-def pid_alive(pid: Any, host: str | None = None) -> bool:
-    """Whether process ``pid`` exists (and is not a zombie) on this host."""
+def process_start(pid: int | None = None) -> str | None:
+    """When process ``pid`` (default: this one) started, as the kernel counts it (``/proc/PID/stat`` field 22,
+    clock ticks since boot): with the pid it names one process, since a reused pid has another start time.
+    None where ``/proc`` cannot tell."""
+    try:
+        with open(f"/proc/{os.getpid() if pid is None else pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_identity() -> dict[str, Any]:
+    """What a status or claim file records of the process writing it: pid, host and start time."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": process_start()}
+
+
+def pid_alive(pid: Any, host: str | None = None, start: Any = None) -> bool:
+    """Whether process ``pid`` exists (and is not a zombie) on this host; with ``start`` (a recorded
+    :func:`process_start`), only if it is still that process and not another that was given the same pid."""
     if host and host != socket.gethostname():
         return True  # cannot tell for another machine; trust its status
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if isinstance(start, str) and process_start(pid) not in (start, None):
         return False
     try:
         os.kill(pid, 0)

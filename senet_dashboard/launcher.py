@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from senet.training import TrainConfig, make_run_dir
-from senet.training.runs import ACTIVE_STATES, pid_alive, read_json, read_status, run_summary, write_json_atomic
+from senet.files import process_start
+from senet.training.runs import (ACTIVE_STATES, pid_alive, read_json, read_status, run_summary, trainer_alive,
+                                 write_json_atomic)
 from senet.training.settings import config_flags, config_record
 
 __all__ = ["LaunchError", "train_command", "start_run", "resume_run", "stop_run", "run_state", "active_runs",
@@ -64,7 +66,8 @@ def _spawn(cmd: list[str], run_dir: Path, action: str) -> int:
         except OSError as exc:
             raise LaunchError(f"{run_dir}: could not start the training process ({exc.strerror or exc})") from None
     _processes[str(run_dir)] = proc
-    write_json_atomic(run_dir / "launch.json", {"pid": proc.pid, "host": socket.gethostname(), "action": action,
+    write_json_atomic(run_dir / "launch.json", {"pid": proc.pid, "pid_start": process_start(proc.pid),
+                                                "host": socket.gethostname(), "action": action,
                                                 "command": cmd, "launched_at": time.time()})
     return proc.pid
 
@@ -78,17 +81,19 @@ def start_run(config: TrainConfig, runs_root: str | os.PathLike) -> Path:
 
 
 def can_resume(run_dir: str | os.PathLike) -> bool:
-    """Whether the run has a ``last.pt`` and a config to continue from, and is not active."""
+    """Whether the run has a config to continue from (from ``last.pt``, or from step 0 when it ended before its
+    first checkpoint) and is not active."""
     run_dir = Path(run_dir)
-    return ((run_dir / "last.pt").is_file() and (run_dir / "config.json").is_file()
-            and run_state(run_dir)["state"] not in ACTIVE_STATES)
+    state = run_state(run_dir)["state"]
+    return ((run_dir / "config.json").is_file() and state not in ACTIVE_STATES
+            and ((run_dir / "last.pt").is_file() or state != "finished"))
 
 
 def resume_run(run_dir: str | os.PathLike, epochs: int | None = None) -> int:
     """Continue a stopped or failed run from its ``last.pt`` (optionally to more ``epochs``); returns the pid."""
     run_dir = Path(run_dir)
-    if not (run_dir / "last.pt").is_file():
-        raise LaunchError(f"{run_dir}: no last.pt to resume from")
+    if not (run_dir / "config.json").is_file():
+        raise LaunchError(f"{run_dir}: no config.json to resume from")
     state = run_state(run_dir)["state"]
     if state in ACTIVE_STATES:
         raise LaunchError(f"{run_dir}: the run is still {state}")
@@ -103,11 +108,14 @@ def stop_run(run_dir: str | os.PathLike) -> bool:
     run_dir = Path(run_dir)
     status = read_json(run_dir / "status.json") or {}
     launch = read_json(run_dir / "launch.json") or {}
-    pid = status.get("pid") if status.get("state") in ACTIVE_STATES else launch.get("pid")
+    active = status.get("state") in ACTIVE_STATES
+    pid = status.get("pid") if active else launch.get("pid")
     host = status.get("host") or launch.get("host")
     if host and host != socket.gethostname():
         raise LaunchError(f"{run_dir}: the run is on host {host}; stop it there")
-    if not pid_alive(pid):
+    # the process must still be the one the run recorded (pid and start time, and the run's lock held), never
+    # another that was given the same pid since
+    if not (trainer_alive(run_dir, status) if active else pid_alive(pid, None, launch.get("pid_start"))):
         return False
     try:
         os.kill(int(pid), signal.SIGTERM)
@@ -152,14 +160,15 @@ def run_state(run_dir: str | os.PathLike) -> dict[str, Any]:
     launch = read_json(run_dir / "launch.json") or {}
     status = read_status(run_dir)
     if status.get("state") == "unknown" and launch:
-        if pid_alive(launch.get("pid"), launch.get("host")):
+        if pid_alive(launch.get("pid"), launch.get("host"), launch.get("pid_start")):
             return {"state": "starting", "pid": launch.get("pid"), "started_at": launch.get("launched_at")}
         if launch.get("stop_requested_at"):
             return {"state": "stopped", "started_at": launch.get("launched_at")}
         return {"state": "failed", "started_at": launch.get("launched_at"),
                 "error": _last_error_line(run_dir) or "the training process exited before it started training"}
     newer_launch = launch.get("launched_at", 0) > status.get("updated_at", 0)
-    if newer_launch and status.get("state") not in ACTIVE_STATES and pid_alive(launch.get("pid"), launch.get("host")):
+    if newer_launch and status.get("state") not in ACTIVE_STATES and pid_alive(launch.get("pid"), launch.get("host"),
+                                                                               launch.get("pid_start")):
         status = dict(status, state="starting", error=None)  # a resume that has not written its status yet
     elif status.get("state") == "failed":
         logged = _last_error_line(run_dir)

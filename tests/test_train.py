@@ -208,8 +208,8 @@ def test_run_directory_has_config_status_metrics_and_checkpoints(tmp_path: Path)
     handler_before = signal.getsignal(signal.SIGTERM)
     run(config, run_dir)
     assert signal.getsignal(signal.SIGTERM) is handler_before, "train() must restore the signal handlers"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.jsonl",
-                                                         "status.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "best.pt", "config.json", "last.pt",
+                                                         "metrics.jsonl", "status.json"]
     saved = read_json(run_dir / "config.json")
     rebuilt = make_config(saved["model"], saved["recipe"], **{k: v for k, v in saved.items()
                                                                if k in TrainConfig.__dataclass_fields__

@@ -31,6 +31,7 @@ from ..analysis.runner import run_over_split
 from .gate_history import choose_probe, record_gates
 from .distributed import Dist, StopFlag, hardware, mixed_precision_dtype, pick_device, wrap_for_training
 from .preflight import no_test_split
+from .run_lock import run_lock
 from .optim import Lookahead, make_optimizer, schedule_factor, set_lr
 from .recorder import Recorder
 from .settings import TrainConfig, check_batch_size, check_world_size
@@ -105,6 +106,16 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, resume: bool = False,
         torch.cuda.set_device(device)
     dist.init(device)
     config.world_size = dist.world_size
+    with run_lock(run_dir) if dist.is_main else contextlib.nullcontext():  # RunBusy: another process trains it
+        return _train_locked(config, run_dir, resume, progress, on_log, callbacks, device, dist)
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, resume: bool, progress: bool,
+                  on_log: Callable[[dict], None] | None, callbacks: tuple[Callback, ...], device: torch.device,
+                  dist: Dist) -> dict:
+    """:func:`train`'s body, run while this process holds the run's lock."""
+    if resume and not (run_dir / "last.pt").is_file():
+        resume = False  # killed before its first checkpoint: the recorded config starts again from step 0
     recorder = Recorder(run_dir, config, active=dist.is_main, on_log=on_log)
     stop = StopFlag()
     stop.install()

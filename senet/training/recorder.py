@@ -6,8 +6,6 @@ calls it unconditionally.
 """
 from __future__ import annotations
 
-import os
-import socket
 import sys
 import time
 from dataclasses import asdict
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..checkpoint import save_checkpoint
+from ..files import process_identity
 from .optim import schedule_factor
 from .runs import MetricsWriter, read_json, truncate_metrics, write_json_atomic, write_status
 from .settings import TrainConfig, config_record
@@ -44,8 +43,7 @@ class Recorder:
             return
         now = time.time()
         started = (read_json(self.run_dir / "status.json") or {}).get("started_at", now) if resume else now
-        self.status(state="starting", pid=os.getpid(), host=socket.gethostname(), started_at=started, error=None,
-                    drop=("stopped_by",))
+        self.status(state="starting", **process_identity(), started_at=started, error=None, drop=("stopped_by",))
         if not resume:
             write_json_atomic(self.run_dir / "config.json", config_record(self.config))
 
@@ -57,8 +55,8 @@ class Recorder:
         if not self.active:
             return
         path = self.run_dir / "metrics.jsonl"
-        if resume:
-            truncate_metrics(path, state["global_step"])
+        if resume or path.exists():  # a fresh start in a used directory (a study's run killed before last.pt)
+            truncate_metrics(path, state["global_step"] if resume else 0)
         self.metrics = MetricsWriter(path)
         if resume:
             plan = state.get("epochs_plan") or []

@@ -5,6 +5,7 @@
     RUN_DIR/metrics.jsonl   one JSON object per line, appended and flushed as it happens
     RUN_DIR/last.pt         every epoch (and on stop), through senet.save_checkpoint
     RUN_DIR/best.pt         the best validation accuracy so far
+    RUN_DIR/.lock           held by the one process that trains the run (see :mod:`senet.training.run_lock`)
     RUN_DIR/gates/          a probe set's SE gates after every epoch (see :mod:`senet.training.gate_history`)
 
 Readers ignore an incomplete last line of ``metrics.jsonl`` and report a run
@@ -15,14 +16,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, pid_alive, read_json, write_json_atomic
+from .run_lock import LOCK_NAME, run_locked
 
 __all__ = ["write_json_atomic", "read_json", "MetricsWriter", "read_metrics", "truncate_metrics", "read_status",
-           "write_status", "list_runs", "pid_alive", "run_summary", "make_run_dir", "ACTIVE_STATES"]
+           "write_status", "list_runs", "pid_alive", "trainer_alive", "run_summary", "make_run_dir", "ACTIVE_STATES"]
 
 ACTIVE_STATES = ("starting", "running")
 
@@ -109,9 +112,21 @@ def read_status(run_dir: str | os.PathLike) -> dict:
     status = read_json(Path(run_dir) / "status.json")
     if status is None:
         return {"state": "unknown", "error": "no readable status.json"}
-    if status.get("state") in ACTIVE_STATES and not pid_alive(status.get("pid"), status.get("host")):
+    if status.get("state") in ACTIVE_STATES and not trainer_alive(run_dir, status):
         status = dict(status, state="failed", error=status.get("error") or "the training process died (pid gone)")
     return status
+
+
+def trainer_alive(run_dir: str | os.PathLike, status: dict) -> bool:
+    """Whether the process ``status`` names still trains ``run_dir``: the run's lock is held (see
+    :mod:`senet.training.run_lock`; the kernel drops it when the process dies), or, for a run written before
+    locks, its pid still runs and, where recorded, started when it did (a reused pid is another process)."""
+    host = status.get("host")
+    if host and host != socket.gethostname():
+        return True  # another machine's run: trust its status
+    if (Path(run_dir) / LOCK_NAME).exists():
+        return run_locked(run_dir)
+    return pid_alive(status.get("pid"), host, status.get("pid_start"))
 
 
 def run_summary(run_dir: str | os.PathLike) -> dict:

@@ -12,9 +12,9 @@ seeds with a 95% t-interval, and per pair of variants the seed-paired difference
 """
 from __future__ import annotations
 
+import json
 import math
 import os
-import socket
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 from ..data import DataError
 from ..data.fingerprint import FINGERPRINT_KEY, match_cards, recorded_fingerprints, short
-from ..files import pid_alive, read_json, write_json_atomic
+from ..files import pid_alive, process_identity, read_json, write_json_atomic
 from ..recorded import recorded, scored_split
 from .preflight import preflight
+from .run_lock import RunBusy
 from .runs import read_status
 from .settings import ConfigError, TrainConfig, config_from_record, fields_by_name, make_config
 
@@ -103,17 +104,17 @@ def _claim(run_dir: Path) -> bool:
     """Take ``run_dir`` for this process (a claim file made exclusively); a dead process's claim is taken over."""
     claim = run_dir / ".claim"
     run_dir.mkdir(parents=True, exist_ok=True)
-    mine = {"pid": os.getpid(), "host": socket.gethostname()}
+    mine = process_identity()
     try:
         fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         holder = read_json(claim) or {}
-        if holder == mine or not pid_alive(holder.get("pid"), holder.get("host")):
+        if holder == mine or not pid_alive(holder.get("pid"), holder.get("host"), holder.get("pid_start")):
             write_json_atomic(claim, mine)
             return True
         return False
     with os.fdopen(fd, "w") as f:
-        f.write(f'{{"pid": {mine["pid"]}, "host": "{mine["host"]}"}}')
+        f.write(json.dumps(mine))
     return True
 
 
@@ -140,7 +141,11 @@ def run_study(study_dir: str | os.PathLike, variants: list[str], seeds: list[int
         resume = (run_dir / "last.pt").is_file() and (run_dir / "config.json").is_file()
         if resume:
             config = config_from_record(read_json(run_dir / "config.json") or {}, epochs=config.epochs)
-        status = train_one(config, run_dir, resume=resume, progress=progress)
+        try:
+            status = train_one(config, run_dir, resume=resume, progress=progress)
+        except RunBusy:  # trained by a process outside this study (a `train --resume` of the run)
+            states[name] = "claimed by another process"
+            continue
         states[name] = status.get("state", "unknown")
         (run_dir / ".claim").unlink(missing_ok=True)
         if states[name] == "stopped":
