@@ -27,8 +27,16 @@ TRAIN, VAL, RAW, ACCENT = "#4C78A8", "#F58518", "rgba(76,120,168,0.25)", "#E4575
 TEST = "#B279A2"
 MANY_CLASSES = 30  # above this (CIFAR-100's 100), figures with a row or bar per class change their layout
 
+# Plotly labels ticks 2e-10 apart "200p", "400p" (and 5e-10 "0.5n"): SI prefixes that read as units. Where the
+# ticks lie less than 0.001 apart, plain decimals instead, or powers of ten (2e-10) for the tiniest values.
+SMALL_TICKS = [dict(dtickrange=[None, 1e-3], value=".8~g")]
+
 
 def _layout(fig: go.Figure, title: str | None = None, height: int = 300, **kwargs) -> go.Figure:
+    """Every figure's title, height, margins, legend and hover; tick labels without SI prefixes on tiny values
+    (:data:`SMALL_TICKS`), on every axis the figure has so far."""
+    fig.update_xaxes(tickformatstops=SMALL_TICKS)
+    fig.update_yaxes(tickformatstops=SMALL_TICKS)
     layout = dict(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)) if title else None,
                   height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                   legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
@@ -201,8 +209,9 @@ def _grid(names: list[str], columns: int, row_height: int, top: int = 30) -> tup
         x1 = min(1.0, x0 + panel_x)
         y1 = 1 - r * (panel_y + gap_y)
         y0 = max(0.0, y1 - panel_y)  # rounding must not leave [0, 1]
-        layout[f"xaxis{n}"] = dict(domain=[x0, x1], anchor=f"y{n}")
-        layout[f"yaxis{n}"] = dict(domain=[y0, y1], anchor=f"x{n}", range=[0, 1], showticklabels=c == 0)
+        layout[f"xaxis{n}"] = dict(domain=[x0, x1], anchor=f"y{n}", tickformatstops=SMALL_TICKS)
+        layout[f"yaxis{n}"] = dict(domain=[y0, y1], anchor=f"x{n}", range=[0, 1], showticklabels=c == 0,
+                                   tickformatstops=SMALL_TICKS)
         layout["annotations"].append(dict(text=name, x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper",
                                           xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=12)))
         refs.append((f"x{n}", f"y{n}"))

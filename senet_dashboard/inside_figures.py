@@ -25,47 +25,60 @@ def step_rows(steps: BlockSteps) -> list[tuple[str, np.ndarray, str]]:
             (f"3. FC2 output a = W2·h{mean}", steps.pre_gate, PALETTE[5]),
             (f"4. gate s = {sigma}(a){mean}", steps.gate, PALETTE[1])]
     if steps.bias is not None:
-        rows.append((f"4b. the seed's additive bias b{mean}", steps.bias, PALETTE[6]))
+        rows.append((f"4b. additive bias b{mean} (the seed blog post's block adds it)", steps.bias, PALETTE[6]))
     rows.append((f"5. scaled output x̃ = {scaled}: its spatial mean per channel", steps.out.mean(axis=(1, 2)),
                  PALETTE[2]))
     return rows
 
 
+TITLE_ROOM = 34  # px above each row for its title
+TICK_ROOM = 22  # px more below a row whose x axis is labelled (the bottleneck's h0, h1, ...)
+SHOWN_NAMES = 16  # a bottleneck of up to this many numbers names each one under its bar
+
+
 def block_steps_figure(steps: BlockSteps, order: np.ndarray | None = None, highlight: int | None = None,
                        row_height: int = 120) -> go.Figure:
     """One bar chart per step, top to bottom; channel rows share ``order`` (default: channel index) and mark
-    channel ``highlight``; the bottleneck row shows its C/r numbers in their own order. Axes are laid out by
-    hand (``make_subplots`` cost ~60 ms a figure here, on every new image)."""
+    channel ``highlight``; the bottleneck row shows its C/r numbers in their own order, named under their bars
+    (with room, so that the names stay clear of the next row's title). Axes are laid out by hand
+    (``make_subplots`` cost ~60 ms a figure here, on every new image)."""
     rows = step_rows(steps)
-    n = len(rows)
-    height = row_height * n + 40
-    gap = 34 / height  # room for each row's title
-    span = (1 - gap * (n - 1)) / n
+    named = [len(values) != steps.channels and len(values) <= SHOWN_NAMES for _, values, _ in rows]
+    # pixels from the top of the plotting area: each row's title room, its plot, and the room for its names
+    tops, y = [], 0
+    for i in range(len(rows)):
+        y += (TITLE_ROOM if i else 0) + (TICK_ROOM if i and named[i - 1] else 0)
+        tops.append(y)
+        y += row_height
+    plot_height = y
     channel_order = np.arange(steps.channels) if order is None else np.asarray(order)
     data, layout = [], {}
     for i, (title, values, colour) in enumerate(rows):
         values = np.asarray(values, dtype=np.float32)
-        top = 1 - i * (span + gap)
+        top = 1 - tops[i] / plot_height
+        bottom = 1 - (tops[i] + row_height) / plot_height
         suffix = "" if i == 0 else str(i + 1)
         layout[f"xaxis{suffix}"] = dict(anchor=f"y{suffix}", domain=[0, 1])
-        layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", domain=[max(0.0, top - span), min(1.0, top)])
+        layout[f"yaxis{suffix}"] = dict(anchor=f"x{suffix}", domain=[max(0.0, bottom), min(1.0, top)])
         if len(values) == steps.channels:
             data += _channel_row(values, channel_order, highlight, colour, suffix)
             layout[f"xaxis{suffix}"]["showticklabels"] = False
         else:  # the bottleneck: few numbers, each labelled
             data.append(dict(type="bar", x=[f"h{j}" for j in range(len(values))], y=values, marker_color=colour,
                              xaxis=f"x{suffix}", yaxis=f"y{suffix}", showlegend=False,
-                             text=[f"{v:.2f}" for v in values] if len(values) <= 16 else None,
+                             text=[f"{v:.2f}" for v in values] if named[i] else None,
                              textposition="outside", cliponaxis=False, hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
-            # more than 16 names would run into the next row's title; the hover still names each one
-            layout[f"xaxis{suffix}"]["showticklabels"] = len(values) <= 16
+            # more names would crowd each other; the hover still names each one
+            layout[f"xaxis{suffix}"]["showticklabels"] = named[i]
         layout.setdefault("annotations", []).append(dict(text=title, x=0, xanchor="left", xref="paper", y=top,
                                                          yanchor="bottom", yref="paper", showarrow=False,
                                                          font=dict(size=12)))
     low, high = steps.gate_range
     if np.isfinite(high):
         layout["yaxis4"]["range"] = [min(low, 0.0), high * 1.05]
-    return _layout(go.Figure(data=data, layout=layout), None, height, hovermode="closest", bargap=0.05)
+    margin = dict(l=10, r=10, t=TITLE_ROOM, b=10)  # the first row's title sits in the top margin
+    return _layout(go.Figure(data=data, layout=layout), None, plot_height + margin["t"] + margin["b"],
+                   hovermode="closest", bargap=0.05, margin=margin)
 
 
 WIDE = 128  # a channel row wider than this is drawn as one filled step line, not a bar per channel

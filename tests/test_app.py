@@ -327,7 +327,8 @@ def test_excitation_page_shows_gates_profiles_and_interventions(env):
     pred = int(base.argmax())
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Prediction"] == CLASSES[int(after.argmax())]
-    assert metrics[f"p({CLASSES[pred]})"] == f"{after[pred]:.1%}", "the page's intervention must match senet's"
+    assert metrics[f"p({CLASSES[pred]}), as trained {base[pred]:.1%}"] == f"{after[pred]:.1%}", \
+        "the page's intervention must match senet's"
 
 
 def plotly_2d(value) -> np.ndarray:

@@ -95,7 +95,7 @@ def interleaved_latency(model_a: nn.Module, model_b: nn.Module,
 
 
 def se_stage_terms(model: nn.Module) -> list[tuple[int, int, int]]:
-    """``(N_s, C_s, r)`` per group of SE blocks of equal width: the terms of the seed's formula
+    """``(N_s, C_s, r)`` per group of SE blocks of equal width: the terms of the SENet paper's count
     (2/r) * sum_s N_s * C_s^2, in the order the widths first occur."""
     counts: dict[tuple[int, int], int] = {}
     for block in se_blocks(model).values():

@@ -14,10 +14,26 @@ from ..data import TensorDataset
 from .explanation import HOOK_LOCK
 from .runner import run_over_split
 
-__all__ = ["ClassProfiles", "class_profiles", "channel_order", "largest_departures", "fair_order", "sample_per_class"]
+__all__ = ["ClassProfiles", "ExtremeGroup", "class_profiles", "channel_order", "largest_departures", "fair_order",
+           "sample_per_class"]
 
 CONSTANT_GATE_SPREAD = 0.003  # below this std across images a block's gate is, in effect, a fixed channel scale
 CLASS_SPLIT_GAP = 0.4  # a channel splits the classes in two when its class mean gates jump by this much
+
+
+@dataclass(frozen=True)
+class ExtremeGroup:
+    """The sampled images at or beyond the ``k``-th most extreme gate of a channel (:meth:`ClassProfiles.
+    extreme_group`): ``n`` of them (more than ``k`` when images tie at the cut), their gates from ``value`` (the
+    k-th) to ``far`` (the most extreme), ``at_value`` of them exactly at ``value``, and ``counts`` per class."""
+
+    n: int
+    k: int
+    highest: bool
+    value: float
+    far: float
+    at_value: int
+    counts: np.ndarray
 
 
 @dataclass
@@ -54,34 +70,59 @@ class ClassProfiles:
     def _sample_labels(self) -> np.ndarray | None:
         return self.labels if len(self.labels) == len(self.positions) and len(self.labels) else None
 
-    def channel_extremes(self, block: str, channel: int, k: int = 12) -> tuple[np.ndarray, np.ndarray,
-                                                                              np.ndarray, np.ndarray]:
-        """The sampled images that open ``channel`` of ``block`` most and least: (positions, gates) of the
+    def _ranked_column(self, block: str, channel: int, decimals: int | None) -> np.ndarray:
+        column = self._column(block, channel)
+        return column if decimals is None else np.round(column.astype(np.float64), decimals)
+
+    def channel_extremes(self, block: str, channel: int, k: int = 12,
+                         decimals: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Split positions and gates of the sampled images that open ``channel`` of ``block`` most and least:
+        (high_positions, high_gates, low_positions, low_gates), ``k`` of each, and the gates exact: of the
         ``k`` highest gates, highest first, then of the ``k`` lowest, lowest first. Images with the same gate
-        (a saturated 1.0 or 0.0) are interleaved over their classes in proportion (:func:`fair_order`), not taken in
-        split order.
+        (a saturated 1.0 or 0.0; with ``decimals``, the same gate rounded to that many decimals, as a page shows
+        it) are interleaved over their classes in proportion (:func:`fair_order`), not taken in split order.
 
         Raises ``KeyError`` for an unknown block and ``IndexError`` for a channel out of range.
         """
         column = self._column(block, channel)
+        ranked = self._ranked_column(block, channel, decimals)
         labels = self._sample_labels()
-        high = fair_order(column, labels, descending=True)[:k]
-        low = fair_order(column, labels, descending=False)[:k]
+        high = fair_order(ranked, labels, descending=True)[:k]
+        low = fair_order(ranked, labels, descending=False)[:k]
         return self.positions[high], column[high], self.positions[low], column[low]
+
+    def extreme_group(self, block: str, channel: int, k: int = 12, highest: bool = True,
+                      decimals: int | None = None) -> ExtremeGroup:
+        """The sampled images whose gate of ``channel`` reaches the ``k``-th highest (``highest``) or lowest:
+        all of a tie at the cut included, so there can be more than ``k``; with ``decimals``, gates are
+        compared rounded to that many decimals (a tie is then a tie as a page shows it)."""
+        ranked = self._ranked_column(block, channel, decimals)
+        labels = self._sample_labels()
+        if labels is None or not len(ranked):
+            return ExtremeGroup(0, k, highest, float("nan"), float("nan"), 0, np.zeros(len(self.classes), dtype=int))
+        ordered = np.sort(ranked)[::-1] if highest else np.sort(ranked)
+        value = float(ordered[min(k, len(ranked)) - 1])
+        inside = ranked >= value if highest else ranked <= value
+        return ExtremeGroup(int(inside.sum()), min(k, len(ranked)), highest, value, float(ordered[0]),
+                            int((ranked == value).sum()), np.bincount(labels[inside], minlength=len(self.classes)))
 
     def extreme_class_counts(self, block: str, channel: int, k: int = 12,
                              highest: bool = True) -> tuple[int, float, np.ndarray]:
         """How the classes share the top (``highest``) or bottom ``k`` of ``channel``: (n, value, counts), where
         ``value`` is the k-th most extreme gate and ``counts`` (K,) counts per class the ``n`` sampled images at
-        or beyond it (all of a tie included, so n can exceed k)."""
-        column = self._column(block, channel)
-        labels = self._sample_labels()
-        if labels is None or not len(column):
-            return 0, float("nan"), np.zeros(len(self.classes), dtype=int)
-        ranked = np.sort(column)[::-1] if highest else np.sort(column)
-        value = float(ranked[min(k, len(column)) - 1])
-        inside = column >= value if highest else column <= value
-        return int(inside.sum()), value, np.bincount(labels[inside], minlength=len(self.classes))
+        or beyond it (all of a tie included, so n can exceed k). :meth:`extreme_group` says more."""
+        group = self.extreme_group(block, channel, k=k, highest=highest)
+        return group.n, group.value, group.counts
+
+    def most_different_class(self, block: str, cls: int, exclude: tuple[int, ...] = ()) -> int | None:
+        """The sampled class whose mean gate profile at ``block`` lies farthest (Euclidean, over channels) from
+        class ``cls``'s, other than ``cls`` and ``exclude``: a contrast to draw beside it. None if there is none."""
+        if block not in self.profiles:
+            raise KeyError(f"no SE block named {block!r}; blocks: {', '.join(self.profiles) or 'none'}")
+        p = self.profiles[block].astype(np.float32)
+        distance = np.linalg.norm(p - p[cls], axis=1)
+        candidates = [k for k in range(len(p)) if k != cls and k not in exclude and self.counts[k] > 0]
+        return max(candidates, key=lambda k: (distance[k], -k)) if candidates else None
 
     def most_specific_channel(self, block: str) -> int:
         """The channel of ``block`` whose mean gate differs most between the sampled classes (std across them)."""

@@ -1,4 +1,4 @@
-"""Model accounting: parameters, SE parameters against the seed's formula, multiply-adds."""
+"""Model accounting: parameters, SE parameters against the SENet paper's count of them, multiply-adds."""
 from __future__ import annotations
 
 import torch
@@ -14,7 +14,7 @@ def model_info(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32))
     """Parameter and compute figures for one image of ``input_size``.
 
     Returns ``params`` (all parameters), ``se_params`` (inside SE blocks),
-    ``se_formula`` (the seed's (2/r) * sum over SE blocks of C^2, i.e.
+    ``se_formula`` (the SENet paper's count, Sec. 4: (2/r) * sum over SE blocks of C^2, i.e.
     (2/r) * sum_s N_s * C_s^2), ``se_blocks``, ``reduction`` and ``macs``
     (multiply-accumulates per image, counted by torch's FlopCounterMode).
     """

@@ -7,7 +7,7 @@ import streamlit as st
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.figures import channel_classes_figure, class_splits_figure, gate_difference_figure
-from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles
+from senet.analysis.profiles import CLASS_SPLIT_GAP, ClassProfiles, ExtremeGroup
 from senet.analysis.explanation import Explanation
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_state import VIEWS, ChosenImage, Keys
@@ -79,18 +79,52 @@ def choose_channel(profiles: ClassProfiles, blocks: list[str]) -> bool:
     return picked
 
 
+GATE_DECIMALS = 2  # gates under the images and in the sentences about them
+
+
+def _tie_value(value: float, highest: bool) -> str:
+    """'1.00 to two decimals', saying what a rounded 1.00 or 0.00 means: a sigmoid gate lies strictly between 0 and
+    1, so a gate shown as 1.00 is one of 0.995 or more."""
+    text = f"{value:.{GATE_DECIMALS}f} to {GATE_DECIMALS} decimals"
+    if highest and round(value, GATE_DECIMALS) >= 1:
+        return f"{text} (0.995 or more)"
+    if not highest and round(value, GATE_DECIMALS) <= 0:
+        return f"{text} (below 0.005)"
+    return text
+
+
+def extremes_sentence(group: ExtremeGroup, of: str, classes: list[str]) -> str:
+    """'Classes of these 12: truck 5 · ship 4 · ...'; when more images than are shown reach the k-th gate (a tie
+    at the cut, at the shown precision), how many and their range, calling it a tie only when all of them show
+    the same gate."""
+    spread = " · ".join(f"{classes[i]} {c}" for i, c in sorted(enumerate(group.counts.tolist()),
+                                                               key=lambda t: -t[1]) if c)
+    if group.n <= group.k:
+        return f"Classes of these {group.n}: {spread}"
+    if f"{group.value:.{GATE_DECIMALS}f}" == f"{group.far:.{GATE_DECIMALS}f}":
+        return (f"{group.n} of the {of} tie at a gate of {_tie_value(group.value, group.highest)}: {spread}. "
+                f"The {group.k} shown hold each class in proportion.")
+    low, high = sorted((group.value, group.far))
+    rank = "highest" if group.highest else "lowest"
+    shown_at = group.k - (group.n - group.at_value)
+    return (f"{group.n} of the {of} have a gate from {low:.{GATE_DECIMALS}f} to {high:.{GATE_DECIMALS}f}: {spread}. "
+            f"{group.at_value} of them share the {ordinal(group.k)} {rank} gate, {group.value:.{GATE_DECIMALS}f} "
+            f"to {GATE_DECIMALS} decimals; the {shown_at} of those shown hold their classes in proportion.")
+
+
+def ordinal(n: int) -> str:
+    """1 -> '1st', 12 -> '12th', 22 -> '22nd'."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _class_spread(profiles: ClassProfiles, block: str, channel: int, classes: list[str], k: int,
                   highest: bool) -> str:
-    """'n of N sampled images reach v or more: truck 48 · ship 41 · ...', the classes of a channel's extremes."""
-    n, value, counts = profiles.extreme_class_counts(block, channel, k=k, highest=highest)
-    if not n:
+    """The classes of a channel's k most extreme images, and of any tie at the cut (:func:`extremes_sentence`)."""
+    group = profiles.extreme_group(block, channel, k=k, highest=highest, decimals=GATE_DECIMALS)
+    if not group.n:
         return ""
-    spread = " · ".join(f"{classes[i]} {c}" for i, c in sorted(enumerate(counts.tolist()), key=lambda t: -t[1]) if c)
-    of = f"{len(profiles.positions):,} sampled images"
-    if n > k:  # the k-th value is shared by more images than are shown
-        return (f"{n} of the {of} have a gate of {value:.2f} or {'more' if highest else 'less'}, a tie: "
-                f"{spread}. The {k} shown hold each class in proportion.")
-    return f"Classes of these {n}: {spread}"
+    return extremes_sentence(group, f"{len(profiles.positions):,} sampled images", classes)
 
 
 def difference_section(ctx: PageContext, image: ChosenImage, result: Explanation, profiles: ClassProfiles) -> None:
@@ -168,7 +202,7 @@ def channel_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                        "z": st.column_config.NumberColumn("z", format="%+.1f", help="How far this image's gate is "
                                                           "from the mean, in standard deviations across the "
                                                           "sampled images.")})
-    high, high_gate, low, low_gate = profiles.channel_extremes(ch_block, ch, k=12)
+    high, high_gate, low, low_gate = profiles.channel_extremes(ch_block, ch, k=12, decimals=GATE_DECIMALS)
     try:
         sample = ui.load_data(split, meta)
     except Exception as exc:  # noqa: BLE001 -- DataError and friends: one line
@@ -183,8 +217,8 @@ def channel_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                 if spread:
                     st.caption(spread)
                 st.image(fmt.strip([sample.images[int(i)] for i in positions], 2), width="content")
-                st.caption("Left to right: " + " · ".join(f"{v:.2f} {classes[sample_labels[int(i)]]}"
-                                                          for i, v in zip(positions, values)))
+                st.caption("Left to right: " + " · ".join(
+                    f"{v:.{GATE_DECIMALS}f} {classes[sample_labels[int(i)]]}" for i, v in zip(positions, values)))
             choices = [int(i) for i in high] + [int(i) for i in low]
             o1, o2 = st.columns([3, 1], vertical_alignment="bottom")
             chosen_image = o1.selectbox("Look at one of them above", choices, key=Keys.CH_PICK,

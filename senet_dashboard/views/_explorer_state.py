@@ -35,6 +35,7 @@ class Keys:
     MEAN_CLASS: Final = "exc_mean_class"
     BLOCK_ABLATION: Final = "exc_block_ablation"
     PROFILE_CLASSES: Final = "exc_profile_classes"
+    PROFILE_CLASSES_FOR: Final = "exc_profile_classes_for"  # the image whose classes PROFILE_CLASSES defaults to
     PROFILE_DRAWING: Final = "exc_profile_drawing"
     SPLIT_PER_CLASS: Final = "exc_split_per_class"
     SPLIT_REQUESTED: Final = "exc_split_requested"

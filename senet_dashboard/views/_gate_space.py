@@ -18,7 +18,7 @@ from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_cache import any_ablation
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, switch_view
-from senet_dashboard.views._view_split import request_ablation
+from senet_dashboard.views._view_split import GATE_OFF_CAVEAT, request_ablation
 from senet.analysis.saturation import IDENTITY_SHARE, NEAR, SATURATED_SHARE, class_quantiles, removal_verdicts, \
     saturation
 
@@ -133,8 +133,9 @@ def spread_view(ctx: PageContext, image: ChosenImage, result: Explanation, profi
                    "from image to image).\n\n" + ("\n".join(flagged) if flagged else "No block is flagged."))
     lines = _verdict_lines(rows, ablation)
     if lines:
-        right.markdown("**Removable?** Measured by the gate ablation (the view *Across the split*):\n"
-                       + "\n".join(lines))
+        right.markdown("**Removable?** Measured by the gate ablation (the view *Across the split*). "
+                       f":material/warning: {GATE_OFF_CAVEAT} A large cost says the later layers expect the "
+                       "re-weighting, not that SE is essential.\n" + "\n".join(lines))
     else:
         if right.button("Measure what removing each block costs", icon=":material/science:",
                         key=Keys.SPREAD_ABLATE, help="Runs the gate ablation of *Across the split* on 100 images "

@@ -18,6 +18,32 @@ from senet_dashboard.views._view_image import channel_ordering
 
 EXTREMES = 3  # most and least excited channels shown as feature maps
 RESPONDERS = 10  # images shown for the channel's strongest responses
+TERMS = 3  # largest terms of a channel's FC2 output written out
+# who "the seed" is, where its block is named
+SEED_BLOCK = "The seed's block (seed_senet: the SE block of the blog post this project started from, kept as written)"
+
+
+def fc2_terms(weights: np.ndarray, hidden: np.ndarray, total: float, shown: int = TERMS) -> str:
+    """The largest terms W2[c, j] · h_j of one channel's FC2 output, each as weight × value = product, then what
+    the rest add up to, how many h_j the ReLU set to 0, and any bias (``total`` minus the sum of the terms)."""
+    weights, hidden = np.asarray(weights, dtype=np.float64), np.asarray(hidden, dtype=np.float64)
+    terms = weights * hidden
+    active = np.flatnonzero(hidden != 0)
+    top = active[np.argsort(-np.abs(terms[active]), kind="stable")][:shown]
+    words = [f"h{j}: {weights[j]:+.3f} × {hidden[j]:.3f} = {terms[j]:+.3f}" for j in top]
+    if len(active) > len(top):
+        words.append(f"the other {len(active) - len(top)} terms: {terms.sum() - terms[top].sum():+.3f} together")
+    zeros = np.flatnonzero(hidden == 0)
+    if 0 < len(zeros) <= shown:
+        words.append(", ".join(f"h{j}" for j in zeros) + " = 0 (the ReLU)")
+    elif len(zeros):
+        words.append(f"{len(zeros)} of the {len(hidden)} h_j = 0 (the ReLU)")
+    bias = total - float(terms.sum())
+    if abs(bias) >= 5e-4:  # what the .3f figures can show
+        words.append(f"FC2's bias {bias:+.3f}")
+    return "; ".join(words) if words else "every h_j is 0"
+
+
 
 
 def _channel_sentence(steps: BlockSteps, c: int) -> str:
@@ -33,10 +59,8 @@ def _channel_sentence(steps: BlockSteps, c: int) -> str:
     else:
         parts.append(f"z_{c} = {mean} of u_{c} over its {size} map = **{steps.z[c]:.3f}**")
         if steps.w2 is not None:
-            terms = steps.w2[c] * steps.hidden
-            top = np.argsort(-np.abs(terms))[:3]
-            shown = " + ".join(f"({steps.w2[c, j]:+.2f} × h{j} = {steps.hidden[j]:.2f})" for j in top)
-            parts.append(f"a_{c} = Σ_j W2[{c}, j] · h_j = **{steps.pre_gate[c]:+.3f}** (largest terms: {shown})")
+            parts.append(f"a_{c} = Σ_j W2[{c}, j] · h_j = **{steps.pre_gate[c]:+.3f}** "
+                         f"({fc2_terms(steps.w2[c], steps.hidden, float(steps.pre_gate[c]))})")
         parts.append(f"s_{c} = {sigma}(a_{c}) = **{steps.gate[c]:.3f}**")
     tail = f" + b_{c} (b_{c} = {steps.bias[c]:+.3f})" if steps.bias is not None else ""
     parts.append(f"x̃_{c} = {steps.gate[c]:.3f} · u_{c}{tail}, spatial mean **{out_mean:.3f}** "
@@ -47,7 +71,7 @@ def _channel_sentence(steps: BlockSteps, c: int) -> str:
 def _steps_tab(steps: BlockSteps, order: np.ndarray | None, channel: int) -> None:
     st.markdown(f"**Channel {channel}, step by step:** " + _channel_sentence(steps, channel))
     st.plotly_chart(block_steps_figure(steps, order=order, highlight=channel), key=Keys.INSIDE_STEPS)
-    seed = " The seed's block also adds a learned bias b (row 4b)." if steps.bias is not None else ""
+    seed = (f" {SEED_BLOCK} also adds a learned bias b (row 4b)." if steps.bias is not None else "")
     pixel = (" This block computes its gate at every pixel, so rows 1–4 show spatial means and the gate of one "
              "channel differs from pixel to pixel (see the feature maps)." if steps.per_pixel else "")
     how = ("is recomputed from the block's weights and agrees with the block's own output (largest difference "
@@ -117,4 +141,4 @@ def _maps_tab(steps: BlockSteps, most: list[int], least: list[int], channel: int
                f"map) the larger absolute value of the two maps. The {EXTREMES} most and least excited channels "
                "of this image (equal gates: the strongest squeeze first), and the followed one. A gate near 1 "
                "leaves the map as it is; a gate near 0 blanks it."
-               + (" The seed's block adds its bias b_c after scaling." if steps.bias is not None else ""))
+               + (f" {SEED_BLOCK} adds its bias b_c after scaling." if steps.bias is not None else ""))

@@ -2,6 +2,7 @@
 block, and how class-specific each block is) and its *vs. its class* view (this image minus its class)."""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from senet.analysis.profiles import CONSTANT_GATE_SPREAD, ClassProfiles
@@ -27,7 +28,7 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                    f"{'this block does' if len(constant) == 1 else 'these blocks do'} no squeeze-and-excitation.",
                    icon=":material/block:")
     st.session_state.setdefault(Keys.PROFILE_DRAWING, "Classes × channels")  # kept across views
-    c1, c2, c3 = st.columns([2, 2, 3], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([4, 2, 3], vertical_alignment="bottom")  # the first fits its two labels at 1280 px
     drawing = c1.segmented_control("Draw as", ["Classes × channels", "Lines (the paper's layout)"],
                                    key=Keys.PROFILE_DRAWING, required=True)
     if c2.select_slider("Images per class", PER_CLASS_CHOICES, key=Keys.PER_CLASS) != \
@@ -40,10 +41,15 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                                                 marks=marks, order=order, order_label=order_label),
                         key=Keys.PROFILES_MAP, config={"displayModeBar": False})
     else:
-        default = list(dict.fromkeys([c for c in (true_class, pred) if c is not None] + list(range(len(classes)))))
-        st.session_state.setdefault(Keys.PROFILE_CLASSES, default[:3])  # this image's true and predicted first
+        default, which = default_profile_classes(profile_data, list(result.gates)[-1], classes, true_class,
+                                                 result.probs)
+        if st.session_state.get(Keys.PROFILE_CLASSES_FOR) != image.key:  # another image: its own classes
+            st.session_state[Keys.PROFILE_CLASSES_FOR] = image.key
+            st.session_state[Keys.PROFILE_CLASSES] = default
         chosen = c3.multiselect("Classes", range(len(classes)), format_func=classes.__getitem__,
-                                key=Keys.PROFILE_CLASSES)
+                                key=Keys.PROFILE_CLASSES, help=f"For this image, first: {which}.")
+        if list(chosen) == default:
+            st.caption(f"Lines: {which}.")
         columns = 3 if len(result.gates) > 4 else 1
         st.plotly_chart(profiles_figure(profile_data.profiles, profile_data.overall, classes, list(chosen),
                                         result.gates, columns=columns, order=order, order_label=order_label,
@@ -58,6 +64,28 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                 "blocks excite alike for every class and late blocks become class-specific. The bars measure that "
                 "for this model: the spread of the class profiles (std across classes, mean over channels) at each "
                 "block, and beside it how much the gate varies from image to image (std across the same images).")
+
+
+def default_profile_classes(profiles: ClassProfiles, block: str, classes: list[str], true_class: int | None,
+                            probs: np.ndarray) -> tuple[list[int], str]:
+    """The classes the paper's Fig. 6 lines start with for this image: its true class and its predicted class
+    (when they are the same, the runner-up: the second most probable), and for contrast the class whose mean gates
+    at ``block`` (the last) differ most from the first of them; and those words."""
+    ranked = [int(k) for k in np.argsort(-np.asarray(probs), kind="stable")]
+    predicted = ranked[0]
+    first = true_class if true_class is not None else predicted
+    chosen, words = [first], [f"{classes[first]} ({'true' if true_class is not None else 'predicted'}"
+                              f"{' = predicted' if predicted == true_class else ''})"]
+    second = predicted if predicted != first else ranked[1] if len(ranked) > 1 else None
+    if second is not None:
+        chosen.append(second)
+        words.append(f"{classes[second]} ({'predicted' if second == predicted else 'second most probable'})")
+    contrast = profiles.most_different_class(block, first, exclude=tuple(chosen))
+    if contrast is not None:
+        chosen.append(contrast)
+        words.append(f"{classes[contrast]} (for contrast: the class whose mean gates at {block} differ most from "
+                     f"{classes[first]}'s)")
+    return chosen, ", ".join(words)
 
 
 @st.fragment

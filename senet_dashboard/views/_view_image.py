@@ -10,6 +10,7 @@ from senet_dashboard.figures import ablation_figure, gate_heatmap_figure, interv
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_cache import profiles
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, pick
+from senet_dashboard.views._view_split import GATE_OFF_CAVEAT
 
 
 def channel_ordering(result: Explanation, profile_data: ClassProfiles | None) -> tuple[dict | None, str]:
@@ -70,24 +71,38 @@ def _interventions(ctx: PageContext, image: ChosenImage, result: Explanation,
     if overrides:
         after = intervene(ctx.checkpoint.model, image.x, overrides)
         new = int(after.argmax())
+        if off:
+            st.caption(f":material/warning: {GATE_OFF_CAVEAT} A change here says the later layers expect the "
+                       "re-weighting, not that the channels it selects carry the answer.")
         c1, c2, c3 = st.columns(3)
-        c1.metric("Prediction", classes[new], delta="changed" if new != pred else "unchanged",
+        c1.metric("Prediction", classes[new], delta=prediction_change(classes, pred, new), delta_arrow="off",
                   delta_color="inverse" if new != pred else "off")
-        c2.metric(f"p({classes[pred]})", f"{after[pred]:.1%}",
-                  delta=f"{100 * (after[pred] - result.probs[pred]):+.1f} pts")
+        c2.metric(**probability_change(f"p({classes[pred]})", result.probs[pred], after[pred]))
         if image.true_class is not None:
             t = image.true_class
-            c3.metric(f"p(true: {classes[t]})", f"{after[t]:.1%}",
-                      delta=f"{100 * (after[t] - result.probs[t]):+.1f} pts")
+            c3.metric(**probability_change(f"p(true: {classes[t]})", result.probs[t], after[t]))
         st.plotly_chart(intervention_figure(classes, result.probs, after), key=Keys.INTERVENTION,
                         config={"displayModeBar": False})
     else:
         st.caption("Choose blocks above to see how the prediction changes.")
     if st.toggle("SE off in one block at a time", key=Keys.BLOCK_ABLATION,
                  help="One forward pass per block, with that block's gate set to 1."):
+        st.caption(f":material/warning: {GATE_OFF_CAVEAT} A large drop says the later layers expect the "
+                   "re-weighting, not that the channels it selects carry the answer.")
         st.plotly_chart(ablation_figure(block_ablation(ctx.checkpoint.model, image.x, pred),
                                         float(result.probs[pred]), classes[pred]), key=Keys.ABLATION,
                         config={"displayModeBar": False})
-        st.caption("Switching a gate off puts the network far from anything it saw in training: a large drop says "
-                   "the later layers expect the re-weighting, not that the channels it selects carry the answer.")
 
+
+def prediction_change(classes: list[str], before: int, after: int) -> str:
+    """The prediction's change in words (a label has no direction): 'unchanged' or 'changed from X to Y'."""
+    return "unchanged" if after == before else f"changed from {classes[before]} to {classes[after]}"
+
+
+def probability_change(name: str, before: float, after: float) -> dict:
+    """st.metric's arguments for a probability under an intervention: its value before in the label, its value
+    after, and the change in percentage points (pts), never written as a percent."""
+    return dict(label=f"{name}, as trained {float(before):.1%}", value=f"{float(after):.1%}",
+                delta=f"{100 * (float(after) - float(before)):+.1f} pts",
+                help="After the intervention; the change is in percentage points (pts): the probability after "
+                     "minus the probability as trained, both in percent.")

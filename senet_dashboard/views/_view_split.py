@@ -9,6 +9,9 @@ from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_cache import ablation_key, split_ablation
 from senet_dashboard.views._explorer_state import Keys, switch_view
 
+# said before every figure or number of a gate switched off (set to 1), beside it: what such a number cannot say
+GATE_OFF_CAVEAT = "Switching a gate off (setting it to 1) puts the network far from anything it saw in training."
+
 
 def request_ablation() -> None:
     """The Spread view's button: run the ablation on 100 images per class, in this view."""
@@ -47,12 +50,14 @@ def split_view(ctx: PageContext, n_blocks: int) -> None:
         st.error(f"Cannot run the ablation: {exc}")
         return
     bar.empty()
+    st.caption(f":material/warning: {GATE_OFF_CAVEAT} A large red cost says the later layers expect the "
+               "re-weighting, not that SE is essential; the blue bars, which keep the gate within what the network "
+               "saw, measure what the gate's dependence on the image is worth.")
     st.plotly_chart(split_ablation_figure(ablation.table(), ablation.baseline, ablation.n, split=ctx.split),
                     key=Keys.SPLIT_CHART, config={"displayModeBar": False})
-    st.caption("Both panels share one scale, and each bar is labelled with its change in points. Red: the block's "
-               "gate set to 1, as if it had no SE block. Blue: the gate fixed to the block's mean gate over the same "
-               "images, which keeps the average channel re-weighting but not its dependence on the image. Where "
-               "blue costs little and red costs a lot, the block mostly applies a fixed scale; where blue costs as "
-               "much as red, what matters is that the gate follows the image: squeeze-and-excitation proper. "
-               "Switching a gate off is far from anything the network saw in training, so a large red cost says the "
-               "later layers expect the re-weighting, not that SE is essential.")
+    st.caption("Both panels share one scale, and each bar is labelled with its change in percentage points. Red: "
+               "the block's gate set to 1, as if it had no SE block. Blue: the gate fixed to the block's mean gate "
+               "over the same images, which keeps the average channel re-weighting but not its dependence on the "
+               "image. Where blue costs little and red costs a lot, the block mostly applies a fixed scale; where "
+               "blue costs as much as red, what matters is that the gate follows the image: squeeze-and-excitation "
+               "proper.")

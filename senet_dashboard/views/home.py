@@ -245,7 +245,8 @@ def _size(meta: dict, info: dict) -> None:
     cols = st.columns(4)
     cols[0].metric("Parameters", f"{info['params']:,}")
     cols[1].metric("SE parameters", f"{info['se_params']:,}",
-                   help="Parameters inside the SE blocks, next to the seed's formula (2/r)·Σ N_s·C_s².")
+                   help="Parameters inside the SE blocks, next to the SENet paper's count of them, "
+                        "(2/r)·Σ N_s·C_s² (its Sec. 4; N_s blocks of C_s channels in stage s, reduction r).")
     cols[2].metric("Multiply-adds / image", fmt.human(info["macs"]))
     cols[3].metric("Training time", format_duration(meta.get("wall_time_s")) if meta.get("wall_time_s") else "–",
                    help=f"On {meta.get('hardware') or 'unrecorded hardware'}.")
