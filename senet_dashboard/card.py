@@ -81,16 +81,22 @@ def _augmentations(config: dict) -> list[str]:
 
 
 def loss_gap_note(config: dict, history: list[dict], classes: int) -> str | None:
-    """One sentence, from the recorded recipe, on why validation loss sits below (or apart from) training loss.
+    """One sentence on how the last epoch's held-out loss stands against its training loss, and why.
 
-    None when the checkpoint records no recipe.
+    "Why the validation loss sits below the training loss" (from the recorded recipe: averaging over a changing
+    epoch, label smoothing, augmentation) only when it does; a held-out loss above the training loss is said as
+    it is, with the ratio. None when the checkpoint records no recipe or the last epoch has no two losses.
     """
-    if not config:
-        return None
     last = history[-1] if history else {}
+    held, train_loss = recorded(last, "loss"), last.get("train_loss")
+    if not config or not isinstance(held, (int, float)) or not isinstance(train_loss, (int, float)) \
+            or not (math.isfinite(held) and math.isfinite(train_loss)) or train_loss <= 0:
+        return None
     held_out = split_words(scored_split(last))
-    below = recorded(last, "loss") is not None and last.get("train_loss") is not None \
-        and recorded(last, "loss") < last["train_loss"]
+    at = f"{held:.3f} against {train_loss:.3f} at the last epoch" + (f", {last['epoch']}" if last.get("epoch") else "")
+    if held >= train_loss:
+        return (f"The {held_out} loss sits above the training loss ({at}), {held / train_loss:.1f}× as high: the "
+                "model fits the images it trains on better than held-out ones.")
     eps = float(config.get("label_smoothing") or 0)
     augment = _augmentations(config)
     train = ["the training loss is averaged over each epoch while the weights change"]
@@ -100,8 +106,8 @@ def loss_gap_note(config: dict, history: list[dict], classes: int) -> str | None
     train.append("is computed on augmented images (" + ", ".join(augment) + ")" if augment
                  else "is computed in training mode")
     sentence = ", ".join(train[:-1]) + (", and " if len(train) > 1 else "") + train[-1]
-    lead = (f"Why the {held_out} loss sits below the training loss: " if below else "Why the two losses differ: ")
-    return (lead + sentence + f"; the {held_out} loss is computed after the epoch on clean images"
+    return (f"Why the {held_out} loss sits below the training loss ({at}): "
+            + sentence + f"; the {held_out} loss is computed after the epoch on clean images"
             + (", without smoothing." if eps > 0 else "."))
 
 

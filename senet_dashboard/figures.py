@@ -174,16 +174,16 @@ def lr_figure(c: Curves, height: int = 300, last_steps: int | None = None) -> go
         fig.add_scatter(x=c.epoch, y=c.epoch_lr, mode="lines+markers", name="lr", line=dict(color="#54A24B", width=2),
                         hovertemplate="%{y:.4g}", showlegend=False)
         return epoch_ticks(fig, max(c.epoch))
-    title = "Learning rate per step" + (" (computed from the recorded recipe)" if c.lr_computed else "")
-    fig = line_figure(title, "epoch" if per_epoch else "step", "lr", height)
+    fig = line_figure("Learning rate per step", "epoch" if per_epoch else "step", "lr", height)
     first = c.step[_window(c.step, last_steps)] if last_steps and c.step else 0
     pairs = [(s, v) for s, v in zip(c.lr_step, c.lr_value) if s >= first - 1]
     x, y = _thin([s / per_epoch if per_epoch else s for s, _ in pairs], [v for _, v in pairs])
-    fig.add_scatter(x=x, y=y, mode="lines", name="computed" if c.lr_computed else "lr",
+    fig.add_scatter(x=x, y=y, mode="lines", name="computed from the recorded recipe" if c.lr_computed else "lr",
                     line=dict(color="#54A24B", width=2), hovertemplate="%{y:.4g}", showlegend=c.lr_computed)
     if per_epoch:
-        fig.add_scatter(x=c.epoch, y=c.epoch_lr, mode="markers", name="recorded, end of epoch",
-                        marker=dict(color="#54A24B", size=6, symbol="circle-open"), hovertemplate="%{y:.4g}")
+        fig.add_scatter(x=c.epoch, y=c.epoch_lr, mode="markers", name="recorded at each epoch's end",
+                        marker=dict(color="#2F6B2A", size=6 if len(c.epoch) <= 20 else 3, symbol="circle-open"),
+                        hovertemplate="%{y:.4g}")
         epoch_ticks(fig, max(x[-1], max(c.epoch, default=0)))
     _resume_marks(fig, c, first, per_epoch)
     return fig

@@ -13,7 +13,7 @@ from senet.recorded import recorded, scored_split
 from senet.training.runs import read_status
 from senet_dashboard.card import (data_statement, epoch_summary, has_test_split, loss_gap_note, not_compared_note, pts,
                                   recompute_scope)
-from senet_dashboard.curves import curves_from_history, format_duration
+from senet_dashboard.curves import curves_from_checkpoint, format_duration
 from senet_dashboard.figures import epoch_figure, lr_figure
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views import _loaders as ui
@@ -282,7 +282,7 @@ def _curves(meta: dict) -> None:
     note = loss_gap_note(meta.get("config") or {}, history, len(meta.get("classes") or []))
     if note:
         st.caption(note)
-    curves = curves_from_history(history)
+    curves = curves_from_checkpoint(meta)
     c1, c2, c3 = st.columns(3)
     c1.plotly_chart(epoch_figure(curves, "loss", height=280), key=Keys.LOSS)
     c2.plotly_chart(epoch_figure(curves, "acc", height=280), key=Keys.ACC)
