@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from .data.images import CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD
+from .records import CARD, RecordError, check_record, config_shape
 from .files import atomic_torch_save, check_replaceable, writer_tag
 from .models import create_model
 from .models.external import ExternalModelError, is_external, load_external
@@ -80,6 +82,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate the raw checkpoint dict, raising :class:`CheckpointError` on any fault."""
+    if "\x00" in os.fspath(path):
+        raise CheckpointError(f"{os.fspath(path)[:120]!r}: contains a NUL byte, which no path can hold")
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -88,6 +92,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     _check_inflated_size(path)
+    kind = _file_kind(path)
+    if kind:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({kind})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- torch raises many types for bad files
@@ -119,19 +126,52 @@ def _check_inflated_size(path: Path) -> None:
                               f"{MAX_INFLATED_BYTES // 2**20} MiB; torch.save does not compress): refused")
 
 
+def _file_kind(path: Path) -> str | None:
+    """What a file is when it is plainly not a PyTorch file (text, a zip archive without PyTorch's records, an
+    image...), judged by its first bytes; None for a file that may be one (a zip archive with a ``data.pkl``, or
+    a pickle), left to ``torch.load``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or type(exc).__name__}"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "a damaged or truncated zip archive"
+        if any(n.endswith("data.pkl") for n in names):
+            return None
+        return "a NumPy .npz archive" if names and all(n.endswith(".npy") for n in names) else "a zip archive"
+    if head[:1] == b"\x80":  # a pickle (PyTorch's legacy format)
+        return None
+    for signature, what in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                            (b"\x1f\x8b", "a gzip file"), (b"\x93NUMPY", "a NumPy .npy file")):
+        if head.startswith(signature):
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.strip() and all(c.isprintable() or c.isspace() for c in text):
+        first = " ".join(text.split())[:30]
+        return f"a text file beginning {first!r}"
+    return "a file of another kind"
+
+
 def _load_failure(exc: Exception) -> str:
-    """A short, one-line reason from the many-line errors ``torch.load`` raises."""
+    """A short, one-line reason from the many-line errors ``torch.load`` raises for a file that looked like a
+    PyTorch file (:func:`_file_kind` names the others): code refused, else damaged, with torch's words when
+    they say more than an internal check ("index out of range", "EOFError", "enforce fail ...")."""
     text = str(exc)
-    match = (re.search(r"Unsupported global: GLOBAL (\S+)", text)
-             or re.search(r"unsupported GLOBAL (\S+) whose module", text))  # torch 2.14's wording
+    match = re.search(r"unsupported(?: global:)? GLOBAL (\S+)", text, re.IGNORECASE)
     if match:
         return f"it contains a pickled {match.group(1)} object; refused, loading it could run code"
-    if "Weights only load failed" in text:
-        match = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        detail = match.group(1).strip() if match else "corrupt data"
-        return f"not a valid torch file: {detail}"[:200]
-    first = " ".join(text.split()).split(". ")[0]
-    return (first or type(exc).__name__)[:200]
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    first = " ".join((match.group(1) if match else text).split()).split(". ")[0]
+    internal = len(first) < 25 or any(w in first for w in ("enforce fail", "hasRecord", "Unsupported operand"))
+    return "a damaged or truncated PyTorch file" + ("" if internal else f": {first[:160]}")
 
 
 def _is_number(x: Any) -> bool:
@@ -171,6 +211,13 @@ def _check_fields(path: Path, payload: dict) -> None:
         raise bad("std", "positive numbers")
     if "meta" in payload and not isinstance(payload["meta"], dict):
         raise bad("meta", "a dict")
+    meta = payload.get("meta") or {}
+    try:
+        check_record(meta, CARD, path, "the checkpoint's card")
+        if isinstance(meta.get("config"), dict):
+            check_record(meta["config"], config_shape(), path, "the checkpoint's recorded config")
+    except RecordError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _num_outputs(model: nn.Module) -> int | None:

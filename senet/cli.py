@@ -106,13 +106,16 @@ def _check_new_run_dir(run_dir: Path, config_file: str | None) -> None:
 
 def _resume(args: argparse.Namespace, overrides: dict, world_size: int, callbacks: tuple) -> int:
     """``train --resume RUN_DIR``: the run's own config; only ``--epochs`` may change."""
-    from .files import read_json
-    from .training.runs import ACTIVE_STATES, read_status
+    from .records import RecordError
+    from .training.runs import ACTIVE_STATES, read_config, read_status
     from .training.settings import ConfigError, config_from_record
 
     run_dir = Path(args.resume)
-    saved = read_json(run_dir / "config.json")
-    if saved is None:
+    try:
+        saved = read_config(run_dir)
+    except RecordError as exc:
+        raise UsageError(f"--resume {run_dir}: {exc}") from None
+    if not saved:
         raise UsageError(f"--resume {run_dir}: no readable config.json there")
     current = read_status(run_dir)
     if int(os.environ.get("RANK", 0)) == 0 and current.get("state") in ACTIVE_STATES:

@@ -191,6 +191,8 @@ class DemoPolicy:
             return f"{what}: no path given"
         if has_parent_step(text):
             return f"{shown}: '..' is not allowed in a path in this public demo"
+        if "\x00" in text:
+            return f"{shown[:120]!r}: contains a NUL byte, which no path can hold"
         resolved = Path(text.strip()).expanduser().resolve()
         if any(resolved == r or resolved.is_relative_to(r) for r in roots):
             return None

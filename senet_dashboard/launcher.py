@@ -188,7 +188,8 @@ def list_run_rows(runs_root: str | os.PathLike) -> list[dict]:
             continue
         row = run_summary(d)
         state = run_state(d)
-        row.update(state=state.get("state", "unknown"), error=state.get("error"))
+        if not row.get("config_error"):  # a wrongly typed config.json keeps the row unknown, with its one line
+            row.update(state=state.get("state", "unknown"), error=state.get("error"))
         if not row.get("started_at"):
             row["started_at"] = state.get("started_at") or d.stat().st_mtime
         rows.append(row)

@@ -62,7 +62,15 @@ CIFAR_FILES = {"cifar10": ("data_batch_1", "data_batch_2", "data_batch_3", "data
 
 
 class DataError(ValueError):
-    """A dataset that cannot be used; the message names it and says why, in one line."""
+    """A dataset that cannot be used; the message names it and says why, in one line.
+
+    ``use_split`` names the split to use instead when the asked one does not exist ("val" for a folder without
+    a test part): each interface says how to choose it (``--split val``, the sidebar's Split).
+    """
+
+    def __init__(self, message: str, use_split: str | None = None) -> None:
+        super().__init__(message)
+        self.use_split = use_split
 
 
 @dataclass
@@ -88,6 +96,8 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     ``"sample"`` -> ("sample", None)."""
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"dataset spec {spec!r}: {_SPECS}")
+    if "\x00" in spec:
+        raise DataError(f"dataset spec {spec[:80]!r}: contains a NUL byte, which no path can hold")
     spec = spec.strip()
     if spec in CIFAR_SOURCES or spec == "sample":
         return spec, None
@@ -113,7 +123,7 @@ def folder_root(path: Path, part: str) -> Path:
     root = path / part
     if not root.is_dir():
         if part == "test":
-            raise DataError(f"folder:{path}: has no test split (no {root}); use --split val")
+            raise DataError(f"folder:{path}: has no test split (no {root} folder); use the val split", use_split="val")
         raise DataError(f"folder:{path}: no 'train' folder (expected {path}/train/<class>/<image>)")
     return root
 

@@ -21,6 +21,7 @@ from ..analysis.profiles import sample_per_class
 from ..analysis.runner import run_over_split
 from ..data import CIFAR_MEAN, CIFAR_STD, TensorDataset
 from ..files import atomic_torch_save, read_json, write_json_atomic
+from ..records import GATE_PROBE, check_record
 
 __all__ = ["GateHistory", "choose_probe", "record_gates", "read_gate_history"]
 
@@ -72,6 +73,7 @@ def read_gate_history(run_dir: str | os.PathLike) -> GateHistory | None:
     probe = read_json(folder / "probe.json")
     if probe is None:
         return None
+    check_record(probe, GATE_PROBE, folder / "probe.json")  # RecordError in one line
     gates = {}
     for path in sorted(folder.glob("epoch-*.pt")):
         match = re.fullmatch(r"epoch-(\d+)\.pt", path.name)
@@ -79,6 +81,7 @@ def read_gate_history(run_dir: str | os.PathLike) -> GateHistory | None:
             saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 -- a file being replaced or damaged: skip that epoch
             continue
-        if match and isinstance(saved, dict):
-            gates[int(match.group(1))] = {k: v.float().numpy() for k, v in saved.items()}
+        if match and isinstance(saved, dict) and all(isinstance(v, torch.Tensor) and v.ndim == 2 and
+                                                     len(v) == len(probe["labels"]) for v in saved.values()):
+            gates[int(match.group(1))] = {k: v.float().numpy() for k, v in saved.items()}  # others: damaged, skipped
     return GateHistory(sorted(gates), gates, np.asarray(probe["labels"]), list(probe["classes"]))

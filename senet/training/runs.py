@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, pid_alive, read_json, write_json_atomic
+from ..records import METRICS, STATUS, RecordError, check_record, config_shape
 from .run_lock import LOCK_NAME, run_locked
 
 __all__ = ["write_json_atomic", "read_json", "MetricsWriter", "read_metrics", "truncate_metrics", "read_status",
-           "write_status", "list_runs", "pid_alive", "trainer_alive", "run_summary", "make_run_dir", "ACTIVE_STATES"]
+           "write_status", "list_runs", "pid_alive", "trainer_alive", "read_config", "run_summary", "make_run_dir", "ACTIVE_STATES"]
 
 ACTIVE_STATES = ("starting", "running")
 
@@ -82,8 +83,10 @@ def read_metrics(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], 
             obj = json.loads(line)
         except ValueError:
             continue
-        if isinstance(obj, dict):
-            records.append(obj)
+        try:  # a record of the wrong shape is skipped like a corrupt line
+            records.append(check_record(obj, METRICS, path))
+        except RecordError:
+            continue
     return records, offset + end
 
 
@@ -108,10 +111,16 @@ def write_status(run_dir: str | os.PathLike, *, drop: tuple[str, ...] = (), **fi
 
 
 def read_status(run_dir: str | os.PathLike) -> dict:
-    """``status.json``, with a run whose process has died reported as ``failed``."""
-    status = read_json(Path(run_dir) / "status.json")
+    """``status.json``, with a run whose process has died reported as ``failed``; an unreadable or wrongly typed
+    one is state ``unknown`` with the one-line reason as its error."""
+    path = Path(run_dir) / "status.json"
+    status = read_json(path)
     if status is None:
         return {"state": "unknown", "error": "no readable status.json"}
+    try:
+        check_record(status, STATUS, path)
+    except RecordError as exc:
+        return {"state": "unknown", "error": str(exc)}
     if status.get("state") in ACTIVE_STATES and not trainer_alive(run_dir, status):
         status = dict(status, state="failed", error=status.get("error") or "the training process died (pid gone)")
     return status
@@ -129,13 +138,25 @@ def trainer_alive(run_dir: str | os.PathLike, status: dict) -> bool:
     return pid_alive(status.get("pid"), host, status.get("pid_start"))
 
 
+def read_config(run_dir: str | os.PathLike) -> dict:
+    """``config.json`` of a run ({} when there is none or it is unreadable); :class:`RecordError` in one line
+    when a setting has the wrong type."""
+    path = Path(run_dir) / "config.json"
+    return check_record(read_json(path) or {}, config_shape(), path)
+
+
 def run_summary(run_dir: str | os.PathLike) -> dict:
     """One row for a table of runs: name, state, model, epochs (completed, and in all), best val accuracy (or,
     for a run trained on every image, its last test accuracy),
     wall-clock duration and training time (``elapsed_s``, the training loop's time)."""
     run_dir = Path(run_dir)
     status = read_status(run_dir)
-    config = read_json(run_dir / "config.json") or {}
+    config_error = None
+    try:
+        config = read_config(run_dir)
+    except RecordError as exc:
+        config, config_error = {}, str(exc)
+        status = dict(status, state="unknown", error=config_error)
     started = status.get("started_at")
     ended = status.get("updated_at")
     return {
@@ -152,6 +173,7 @@ def run_summary(run_dir: str | os.PathLike) -> dict:
         "elapsed_s": status.get("elapsed_s"),
         "started_at": started,
         "error": status.get("error"),
+        "config_error": config_error,
     }
 
 

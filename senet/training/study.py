@@ -26,7 +26,8 @@ from ..files import pid_alive, process_identity, read_json, write_json_atomic
 from ..recorded import recorded, scored_split
 from .preflight import preflight
 from .run_lock import RunBusy
-from .runs import read_status
+from ..records import RecordError
+from .runs import read_config, read_status
 from .settings import ConfigError, TrainConfig, config_from_record, fields_by_name, make_config
 
 __all__ = ["Variant", "parse_variant", "plan_study", "run_study", "summarize", "t_interval", "pooled_disagreement",
@@ -140,7 +141,10 @@ def run_study(study_dir: str | os.PathLike, variants: list[str], seeds: list[int
             continue
         resume = (run_dir / "last.pt").is_file() and (run_dir / "config.json").is_file()
         if resume:
-            config = config_from_record(read_json(run_dir / "config.json") or {}, epochs=config.epochs)
+            try:
+                config = config_from_record(read_config(run_dir), epochs=config.epochs)
+            except (RecordError, ConfigError) as exc:
+                raise StudyError(f"run {name}: {exc}") from None
         try:
             status = train_one(config, run_dir, resume=resume, progress=progress)
         except RunBusy:  # trained by a process outside this study (a `train --resume` of the run)
@@ -266,7 +270,10 @@ def pooled_disagreement(study_dir: str | os.PathLike, a: str, b: str):
         evaluations = []
         for variant in (a, b):
             run_dir = Path(runs[variant][seed]["run_dir"])
-            config = read_json(run_dir / "config.json") or {}
+            try:
+                config = read_config(run_dir)
+            except RecordError as exc:
+                raise StudyError(str(exc)) from None
             evaluations.append(evaluate_checkpoint(run_dir / "best.pt", config.get("data", "cifar10"),
                                                    runs[variant][seed]["scored_on"],
                                                    config.get("data_dir", "./data"), cache_dir=study_dir / ".cache"))

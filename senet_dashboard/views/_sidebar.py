@@ -6,10 +6,11 @@ from pathlib import Path
 import streamlit as st
 
 from senet import CheckpointError, DataError
-from senet.data import CIFAR_SOURCES, SAMPLE_NAME
+from senet.data import CIFAR_SOURCES, SAMPLE_NAME, parse_spec
 from senet_dashboard.catalog import CheckpointEntry, default_entry
 from senet_dashboard.demo import DOWNLOAD_OFF, DemoConfigError
 from senet_dashboard.views import _context
+from senet_dashboard.views._format import plain
 from senet_dashboard.views._imagenet import imagenet_picker, weights_caption
 from senet_dashboard.views._loaders import (SidebarKeys, SPLITS, cifar10_downloaded, cifar_downloaded, data_available,
                                             data_spec, demo, demo_on, demo_data_help, entries, load_entry, model_key,
@@ -75,7 +76,7 @@ def sidebar() -> None:
         if link is not None:  # a link, a reload of one, or another page's hand-off
             _apply_link(link)
         for problem in st.session_state.pop(SidebarKeys.LINK_ERRORS, []):
-            st.error(problem, icon=":material/link_off:")
+            st.error(plain(problem, links_only=True), icon=":material/link_off:")  # echoes a link's text
         if SidebarKeys.PENDING_DATA_SPEC in st.session_state:  # set by a download, before the data-source field exists
             st.session_state[SidebarKeys.DATA_SPEC] = st.session_state.pop(SidebarKeys.PENDING_DATA_SPEC)
         _checkpoint_picker()
@@ -141,9 +142,9 @@ def _data_source(policy) -> None:
     elif reason is None:
         st.caption(":material/check_circle: data ready")
     elif policy.data_refusal(spec):
-        st.error(reason, icon=":material/block:")
+        st.error(plain(reason, links_only=True), icon=":material/block:")
     else:
-        st.caption(f":material/cloud_off: {reason}")
+        st.caption(f":material/cloud_off: {plain(reason, links_only=True)}")
     for kind in ("cifar10", "cifar100"):
         offered = spec in ("cifar10", "sample") if kind == "cifar10" else spec == kind
         if offered and not cifar_downloaded(kind) and not policy.enabled \
@@ -175,6 +176,25 @@ def download_cifar(kind: str = "cifar10") -> None:
     st.rerun()
 
 
+def _link_error(name: str, value: str, exc: Exception) -> str:
+    """One line for an address-bar parameter that cannot be used: the parameter, its value (printable, at most 80
+    characters) and why, without repeating the value."""
+    shown = "".join(c if c.isprintable() else "?" for c in value[:80]) + ("…" if len(value) > 80 else "")
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    for prefix in (str(Path(value).expanduser()), value):
+        reason = reason.removeprefix(prefix + ": ")
+    return f"{name}={shown} in the address: not opened; {reason}"
+
+
+def _spec_problem(spec: str) -> str | None:
+    """Why a data spec cannot be a data source (a NUL byte, an unknown kind), in one line; None if it can."""
+    try:
+        parse_spec(spec)
+    except DataError as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
 def _apply_link(link: dict[str, str]) -> None:
     """The address bar's ``checkpoint``, ``data`` and ``split``, each checked as if typed into the sidebar (in
     demo mode: only inside the folders it serves); a refused one keeps the current choice and says why."""
@@ -184,14 +204,13 @@ def _apply_link(link: dict[str, str]) -> None:
         try:
             load_entry(Path(linked).expanduser())
             key = model_key(linked) if is_external(linked) else str(Path(linked).expanduser())  # one spelling
-        except CheckpointError as exc:
-            errors.append(f"checkpoint={linked} in the address: not opened "
-                          f"({str(exc).splitlines()[0].removeprefix(linked + ': ')})")
+        except (CheckpointError, OSError, ValueError) as exc:  # ValueError: a path Python refuses (a NUL byte)
+            errors.append(_link_error("checkpoint", linked, exc))
         else:
             st.session_state[SidebarKeys.PENDING_CHECKPOINT] = key
     spec = link["data"]
     if spec and spec != st.session_state.get(SidebarKeys.DATA_SPEC):
-        refusal = demo().data_refusal(spec)
+        refusal = demo().data_refusal(spec) or _spec_problem(spec)
         if refusal:
             errors.append(f"data={spec} in the address: not used ({refusal.removeprefix(spec + ': ')})")
         else:

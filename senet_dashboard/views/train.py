@@ -23,7 +23,8 @@ from senet_dashboard.launcher import LaunchError, active_runs, can_resume, log_t
     start_run, stop_run
 from senet_dashboard.views._train_form import launched, new_run
 from senet.recorded import split_words
-from senet.training.runs import ACTIVE_STATES, read_json
+from senet.records import RecordError
+from senet.training.runs import ACTIVE_STATES, read_config
 from senet.training.preflight import check_settings
 from senet.training.settings import field_problems
 
@@ -300,7 +301,11 @@ def live_panel(run_dir: str) -> None:
     tails = st.session_state.setdefault(Keys.METRIC_TAILS, {})
     tail = tails.setdefault(run_dir, MetricsTail(Path(run_dir) / "metrics.jsonl"))
     curves = curves_from_records(tail.read())
-    config = read_json(Path(run_dir) / "config.json") or {}
+    try:
+        config = read_config(run_dir)
+    except RecordError as exc:  # a damaged config.json: this run's one line, the page goes on
+        config = {}
+        st.error(str(exc), icon=":material/error:")
     prog = progress(status, curves)
 
     with st.container(horizontal=True, vertical_alignment="center"):
@@ -309,6 +314,8 @@ def live_panel(run_dir: str) -> None:
                     f"· data `{config.get('data', '?')}`")
     if state == "failed":
         st.error(f"The run failed: {status.get('error') or 'no reason recorded'}", icon=":material/error:")
+    elif state == "unknown" and status.get("error"):
+        st.error(f"This run's files cannot be read: {status['error']}", icon=":material/error:")
     if curves.points or state == "running":
         st.progress(prog["fraction"], text=prog["text"] or state)
         _metrics(status, curves, prog)
@@ -336,7 +343,11 @@ def _gate_history(run_dir: str, stamp: float):
 def gates_forming(run_dir: str) -> None:
     """The probe images' gates epoch by epoch: class means of one block, and class specificity by depth."""
     files = list((Path(run_dir) / "gates").glob("epoch-*.pt"))
-    history = _gate_history(run_dir, max((f.stat().st_mtime for f in files), default=0.0)) if files else None
+    try:
+        history = _gate_history(run_dir, max((f.stat().st_mtime for f in files), default=0.0)) if files else None
+    except RecordError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
     if history is None or not history.epochs:
         return
     with st.expander(f"Gates forming: {len(history.labels)} probe images, {len(history.epochs)} epochs",

@@ -61,6 +61,16 @@ def bad_checkpoints(folder: Path, marker: Path) -> dict[str, tuple[Path, str]]:
         obj=dict(payload, state_dict=create_model("se_resnet32", num_classes=3).state_dict()))
     add("wrong-class-count", "predicts 3 classes but the checkpoint names 5",
         obj=dict(payload, classes=["a", "b", "c", "d", "e"]))
+    # readable files of the wrong type (issue 29, class 5): the card's one line, never a crash further on
+    meta = dict(payload.get("meta") or {})
+    add("history-of-strings", "bad 'history' in the checkpoint's card",
+        obj=dict(payload, meta=dict(meta, history=["epoch one", "epoch two"])))
+    add("config-a-string", "bad 'config' in the checkpoint's card", obj=dict(payload, meta=dict(meta, config="fast")))
+    add("val-acc-in-words", "bad 'val_acc' in the checkpoint's card (expected a number, got 'ninety')",
+        obj=dict(payload, meta=dict(meta, val_acc="ninety")))
+    add("config-lr-in-words", "bad 'lr' in the checkpoint's recorded config",
+        obj=dict(payload, meta=dict(meta, config={"model": "se_resnet20", "lr": "fast"})))
+    add("input-size-gray", "bad 'input_size'", obj=dict(payload, input_size=[1, 32, 32], mean=[0.5], std=[0.2]))
     return cases
 
 

@@ -146,7 +146,36 @@ def test_unreadable_status_and_config_show_the_run_as_unknown_without_breaking_t
     assert table[finished_run.name]["state"] == "finished", "the healthy run is unaffected"
     at.selectbox(key="train_run").set_value(str(broken)).run()
     assert not at.exception, at.exception
-    assert caption_with(at, "step records").startswith("0 step records")
+    assert caption_with(at, "recorded no steps")
+
+
+def test_wrongly_typed_run_files_are_that_run_s_one_line_and_the_page_goes_on(site: dict, finished_run: Path) -> None:
+    """Readable JSON of the wrong type (issue 29, class 5): a list where status.json has a number, a string where
+    config.json has one, a metrics line whose step is text, a probe file of the wrong shape."""
+    typed_status = site["runs"] / "20250101-000002-status-typed"
+    typed_config = site["runs"] / "20250101-000003-config-typed"
+    for copy in (typed_status, typed_config):
+        shutil.copytree(finished_run, copy)
+    status = json.loads((typed_status / "status.json").read_text())
+    (typed_status / "status.json").write_text(json.dumps(dict(status, epoch=[1, 2], best_val_acc="high")))
+    config = json.loads((typed_config / "config.json").read_text())
+    (typed_config / "config.json").write_text(json.dumps(dict(config, epochs="three", lr=[0.1])))
+    with open(typed_config / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"type": "step", "step": "four", "loss": "low"}) + "\n")
+    (typed_config / "gates").mkdir(exist_ok=True)
+    (typed_config / "gates" / "probe.json").write_text(json.dumps({"labels": "all", "classes": 3}))
+    at = train_page()
+    table = runs_table(at)
+    assert table[typed_status.name]["state"] == "unknown", table[typed_status.name]
+    assert table[typed_config.name]["state"] == "unknown", table[typed_config.name]
+    assert table[finished_run.name]["state"] == "finished", "the healthy run is unaffected"
+    for broken, words in ((typed_status, "bad 'epoch'"), (typed_config, "bad 'epochs'")):
+        at.selectbox(key="train_run").set_value(str(broken)).run()
+        assert not at.exception, f"{broken.name}: the page crashed: {at.exception}"
+        shown = " ".join(e.value for e in at.error)
+        assert words in shown, f"{broken.name}: expected {words!r} among the errors: {shown}"
+    records, _ = read_metrics(typed_config / "metrics.jsonl")
+    assert all(isinstance(r["step"], int) for r in records), "the wrongly typed line is skipped"
 
 
 # --------------------------------------------------------------------------- live runs
