@@ -55,7 +55,9 @@ def test_baseline_and_every_row_match_the_same_intervention_done_by_hand(setup):
         assert result.accuracy(b, "mean") == pytest.approx(_accuracy(model, data, {b: means[b]}))
     assert result.accuracy("all", "mean") == pytest.approx(_accuracy(model, data, means))
     assert [r["blocks"] for r in result.table()] == blocks + ["all"]
-    assert calls[-1] == (1 + 2 * (len(blocks) + 1),) * 2 and len(calls) == calls[-1][0], "one call per pass"
+    passes, batches = 1 + 2 * (len(blocks) + 1), -(-len(data) // 7)
+    assert calls[-1] == (passes * len(data),) * 2 and len(calls) == passes * batches, "one call per batch of a pass"
+    assert [d for d, _ in calls] == sorted({d for d, _ in calls}), "increasing counts of images run"
     assert any(r["accuracy"] != result.baseline for r in result.rows), "the test model's gates must matter"
 
 

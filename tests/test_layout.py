@@ -14,13 +14,14 @@ PACKAGE = ROOT / "senet"
 ALLOWED = {
     "files": set(),
     "recorded": set(),
+    "progress": set(),
     "data": {"files"},
     "models": set(),
     "checkpoint": {"files", "data", "models"},
-    "analysis": {"files", "recorded", "data", "models", "checkpoint"},
+    "analysis": {"files", "recorded", "progress", "data", "models", "checkpoint"},
     "interop": {"files", "data", "models", "checkpoint"},
-    "training": {"files", "recorded", "data", "models", "checkpoint", "analysis"},
-    "cli": {"files", "recorded", "data", "models", "checkpoint", "analysis", "training", "interop"},
+    "training": {"files", "recorded", "progress", "data", "models", "checkpoint", "analysis"},
+    "cli": {"files", "recorded", "progress", "data", "models", "checkpoint", "analysis", "training", "interop"},
     "__init__": {"analysis", "checkpoint", "data", "models"},
     "__main__": {"cli"},
 }

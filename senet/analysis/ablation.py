@@ -16,13 +16,13 @@ every block at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from ..checkpoint import Checkpoint
 from ..data import TensorDataset
 from ..models import se_blocks
+from ..progress import Progress, within
 from .profiles import sample_per_class
 from .explanation import HOOK_LOCK
 from .runner import run_over_split
@@ -62,12 +62,13 @@ class GateAblation:
 
 @torch.no_grad()
 def gate_ablation(checkpoint: Checkpoint, data: TensorDataset, per_class: int | None = None, batch_size: int = 250,
-                  progress: Callable[[int, int], None] | None = None) -> GateAblation:
+                  progress: Progress | None = None) -> GateAblation:
     """Accuracy of the checkpoint's model on ``data`` as trained, and with each block's gate (then all of them)
     switched off or fixed to its mean over the same images.
 
     ``per_class`` limits the images to that many of each class (a seeded, stratified sample); ``progress``
-    is called with (passes done, passes in all). Raises ``ValueError`` for a model without SE blocks.
+    is called after each batch of each pass with (images run, images x passes); see :mod:`senet.progress`.
+    Raises ``ValueError`` for a model without SE blocks.
     """
     model = checkpoint.model
     blocks = list(se_blocks(model))
@@ -75,17 +76,16 @@ def gate_ablation(checkpoint: Checkpoint, data: TensorDataset, per_class: int | 
         raise ValueError("the model has no SE blocks: there is no gate to ablate")
     positions = (sample_per_class(data.labels, per_class, len(data.classes)) if per_class
                  else torch.arange(len(data.labels)))
-    passes = 1 + 2 * (len(blocks) + 1)
+    passes, n_images = 1 + 2 * (len(blocks) + 1), len(positions)
     done = 0
 
     def run(overrides: dict | None = None, capture: bool = False):
         nonlocal done
         with HOOK_LOCK:
             out = run_over_split(model, data, checkpoint.mean, checkpoint.std, batch_size=batch_size,
-                                 positions=positions, overrides=overrides, capture=capture)
+                                 positions=positions, overrides=overrides, capture=capture,
+                                 progress=within(progress, done * n_images, passes * n_images))
         done += 1
-        if progress:
-            progress(done, passes)
         return out
 
     as_trained = run(capture=True)  # the accuracy as trained, and the gates whose mean the second mode uses

@@ -5,6 +5,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 
 from ..models import model_info, se_blocks
 from ..models.gates import block_channels, block_reduction
+from ..progress import Progress
 from ..recorded import recorded, scored_split
 
 __all__ = ["PairedComparison", "LatencyComparison", "cpu_latency", "interleaved_latency", "model_row",
@@ -45,10 +47,18 @@ def cpu_latency(model: nn.Module, input_size: tuple[int, int, int] | list[int] =
 
 @dataclass(frozen=True)
 class LatencyComparison:
-    """CPU latencies of two models measured in alternation: per-round medians (ms per image) of each."""
+    """CPU latencies of two models measured in alternation: per-round medians (ms per image) of each.
+
+    The comparison is the median of the per-round ratios A/B (each round times both under one load), with a
+    distribution-free interval for it. Each model's own median over the rounds is a different statistic: when
+    the machine's load changes between rounds, the two medians can come from different rounds and their ratio
+    need not match the per-round one (:attr:`load_varied` says when to warn).
+    """
 
     rounds_a: tuple[float, ...]
     rounds_b: tuple[float, ...]
+
+    WIDE: ClassVar[float] = 1.5  # a model's slowest round over its fastest above this: the load changed
 
     @property
     def median_a(self) -> float:
@@ -65,6 +75,7 @@ class LatencyComparison:
 
     @property
     def ratio(self) -> float:
+        """The median of the per-round ratios A/B: the comparison."""
         return statistics.median(self.ratios)
 
     @property
@@ -73,24 +84,53 @@ class LatencyComparison:
         return min(self.ratios), max(self.ratios)
 
     @property
+    def ratio_interval(self) -> tuple[float, float, float]:
+        """``(low, high, confidence)``: a distribution-free confidence interval for the median per-round ratio,
+        from order statistics (the k-th smallest and k-th largest ratio, k as large as keeps the confidence at
+        95% or more; with 7 rounds the smallest and largest, 98.4%; with fewer than 6 rounds less than 95%)."""
+        ratios, n = sorted(self.ratios), len(self.ratios)
+
+        def confidence(k: int) -> float:  # P(X_(k) <= median <= X_(n+1-k)) = 1 - 2 P(Binomial(n, 1/2) < k)
+            return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+
+        k = 1
+        while k + 1 <= (n + 1) // 2 and confidence(k + 1) >= 0.95:
+            k += 1
+        return ratios[k - 1], ratios[n - k], confidence(k)
+
+    @property
     def within_noise(self) -> bool:
-        """Whether the rounds disagree on which model is faster (some ratios above 1, some below)."""
-        low, high = self.ratio_range
+        """Whether the ratio's interval holds 1: the rounds do not say which model is faster."""
+        low, high, _ = self.ratio_interval
         return low <= 1 <= high
+
+    @property
+    def medians_ratio(self) -> float:
+        """A's median over B's median: not the comparison (see the class), shown only to explain a mismatch."""
+        return self.median_a / self.median_b
+
+    @property
+    def load_varied(self) -> bool:
+        """Whether the rounds vary widely (a model's slowest round more than :attr:`WIDE` times its fastest):
+        then each model's median says little, and only the per-round ratio compares the two."""
+        return any(max(r) > self.WIDE * min(r) for r in (self.rounds_a, self.rounds_b))
 
 
 @torch.no_grad()
 def interleaved_latency(model_a: nn.Module, model_b: nn.Module,
                         input_size: tuple[int, int, int] | list[int] = (3, 32, 32), rounds: int = 7,
-                        repeats: int = 10) -> LatencyComparison:
+                        repeats: int = 10, progress: Progress | None = None) -> LatencyComparison:
     """Batch-1 CPU latency of two models, alternating A and B in ``rounds`` rounds of ``repeats`` passes each, so
-    that a change of load on the machine hits both alike."""
+    that a change of load on the machine hits both alike; ``progress(timings done, 2 x rounds)`` after each
+    model's timing (see :mod:`senet.progress`)."""
     if rounds < 2:
         raise ValueError(f"rounds must be at least 2 to show a spread, got {rounds}")
     a, b = [], []
     for _ in range(rounds):
-        a.append(cpu_latency(model_a, input_size, repeats=repeats, warmup=2))
-        b.append(cpu_latency(model_b, input_size, repeats=repeats, warmup=2))
+        for model, times in ((model_a, a), (model_b, b)):
+            times.append(cpu_latency(model, input_size, repeats=repeats, warmup=2))
+            if progress:
+                progress(len(a) + len(b), 2 * rounds)
     return LatencyComparison(tuple(a), tuple(b))
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint
 from ..data import TensorDataset
+from ..progress import Progress
 from ..models import SEBlock, SeedSEBlock, se_blocks
 from ..models.gates import block_gate_range, gate_module
 from .explanation import HOOK_LOCK, single_thread
@@ -202,9 +203,10 @@ def ranked_channels(gate: np.ndarray, k: int = 3, strength: np.ndarray | None = 
 
 @torch.no_grad()
 def channel_responses(checkpoint: Checkpoint, data: TensorDataset, positions: np.ndarray | torch.Tensor,
-                      batch_size: int = 250) -> dict[str, np.ndarray]:
+                      batch_size: int = 250, progress: Progress | None = None) -> dict[str, np.ndarray]:
     """For the images at ``positions`` of ``data``: per SE block, each channel's strongest response, the
-    spatial maximum of its feature map ``u_c`` (the block's input), as ``{block: (N, C) float16}``."""
+    spatial maximum of its feature map ``u_c`` (the block's input), as ``{block: (N, C) float16}``;
+    ``progress(done, total)`` after each batch (see :mod:`senet.progress`)."""
     blocks = se_blocks(checkpoint.model)
     found: dict[str, list[torch.Tensor]] = {name: [] for name in blocks}
     owner = threading.get_ident()  # a model shared by the dashboard's sessions: only this thread's passes
@@ -219,7 +221,7 @@ def channel_responses(checkpoint: Checkpoint, data: TensorDataset, positions: np
     try:
         with HOOK_LOCK:
             run_over_split(checkpoint.model, data, checkpoint.mean, checkpoint.std, batch_size=batch_size,
-                           positions=torch.as_tensor(np.asarray(positions), dtype=torch.long))
+                           positions=torch.as_tensor(np.asarray(positions), dtype=torch.long), progress=progress)
     finally:
         for h in handles:
             h.remove()

@@ -11,6 +11,7 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..data import TensorDataset
+from ..progress import Progress
 from .explanation import HOOK_LOCK
 from .runner import run_over_split
 
@@ -266,13 +267,14 @@ def sample_per_class(labels: torch.Tensor, per_class: int, num_classes: int, see
 
 @torch.no_grad()
 def class_profiles(checkpoint: Checkpoint, data: TensorDataset, per_class: int = 50, seed: int = 0,
-                   batch_size: int = 250) -> ClassProfiles:
-    """Mean gate per channel for every class over up to ``per_class`` images of ``data``."""
+                   batch_size: int = 250, progress: Progress | None = None) -> ClassProfiles:
+    """Mean gate per channel for every class over up to ``per_class`` images of ``data``; ``progress(done, total)``
+    after each batch (see :mod:`senet.progress`)."""
     k = len(data.classes)
     idx = sample_per_class(data.labels, per_class, k, seed)
     with HOOK_LOCK:
         out = run_over_split(checkpoint.model, data, checkpoint.mean, checkpoint.std, batch_size=batch_size,
-                             positions=idx, capture=True)
+                             positions=idx, capture=True, progress=progress)
     counts = torch.bincount(data.labels[idx], minlength=k).float()
     onehot = torch.nn.functional.one_hot(data.labels[idx], k).float()  # (N, K)
     n = int(counts.sum())
