@@ -124,7 +124,7 @@ def _class_spread(profiles: ClassProfiles, block: str, channel: int, classes: li
     group = profiles.extreme_group(block, channel, k=k, highest=highest, decimals=GATE_DECIMALS)
     if not group.n:
         return ""
-    return extremes_sentence(group, f"{len(profiles.positions):,} sampled images", classes)
+    return extremes_sentence(group, f"{len(profiles.positions):,} sampled images", [fmt.plain(c) for c in classes])
 
 
 def difference_section(ctx: PageContext, image: ChosenImage, result: Explanation, profiles: ClassProfiles) -> None:
@@ -151,7 +151,7 @@ def difference_section(ctx: PageContext, image: ChosenImage, result: Explanation
                   "looks like the class it was taken for." if len(references) > 1 else ""))
     rows = profiles.departures(result.gates, list(references.values()), k=DEPARTURES)
     st.session_state[Keys.DEPARTURE_CHANNELS] = [(r["block"], r["channel"]) for r in rows]
-    names = [classes[k] for k in references.values()]
+    names = [fmt.plain(classes[k]) for k in references.values()]
     st.markdown(f"**Largest departures from the {names[0]} mean**, {DEPARTURES} per block (pick a row to see "
                 "which images open that channel)")
     table = [{"block": r["block"], "channel": r["channel"], "gate": r["gate"],
@@ -218,7 +218,7 @@ def channel_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
                     st.caption(spread)
                 st.image(fmt.strip([sample.images[int(i)] for i in positions], 2), width="content")
                 st.caption("Left to right: " + " · ".join(
-                    f"{v:.{GATE_DECIMALS}f} {classes[sample_labels[int(i)]]}" for i, v in zip(positions, values)))
+                    f"{v:.{GATE_DECIMALS}f} {fmt.plain(classes[sample_labels[int(i)]])}" for i, v in zip(positions, values)))
             choices = [int(i) for i in high] + [int(i) for i in low]
             o1, o2 = st.columns([3, 1], vertical_alignment="bottom")
             chosen_image = o1.selectbox("Look at one of them above", choices, key=Keys.CH_PICK,

@@ -1,15 +1,52 @@
 """Formatting for the pages: numbers as text, images enlarged for the screen."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 from PIL import Image
 
 
+_PUNCTUATION = re.compile(r"[!#$&()*+\-.:<=>@\[\\\]^_`{|}~]")  # ASCII punctuation that may start markdown
+_LINK = re.compile(r"[\[\]<>]")  # what an image or a link needs besides a bare address
+_AUTOLINK = re.compile(r"(?i)\b(h)(ttps?:)|\b(f)(tp:)|\b(w)(ww\.)|(@)([\w-]+\.\w)")  # an e-mail: @domain.tld
+
+
+def plain(value: object, links_only: bool = False) -> str:
+    """Text read from a file (a class name, a checkpoint card's recorded fields) for any Streamlit string that
+    renders markdown -- st.markdown, captions, messages, titles, badges, widget labels, help, metric labels,
+    values and deltas, image captions -- shown as the characters it is: ASCII punctuation as numeric character
+    references (not ``' " , / ; ? %``, which start nothing), so no image (a request to another address), link,
+    directive, colour or formula forms; runs of whitespace (line breaks included) as one space; a word joiner
+    inside ``http:``, ``www.`` and an e-mail's ``@``, so no bare address becomes a link. ``links_only`` (for a typed
+    path or address echoed in a message) neutralises only what makes an image or a link: brackets, angle brackets
+    and bare addresses. Never for plain-text places (tables, charts, select options, code spans)."""
+    text = " ".join(str(value).split())
+    text = _AUTOLINK.sub(lambda m: "\u2060".join(g for g in m.groups() if g is not None), text)
+    return (_LINK if links_only else _PUNCTUATION).sub(lambda m: f"&#{ord(m.group())};", text)
+
+
+CARD_TEXT = ("recipe", "dataset", "data_spec", "imported_from", "hardware", "epochs")  # recorded, shown in prose
+
+
+def card_text(meta: dict) -> dict:
+    """A checkpoint's metadata with the fields its card writes into prose (:data:`CARD_TEXT`, and the config's
+    data source) made markdown-safe by :func:`plain`; for display only (an int stays an int)."""
+    out = dict(meta)
+    for key in CARD_TEXT:
+        if out.get(key) is not None and not isinstance(out[key], int):
+            out[key] = plain(out[key])
+    if isinstance(out.get("config"), dict) and out["config"].get("data") is not None:
+        out["config"] = dict(out["config"], data=plain(out["config"]["data"]))
+    return out
+
+
 def class_list(names) -> str:
-    """Class names for a message: all of them up to 12, else the first 8 and how many there are."""
+    """Class names for a message (markdown-safe, :func:`plain`): all of them up to 12, else the first 8 and how
+    many there are."""
     names = [str(n) for n in names]
-    return str(names) if len(names) <= 12 else f"({len(names)}: {', '.join(names[:8])}, …)"
+    return plain(names if len(names) <= 12 else f"({len(names)}: {', '.join(names[:8])}, …)")
 
 
 def enlarge(pixels: torch.Tensor | np.ndarray, scale: int = 8) -> Image.Image:

@@ -70,7 +70,7 @@ def map_view(ctx: PageContext, image: ChosenImage, result: Explanation, profiles
         if picked is None:
             st.caption("Click a point to see its image here and open it in the explorer.")
         else:
-            label = classes[int(sample.labels[picked])]
+            label = fmt.plain(classes[int(sample.labels[picked])])  # an image caption renders markdown
             st.image(fmt.enlarge(sample.images[picked], 5), caption=f"{split} image #{picked} · {label}", width=160)
             if st.button("Explain this image", icon=":material/arrow_upward:", key=Keys.MAP_OPEN, width="stretch"):
                 _open(picked)

@@ -73,11 +73,11 @@ def _from_data(ctx: PageContext, data: TensorDataset, labels: np.ndarray) -> Cho
                        on_change=_reset_index)
     members = np.nonzero(labels == cls)[0]
     if len(members) == 0:
-        st.warning(f"No images of class {classes[cls]} in the {ctx.split} split.")
+        st.warning(f"No images of class {fmt.plain(classes[cls])} in the {ctx.split} split.")
         return None
     if st.session_state.get(Keys.INDEX, 0) >= len(members):
         st.session_state[Keys.INDEX] = 0
-    idx = c2.number_input(f"Index within {classes[cls]} ({len(members)} images in {ctx.split})", 0,
+    idx = c2.number_input(f"Index within {fmt.plain(classes[cls])} ({len(members)} images in {ctx.split})", 0,
                           len(members) - 1, key=Keys.INDEX)
     c3.button("Random", icon=":material/casino:", on_click=_random, args=(labels,), width="stretch")
     with c4.popover("Gallery", icon=":material/photo_library:", width="stretch"):
@@ -87,7 +87,7 @@ def _from_data(ctx: PageContext, data: TensorDataset, labels: np.ndarray) -> Cho
     st.session_state[Keys.URL_IMAGE] = str(pos)
     true_class = int(labels[pos])
     return ChosenImage(normalize(data.images[pos][None], ctx.checkpoint.mean, ctx.checkpoint.std),
-                       data.images[pos], f"{ctx.split} image #{pos} · true class **{classes[true_class]}**",
+                       data.images[pos], f"{ctx.split} image #{pos} · true class **{fmt.plain(classes[true_class])}**",
                        f"{ctx.split}:{pos}", pos, true_class)
 
 
@@ -99,7 +99,7 @@ def _gallery(data: TensorDataset, labels: np.ndarray, classes: list[str]) -> Non
     for i, p in enumerate(shown):
         with cols[i % 6]:
             st.image(fmt.enlarge(data.images[p], 2), width="stretch")
-            st.button(classes[int(labels[p])], key=f"gallery_{i}", on_click=_pick_position, args=(labels, int(p)),
+            st.button(fmt.plain(classes[int(labels[p])]), key=f"gallery_{i}", on_click=_pick_position, args=(labels, int(p)),
                       width="stretch")
     if st.button("More images", icon=":material/refresh:", key=Keys.GALLERY_MORE):
         st.session_state[Keys.GALLERY_SEED] = st.session_state.get(Keys.GALLERY_SEED, 0) + 1

@@ -94,7 +94,7 @@ def _responders_grid(strongest: dict[str, np.ndarray] | None, profiles: ClassPro
     st.markdown(f"**The images channel {channel} responds to most** (largest value of u_{channel} anywhere in its "
                 f"map, over the {len(profiles.positions):,} sampled images)")
     st.image(fmt.strip([sample.images[int(p)] for p in positions], 2), width="content")
-    st.caption("Left to right: " + " · ".join(f"{column[i]:.2f} {classes[labels[int(p)]]}"
+    st.caption("Left to right: " + " · ".join(f"{column[i]:.2f} {fmt.plain(classes[labels[int(p)]])}"
                                               for i, p in zip(top, positions)))
 
 

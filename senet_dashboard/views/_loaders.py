@@ -22,7 +22,7 @@ from senet.recorded import scored_split
 from senet.data import (CIFAR_SOURCES, SAMPLE_FILE, TensorDataset, canonical_spec, cifar_complete, load_split,
                         parse_spec)
 from senet.analysis.evaluate import checkpoint_split_options, has_cached_evaluation
-from senet_dashboard.views._format import class_list
+from senet_dashboard.views._format import class_list, plain
 from senet_dashboard.demo import DEMO_ENV, DemoPolicy, images_within
 from senet_dashboard.launcher import list_run_rows
 
@@ -328,6 +328,7 @@ def no_split_data_message(meta: dict | None, what_still_works: str) -> None:
 
 
 def no_data_message(reason: str, what_still_works: str) -> None:
+    reason = plain(reason, links_only=True)  # it may echo a data source typed or linked
     if demo_on():
         st.info(f"**No data: {reason}.**  \n{demo_data_help()}  \n{what_still_works}", icon=":material/cloud_off:")
         return

@@ -9,11 +9,12 @@ from senet.analysis.profiles import CONSTANT_GATE_SPREAD, ClassProfiles
 from senet.analysis.explanation import Explanation
 from senet_dashboard.figures import profiles_figure, profiles_heatmap_figure, separation_figure
 from senet_dashboard.views._channel import choose_channel, difference_section
+from senet_dashboard.views import _format as fmt
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, switch_view
 from senet_dashboard.views._view_image import channel_ordering
-
 PER_CLASS_CHOICES = (10, 25, 50, 100, 200)
+
 
 
 @st.fragment
@@ -47,9 +48,9 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
             st.session_state[Keys.PROFILE_CLASSES_FOR] = image.key
             st.session_state[Keys.PROFILE_CLASSES] = default
         chosen = c3.multiselect("Classes", range(len(classes)), format_func=classes.__getitem__,
-                                key=Keys.PROFILE_CLASSES, help=f"For this image, first: {which}.")
+                                key=Keys.PROFILE_CLASSES, help=f"For this image, first: {fmt.plain(which)}.")
         if list(chosen) == default:
-            st.caption(f"Lines: {which}.")
+            st.caption(f"Lines: {fmt.plain(which)}.")
         columns = 3 if len(result.gates) > 4 else 1
         st.plotly_chart(profiles_figure(profile_data.profiles, profile_data.overall, classes, list(chosen),
                                         result.gates, columns=columns, order=order, order_label=order_label,

@@ -7,6 +7,7 @@ import streamlit as st
 from senet.analysis.profiles import ClassProfiles, channel_order
 from senet.analysis.explanation import Explanation, block_ablation, intervene
 from senet_dashboard.figures import ablation_figure, gate_heatmap_figure, intervention_figure
+from senet_dashboard.views import _format as fmt
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_cache import profiles
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, pick
@@ -75,12 +76,13 @@ def _interventions(ctx: PageContext, image: ChosenImage, result: Explanation,
             st.caption(f":material/warning: {GATE_OFF_CAVEAT} A change here says the later layers expect the "
                        "re-weighting, not that the channels it selects carry the answer.")
         c1, c2, c3 = st.columns(3)
-        c1.metric("Prediction", classes[new], delta=prediction_change(classes, pred, new), delta_arrow="off",
+        shown = [fmt.plain(c) for c in classes]  # a metric's label, value and delta render markdown
+        c1.metric("Prediction", shown[new], delta=prediction_change(shown, pred, new), delta_arrow="off",
                   delta_color="inverse" if new != pred else "off")
-        c2.metric(**probability_change(f"p({classes[pred]})", result.probs[pred], after[pred]))
+        c2.metric(**probability_change(f"p({shown[pred]})", result.probs[pred], after[pred]))
         if image.true_class is not None:
             t = image.true_class
-            c3.metric(**probability_change(f"p(true: {classes[t]})", result.probs[t], after[t]))
+            c3.metric(**probability_change(f"p(true: {shown[t]})", result.probs[t], after[t]))
         st.plotly_chart(intervention_figure(classes, result.probs, after), key=Keys.INTERVENTION,
                         config={"displayModeBar": False})
     else:

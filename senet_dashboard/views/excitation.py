@@ -67,10 +67,10 @@ def _answer(ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
     verdict = ":green-badge[:material/check: correct]" if image.true_class == pred else (
         ":red-badge[:material/close: wrong]" if image.true_class is not None else "")
     right.markdown(image.caption)
-    right.markdown(f"Predicted **{classes[pred]}** ({result.probs[pred]:.1%}) {verdict}")
+    right.markdown(f"Predicted **{fmt.plain(classes[pred])}** ({result.probs[pred]:.1%}) {verdict}")
     top = result.top(5)
     right.image(topk_svg(top), width="content",
-                caption="Top 5, softmax probability: " + " · ".join(f"{name} {p:.1%}" for name, p in top))
+                caption="Top 5, softmax probability: " + " · ".join(f"{fmt.plain(name)} {p:.1%}" for name, p in top))
 
 
 def _view(view: str, ctx: PageContext, image: ChosenImage, result: Explanation) -> None:

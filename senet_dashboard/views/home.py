@@ -48,7 +48,7 @@ def main() -> None:
     info = ui.info_for(ctx.path)
     _header(ctx, info)
     _accuracy(ctx)
-    st.caption(data_statement(ctx.meta))
+    st.caption(data_statement(fmt.card_text(ctx.meta)))
     _size(ctx.meta, info)
     _se_formula(ctx, info)
     if ctx.meta.get("model") == "seed_senet":
@@ -78,7 +78,7 @@ def _what_se_is() -> None:
 
 def _header(ctx: PageContext, info: dict) -> None:
     """The model's name, badges (SE blocks, recipe, dataset, classes) and where the file is."""
-    meta = ctx.meta
+    meta = fmt.card_text(ctx.meta)  # recorded text shown as text
     st.subheader(f"Model card · {meta.get('model')}")
     with st.container(horizontal=True):
         if info["se_blocks"]:
@@ -123,12 +123,12 @@ def _accuracy(ctx: PageContext) -> None:
     a1.metric(f"{scored_on.capitalize()} accuracy · recorded in training", fmt.pct(val),
               delta=f"{pts(val_tta, val)} with flip TTA" if val_tta is not None and val is not None else None,
               delta_color="off", delta_arrow="off",
-              help=f"Accuracy on {_held_out(meta)}, recorded by the trainer{at_epoch}, without test-time augmentation"
+              help=f"Accuracy on {_held_out(fmt.card_text(meta))}, recorded by the trainer{at_epoch}, without test-time augmentation"
                    + (f"; with flip TTA {fmt.pct(val_tta)}, also recorded in training" if val_tta is not None else "")
-                   + "." + (f" The flip-TTA figure was {recorded(meta, 'acc_tta_source')}."
+                   + "." + (f" The flip-TTA figure was {fmt.plain(recorded(meta, 'acc_tta_source'))}."
                             if recorded(meta, "acc_tta_source") else ""))
     if scored_on == "test":
-        a2.metric("Epoch kept", f"last ({meta.get('epochs', '?')})",
+        a2.metric("Epoch kept", f"last ({fmt.card_text(meta).get('epochs', '?')})",
                   help="A model trained on every training image selects nothing on the test split: these are its "
                        "weights after the last epoch, and the figure beside is their test accuracy.")
     else:
@@ -249,7 +249,7 @@ def _size(meta: dict, info: dict) -> None:
                         "(2/r)·Σ N_s·C_s² (its Sec. 4; N_s blocks of C_s channels in stage s, reduction r).")
     cols[2].metric("Multiply-adds / image", fmt.human(info["macs"]))
     cols[3].metric("Training time", format_duration(meta.get("wall_time_s")) if meta.get("wall_time_s") else "–",
-                   help=f"On {meta.get('hardware') or 'unrecorded hardware'}.")
+                   help=f"On {fmt.card_text(meta).get('hardware') or 'unrecorded hardware'}.")
 
 
 def _se_formula(ctx: PageContext, info: dict) -> None:
