@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .data.images import CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD
-from .records import CARD, RecordError, check_record, config_shape
+from .records import CARD, RECORDED_CONFIG, RecordError, check_record
 from .files import atomic_torch_save, check_replaceable, writer_tag
 from .models import create_model
 from .models.external import ExternalModelError, is_external, load_external
@@ -215,7 +215,7 @@ def _check_fields(path: Path, payload: dict) -> None:
     try:
         check_record(meta, CARD, path, "the checkpoint's card")
         if isinstance(meta.get("config"), dict):
-            check_record(meta["config"], config_shape(), path, "the checkpoint's recorded config")
+            check_record(meta["config"], RECORDED_CONFIG, path, "the checkpoint's recorded config")
     except RecordError as exc:
         raise CheckpointError(str(exc)) from None
 

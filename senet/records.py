@@ -12,8 +12,8 @@ import math
 import os
 from typing import Any, Callable, Mapping
 
-__all__ = ["RecordError", "check_record", "CARD", "STATUS", "METRICS", "EPOCH_ROW", "GATE_PROBE", "config_shape",
-           "NUMBER", "INTEGER", "TEXT", "OBJECT", "LIST"]
+__all__ = ["RecordError", "check_record", "CARD", "STATUS", "METRICS", "EPOCH_ROW", "GATE_PROBE", "RECORDED_CONFIG",
+           "Kind", "NUMBER", "INTEGER", "TEXT", "FLAG", "OBJECT", "LIST"]
 
 
 class RecordError(ValueError):
@@ -63,16 +63,14 @@ METRICS: dict[str, Kind] = {"type": TEXT, "step": INTEGER, "time": NUMBER, "loss
 
 GATE_PROBE: dict[str, Kind] = {"labels": INTEGERS, "classes": TEXTS}
 
-_CONFIG_KINDS = {int: INTEGER, float: NUMBER, str: TEXT, bool: FLAG}
-
-
-def config_shape() -> dict[str, Kind]:
-    """``config.json``'s shape: each training setting's kind, as :class:`~senet.training.settings.TrainConfig`
-    declares it (a float setting also takes an integer)."""
-    from .training.settings import fields_by_name
-
-    return {name: _CONFIG_KINDS[f.metadata["setting"].kind] for name, f in fields_by_name().items()
-            if f.metadata["setting"].kind in _CONFIG_KINDS}
+# The recorded-config keys that readers below the training layer use (the card, the held-out split of an
+# evaluation, the schedule drawn on the card); training's full shape of config.json is
+# :func:`senet.training.settings.config_shape`, and a test checks that the two agree.
+RECORDED_CONFIG: dict[str, Kind] = {
+    "model": TEXT, "recipe": TEXT, "data": TEXT, "data_dir": TEXT, "dataset_name": TEXT, "epochs": INTEGER,
+    "batch_size": INTEGER, "lr": NUMBER, "momentum": NUMBER, "weight_decay": NUMBER, "label_smoothing": NUMBER,
+    "schedule": TEXT, "warmup_epochs": NUMBER, "start_lr_frac": NUMBER, "end_lr_frac": NUMBER, "val_size": NUMBER,
+    "split_seed": INTEGER, "train_limit": INTEGER, "seed": INTEGER, "reduction": INTEGER, "width": INTEGER}
 
 
 def check_record(record: Any, shape: Mapping[str, Kind], source: str | os.PathLike, what: str = "") -> dict:

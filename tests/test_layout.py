@@ -13,15 +13,16 @@ PACKAGE = ROOT / "senet"
 # each layer may import itself and the layers listed for it, nothing above
 ALLOWED = {
     "files": set(),
+    "records": set(),
     "recorded": set(),
     "progress": set(),
     "data": {"files"},
     "models": set(),
-    "checkpoint": {"files", "data", "models"},
+    "checkpoint": {"files", "records", "data", "models"},
     "analysis": {"files", "recorded", "progress", "data", "models", "checkpoint"},
     "interop": {"files", "data", "models", "checkpoint"},
-    "training": {"files", "recorded", "progress", "data", "models", "checkpoint", "analysis"},
-    "cli": {"files", "recorded", "progress", "data", "models", "checkpoint", "analysis", "training", "interop"},
+    "training": {"files", "records", "recorded", "progress", "data", "models", "checkpoint", "analysis"},
+    "cli": {"files", "records", "recorded", "progress", "data", "models", "checkpoint", "analysis", "training", "interop"},
     "__init__": {"analysis", "checkpoint", "data", "models"},
     "__main__": {"cli"},
 }

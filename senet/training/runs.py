@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, pid_alive, read_json, write_json_atomic
-from ..records import METRICS, STATUS, RecordError, check_record, config_shape
+from ..records import METRICS, STATUS, RecordError, check_record
+from .settings import config_shape
 from .run_lock import LOCK_NAME, run_locked
 
 __all__ = ["write_json_atomic", "read_json", "MetricsWriter", "read_metrics", "truncate_metrics", "read_status",

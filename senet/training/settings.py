@@ -24,8 +24,9 @@ import torch
 from ..data import DEFAULT_DATA_DIR, DataError, parse_spec, parse_val_size, val_size_value
 from ..models import list_models, model_spec
 from ..models.resnet import check_stages
+from ..records import FLAG, INTEGER, NUMBER, TEXT, Kind
 
-__all__ = ["Setting", "setting", "TrainConfig", "ConfigError", "RECIPES", "FAMILY_RECIPES", "SCHEDULES",
+__all__ = ["Setting", "setting", "TrainConfig", "config_shape", "ConfigError", "RECIPES", "FAMILY_RECIPES", "SCHEDULES",
            "make_config", "validate_config", "add_config_arguments", "config_overrides", "env_values", "config_flags",
            "field_problems", "form_fields", "FormField", "config_record", "config_settings", "check_world_size",
            "check_batch_size"]
@@ -509,3 +510,11 @@ def config_from_record(record: dict, cls: type = TrainConfig, **changes: Any) ->
     if not isinstance(model, str) or not isinstance(recipe, str):
         raise ConfigError("the configuration names no model or recipe")
     return make_config(model, recipe, cls=cls, **values)
+
+
+def config_shape() -> dict[str, Kind]:
+    """``config.json``'s shape for :func:`senet.records.check_record`: each setting's kind as declared here (a
+    float setting also takes an integer)."""
+    kinds = {int: INTEGER, float: NUMBER, str: TEXT, bool: FLAG}
+    return {name: kinds[f.metadata["setting"].kind] for name, f in fields_by_name().items()
+            if f.metadata["setting"].kind in kinds}

@@ -10,7 +10,8 @@ import pytest
 from faults import ROOT, assert_one_line_error, senet, tiny_dataset, train_args
 from senet.checkpoint import CheckpointError, load_checkpoint
 from senet.data import DataError, parse_spec
-from senet.records import STATUS, RecordError, check_record, config_shape
+from senet.records import RECORDED_CONFIG, STATUS, RecordError, check_record
+from senet.training.settings import config_shape
 from senet.training.runs import read_metrics, read_status
 
 pytestmark = pytest.mark.slow
@@ -61,6 +62,13 @@ def test_the_shapes_accept_what_senet_writes(one_epoch_run: Path) -> None:
     assert {r["type"] for r in records} >= {"step", "epoch"}, "every record senet wrote passes its shape"
     with pytest.raises(RecordError, match=r"bad 'lr' \(expected a number, got inf\)"):
         check_record({"lr": float("inf")}, config_shape(), "config.json")
+
+
+def test_the_card_s_recorded_config_shape_agrees_with_the_settings() -> None:
+    full = config_shape()
+    for key, (expected, _) in RECORDED_CONFIG.items():
+        assert key in full, f"{key}: not a training setting"
+        assert full[key][0] == expected, f"{key}: the card checks {expected}, the settings declare {full[key][0]}"
 
 
 def test_a_nul_byte_in_a_path_or_spec_is_one_clear_error() -> None:
