@@ -167,7 +167,8 @@ def lr_figure(c: Curves, height: int = 300, last_steps: int | None = None) -> go
     either, the recorded per-epoch rates alone.
     """
     per_epoch = c.steps_per_epoch if c.lr_computed else None
-    if not c.lr_step:
+    steps, rates = (c.lr_step, c.lr_value) if c.lr_step else ([s - 1 for s in c.step], c.lr)  # built by hand
+    if not steps:
         fig = line_figure("Learning rate at the end of each epoch", "epoch", "lr", height)
         if not c.epoch:
             return _placeholder(fig, "waiting for the first logged step")
@@ -176,7 +177,7 @@ def lr_figure(c: Curves, height: int = 300, last_steps: int | None = None) -> go
         return epoch_ticks(fig, max(c.epoch))
     fig = line_figure("Learning rate per step", "epoch" if per_epoch else "step", "lr", height)
     first = c.step[_window(c.step, last_steps)] if last_steps and c.step else 0
-    pairs = [(s, v) for s, v in zip(c.lr_step, c.lr_value) if s >= first - 1]
+    pairs = [(s, v) for s, v in zip(steps, rates) if s >= first - 1]
     x, y = _thin([s / per_epoch if per_epoch else s for s, _ in pairs], [v for _, v in pairs])
     fig.add_scatter(x=x, y=y, mode="lines", name="computed from the recorded recipe" if c.lr_computed else "lr",
                     line=dict(color="#54A24B", width=2), hovertemplate="%{y:.4g}", showlegend=c.lr_computed)

@@ -199,3 +199,18 @@ def test_why_the_validation_loss_sits_below_is_said_only_when_it_does():
     assert below.startswith("Why the validation loss sits below the training loss (0.600 against 0.900 at the last "
                             "epoch, 9): "), below
     assert loss_gap_note(recipe, [{"epoch": 1, "train_loss": 0.9}], 10) is None, "no held-out loss: no claim"
+
+
+def test_the_train_page_shows_a_resumed_runs_new_total_and_why_its_rate_jumps(resumed, tmp_path):
+    from conftest import app_environment, no_exceptions, open_app, texts
+
+    (tmp_path / "checkpoints").mkdir()
+    run = resumed["run"]
+    with app_environment(tmp_path / "checkpoints", run.parent, resumed["longer"].data, tmp_path / "cache"):
+        at = open_app("senet_dashboard/views/train.py")
+        no_exceptions(at)
+        assert next(n for n in at.number_input if n.label == "Epochs in total").value == 3, "the new total"
+        assert any(t.startswith("3/3 epochs done") for t in texts(at, "markdown") + [
+            str(p.proto.text) for p in at.get("progress")]), "the progress bar says the new total"
+        assert any("with 3 epochs in total instead of 2" in c for c in texts(at, "caption"))
+        assert list(at.dataframe[0].value["epochs"]) == ["3/3"]
