@@ -17,7 +17,7 @@ from senet.data import CIFAR_SOURCES, DataError, DataMatch, parse_spec, recorded
 from senet.recorded import recorded, scored_split, split_words
 
 __all__ = ["pts", "data_statement", "epoch_summary", "smoothed_loss_floor", "loss_gap_note", "recorded_accuracy",
-           "not_compared_note", "recompute_scope", "has_test_split"]
+           "not_compared_note", "recompute_scope", "has_test_split", "jpeg_copy"]
 
 
 def pts(new: float, old: float) -> str:
@@ -174,6 +174,26 @@ JPEG_SHIFT_NOTE = ("JPEG at quality 75 is a real shift: a ResNet-20 trained on t
                    "torchvision's original CIFAR-10 test split; a JPEG-trained model on the original is unmeasured here")
 
 
+# The JPEG q75 copy of CIFAR-10, the shipped checkpoints' data, known by its content: the data fingerprints of
+# its 45,000 training and 5,000 validation images (val_size 5000, split_seed 0; checkpoints/README.md), else the
+# name a run records for it (--dataset-name). Never by the path text of a data source.
+JPEG_COPY_FINGERPRINTS = frozenset({"sha256:6b287c7a138d4ed88232929f823490a0",
+                                    "sha256:d72c2709db9bf51b492bdeff7ed97b27"})
+JPEG_COPY_NAME = "JPEG q75 copy"
+
+
+def jpeg_copy(meta: dict) -> bool:
+    """Whether the checkpoint's recorded data is the JPEG q75 copy of CIFAR-10: a recorded data fingerprint of
+    it, or a recorded dataset name that says so (a name, not the data source's path, which may say "jpeg" of
+    any folder)."""
+    if set((recorded_fingerprints(meta) or {}).values()) & JPEG_COPY_FINGERPRINTS:
+        return True
+    specs = {meta.get("data_spec"), (meta.get("config") or {}).get("data")}
+    name = meta.get("dataset_name") or (meta.get("config") or {}).get("dataset_name") or (
+        meta.get("dataset") if meta.get("dataset") not in specs else None)
+    return JPEG_COPY_NAME.lower() in str(name or "").lower()
+
+
 def data_statement(meta: dict) -> str:
     """One line saying on which data the recorded figures were measured, and what they do not tell."""
     dataset = str(meta.get("dataset") or meta.get("data_spec") or (meta.get("config") or {}).get("data") or "")
@@ -189,6 +209,6 @@ def data_statement(meta: dict) -> str:
                 "image (no validation holdout), and nothing was selected on the test split (the last epoch is kept)")
     else:
         line = f"Recorded figures are on held-out images of **{dataset}**, the data it was trained on"
-    if "jpeg" in dataset.lower():
+    if jpeg_copy(meta):
         return f"{line}. {JPEG_SHIFT_NOTE}."
     return f"{line}; on other data they are unmeasured."

@@ -14,8 +14,8 @@ import numpy as np
 from senet.analysis import Evaluation
 from senet.data import DataError, TensorDataset, parse_spec
 
-__all__ = ["row_normalised", "cell_members", "predictions_table", "predictions_csv", "summary", "per_class_rows",
-           "CSV_COLUMNS"]
+__all__ = ["row_normalised", "cell_members", "cell_sentence", "predictions_table", "predictions_csv", "summary",
+           "per_class_rows", "CSV_COLUMNS"]
 
 # What the CSV's first columns mean (the page shows this next to the download button).
 CSV_COLUMNS = ("index: the image's position in this split (the # on this page); source_part and source_index: "
@@ -40,6 +40,20 @@ def cell_members(ev: Evaluation, true_class: int, predicted_class: int) -> tuple
     conf = ev.probs[positions, predicted_class]
     order = np.argsort(-conf, kind="stable")
     return ev.indices[positions[order]], conf[order]
+
+
+def cell_sentence(count: int, true_name: str, predicted_name: str, row_total: int) -> str:
+    """What one cell holds, in words (Markdown): "**12** dog images were predicted **truck** (2.4% of dog; confused)",
+    "**1** dog image was …", "No dog image was predicted **truck** (of 500).", "There is no dog image in this split."."""
+    if row_total == 0:
+        return f"There is no {true_name} image in this split."
+    kind = "correct" if true_name == predicted_name else "confused"
+    if count == 0:
+        return (f"No {true_name} image was predicted **{predicted_name}** (of {row_total:,} {true_name} "
+                f"image{'s' if row_total != 1 else ''}).")
+    images, verb = ("image", "was") if count == 1 else ("images", "were")
+    return (f"**{count:,}** {true_name} {images} {verb} predicted **{predicted_name}** "
+            f"({count / row_total:.1%} of {true_name}; {kind}).")
 
 
 def _source_columns(positions: np.ndarray, data: TensorDataset) -> dict:

@@ -9,6 +9,7 @@ scatter's do.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -27,23 +28,47 @@ TRAIN, VAL, RAW, ACCENT = "#4C78A8", "#F58518", "rgba(76,120,168,0.25)", "#E4575
 TEST = "#B279A2"
 MANY_CLASSES = 30  # above this (CIFAR-100's 100), figures with a row or bar per class change their layout
 
+
 # Plotly labels ticks 2e-10 apart "200p", "400p" (and 5e-10 "0.5n"): SI prefixes that read as units. Where the
 # ticks lie less than 0.001 apart, plain decimals instead, or powers of ten (2e-10) for the tiniest values.
 SMALL_TICKS = [dict(dtickrange=[None, 1e-3], value=".8~g")]
 
 
+# Plotly's toolbar (its modebar) shows at a chart's top right while the pointer is over the chart. Every chart
+# keeps that corner free: its title sits at the top left, its legend (if any) on a line of its own below the
+# toolbar's band, and the toolbar is short: download as PNG, reset the axes (and Streamlit's full screen). A drag
+# still zooms and a double click resets, without their buttons.
+TOOLBAR_PX = 34
+TOOLBAR_REMOVE = ["zoom2d", "pan2d", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"]
+TITLE_BESIDE_TOOLBAR = 24  # characters: a longer title gets a line of its own below the toolbar's band
+
+
 def _layout(fig: go.Figure, title: str | None = None, height: int = 300, **kwargs) -> go.Figure:
-    """Every figure's title, height, margins, legend and hover; tick labels without SI prefixes on tiny values
-    (:data:`SMALL_TICKS`), on every axis the figure has so far."""
+    """Every figure's title, height, margins, legend, toolbar and hover; tick labels without SI prefixes on tiny
+    values (:data:`SMALL_TICKS`), on every axis the figure has so far. The title and a horizontal legend stay
+    clear of the toolbar's corner (:data:`TOOLBAR_PX`): a short title at the top left beside it, a long one
+    (:data:`TITLE_BESIDE_TOOLBAR`) on a line below it, so that it fits a narrow column; the legend under both."""
     fig.update_xaxes(tickformatstops=SMALL_TICKS)
     fig.update_yaxes(tickformatstops=SMALL_TICKS)
-    layout = dict(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)) if title else None,
-                  height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                  legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+    lines = re.sub(r"<[^>]*>", "\n", title or "").splitlines()
+    below = max((len(line) for line in lines), default=0) > TITLE_BESIDE_TOOLBAR
+    top = TOOLBAR_PX + (24 * len(lines) if below else 0)  # where the legend's line starts, in px from the top
+    layout = dict(title=dict(text=title, x=0, xanchor="left", yref="container",
+                             y=1 - ((TOOLBAR_PX if below else 8) / height), yanchor="top",
+                             font=dict(size=14)) if title else None,
+                  height=height, margin=dict(l=10, r=10, t=top + 6, b=10),
+                  legend=_legend_below_toolbar(height, top),
+                  modebar=dict(remove=TOOLBAR_REMOVE),
                   hovermode="x unified")
     layout.update(kwargs)
     fig.update_layout(**layout)
     return fig
+
+
+def _legend_below_toolbar(height: int, top: int = TOOLBAR_PX) -> dict:
+    """A horizontal legend at the left, on its own line(s) ``top`` px from the top, below the toolbar's band and
+    the title; Plotly reserves its room above the plot."""
+    return dict(orientation="h", yref="container", y=1 - top / height, yanchor="top", xanchor="left", x=0)
 
 
 def line_figure(title: str, x_title: str, y_title: str, height: int = 300) -> go.Figure:
@@ -233,15 +258,6 @@ def _axis_note(layout: dict, text: str) -> None:
     """The channel axis's title, once under a grid of small charts."""
     layout["annotations"].append(dict(text=text, x=0.5, y=0, xref="paper", yref="paper", xanchor="center",
                                       yanchor="top", yshift=-24, showarrow=False, font=dict(size=11, color="#666")))
-
-
-def _legend_under_title(fig: go.Figure, height: int) -> go.Figure:
-    """Title at the top, the legend on a line of its own below it: neither covers the other nor the bars."""
-    fig.update_layout(margin=dict(l=10, r=10, t=66, b=10),
-                      legend=dict(orientation="h", yref="container", y=1 - 30 / height, yanchor="top", xanchor="left",
-                                  x=0),
-                      title=dict(yref="container", y=1 - 6 / height, yanchor="top"))
-    return fig
 
 
 def gate_heatmap_figure(gates: dict[str, np.ndarray], height: int | None = None,
@@ -466,7 +482,7 @@ def channel_classes_figure(per_class: np.ndarray, overall: float, classes: list[
     data += [_legend_line(label, line) for _, label, line in lines]
     fig = go.Figure(data=data, layout=dict(shapes=[_hline(y, line) for y, _, line in lines],
                                            yaxis=dict(range=[0, 1], title_text="mean gate")))
-    return _legend_under_title(_layout(fig, title, height, hovermode="closest"), height)
+    return _layout(fig, title, height, hovermode="closest")
 
 
 def class_splits_figure(profiles: np.ndarray, classes: list[str], splits: list[dict], title: str,
@@ -560,8 +576,7 @@ def ablation_figure(ablation: dict[str, float], baseline: float, label: str, hei
         shapes=[_hline(baseline, line)],
         yaxis=dict(range=[0, 1.12], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1], tickformat=".0%", title_text=f"p({label})"),
         xaxis=dict(tickvals=names, ticktext=_short_names(names)) if len(names) > 4 else {}))
-    return _legend_under_title(_layout(fig, f"SE off in one block at a time: p({label})", height,
-                                       hovermode="closest"), height)
+    return _layout(fig, f"SE off in one block at a time: p({label})", height, hovermode="closest")
 
 
 COLOUR_MODES = ("all", "errors", "log")
@@ -665,14 +680,20 @@ def confusion_figure(confusion: np.ndarray, classes: list[str], normalise: bool 
                    plot_bgcolor="white", margin=dict(l=10, r=10, t=10, b=depth + 30))
 
 
+HARDWARE_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+HARDWARE_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star")
+
+
 def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_axis: str = "epoch",
-                   log_y: bool = False) -> go.Figure:
+                   log_y: bool = False, hardware: dict[str, str] | None = None) -> go.Figure:
     """One metric of several runs on one chart: ``val_acc``, ``val_loss``, ``train_loss``, ``train_acc``
     (per epoch) or ``step_loss`` (per step). ``val_acc`` and ``val_loss`` draw each run on its scored split: a
     run trained on every image (no validation holdout) is drawn from its test figures, and its legend says so.
 
     ``x_axis="time"`` plots an epoch metric against the training time recorded with each epoch, in hours
-    (epochs without a recorded time are left out); ``log_y`` puts a loss on a log axis.
+    (epochs without a recorded time are left out); ``log_y`` puts a loss on a log axis. ``hardware`` (run name ->
+    where it trained, e.g. "GPU NVIDIA H200", "CPU, 1 thread") groups the legend by hardware, one line style and
+    marker per group, so that times from different machines are never read as one comparison.
     """
     if x_axis not in ("epoch", "time"):
         raise ValueError(f"x_axis must be 'epoch' or 'time', got {x_axis!r}")
@@ -685,8 +706,10 @@ def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_
              "train_acc": "Training accuracy", "step_loss": "Training loss per step (smoothed)"}.get(metric, metric)
     y_title = f"{held_out.lower()} {metric.split('_')[1]}" if scored else metric.replace("_", " ")
     fig = line_figure(title, "step" if per_step else "training time (h)" if by_time else "epoch", y_title, height)
+    groups = list(dict.fromkeys(v for k, v in (hardware or {}).items() if k in series))  # in the runs' order
     drawn = False
-    for i, (name, c) in enumerate(series.items()):
+    for i, (run, c) in enumerate(series.items()):
+        name = run
         x = c.step if per_step else c.epoch
         y = smooth(c.step_loss, 0.6) if per_step else c.scored(metric.split("_")[1]) if scored else getattr(c, metric)
         if scored and len(splits) > 1:
@@ -697,9 +720,15 @@ def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_
         if not x:
             continue
         drawn = True
+        group = (hardware or {}).get(run)
+        k = groups.index(group) if group is not None else 0
         fig.add_scatter(x=x, y=y, mode="lines" if per_step else "lines+markers", name=name,
-                        line=dict(color=PALETTE[i % len(PALETTE)], width=2), marker=dict(size=5),
-                        hovertemplate="%{y:.2%}" if metric.endswith("acc") else "%{y:.4f}")
+                        line=dict(color=PALETTE[i % len(PALETTE)], width=2,
+                                  dash=HARDWARE_DASHES[k % len(HARDWARE_DASHES)]),
+                        marker=dict(size=6 if group else 5, symbol=HARDWARE_SYMBOLS[k % len(HARDWARE_SYMBOLS)]),
+                        hovertemplate=("%{y:.2%}" if metric.endswith("acc") else "%{y:.4f}")
+                        + (f" · {group}" if group else ""),
+                        **(dict(legendgroup=group, legendgrouptitle_text=group) if group else {}))
     if not drawn:
         return _placeholder(fig, "none of these has " + ("logged steps" if per_step else
                                                           "an epoch with a recorded training time" if by_time else

@@ -11,7 +11,7 @@ from PIL import Image
 
 from senet.analysis.gate_space import GateMap, ProbeScore
 from senet.analysis.saturation import BlockSaturation
-from .figures import ACCENT, PALETTE, _hline, _layout, _legend_line, _legend_under_title, _short_names
+from .figures import ACCENT, PALETTE, _hline, _layout, _legend_line, _short_names
 
 __all__ = ["gate_map_figure", "probe_figure", "quantiles_figure", "saturation_figure"]
 
@@ -113,4 +113,4 @@ def saturation_figure(rows: list[BlockSaturation], height: int = 300) -> go.Figu
     fig.add_bar(x=_short_names(names), y=[100 * (r.high_share or 0.0) for r in rows], name="near the top (on)",
                 marker_color=PALETTE[1], customdata=names, hovertemplate="%{customdata}: %{y:.1f}%<extra></extra>")
     fig.update_yaxes(title_text="% of gates (images × channels)", range=[0, 100])
-    return _legend_under_title(fig, height)
+    return fig

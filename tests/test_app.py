@@ -580,7 +580,8 @@ def test_confusion_selection_shows_that_cells_images(env):
                                                          "box": [], "lasso": []}}
     at.run()
     no_exceptions(at)
-    assert any(m.startswith(f"**{cm[t, p]}** {CLASSES[t]} image(s) predicted **{CLASSES[p]}**")
+    shown = f"**{cm[t, p]}** {CLASSES[t]} image{' was' if cm[t, p] == 1 else 's were'} predicted **{CLASSES[p]}**"
+    assert any(m.startswith(shown)
                for m in texts(at, "markdown")), texts(at, "markdown")
     grid = at.image
     assert len(grid) == 1 and len(grid[0].value) == cm[t, p], "expected one picture per image of the cell"

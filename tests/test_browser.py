@@ -240,7 +240,7 @@ def test_clicking_a_confusion_cell_shows_its_images(server, page):
     assert target["n"] > 0, "the confusion matrix has no images at all"
     page.mouse.click(target["x"], target["y"])
     true_name, pred_name = target["names"][target["t"]], target["names"][target["p"]]
-    expected = f"{target['n']} {true_name} image(s) predicted {pred_name}"
+    expected = f"{target['n']} {true_name} image{' was' if target['n'] == 1 else 's were'} predicted {pred_name}"
     page.get_by_text(expected).wait_for()
     _settle(page)
     images = page.locator('[data-testid="stImage"] img')

@@ -156,7 +156,8 @@ def _click_a_cell(page) -> int:
     assert target["n"] > 0, "the confusion matrix's last row has no images"
     page.mouse.click(target["x"], target["y"])
     true_name, pred_name = target["names"][target["t"]], target["names"][target["p"]]
-    page.get_by_text(f"{target['n']} {true_name} image(s) predicted {pred_name}").wait_for()
+    were = " was" if target["n"] == 1 else "s were"
+    page.get_by_text(f"{target['n']} {true_name} image{were} predicted {pred_name}").wait_for()
     settle(page)
     return target["n"]
 

@@ -105,7 +105,7 @@ def load_split(spec: str, split: str, data_dir: str | os.PathLike = DEFAULT_DATA
     k = resolve_val_size(val_size, len(full))
     if k == 0 and split == "val":
         raise DataError(f"{spec}: val_size 0 holds out no validation images (every training image is trained on); "
-                        "use the test split (--split test)")
+                        "use the test split", use_split="test")
     train_idx, val_idx = stratified_split(full.labels, k, split_seed)
     idx = train_idx if split == "train" else val_idx
     return TensorDataset(full.images[idx], full.labels[idx], full.classes, full.source, split, idx, _names_at(full.names, idx))

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .hardware import hardware
+
 __all__ = ["Dist", "StopFlag", "pick_device", "hardware", "wrap_for_training", "mixed_precision_dtype"]
 
 
@@ -93,16 +95,6 @@ def pick_device(name: str) -> torch.device:
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
     return torch.device(name)
-
-
-def hardware(device: torch.device, world_size: int) -> str:
-    """A short description of where the run trains."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        threads = torch.get_num_threads()
-        name = f"CPU ({os.cpu_count()} cores, {threads} thread{'s' if threads != 1 else ''})"
-    return f"{world_size} x {name}" if world_size > 1 else name
 
 
 def wrap_for_training(model: nn.Module, dist: Dist, device: torch.device, sync_bn: bool = False,

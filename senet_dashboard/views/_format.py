@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from senet.analysis.compare import LatencyComparison
+
 
 _PUNCTUATION = re.compile(r"[!#$&()*+\-.:<=>@\[\\\]^_`{|}~]")  # ASCII punctuation that may start markdown
 _LINK = re.compile(r"[\[\]<>]")  # what an image or a link needs besides a bare address
@@ -78,6 +80,26 @@ def human(n: float | None) -> str:
     return f"{n:g}"
 
 
+def latency_words(lat: LatencyComparison, a: str = "SE", b: str = "plain") -> str:
+    """One caption for an alternating CPU-latency comparison whose numbers agree with each other: the median
+    per-round ratio with its interval (the comparison), then each model's median over the rounds, and, when the
+    rounds vary widely, why those two medians need not give the same ratio."""
+    low, high, confidence = lat.ratio_interval
+    n = len(lat.ratios)
+    change = lat.ratio - 1
+    faster = ("within noise: the rounds do not say which is faster" if lat.within_noise
+              else f"{a} {'slower' if change > 0 else 'faster'}")
+    text = (f"CPU latency per image (batch 1) on this machine, {n} rounds timing {a} and {b} in alternation: "
+            f"{a}/{b} time {change:+.1%}, the median of the {n} per-round ratios ({confidence:.0%} interval "
+            f"{low - 1:+.1%} to {high - 1:+.1%}; {faster}). Each model's median over the rounds: {a} "
+            f"{lat.median_a:.2f} ms, {b} {lat.median_b:.2f} ms")
+    if not lat.load_varied:
+        return text + "."
+    spans = "; ".join(f"{name}'s from {min(r):.2f} to {max(r):.2f} ms"
+                      for name, r in ((a, lat.rounds_a), (b, lat.rounds_b)))
+    return (text + f". The rounds vary widely ({spans}): the machine's load changed while timing, so these two "
+            f"medians come from different rounds and their ratio ({lat.medians_ratio - 1:+.1%}) is not the "
+            f"comparison; the per-round ratio, each timed under one load, is.")
 
 
 def strip(images: list[torch.Tensor | np.ndarray], scale: int = 3, gap: int = 4) -> Image.Image:

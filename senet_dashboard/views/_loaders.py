@@ -299,6 +299,9 @@ def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorData
         try:
             data = load_data(split, meta)
         except DataError as exc:
+            if exc.use_split:  # the data is there, not this split: say which one to choose, not how to get data
+                st.info(f"**{split_missing(exc)}**  \n{what_still_works}", icon=":material/info:")
+                return None
             reason = str(exc)
         else:
             if meta and list(meta.get("classes", [])) != list(data.classes):
@@ -309,6 +312,14 @@ def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorData
             return data
     no_data_message(reason, what_still_works)
     return None
+
+
+def split_missing(exc: DataError) -> str:
+    """A data error about a split the source lacks, worded for the dashboard: the split to choose in the sidebar
+    (the library's message says "use the val split"; the command line's says ``--split val``)."""
+    if not exc.use_split:
+        return str(exc)
+    return f"{str(exc).removesuffix(f'; use the {exc.use_split} split')}: choose the split {exc.use_split} in the sidebar."
 
 
 def split_data_reason(meta: dict | None, spec: str | None = None) -> str | None:

@@ -13,7 +13,8 @@ from senet.data import DataMatch, match_split
 from senet.analysis.evaluate import stream_evaluation
 from senet.recorded import recorded as recorded_figure, scored_split
 from senet_dashboard.card import pts, recorded_accuracy
-from senet_dashboard.confusion import CSV_COLUMNS, cell_members, per_class_rows, predictions_csv, summary
+from senet_dashboard.confusion import CSV_COLUMNS, cell_members, cell_sentence, per_class_rows, predictions_csv, \
+    summary
 from senet_dashboard.figures import confusion_colour, confusion_figure
 
 COLOURS = {"All cells": "all", "Errors only": "errors", "Log scale": "log"}
@@ -199,10 +200,7 @@ def _cell_images(ctx: PageContext, data, ev, cell: tuple[int, int]) -> None:
     s2.selectbox("Predicted class", range(len(classes)), format_func=classes.__getitem__, key=Keys.PRED)
     t, p = st.session_state[Keys.TRUE], st.session_state[Keys.PRED]
     positions, confidence = cell_members(ev, t, p)
-    row_total = int(ev.confusion[t].sum())
-    kind = "correct" if t == p else "confused"
-    st.markdown(f"**{len(positions):,}** {classes[t]} image(s) predicted **{classes[p]}** "
-                f"({len(positions) / max(row_total, 1):.1%} of {classes[t]}; {kind}).")
+    st.markdown(cell_sentence(len(positions), fmt.plain(classes[t]), fmt.plain(classes[p]), int(ev.confusion[t].sum())))
     if len(positions):
         shown = min(len(positions), 30)
         st.image([fmt.enlarge(data.images[int(i)], 3) for i in positions[:shown]],
@@ -215,8 +213,6 @@ def _cell_images(ctx: PageContext, data, ev, cell: tuple[int, int]) -> None:
                             format_func=lambda i: f"#{i} · {share[i]:.1%} {classes[p]}")
         if st.button("Explain in the Excitation explorer", icon=":material/tune:", key=Keys.EXPLAIN_GO):
             hand_over("excitation.py", image=str(pick), view="image")
-    else:
-        st.caption("No images in this cell.")
 
 
 def _per_class(ctx: PageContext, ev, data, info: dict, tta: bool) -> None:
