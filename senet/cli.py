@@ -58,7 +58,11 @@ def cmd_train(args: argparse.Namespace, callbacks: tuple = ()) -> int:
         _check_data(config)
     if run_dir is None:
         from .training import make_run_dir
-        run_dir = make_run_dir(args.runs_root, config.model)
+        try:
+            run_dir = make_run_dir(args.runs_root, config.model)
+        except OSError as exc:
+            raise UsageError(f"--runs-root {args.runs_root}: cannot create a run directory there "
+                             f"({exc.strerror or exc})") from None
     elif rank == 0:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -531,6 +535,9 @@ def cmd_study(args: argparse.Namespace) -> int:
                            progress=args.progress)
     except StudyError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # the disk refused a write (full, read-only): the run's status says failed
+        print(f"senet study: error: {args.study_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     for name, state in states.items():
         print(f"{name:<40} {state}")
     return 0 if all(s == "finished" for s in states.values()) else 1

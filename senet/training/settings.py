@@ -128,7 +128,7 @@ class TrainConfig:
     epochs: int = setting(kind=int, low=1, high=100_000, label="Epochs", row=1, help="epochs to train")
     batch_size: int = setting(kind=int, low=1, high=65_536, label="Batch size", row=1,
                               help="global batch size (all processes together)")
-    lr: float = setting(kind=float, low=0, low_open=True, label="Learning rate", row=1,
+    lr: float = setting(kind=float, low=0, low_open=True, high=100, label="Learning rate", row=1,
                         help="peak learning rate for the mean loss over the global batch")
     momentum: float = setting(kind=float, low=0, high=1, high_open=True, help="SGD momentum")
     nesterov: bool = setting(kind=bool, help="Nesterov momentum")

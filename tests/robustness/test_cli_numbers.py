@@ -67,3 +67,21 @@ def test_an_upload_in_another_format_under_a_png_name_is_refused_by_content(fmt:
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP"])
 def test_photo_formats_are_decoded_whatever_the_name(fmt: str) -> None:
     assert open_image(_bytes(fmt), "photo.tiff").size == (8, 8)
+
+
+def test_a_learning_rate_that_would_overflow_is_refused_before_training(tmp_path: Path) -> None:
+    data = tiny_dataset(tmp_path / "data")
+    result = senet("train", "--model", "airnet", "--data", f"folder:{data}", "--epochs", "1", "--lr", "1e308",
+                   "--run-dir", str(tmp_path / "run"), cwd=tmp_path, timeout=120)
+    assert_one_line_error(result, "lr must be at most 100")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_runs_root_where_no_directory_can_be_made_is_one_line(tmp_path: Path) -> None:
+    data = tiny_dataset(tmp_path / "data")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    result = senet("train", "--model", "airnet", "--data", f"folder:{data}", "--epochs", "1", "--batch-size", "8",
+                   "--val-size", "6", "--data-dir", str(tmp_path / "cache"), "--runs-root", str(not_a_folder),
+                   cwd=tmp_path, timeout=120)
+    assert_one_line_error(result, f"--runs-root {not_a_folder}: cannot create a run directory there")

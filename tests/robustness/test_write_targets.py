@@ -115,3 +115,29 @@ def test_training_onto_a_real_full_disk_fails_in_one_line_and_marks_the_run_fail
     assert "Traceback" not in result.stderr
     status = (run_dir / "status.json").read_text() if (run_dir / "status.json").exists() else ""
     assert '"failed"' in status or '"running"' in status, f"status.json is readable and not 'finished': {status!r}"
+
+
+def _study(tmp_path: Path, study_dir: Path) -> list[str]:
+    data = tiny_dataset(tmp_path / "data")
+    return ["study", "--study-dir", str(study_dir), "--variants", "se_resnet20", "--seeds", "1", "--epochs", "1",
+            "--batch-size", "8", "--val-size", "6", "--data", f"folder:{data}", "--data-dir", str(tmp_path / "cache"),
+            "--no-progress"]
+
+
+def test_a_study_on_a_real_full_disk_fails_in_one_line(tmp_path: Path, full_disk: Path) -> None:
+    result = senet(*_study(tmp_path, full_disk / "study"), cwd=tmp_path, timeout=300)
+    assert_one_line_error(result, "No space left on device", rc=1)
+
+
+def test_a_study_on_a_read_only_file_system_fails_in_one_line(tmp_path: Path) -> None:
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
+    try:
+        result = senet(*_study(tmp_path, disk / "study"), cwd=tmp_path, timeout=300)
+        assert_one_line_error(result, "Read-only file system", rc=1)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
