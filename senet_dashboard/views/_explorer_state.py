@@ -41,6 +41,11 @@ class Keys:
     SPLIT_REQUESTED: Final = "exc_split_requested"
     SPLIT_RESULTS: Final = "exc_split_results"
     SPREAD_CLASS: Final = "exc_spread_class"
+    # long work's names for its Stop and Run again buttons (see _progress)
+    PROFILING: Final = "exc_profiling"
+    RESPONDING: Final = "exc_responding"
+    ABLATING: Final = "exc_ablating"
+    RESPONSES_ASKED: Final = "exc_responses_asked"  # the responses a view asked a whole-page run for (once)
     # tables, charts and buttons of the views
     ABLATION: Final = "exc_ablation"
     CH_PICK: Final = "exc_ch_pick"

@@ -12,12 +12,13 @@ from senet.analysis.explanation import Explanation
 from senet.analysis.profiles import ClassProfiles
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._context import PageContext
-from senet_dashboard.views._explorer_cache import responses
+from senet_dashboard.views._explorer_cache import kept_responses
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, follow
 from senet_dashboard.views._view_image import channel_ordering
 
 EXTREMES = 3  # most and least excited channels shown as feature maps
 RESPONDERS = 10  # images shown for the channel's strongest responses
+FEATURE_MAPS = "Feature maps u_c and s_c · u_c"  # the second drawing of the block (the first: step by step)
 TERMS = 3  # largest terms of a channel's FC2 output written out
 # who "the seed" is, where its block is named
 SEED_BLOCK = "The seed's block (seed_senet: the SE block of the blog post this project started from, kept as written)"
@@ -42,8 +43,6 @@ def fc2_terms(weights: np.ndarray, hidden: np.ndarray, total: float, shown: int 
     if abs(bias) >= 5e-4:  # what the .3f figures can show
         words.append(f"FC2's bias {bias:+.3f}")
     return "; ".join(words) if words else "every h_j is 0"
-
-
 
 
 def _channel_sentence(steps: BlockSteps, c: int) -> str:
@@ -114,15 +113,15 @@ def inside_view(ctx: PageContext, image: ChosenImage, result: Explanation, profi
     c1, c2, _ = st.columns([2, 3, 2], vertical_alignment="bottom")
     channel = int(c1.number_input(f"Channel of {block} to follow (0–{steps.channels - 1})", 0, steps.channels - 1,
                                   key=Keys.CHANNEL))
-    shown = c2.segmented_control("Show", ["Step by step", "Feature maps u_c and s_c · u_c"], key=Keys.INSIDE_SHOW,
+    shown = c2.segmented_control("Show", ["Step by step", FEATURE_MAPS], key=Keys.INSIDE_SHOW,
                                  default="Step by step", required=True, label_visibility="collapsed")
     if shown == "Step by step":
         _steps_tab(steps, order.get(block) if order else None, channel)
         return
     _maps_tab(steps, most, least, channel)
-    if profiles is not None:
-        _responders_grid(responses(ctx, profiles), profiles, block, channel,
-                         ui.load_data(ctx.split, ctx.meta, ctx.spec), ctx.classes)
+    found = kept_responses(ctx) if profiles is not None else None  # computed by the page, outside this fragment
+    if found is not None:
+        _responders_grid(found, profiles, block, channel, ui.load_data(ctx.split, ctx.meta, ctx.spec), ctx.classes)
 
 
 def _maps_tab(steps: BlockSteps, most: list[int], least: list[int], channel: int) -> None:

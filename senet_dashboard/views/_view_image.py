@@ -9,7 +9,7 @@ from senet.analysis.explanation import Explanation, block_ablation, intervene
 from senet_dashboard.figures import ablation_figure, gate_heatmap_figure, intervention_figure
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views._context import PageContext
-from senet_dashboard.views._explorer_cache import profiles
+from senet_dashboard.views._explorer_cache import kept_profiles
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, pick
 from senet_dashboard.views._view_split import GATE_OFF_CAVEAT
 
@@ -40,7 +40,7 @@ def _cell_clicked(heatmap_rows: list[str]) -> None:
 @st.fragment
 def image_view(ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
     """Gates of this image, and interventions (a fragment: its widgets rerun only this view)."""
-    profile_data, _ = profiles(ctx)
+    profile_data = kept_profiles(ctx)  # computed by the page, outside this fragment
     st.subheader("Gates of this image")
     st.session_state.setdefault(Keys.ORDER, "Sorted by gate")  # kept across views, so no widget default
     st.segmented_control(

@@ -1,7 +1,8 @@
 """Excitation explorer: one image through every SE block, one view at a time.
 
 The page chooses the image and the block (the network diagram); the chosen view (``?view=``) computes and draws
-only what it shows, inside a fragment, so an interaction within a view reruns only that view."""
+only what it shows, inside a fragment, so an interaction within a view reruns only that view; its long work runs
+outside the fragment, where a Stop can end it."""
 from __future__ import annotations
 
 import streamlit as st
@@ -13,12 +14,12 @@ from senet_dashboard.views import _format as fmt
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._channel import channel_view
 from senet_dashboard.views._context import PageContext, page_context
-from senet_dashboard.views._explorer_cache import explanation, profiles
+from senet_dashboard.views._explorer_cache import PROFILES_STOPPED, explanation, profiles, responses
 from senet_dashboard.views._explorer_state import (VIEWS, ChosenImage, Keys, apply_pending_view,
                                                    current_view, read_address, write_address)
 from senet_dashboard.views._gate_space import map_view, spread_view
 from senet_dashboard.views._image_picker import choose_image
-from senet_dashboard.views._inside import inside_view
+from senet_dashboard.views._inside import FEATURE_MAPS, inside_view
 from senet_dashboard.views._network import network_section
 from senet_dashboard.views._view_classes import classes_view, versus_view
 from senet_dashboard.views._view_image import image_view
@@ -74,20 +75,23 @@ def _answer(ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
 
 
 def _view(view: str, ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
-    """Draw one view: only what it shows is computed."""
+    """Draw one view: only what it shows is computed. The long work (class profiles, channel responses) runs here,
+    outside the views' fragments, where its Stop button can end it (a click inside a fragment waits for the run)."""
+    if view == "split":
+        split_view(ctx)
+        return
+    has_data = ui.split_data_reason(ctx.meta, ctx.spec) is None
+    profile_data, error = profiles(ctx) if has_data else (None, None)
     if view == "image":
         if note := gate_description(ctx.checkpoint.model):
             st.warning(note, icon=":material/info:")
         image_view(ctx, image, result)
         return
-    if view == "split":
-        split_view(ctx, len(result.gates))
-        return
-    has_data = ui.split_data_reason(ctx.meta, ctx.spec) is None
-    profile_data, error = profiles(ctx) if has_data else (None, None)
-    if error:
+    if error and error != PROFILES_STOPPED:  # a stop is said by a line with a button to run them again
         st.error(error)
     if view == "block":  # works on an upload too; the profiles add the images a channel responds to
+        if profile_data is not None and st.session_state.get(Keys.INSIDE_SHOW) == FEATURE_MAPS:
+            responses(ctx, profile_data)
         inside_view(ctx, image, result, profile_data)
     elif profile_data is not None and profile_data.gates:
         PROFILE_VIEWS[view](ctx, image, result, profile_data)
