@@ -12,13 +12,13 @@ from typing import Final
 
 import streamlit as st
 
-from senet import CheckpointError, DataError, evaluate_checkpoint
-from senet.analysis.compare import cpu_latency, interleaved_latency, model_row, paired_comparison
+from senet import CheckpointError, DataError
+from senet.analysis.compare import model_row, paired_comparison
 from senet.analysis.evaluate import checkpoint_split_options
 from senet.data import match_cards, match_split
-from senet.checkpoint import Checkpoint
 from senet.models import model_spec
 from senet.recorded import split_words
+from senet.training.hardware import mixed_hardware, read_hardware
 from senet.training.runs import read_metrics
 from senet.training.twins import like_for_like
 from senet_dashboard.card import has_test_split
@@ -27,6 +27,7 @@ from senet_dashboard.curves import Curves, curves_from_history, curves_from_reco
 from senet_dashboard.figures import overlay_figure
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _measure as measure
 from senet_dashboard.views._context import hand_over
 from senet_dashboard.views._study import study_view
 
@@ -158,14 +159,16 @@ def _curves(series: dict[str, Curves], rows: list[dict], held_out: str) -> None:
              "on the same hardware under the same load (two runs side by side each take about twice as long).")
     log_y = o2.toggle("Log-scale loss", key=Keys.LOG_Y, persist_state=KEPT)
     by_time = x_axis == "training time"
-    if by_time:  # a time is only comparable on the same hardware: name it in the legend
-        hardware = {r["name"]: r["meta"].get("hardware") for r in rows}
-        series = {(f"{name} · {hardware[name]}" if hardware.get(name) else name): c for name, c in series.items()}
+    recorded = {r["name"]: r["meta"].get("hardware") for r in rows}
+    hardware = {name: read_hardware(text).label for name, text in recorded.items()} if by_time else None
+    mixed = mixed_hardware(recorded) if by_time else None
+    if mixed:  # a time is only comparable on the same hardware: the legend groups by it, and this says so
+        st.warning(mixed, icon=":material/memory:")
     tabs = st.tabs([f"{held_out} accuracy", f"{held_out} loss", "Training loss", "Loss per step"])
     for tab, metric in zip(tabs, METRICS):
         with tab:
             st.plotly_chart(overlay_figure(series, metric, height=380, x_axis="time" if by_time else "epoch",
-                                           log_y=log_y), key=Keys.OVERLAY.format(metric))
+                                           log_y=log_y, hardware=hardware), key=Keys.OVERLAY.format(metric))
             if metric == "step_loss" and by_time:
                 st.caption("Steps carry no training time here; this chart stays per step.")
 
@@ -175,7 +178,8 @@ def _weighing_controls(rows: list[dict], held_out: str) -> Weighing:
     measure = st.toggle("Measure CPU latency per image (batch 1)", key=Keys.LATENCY, persist_state=KEPT,
                         help="In the table: the median of 30 forward passes of each model on this machine's CPU. "
                              "For a pair: 7 rounds that time SE and plain in alternation (10 passes each), so that "
-                             "a change of load hits both; the ratio's range over the rounds is the noise.")
+                             "a change of load hits both; SE/plain is the median of the per-round ratios, with "
+                             "an interval from their spread.")
     paired = st.toggle(f"Paired test on the {held_out.lower()} split", key=Keys.PAIRED, persist_state=KEPT,
                        help="Evaluate each SE checkpoint and its plain twin on the same images of the split they "
                             "scored themselves on in training (the validation split; the test split for models "
@@ -189,29 +193,6 @@ def _weighing_controls(rows: list[dict], held_out: str) -> Weighing:
                           help=f"Evaluate every checkpoint above on the {' and '.join(splits_now)} split(s) of "
                                f"{spec} on this machine (cached on disk), beside the figures recorded in training.")
     return Weighing(rows, held_out, measure, paired, paired_tta, recompute, splits_now, spec, data_dir)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _latency(path: str, mtime: float) -> float:
-    model, meta = ui.load_entry(path)
-    return cpu_latency(model, tuple(meta.get("input_size", (3, 32, 32))))
-
-
-@st.cache_data(max_entries=16, show_spinner="Timing both models in alternation…")
-def _pair_latency(se_path: str, se_mtime: float, plain_path: str, plain_mtime: float):
-    (se_model, meta), (plain_model, _) = ui.load_entry(se_path), ui.load_entry(plain_path)
-    return interleaved_latency(se_model, plain_model, tuple(meta.get("input_size", (3, 32, 32))))
-
-
-@st.cache_data(max_entries=64, show_spinner="Evaluating…")
-def _accuracy_now(path: str, mtime: float, spec: str, split: str, data_dir: str) -> float | None:
-    """Accuracy (no TTA) of a checkpoint on a split of ``spec``, now; None if its classes do not fit the data."""
-    model, meta = ui.load_entry(path)
-    try:
-        return evaluate_checkpoint(path, spec, split, data_dir, loaded=Checkpoint.from_meta(model, meta),
-                                   data=ui.load_data(split, meta, spec=spec)).accuracy
-    except DataError:
-        return None
 
 
 def _over_budget(row: dict, split: str, tta: bool = False, data=None) -> str | None:
@@ -239,18 +220,21 @@ def _table(w: Weighing) -> None:
                       "TTA % (recorded)": None if r["acc_tta"] is None else 100 * r["acc_tta"],
                       "params": r["params"],
                       "SE params": r["se_params"], "MACs / image": r["macs"], "epochs": r["epochs"]})
-        if w.measure:  # the column exists only when it has figures, instead of a column of "None"
-            table[-1]["CPU ms / image"] = round(_latency(r["path"], r["mtime"]), 2)
-        if w.recompute and ui.data_available() is None:
-            for split in w.splits_now:
-                over = _over_budget(r, split)
-                if over:
-                    refused.append(over)
-                    table[-1][f"{split} % (recomputed now)"] = None
-                    continue
-                acc = _accuracy_now(r["path"], r["mtime"], w.spec, split, str(w.data_dir))
-                table[-1][f"{split} % (recomputed now)"] = None if acc is None else 100 * acc
-    st.dataframe(table, hide_index=True, width="stretch", column_config=_table_columns(w.spec))
+    timed = measure.latencies(w.rows) if w.measure else None
+    jobs = []  # (row, split) to evaluate now: within a public demo's budget
+    for r, line in zip(w.rows, table):
+        if timed:  # the column exists only when it has figures, instead of a column of "None"
+            line["CPU ms / image"] = round(timed[r["path"]], 2)
+        for split in w.splits_now if w.recompute and ui.data_available() is None else ():
+            over = _over_budget(r, split)
+            refused.extend([over] if over else [])
+            jobs.extend([] if over else [(r, split)])
+    accs = measure.accuracies_now(jobs, w.spec, w.data_dir) if jobs else None
+    for r, line in zip(w.rows, table):  # a column only with figures (none when stopped)
+        for split in w.splits_now if accs is not None or refused else ():
+            acc = (accs or {}).get((r["path"], split))
+            line[f"{split} % (recomputed now)"] = None if acc is None else 100 * acc
+    st.dataframe(table, hide_index=True, width="stretch", column_config=_table_columns(w.spec, table))
     for why in refused:
         st.caption(f":material/block: {why}")
     _open_in_card(w.rows)
@@ -265,24 +249,47 @@ def _open_in_card(rows: list[dict]) -> None:
         hand_over("home.py", checkpoint=chosen)
 
 
-def _table_columns(spec: str) -> dict:
-    return {
-        "recorded on": st.column_config.TextColumn(help="The split the trainer scored the checkpoint on: val (its "
-                                                   "own held-out images) or test (a model trained on every "
-                                                   "training image; nothing selected on test)."),
-        "acc % (recorded)": st.column_config.NumberColumn(format="%.2f", help="Accuracy on that split, as recorded "
-                                                          "in training."),
-        "TTA % (recorded)": st.column_config.NumberColumn(format="%.2f", help="The same, with the recipe's test-time "
-                                                          "augmentation (the mean of the views' probabilities: the "
-                                                          "image and its mirror; level 2 adds one-pixel "
-                                                          "translations)."),
-        "params": st.column_config.NumberColumn(format="localized"),
-        "SE params": st.column_config.NumberColumn(format="localized"),
-        "MACs / image": st.column_config.NumberColumn(format="compact"),
-        **{f"{split} % (recomputed now)": st.column_config.NumberColumn(
-            format="%.2f", help=f"The {split} split of {spec}, computed now on this machine, no TTA")
+TABLE_PX = 812  # the page's width for a table at a 1280-px window: every column fits without scrolling
+
+
+def _table_columns(spec: str, table: list[dict]) -> dict:
+    """Short headers (each one's full meaning in its help) and widths that fit the table into the page at
+    1280 px: the name column pinned, as wide as the longest name where there is room, else the room left; the
+    model column hidden (still in the data) where every name already says its model."""
+    number = st.column_config.NumberColumn
+    columns = {
+        "model": st.column_config.TextColumn("model", width=96),
+        "SE": st.column_config.TextColumn("SE", width=34, help="Whether the model has SE blocks."),
+        "r": st.column_config.TextColumn("r", width=34, help="The SE blocks' reduction ratio (– without SE)."),
+        "recorded on": st.column_config.TextColumn(
+            "split", width=46, help="The split the trainer scored the checkpoint on: val (its own held-out images) "
+                                    "or test (a model trained on every training image; nothing selected on test)."),
+        "acc % (recorded)": number("acc %", format="%.2f", width=56, help="Accuracy in percent on that split, as "
+                                                                         "recorded in training."),
+        "TTA % (recorded)": number("TTA %", format="%.2f", width=56, help="The same with the recipe's test-time "
+                                   "augmentation (the mean of the views' probabilities: the image and its mirror; "
+                                   "level 2 adds one-pixel translations), as recorded in training."),
+        "params": number("params", format="localized", width=78, help="Parameters of the whole model."),
+        "SE params": number("SE params", format="localized", width=70, help="Parameters of the SE blocks."),
+        "MACs / image": number("MACs", format="compact", width=52, help="Multiply-adds per image (one forward "
+                                                                        "pass)."),
+        "epochs": number("epochs", width=54, help="Epochs trained."),
+        "CPU ms / image": number("CPU ms", format="%.2f", width=60, help="Milliseconds per image on this "
+                                 "machine's CPU, batch 1: the median of 30 forward passes, one model after another "
+                                 "(a change of load between them shows here; the pairs below time SE and plain "
+                                 "in alternation)."),
+        **{f"{split} % (recomputed now)": number(
+            f"{split} % now", format="%.2f", width=66,
+            help=f"Accuracy in percent on the {split} split of {spec}, computed now on this machine, no TTA.")
            for split in ("val", "test")},
     }
+    if table and all(str(r["model"]) in str(r["name"]) for r in table):
+        columns["model"] = None  # each name says its model (shipped files, runs "<time>-<model>"): room for names
+    shown = set(table[0]) if table else set()
+    room = TABLE_PX - sum(c["width"] for k, c in columns.items() if k in shown and c)
+    longest = max((len(str(r["name"])) for r in table), default=4)
+    width = int(min(7.5 * longest + 24, max(room, 120)))
+    return {"name": st.column_config.TextColumn("name", pinned=True, width=width), **columns}
 
 
 def _pair(se: dict, plain: dict, w: Weighing) -> None:
@@ -317,19 +324,17 @@ def _pair(se: dict, plain: dict, w: Weighing) -> None:
 
 
 def _pair_latency_metric(column, se: dict, plain: dict) -> None:
-    """SE's CPU latency against plain's, timed in alternation, and whether the difference is within noise."""
-    lat = _pair_latency(se["path"], se["mtime"], plain["path"], plain["mtime"])
-    low, high = lat.ratio_range
-    column.metric("CPU latency (batch 1)", f"{lat.median_a:.2f} ms", delta=f"{lat.ratio - 1:+.1%}",
-                  delta_color="off" if lat.within_noise else "inverse",
-                  delta_arrow="off" if lat.within_noise else "auto",
-                  help=f"SE {lat.median_a:.2f} ms vs plain {lat.median_b:.2f} ms (medians of 7 alternating "
-                       f"rounds); SE/plain per round from {low - 1:+.1%} to {high - 1:+.1%}"
-                       + (": the rounds disagree on which is faster, so it is within noise." if lat.within_noise
-                          else "."))
-    st.caption(f"CPU latency: SE {lat.median_a:.2f} ms, plain {lat.median_b:.2f} ms per image; SE/plain "
-               f"{lat.ratio - 1:+.1%}, from {low - 1:+.1%} to {high - 1:+.1%} over 7 alternating rounds"
-               + (" (within noise)." if lat.within_noise else "."))
+    """SE's CPU time against plain's, timed in alternation: the median per-round ratio and its interval."""
+    lat = measure.pair_latency(se, plain)
+    if lat is None:  # stopped: the line saying so is shown
+        return
+    low, high, confidence = lat.ratio_interval
+    column.metric("CPU time SE/plain (batch 1)", f"{lat.ratio - 1:+.1%}",
+                  delta=f"{confidence:.0%} interval {low - 1:+.0%} to {high - 1:+.0%}", delta_color="off",
+                  delta_arrow="off",
+                  help="SE's time over plain's in each of the rounds that time them in alternation (one load for "
+                       "both), as a change; the median of the rounds, with a distribution-free interval.")
+    st.caption(fmt.latency_words(lat))
 
 
 def _paired_test(se: dict, plain: dict, w: Weighing) -> None:
@@ -347,13 +352,13 @@ def _paired_test(se: dict, plain: dict, w: Weighing) -> None:
         st.error("No paired test: " + "; ".join(over), icon=":material/block:")
         return
     try:
-        with st.spinner(f"Evaluating both on {len(data):,} {split_words(split)} images…"):
-            a, b = (evaluate_checkpoint(r["path"], w.spec, split, w.data_dir, tta=tta,
-                                        loaded=Checkpoint.from_meta(*ui.load_entry(r["path"])), data=data)
-                    for r in (se, plain))
+        both = measure.paired_evaluations(se, plain, w.spec, split, w.data_dir, tta, data)
     except DataError as exc:
         st.error(f"Cannot evaluate: {exc}")
         return
+    if both is None:  # stopped: the line saying so is shown
+        return
+    a, b = both
     t = paired_comparison(a.labels, a.preds, b.preds)
     low, high = t.difference_ci95
     verdict = ("a difference chance alone would rarely give" if t.p_value < 0.05

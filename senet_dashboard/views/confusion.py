@@ -8,9 +8,11 @@ import streamlit as st
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._context import PageContext, hand_over, page_context
 from senet_dashboard.views import _format as fmt
+from senet_dashboard.views import _progress as progress
 from senet import DataError
 from senet.data import DataMatch, match_split
 from senet.analysis.evaluate import stream_evaluation
+from senet.progress import Progress
 from senet.recorded import recorded as recorded_figure, scored_split
 from senet_dashboard.card import pts, recorded_accuracy
 from senet_dashboard.confusion import CSV_COLUMNS, cell_members, cell_sentence, per_class_rows, predictions_csv, \
@@ -33,6 +35,7 @@ class Keys:
     PRED: Final = "conf_pred"
     EXPLAIN: Final = "conf_explain"
     EXPLAIN_GO: Final = "conf_explain_go"
+    EVALUATE: Final = "conf_evaluate"  # the evaluation's Stop and Continue (see _progress)
 
 
 @st.cache_resource(show_spinner=False)
@@ -96,25 +99,34 @@ def _evaluation(ctx: PageContext, data, tta: bool):
         st.error(refusal, icon=":material/block:")
         return None
     if ev is None:  # stream it: the matrix and accuracy fill in as chunks finish; a rerun resumes from the disk cache
-        live = st.empty()
+        label = f"Evaluating {split}" + (" with flip TTA" if tta else "")
         try:
-            for ev in stream_evaluation(path, ctx.spec, split, ui.settings().data_dir, tta=tta,
-                                        loaded=ctx.checkpoint, data=data):
-                if ev.n < len(data):
-                    with live.container():
-                        st.progress(ev.n / len(data), text=f"Evaluating {split}: {ev.n:,} of {len(data):,} images "
-                                                           f"done; accuracy so far {fmt.pct(ev.accuracy)} (recomputed "
-                                                           "now)")
-                        st.plotly_chart(confusion_figure(ev.confusion, ctx.classes, height=420),
-                                        key=f"confusion_partial_{ev.n}")
+            ev = progress.run_with_progress(
+                Keys.EVALUATE, key, label, lambda report: _stream(ctx, data, tta, report), again="Continue",
+                kept=progress.chunks_kept)
         except DataError as exc:
-            live.empty()
             st.error(f"Cannot evaluate: {exc}")
             return None
-        live.empty()
+        if ev is None:  # stopped
+            return None
         store[key] = ev
         while len(store) > 8:
             store.pop(next(iter(store)))
+    return ev
+
+
+def _stream(ctx: PageContext, data, tta: bool, report: Progress):
+    """Evaluate this context's split, drawing the matrix of the images done so far after each chunk."""
+    live, ev = st.empty(), None
+    for ev in stream_evaluation(ctx.path, ctx.spec, ctx.split, ui.settings().data_dir, tta=tta,
+                                loaded=ctx.checkpoint, data=data, chunk=progress.CHUNK, progress=report):
+        if ev.n < len(data):
+            with live.container():
+                st.caption(f"Accuracy so far {fmt.pct(ev.accuracy)} on the first {ev.n:,} of {len(data):,} "
+                           f"{ctx.split} images (recomputed now); the matrix fills in as they are done.")
+                st.plotly_chart(confusion_figure(ev.confusion, ctx.classes, height=420),
+                                key=f"confusion_partial_{ev.n}")
+    live.empty()
     return ev
 
 
@@ -205,7 +217,7 @@ def _cell_images(ctx: PageContext, data, ev, cell: tuple[int, int]) -> None:
         shown = min(len(positions), 30)
         st.image([fmt.enlarge(data.images[int(i)], 3) for i in positions[:shown]],
                  caption=[f"{c:.1%} · #{int(i)}" for i, c in zip(positions[:shown], confidence[:shown])], width=96)
-        st.caption(f"Under each image: the model's confidence in {classes[p]} · its position in the {split} split.")
+        st.caption(f"Under each image: the model's confidence in {fmt.plain(classes[p])} · its position in the {split} split.")
         if len(positions) > shown:
             st.caption(f"The {shown} most confident of {len(positions):,}; the CSV below lists all.")
         share = dict(zip((int(i) for i in positions[:shown]), confidence[:shown]))

@@ -8,6 +8,7 @@ import streamlit as st
 
 from senet import DataError, evaluate_checkpoint
 from senet.data import DataMatch, match_split
+from senet.progress import Progress, within
 from senet.analysis.compare import se_stage_terms
 from senet.recorded import recorded, scored_split
 from senet.training.runs import read_status
@@ -17,6 +18,7 @@ from senet_dashboard.curves import curves_from_checkpoint, format_duration
 from senet_dashboard.figures import epoch_figure, lr_figure
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views import _loaders as ui
+from senet_dashboard.views import _progress as progress
 from senet_dashboard.views._context import PageContext, page_context
 
 
@@ -24,6 +26,7 @@ class Keys:
     """The page's session-state and widget keys, declared once: a misspelt key is an AttributeError."""
 
     RECOMPUTE: Final = "card_recompute"  # the button
+    RECOMPUTING: Final = "card_recomputing"  # the recomputation's Stop (see _progress)
     RECOMPUTED: Final = "card_recomputed"  # {(path, stamp, spec, data_dir): {split: (accuracy, images)}}
     LOSS: Final = "home_loss"
     ACC: Final = "home_acc"
@@ -144,14 +147,17 @@ def _accuracy(ctx: PageContext) -> None:
         _recomputed_metrics(ctx, done, val)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _recompute(path: str, mtime: float, spec: str, split: str, data_dir: str,
-               _ctx: PageContext) -> tuple[float, int]:
-    """Accuracy (no TTA) and image count of the checkpoint on a split, now (senet's disk cache behind it); keyed
-    by the file, its stamp, the data and the split, not by the context (``_ctx``: not hashed)."""
-    data = ui.load_data(split, _ctx.meta, spec=spec)
-    ev = evaluate_checkpoint(path, spec, split, data_dir, loaded=_ctx.checkpoint, data=data)
-    return ev.accuracy, ev.n
+def _recompute(ctx: PageContext, splits: tuple[str, ...], data_dir: str,
+               report: Progress) -> dict[str, tuple[float, int]]:
+    """Accuracy (no TTA) and image count of the checkpoint on each split, now (senet's disk cache behind it);
+    ``report`` counts the images of all the splits."""
+    data = {s: ui.load_data(s, ctx.meta, spec=ctx.spec) for s in splits}
+    total, done, out = sum(len(d) for d in data.values()), 0, {}
+    for s, images in data.items():
+        ev = evaluate_checkpoint(ctx.path, ctx.spec, s, data_dir, loaded=ctx.checkpoint, data=images,
+                                 progress=within(report, done, total))
+        out[s], done = (ev.accuracy, ev.n), done + len(images)
+    return out
 
 
 def _recomputed_metrics(ctx: PageContext, done: dict[str, tuple[float, int]], val: float | None) -> None:
@@ -222,17 +228,24 @@ def _recompute_button(ctx: PageContext, data_dir: str, done_key: tuple) -> None:
         return
     both = " and ".join(splits)
     words = f"the {both} split" + ("s" if len(splits) > 1 else "")
+    label, work = f"Evaluating {words} of {spec}", (done_key, splits)
     if st.button(f"Recompute {both} accuracy now", icon=":material/refresh:", key=Keys.RECOMPUTE,
+                 on_click=progress.forget_stop, args=(Keys.RECOMPUTING,),
                  help=f"Evaluate this checkpoint on {words} of {spec} on this machine (cached on disk after the "
                       "first time)."):
         try:
-            with st.spinner(f"Evaluating on {words} of {spec}…"):
-                done = {s: _recompute(ctx.path, done_key[1], spec, s, data_dir, ctx) for s in splits}
+            done = progress.run_with_progress(Keys.RECOMPUTING, work, label,
+                                              lambda report: _recompute(ctx, splits, data_dir, report),
+                                              kept=progress.chunks_kept if len(splits) == 1
+                                              else progress.EVALUATIONS_KEPT)
         except DataError as exc:
             st.error(f"Cannot recompute accuracy: {exc}", icon=":material/error:")
         else:
-            st.session_state.setdefault(Keys.RECOMPUTED, {})[done_key] = done
-            st.rerun()  # draw the figures in place of the button
+            if done is not None:
+                st.session_state.setdefault(Keys.RECOMPUTED, {})[done_key] = done
+                st.rerun()  # draw the figures in place of the button
+    else:
+        progress.show_stopped(Keys.RECOMPUTING, work, again=None)
     held, check = recompute_scope(ctx.meta, spec)
     if scored_on == "test":
         st.caption(f"On {spec}: the test split (this model trained on every training image; it has no val split).")
