@@ -381,3 +381,16 @@ def test_sample_is_the_shipped_checkpoints_own_validation_images(real_data: Path
     assert torch.equal(sample.images, val.images[val_index]) and torch.equal(sample.labels, val.labels[val_index])
     for i in (0, 123, 499):
         assert torch.equal(image_to_uint8(open_image(real_data / files[i]), (32, 32)), sample.images[i]), files[i]
+
+
+def test_no_class_gives_all_its_images_to_the_validation_split() -> None:
+    """A class of one or two images keeps one for training (issue 29: classes seen only in validation)."""
+    from senet.data.splits import stratified_split
+
+    labels = torch.tensor([0] * 50 + [1] * 1 + [2] * 2 + [3] * 1)
+    for val_size in (3, 10, 40):
+        train, val = stratified_split(labels, val_size, seed=0)
+        assert len(val) == val_size and set(labels[train].tolist()) == {0, 1, 2, 3}, (val_size, labels[val].tolist())
+    even = torch.arange(10).repeat_interleave(500)
+    _, val = stratified_split(even, 500, seed=0)
+    assert torch.bincount(even[val]).tolist() == [50] * 10, "large classes are split as before"

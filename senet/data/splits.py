@@ -56,17 +56,21 @@ def stratified_split(labels: torch.Tensor, val_size: int, seed: int = 0) -> tupl
     """Deterministic class-stratified (train_indices, val_indices), both sorted.
 
     Each class gives ``val_size * n_class / n`` images (largest remainders get
-    the rounding), chosen by a permutation seeded with ``seed``.
+    the rounding), chosen by a permutation seeded with ``seed``. No class gives all its images: one that would
+    (a class of one or two images) keeps one for training, and the next largest remainders give the rest.
     """
     n = len(labels)
     classes = torch.unique(labels)
     counts = torch.stack([(labels == c).sum() for c in classes]).double()
     quota = counts * val_size / n
-    take = quota.floor().long()
-    rest = val_size - int(take.sum())
-    if rest > 0:
-        order = torch.argsort(-(quota - take.double()), stable=True)[:rest]
-        take[order] += 1
+    take = torch.minimum(quota.floor().long(), counts.long() - 1)
+    order = torch.argsort(-(quota - take.double()), stable=True).tolist()  # largest remainders first
+    while int(take.sum()) < val_size and bool((take < counts.long() - 1).any()):
+        for k in order:
+            if int(take.sum()) >= val_size:
+                break
+            if take[k] < counts[k] - 1:
+                take[k] += 1
     g = torch.Generator().manual_seed(seed)
     val = []
     for c, k in zip(classes, take):
