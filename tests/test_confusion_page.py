@@ -308,8 +308,9 @@ def test_model_card_labels_every_accuracy_and_tells_best_epoch_from_epochs_train
                and "10×10 cutout" in c for c in captions), captions
     at.sidebar.selectbox(key="checkpoint").set_value(str(card_env["checkpoints"] / "resnet20.pt")).run()
     no_exceptions(at)
-    note = next(c for c in texts(at, "caption") if c.startswith("Why"))
-    assert note.startswith("Why the two losses differ") and "smoothing" not in note, "this one's own recipe"
+    assert not any(c.startswith("Why") for c in texts(at, "caption")), "its validation loss is above: no 'why below'"
+    note = next(c for c in texts(at, "caption") if c.startswith("The validation loss sits above"))
+    assert "smoothing" not in note and "1.3× as high" in note, note
     assert _metrics(at)["Best epoch (val accuracy)"].value == "4 of 4"
 
 
