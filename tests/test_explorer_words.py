@@ -338,3 +338,13 @@ def test_in_chromium_tiny_ticks_have_no_si_prefix_and_the_bottleneck_names_clear
     assert names, texts_drawn
     for name, _, bottom in names:
         assert bottom <= title[1], f"{name} (bottom {bottom:.0f} px) overlaps the title (top {title[1]:.0f} px)"
+
+
+def test_the_class_mean_of_an_intervention_starts_at_the_image_s_runner_up(explorer):
+    """'Class mean of' defaulted to airplane for every image; it starts at each image's runner-up class."""
+    cats = np.flatnonzero(explorer["labels"] == 3)
+    for position in (int(cats[0]), int(cats[1])):
+        at = open_app(EXPLORER, query={"image": str(position)})
+        no_exceptions(at)
+        runner_up = int(np.argsort(-_image_probs(explorer, position))[1])
+        assert at.selectbox(key="exc_mean_class").value == runner_up, (position, runner_up)

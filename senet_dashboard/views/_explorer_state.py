@@ -33,6 +33,7 @@ class Keys:
     OFF: Final = "exc_off"
     MEAN_BLOCKS: Final = "exc_mean_blocks"
     MEAN_CLASS: Final = "exc_mean_class"
+    MEAN_CLASS_IMAGE: Final = "exc_mean_class_image"  # the image MEAN_CLASS was defaulted for
     BLOCK_ABLATION: Final = "exc_block_ablation"
     PROFILE_CLASSES: Final = "exc_profile_classes"
     PROFILE_CLASSES_FOR: Final = "exc_profile_classes_for"  # the image whose classes PROFILE_CLASSES defaults to

@@ -2,6 +2,7 @@
 and interventions: gates switched off or replaced by a class mean."""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from senet.analysis.profiles import ClassProfiles, channel_order
@@ -64,8 +65,13 @@ def _interventions(ctx: PageContext, image: ChosenImage, result: Explanation,
     off = i1.multiselect("Switch SE off (gate = 1) in", blocks, key=Keys.OFF)
     mean_blocks = i2.multiselect("Replace the gate with a class mean in", blocks, key=Keys.MEAN_BLOCKS,
                                  disabled=profile_data is None, help="Needs the class profiles (a data source).")
+    runner_up = int(np.argsort(-result.probs)[1]) if len(classes) > 1 else 0
+    if st.session_state.get(Keys.MEAN_CLASS_IMAGE) != image.key:  # a new image: its runner-up class
+        st.session_state[Keys.MEAN_CLASS], st.session_state[Keys.MEAN_CLASS_IMAGE] = runner_up, image.key
     mean_class = i3.selectbox("Class mean of", range(len(classes)), format_func=classes.__getitem__,
-                              key=Keys.MEAN_CLASS, disabled=profile_data is None)
+                              key=Keys.MEAN_CLASS, disabled=profile_data is None,
+                              help=f"Starts at this image's runner-up class ({fmt.plain(classes[runner_up])}): "
+                                   "does its class's gates move the prediction there?")
     overrides: dict = {b: profile_data.profiles[b][mean_class] for b in mean_blocks} if profile_data else {}
     overrides.update({b: 1.0 for b in off})
     pred = result.predicted
