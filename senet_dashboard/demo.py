@@ -1,6 +1,6 @@
 """Public demo mode: what a shared, public deployment of the dashboard refuses, decided in one place.
 
-``SENET_DEMO=1`` turns it on (read once per server configuration; see the README's "Public demo mode"). In demo
+``SENET_DEMO=1`` turns it on (read once per server configuration; see docs/demo-mode.md). In demo
 mode no training starts or stops, nothing is downloaded, checkpoints, run and study directories open only under
 the *checkpoint roots* and ``folder:`` data only under the *data roots* (the path with its symlinks resolved; a
 ``..`` in it is refused outright), uploads are capped in bytes and pixels, and each split-wide computation

@@ -14,7 +14,7 @@ from senet.training.settings import FAMILY_RECIPES, config_from_record, config_r
 
 @dataclass(kw_only=True)
 class WithDropout(TrainConfig):
-    """A hypothetical new hyperparameter, declared in one line as the README shows."""
+    """A hypothetical new hyperparameter, declared in one line as docs/development.md shows."""
 
     dropout: float = setting(0.0, kind=float, low=0, high=1, high_open=True, label="Dropout", row=3,
                              help="dropout before the classifier")

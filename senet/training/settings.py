@@ -8,7 +8,8 @@ Each :class:`TrainConfig` field is declared with :func:`setting`. From that one 
 
 Hyperparameters without a default (``epochs``, ``lr``, ...) take their values from a recipe
 (:data:`RECIPES`, with per-family changes in :data:`FAMILY_RECIPES`); :func:`make_config` applies the
-recipe and then the caller's overrides. Adding a setting is one field here (see the README).
+recipe and then the caller's overrides. Adding a setting is one field here
+(see docs/development.md, "Adding a setting").
 """
 from __future__ import annotations
 
