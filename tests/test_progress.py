@@ -223,3 +223,44 @@ def test_another_work_under_the_same_name_is_not_held_by_a_stop() -> None:
     at.session_state[Keys.STOPPED] = {"work": (("another checkpoint", 1), 2, 3, "Counting", "steps", "")}
     at.run()
     assert at.session_state["runs"] == 1 and [m.value for m in at.markdown] == ["found result"]
+
+
+def _page_with_a_fragment() -> None:
+    """The same long work outside and inside a fragment, each ended by st.stop() after a first report, so that
+    the bars stay on the page."""
+    import streamlit as st
+
+    from senet_dashboard.views import _progress as progress
+
+    def compute(report):
+        report(1, 3)
+        if st.session_state.get("end"):
+            st.stop()
+        return "done"
+
+    @st.fragment
+    def inside() -> None:
+        progress.run_with_progress("inside", 1, "Inside a fragment", compute)
+
+    progress.run_with_progress("outside", 1, "Outside", compute)
+    st.session_state["end"] = True
+    inside()
+
+
+def test_the_stop_button_is_only_where_a_click_can_end_the_work() -> None:
+    """A click inside a fragment waits for the running script instead of ending it: no Stop button there."""
+    from streamlit.testing.v1 import AppTest
+
+    from senet_dashboard.views._progress import Keys
+
+    at = AppTest.from_function(_page_with_a_fragment)
+    at.run()
+    assert not at.exception
+    texts = [p.proto.text for p in at.get("progress")]  # the finished one left nothing; the one ended inside did
+    assert texts == ["Inside a fragment: 1 of 3 images · estimating the time left"], texts
+    assert not at.button, "no Stop button inside the fragment"
+    at = AppTest.from_function(_page_with_a_fragment)
+    at.session_state["end"] = True  # now the work outside ends after its first report
+    at.run()
+    assert [p.proto.text for p in at.get("progress")] == ["Outside: 1 of 3 images · estimating the time left"]
+    assert [b.key for b in at.button] == [f"{Keys.STOP}_outside"], "outside a fragment the work has its Stop"
