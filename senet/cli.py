@@ -32,7 +32,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     from .training.settings import add_config_arguments
 
     p = sub.add_parser("train", help="train a model into a run directory")
-    p.add_argument("--config", metavar="FILE", help="start from the settings in FILE (a config.json); flags override")
+    p.add_argument("--config", metavar="FILE", help="start from the settings in FILE (a config.json); flags override, "
+                   "the environment ($SENET_DATA, $SENET_DATA_DIR) never does")
     add_config_arguments(p)
     p.add_argument("--run-dir", help="new run directory (default runs/<time>-<model>)")
     p.add_argument("--runs-root", default="runs", help="where default run directories are made")
