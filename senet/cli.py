@@ -437,6 +437,98 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_robustness(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("robustness", help="accuracy and gates under CIFAR-10-C corruptions; with --twin, the paired "
+                       "difference on the same images")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--twin", help="a second checkpoint (e.g. the plain twin): the paired difference per corruption, "
+                   "exact McNemar test")
+    p.add_argument("--reference", help="the checkpoint whose errors normalise the corruption error (default: --twin)")
+    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"), help=DATA_HELP)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--corruptions", nargs="+", metavar="NAME", help="default: all ten (an unknown name lists them)")
+    p.add_argument("--severities", nargs="+", type=int, metavar="S", help="1 (mildest) to 5; default: all five")
+    p.add_argument("--per-class", type=int, default=None, help="use this many images of each class (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise corruptions' random draws (default 0)")
+    p.add_argument("--cache-dir", default=None, help="where predictions are cached")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from .analysis.robustness import robustness
+    from .checkpoint import CheckpointError
+    from .data import DEFAULT_DATA_DIR, DataError
+    from .data.corruptions import check_corruption, check_severity
+
+    try:
+        for name in args.corruptions or []:
+            check_corruption(name)
+    except ValueError as exc:
+        raise UsageError(f"--corruptions: {exc}") from None
+    try:
+        for severity in args.severities or []:
+            check_severity(severity)
+    except ValueError as exc:
+        raise UsageError(f"--severities: {exc}") from None
+    if args.per_class is not None and args.per_class < 1:
+        raise UsageError(f"--per-class {args.per_class}: must be 1 or more")
+    try:
+        result = robustness(args.checkpoint, args.data, args.split, args.data_dir or DEFAULT_DATA_DIR,
+                            twin=args.twin, reference=args.reference, corruptions=args.corruptions,
+                            severities=args.severities, per_class=args.per_class, seed=args.seed,
+                            cache_dir=args.cache_dir, progress=_stderr_progress("robustness"))
+    except (CheckpointError, DataError) as exc:
+        raise UsageError(_with_split_flag(exc)) from None
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps(dict(checkpoint=args.checkpoint, twin=args.twin, data=args.data, **result.to_json())))
+        return 0
+    _robustness_tables(args, result)
+    return 0
+
+
+def _stderr_progress(what: str) -> Callable[[int, int], None] | None:
+    """A one-line count on a terminal's stderr (None when stderr is not a terminal)."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda done, total: print(f"\r{what}: {done:,} of {total:,} image passes", end="", file=sys.stderr)
+
+
+def _robustness_tables(args: argparse.Namespace, result) -> None:
+    """``senet robustness``'s text: accuracy per corruption and severity for each model, CE, the paired test."""
+    levels = result.severities
+    ref = result.reference_role and result.models[result.reference_role].checkpoint
+    print(f"{args.data} [{args.split}, {result.n} images, corruption seed {result.seed}]: accuracy (%) under each "
+          f"CIFAR-10-C corruption (severity 1 mildest to 5); CE = errors summed over the severities shown / "
+          + (f"{ref}'s" if ref else "a reference's (give --twin or --reference)"))
+    head = f"{'corruption':>17} " + " ".join(f"{'sev ' + str(s):>6}" for s in levels) + f" {'mean':>6} {'CE':>6}"
+    for role, m in result.models.items():
+        mce = result.mean_corruption_error(role)
+        print(f"\n{role} {m.checkpoint}: clean accuracy {100 * m.clean_accuracy:.2f}%"
+              + (f", mean CE {100 * mce:.1f}%" if mce is not None else ""))
+        print(head)
+        for c in result.corruptions:
+            accs = [100 * m.accuracy(c, s) for s in levels]
+            ce = result.corruption_error(role, c)
+            print(f"{c:>17} " + " ".join(f"{a:6.2f}" for a in accs) + f" {sum(accs) / len(accs):6.2f} "
+                  + (f"{100 * ce:5.1f}%" if ce is not None else f"{'-':>6}"))
+    if "twin" not in result.models:
+        return
+    clean = result.paired("clean", 0)
+    print(f"\ncheckpoint minus twin, points, same images: clean {100 * clean.difference:+.2f} "
+          f"[{100 * clean.difference_ci95[0]:+.2f}, {100 * clean.difference_ci95[1]:+.2f}] exact McNemar "
+          f"p={clean.p_value:.3g}")
+    print("per corruption, mean over the severities: 95% interval over images, exact sign test over the images "
+          "where the two differ (McNemar's per severity in --json)")
+    for c in result.corruptions:
+        p = result.paired_over_severities(c)
+        print(f"{c:>17} {100 * p['difference']:+6.2f} [{100 * p['ci95'][0]:+.2f}, {100 * p['ci95'][1]:+.2f}] "
+              f"p={p['p_value']:.3g} (images better: checkpoint {p['images_checkpoint_better']}, twin "
+              f"{p['images_twin_better']})")
+
+
 def _add_import(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="a senet checkpoint from another CIFAR codebase's state dict")
     p.add_argument("--state-dict", required=True, metavar="PATH", help="the file the other codebase saved")
@@ -772,6 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-data", metavar="DATA", help="if the checkpoint records no flip-TTA accuracy (a best.pt "
                    "saved before the final epoch by an older trainer), measure it on its validation split of DATA")
     p.add_argument("--data-dir", default=None)
+    _add_robustness(sub)
     _add_import(sub)
     _add_dashboard(sub)
     return parser
@@ -785,7 +878,7 @@ def main(argv: list[str] | None = None, train_callbacks: tuple = ()) -> int:
         from .data import DEFAULT_DATA_DIR
         args.data_dir = DEFAULT_DATA_DIR
     handler = {"train": lambda a: cmd_train(a, train_callbacks), "study": cmd_study, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
-               "excite": cmd_excite, "export": cmd_export, "import": cmd_import,
+               "excite": cmd_excite, "robustness": cmd_robustness, "export": cmd_export, "import": cmd_import,
                "dashboard": cmd_dashboard}[args.command]
     try:
         return handler(args)
