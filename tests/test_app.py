@@ -702,7 +702,10 @@ def test_compare_against_training_time_names_each_curves_hardware(env, tmp_path,
     at.segmented_control(key="compare_x").set_value("training time").run()
     no_exceptions(at)
     traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
-    assert sorted(t["name"] for t in traces) == ["airnet · CPU (2 cores, 1 thread)", "se_airnet · NVIDIA H200"]
+    groups = {t["name"]: t["legendgrouptitle"]["text"] for t in traces}  # the legend groups the runs by hardware
+    assert groups == {"airnet": "CPU, 1 thread (2 cores)", "se_airnet": "GPU NVIDIA H200"}, groups
+    assert len({t["line"]["dash"] for t in traces}) == 2, "one line style per kind of hardware"
+    assert any("different hardware" in w for w in texts(at, "warning")), texts(at, "warning")
     assert max(max(t["x"]) for t in traces) == pytest.approx(0.5), "900 s per epoch: the second ends at 0.5 h"
     at.segmented_control(key="compare_x").set_value("epoch").run()
     assert sorted(t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == ["airnet",
@@ -827,8 +830,8 @@ def test_compare_times_twins_in_alternation_and_leaves_noise_uncoloured(env):
     at = open_app("senet_dashboard/views/compare.py")
     at.toggle(key="compare_latency").set_value(True).run()
     no_exceptions(at)
-    caption = next(c for c in texts(at, "caption") if c.startswith("CPU latency: SE"))
-    assert "over 7 alternating rounds" in caption and "plain" in caption
+    caption = next(c for c in texts(at, "caption") if c.startswith("CPU latency per image"))
+    assert "7 rounds timing SE and plain in alternation" in caption and "median of the 7 per-round ratios" in caption
     from streamlit.proto.Metric_pb2 import Metric
 
     accuracy = next(m for m in at.metric if m.label == "Val acc (recorded)")
