@@ -271,6 +271,87 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_importance(sub: argparse._SubParsersAction) -> None:
+    from .analysis.importance import MAX_PER_CLASS
+
+    p = sub.add_parser("importance", help="each SE channel's gate against its importance (the drop in the true "
+                       "class's log-probability when its gate is set to 0)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"), help=DATA_HELP)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--per-class", type=int, default=10,
+                   help=f"images of each class in the sample (1 to {MAX_PER_CLASS}; default 10)")
+    p.add_argument("--block", default=None, help="one SE block (default: every block)")
+    p.add_argument("--check-images", type=int, default=2,
+                   help="images on which exact ablation checks the first-order estimate (0 to 50; default 2)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_importance(args: argparse.Namespace) -> int:
+    from .analysis.evaluate import checkpoint_and_split
+    from .analysis.importance import MAX_PER_CLASS, gate_importance
+    from .checkpoint import CheckpointError
+    from .data import DEFAULT_DATA_DIR, DataError
+    from .models import se_blocks
+
+    if not 1 <= args.per_class <= MAX_PER_CLASS:
+        raise UsageError(f"--per-class {args.per_class}: must be 1 to {MAX_PER_CLASS}")
+    if not 0 <= args.check_images <= 50:
+        raise UsageError(f"--check-images {args.check_images}: must be 0 to 50")
+    try:
+        checkpoint, data = checkpoint_and_split(args.checkpoint, args.data, args.split,
+                                                args.data_dir or DEFAULT_DATA_DIR)
+    except (CheckpointError, DataError) as exc:
+        raise UsageError(_with_split_flag(exc)) from None
+    known = list(se_blocks(checkpoint.model))
+    if not known:
+        raise UsageError(f"{args.checkpoint}: the model has no SE blocks: there is no gate to weigh")
+    if args.block is not None and args.block not in known:
+        raise UsageError(f"--block {args.block}: no such SE block in {args.checkpoint}; known: {', '.join(known)}")
+    result = gate_importance(checkpoint, data, per_class=args.per_class, block=args.block,
+                             check_images=args.check_images)
+    if args.json:
+        print(json.dumps(dict(checkpoint=args.checkpoint, data=args.data, **result.to_dict())))
+        return 0
+    _importance_table(args, result)
+    return 0
+
+
+def _importance_table(args: argparse.Namespace, result) -> None:
+    """``senet importance``'s text: the correlation per block, the estimate's check, the disagreeing channels."""
+    def num(v: float, spec: str = ".2f") -> str:
+        return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
+
+    print(f"{args.checkpoint} on {args.data} [{args.split}, {result.n} images, up to {result.per_class} per class]: "
+          "gate against importance")
+    print("importance: the drop in the true class's log-probability (nats) when the channel's gate is set to 0, "
+          "first-order estimate (one backward pass); Spearman of gate and importance (then its magnitude) over a "
+          "block's channels, per image, averaged, 95% bootstrap interval over images; 'of means': of the channels' "
+          "means over the images")
+    most = max((a.channels for a in result.agreement), default=0)
+    print(f"check: the estimate against exact ablation of up to {most} channels per block on "
+          f"{len(result.check_positions)} images (positions {', '.join(map(str, result.check_positions)) or 'none'}):"
+          " Spearman per image, averaged, and the share of channels whose sign agrees")
+    checks = {a.block: a for a in result.agreement}
+    print(f"{'block':>16} {'channels':>8} {'Spearman':>9} {'95% interval':>16} {'|importance|':>12} "
+          f"{'95% interval':>16} {'of means':>9}  {'check: Spearman':>15} {'sign':>5}")
+    for b in result.blocks:
+        a = checks.get(b.block)
+        check = f"{num(a.spearman):>15} {num(a.sign_agreement, '.0%'):>5}" if a else f"{'-':>15} {'-':>5}"
+        interval = f"[{num(b.interval[0])}, {num(b.interval[1])}]"
+        interval_abs = f"[{num(b.interval_abs[0])}, {num(b.interval_abs[1])}]"
+        print(f"{b.block:>16} {b.channels:>8} {num(b.spearman):>9} {interval:>16} {num(b.spearman_abs):>12} "
+              f"{interval_abs:>16} {num(b.spearman_of_means):>9}  {check}")
+    print("disagreeing channels (mean gate, mean importance in nats; images where most: positions in the split):")
+    for b in result.blocks:
+        for label, rows in (("high gate, ~no importance", b.high_gate_low_importance),
+                            ("low gate, high importance", b.low_gate_high_importance)):
+            cells = "; ".join(f"ch {d.channel} ({d.mean_gate:.2f}, {d.mean_importance:+.3f}; images "
+                              f"{', '.join(map(str, d.images))})" for d in rows[:2])
+            print(f"{b.block:>16}  {label}: {cells}")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load_checkpoint, load_external_model
     from .models import create_model, list_models, model_info
@@ -864,6 +945,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-data", metavar="DATA", help="if the checkpoint records no flip-TTA accuracy (a best.pt "
                    "saved before the final epoch by an older trainer), measure it on its validation split of DATA")
     p.add_argument("--data-dir", default=None)
+    _add_importance(sub)
     _add_robustness(sub)
     _add_import(sub)
     _add_dashboard(sub)
@@ -877,7 +959,7 @@ def main(argv: list[str] | None = None, train_callbacks: tuple = ()) -> int:
     if getattr(args, "data_dir", None) is None and args.command in ("evaluate", "ablate", "export"):
         from .data import DEFAULT_DATA_DIR
         args.data_dir = DEFAULT_DATA_DIR
-    handler = {"train": lambda a: cmd_train(a, train_callbacks), "study": cmd_study, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "info": cmd_info,
+    handler = {"train": lambda a: cmd_train(a, train_callbacks), "study": cmd_study, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "importance": cmd_importance, "info": cmd_info,
                "excite": cmd_excite, "robustness": cmd_robustness, "export": cmd_export, "import": cmd_import,
                "dashboard": cmd_dashboard}[args.command]
     try:
