@@ -11,10 +11,9 @@ from senet_dashboard.figures import profiles_figure, profiles_heatmap_figure, se
 from senet_dashboard.views._channel import choose_channel, difference_section
 from senet_dashboard.views import _format as fmt
 from senet_dashboard.views._context import PageContext
+from senet_dashboard.views._explorer_cache import PER_CLASS_CHOICES
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, switch_view
 from senet_dashboard.views._view_image import channel_ordering
-PER_CLASS_CHOICES = (10, 25, 50, 100, 200)
-
 
 
 @st.fragment
