@@ -200,3 +200,169 @@ def test_bad_names_and_severities_are_one_line_errors():
             check_severity(bad)
     with pytest.raises(ValueError, match="uint8 RGB"):
         corrupt(np.zeros((4, 4), np.uint8), "contrast", 1)
+
+
+# --------------------------------------------------------------------------- senet.analysis.robustness
+from senet.analysis.robustness import (CLEAN, BlockShift, ModelUnderCorruption, Robustness,  # noqa: E402
+                                       image_shift, robustness)
+
+
+def test_a_blocks_shift_by_hand():
+    shift = BlockShift("stage1", np.array([0.2, 0.8, 0.5]), np.array([0.4, 0.4, 0.5]))
+    assert shift.mean_abs_change == pytest.approx((0.2 + 0.4 + 0.0) / 3)
+    cos = (0.08 + 0.32 + 0.25) / (math.sqrt(0.04 + 0.64 + 0.25) * math.sqrt(0.16 + 0.16 + 0.25))
+    assert shift.cosine_distance == pytest.approx(1 - cos)
+    assert [m["channel"] for m in shift.moved(2)] == [1, 0]
+    assert shift.moved(1)[0]["change"] == pytest.approx(-0.4)
+    assert BlockShift("b", np.array([0.3, 0.6]), np.array([0.6, 1.2])).cosine_distance == pytest.approx(0, abs=1e-12)
+
+
+def _hand_made() -> Robustness:
+    """Ten images, one corruption at severities 1 and 2; who is right is written out."""
+    t, f = True, False
+    a = {CLEAN: np.array([t] * 9 + [f]),
+         ("contrast", 1): np.array([t, t, t, t, t, t, t, t, f, f]),
+         ("contrast", 2): np.array([t, t, t, t, t, f, f, f, f, f])}
+    b = {CLEAN: np.array([t] * 10),
+         ("contrast", 1): np.array([t, f, f, f, f, f, f, f, t, f]),
+         ("contrast", 2): np.array([t, t, f, f, f, f, f, f, f, t])}
+    return Robustness("val", 10, ["contrast"], [1, 2], 0,
+                      {"checkpoint": ModelUnderCorruption("a.pt", a), "twin": ModelUnderCorruption("b.pt", b)},
+                      reference_role="twin")
+
+
+def test_the_paired_test_against_a_hand_count():
+    r = _hand_made()
+    p = r.paired("contrast", 1)  # checkpoint alone right on images 1..7, twin alone on image 8
+    assert (p.both_right, p.only_a, p.only_b, p.both_wrong) == (1, 7, 1, 1)
+    assert p.difference == pytest.approx(0.6)
+    assert p.p_value == pytest.approx(2 * (1 + 8) / 2 ** 8)  # exact McNemar: 1 of 8 discordant pairs
+    clean = r.paired(*CLEAN)
+    assert (clean.only_a, clean.only_b) == (0, 1) and clean.p_value == 1.0
+    over = r.paired_over_severities("contrast")
+    # each image's share of severities right, checkpoint minus twin
+    d = np.array([0, .5, 1, 1, 1, .5, .5, .5, -.5, -.5])
+    assert over["difference"] == pytest.approx(d.mean())
+    half = 1.96 * d.std(ddof=1) / math.sqrt(10)
+    assert over["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert (over["images_checkpoint_better"], over["images_twin_better"]) == (7, 2)
+    assert over["p_value"] == pytest.approx(2 * (1 + 9 + 36) / 2 ** 9)  # sign test: 2 of 9 images
+
+
+def test_corruption_error_against_the_reference_by_hand():
+    r = _hand_made()
+    # errors: checkpoint 0.2 + 0.5, twin 0.8 + 0.7
+    assert r.corruption_error("checkpoint", "contrast") == pytest.approx(0.7 / 1.5)
+    assert r.mean_corruption_error("checkpoint") == pytest.approx(0.7 / 1.5)
+    assert r.corruption_error("twin", "contrast") == pytest.approx(1.0)
+    r.reference_role = None
+    assert r.corruption_error("checkpoint", "contrast") is None and r.mean_corruption_error("checkpoint") is None
+    out = _hand_made().to_json()
+    assert out["models"]["checkpoint"]["accuracy"]["contrast"] == {"1": 0.8, "2": 0.5}
+    assert out["paired"]["by_severity"]["contrast"]["1"]["only_checkpoint"] == 7
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tests.robustness.faults import good_checkpoint, tiny_dataset
+
+    root = tmp_path_factory.mktemp("robustness")
+    data = tiny_dataset(root / "data", per_class=10)
+    se = good_checkpoint(root / "se.pt")
+    plain = good_checkpoint(root / "plain.pt", name="resnet20")
+    return {"root": root, "spec": f"folder:{data}", "se": se, "plain": plain, "cache": root / "cache"}
+
+
+def test_one_images_gates_before_and_after(tiny):
+    from senet import open_checkpoint
+    from senet.analysis.evaluate import checkpoint_and_split
+    from senet.analysis.explanation import explain
+    from senet.data import normalize
+
+    ckpt, data = checkpoint_and_split(tiny["se"], tiny["spec"], "val", tiny["root"])
+    shift = image_shift(ckpt, data.images[1], "gaussian_noise", 4, seed=2, position=1)
+    bad = corrupt(data.images[1].permute(1, 2, 0).numpy(), "gaussian_noise", 4, seed=2, positions=[1])
+    assert np.array_equal(shift.corrupted_image, bad.transpose(2, 0, 1))
+    import torch
+    again = explain(ckpt.model, normalize(torch.from_numpy(bad).permute(2, 0, 1)[None], ckpt.mean, ckpt.std),
+                    ckpt.classes)
+    assert np.allclose(shift.corrupted.probs, again.probs, atol=1e-6)
+    assert [b.block for b in shift.blocks] == list(again.gates)
+    for block in shift.blocks:
+        assert np.allclose(block.after, again.gates[block.block], atol=1e-6)
+        assert block.mean_abs_change == pytest.approx(np.abs(block.after - block.before).mean())
+    assert shift.to_json()["corrupted"]["class"] in ckpt.classes
+    assert open_checkpoint(tiny["se"]).classes == ckpt.classes
+
+
+def test_split_accuracy_is_the_models_on_the_corrupted_images_and_is_cached(tiny, monkeypatch):
+    from senet.analysis import robustness as module
+    from senet.analysis.evaluate import checkpoint_and_split
+    from senet.analysis.runner import predict
+    from senet.data import normalize
+
+    result = robustness(tiny["se"], tiny["spec"], "val", tiny["root"], twin=tiny["plain"],
+                        corruptions=["contrast", "shot_noise"], severities=[2, 5], seed=3, cache_dir=tiny["cache"])
+    ckpt, data = checkpoint_and_split(tiny["se"], tiny["spec"], "val", tiny["root"])
+    assert result.n == len(data) > 0
+    bad = corrupt(data.images.permute(0, 2, 3, 1).numpy(), "shot_noise", 5, seed=3)
+    import torch
+    x = normalize(torch.from_numpy(bad).permute(0, 3, 1, 2), ckpt.mean, ckpt.std)
+    by_hand = (predict(ckpt.model, x).argmax(1) == data.labels).float().mean().item()
+    assert result.models["checkpoint"].accuracy("shot_noise", 5) == pytest.approx(by_hand)
+    assert result.reference_role == "twin"
+
+    def no_run(*_a, **_k):
+        raise AssertionError("ran a model although every prediction is cached")
+    monkeypatch.setattr(module, "run_over_split", no_run)
+    seen = []
+    again = robustness(tiny["se"], tiny["spec"], "val", tiny["root"], twin=tiny["plain"],
+                       corruptions=["contrast", "shot_noise"], severities=[2, 5], seed=3, cache_dir=tiny["cache"],
+                       progress=lambda d, t: seen.append((d, t)))
+    assert again.to_json() == result.to_json()
+    assert seen[-1][0] == seen[-1][1] == len(data) * 2 * (1 + 4)
+
+
+def test_bad_requests_fail_before_any_work(tiny):
+    with pytest.raises(ValueError, match="unknown corruption 'snow'"):
+        robustness(tiny["root"] / "missing.pt", tiny["spec"], corruptions=["snow"], cache_dir=tiny["root"] / "c2")
+    with pytest.raises(ValueError, match="severity 0"):
+        robustness(tiny["root"] / "missing.pt", tiny["spec"], severities=[0], cache_dir=tiny["root"] / "c2")
+    assert not (tiny["root"] / "c2").exists()
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from senet.cli import main
+
+    code = main(["robustness", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_errors_are_one_line(tiny, capsys):
+    missing = str(tiny["root"] / "missing.pt")
+    for args, words in [(["--corruptions", "fog"], "--corruptions: unknown corruption 'fog'; known: gaussian_noise"),
+                        (["--severities", "1", "6"], "--severities: severity 6: must be a whole number from 1 to 5"),
+                        (["--per-class", "0"], "--per-class 0: must be 1 or more")]:
+        code, out, err = _cli(capsys, "--checkpoint", missing, "--data", tiny["spec"], *args)
+        assert code == 2 and out == ""
+        assert err.strip().startswith(f"senet robustness: error: {words}") and err.count("\n") == 1
+    code, _, err = _cli(capsys, "--checkpoint", missing, "--data", tiny["spec"], "--data-dir", str(tiny["root"]))
+    assert code == 2 and "missing.pt" in err and err.count("\n") == 1
+
+
+def test_cli_json_run_on_a_tiny_folder(tiny, capsys):
+    args = ["--checkpoint", str(tiny["se"]), "--twin", str(tiny["plain"]), "--data", tiny["spec"], "--data-dir",
+            str(tiny["root"]), "--corruptions", "pixelate", "brightness", "--severities", "1", "5",
+            "--cache-dir", str(tiny["root"] / "cli-cache")]
+    code, out, err = _cli(capsys, *args, "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["corruptions"] == ["pixelate", "brightness"] and got["severities"] == [1, 5]
+    expected = robustness(tiny["se"], tiny["spec"], "val", tiny["root"], twin=tiny["plain"],
+                          corruptions=["pixelate", "brightness"], severities=[1, 5],
+                          cache_dir=tiny["root"] / "cli-cache").to_json()
+    assert got["models"] == expected["models"] and got["paired"] == expected["paired"]
+    assert set(got["paired"]["by_corruption"]["pixelate"]) >= {"difference", "ci95", "p_value"}
+    code, out, _ = _cli(capsys, *args)
+    assert code == 0 and "pixelate" in out and "checkpoint minus twin" in out
