@@ -737,6 +737,8 @@ def overlay_figure(series: dict[str, Curves], metric: str, height: int = 320, x_
         fig.update_yaxes(tickformat=".0%")
     elif log_y:
         fig.update_yaxes(type="log")
+    if by_time:
+        fig.update_xaxes(hoverformat=".2f")  # the hover's heading: 0.74 (h), not 0.742827
     if not per_step and not by_time:
         epoch_ticks(fig, max((max(c.epoch, default=0) for c in series.values()), default=1))
     return fig

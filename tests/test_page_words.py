@@ -115,6 +115,7 @@ def test_training_time_chart_groups_runs_by_hardware_and_says_when_they_differ()
     groups = {t.name: t.legendgrouptitle.text for t in fig.data}
     assert groups == {"se": "GPU NVIDIA H200", "plain": "CPU, 1 thread (2 cores)", "other": "CPU, 2 threads (2 cores)"}
     assert len({t.line.dash for t in fig.data}) == 3 and len({t.marker.symbol for t in fig.data}) == 3
+    assert fig.layout.xaxis.hoverformat == ".2f", "hours in the hover as 0.74, not 0.742827"
     note = mixed_hardware(recorded)
     assert note and "GPU NVIDIA H200: se" in note and "CPU, 1 thread (2 cores): plain" in note
     assert mixed_hardware({"a": "CPU (2 cores, 1 thread)", "b": "CPU (2 cores, 1 threads)"}) is None

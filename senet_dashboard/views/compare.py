@@ -330,7 +330,8 @@ def _pair_latency_metric(column, se: dict, plain: dict) -> None:
         return
     low, high, confidence = lat.ratio_interval
     column.metric("CPU time SE/plain (batch 1)", f"{lat.ratio - 1:+.1%}",
-                  delta=f"{confidence:.0%} interval {low - 1:+.0%} to {high - 1:+.0%}", delta_color="off",
+                  delta=("within noise: " if lat.within_noise else "")
+                  + f"{confidence:.0%} interval {low - 1:+.0%} to {high - 1:+.0%}", delta_color="off",
                   delta_arrow="off",
                   help="SE's time over plain's in each of the rounds that time them in alternation (one load for "
                        "both), as a change; the median of the rounds, with a distribution-free interval.")
