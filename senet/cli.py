@@ -554,6 +554,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         raise UsageError(f"--severities: {exc}") from None
     if args.per_class is not None and args.per_class < 1:
         raise UsageError(f"--per-class {args.per_class}: must be 1 or more")
+    if args.seed < 0:
+        raise UsageError(f"--seed {args.seed}: must be 0 or more")
     try:
         result = robustness(args.checkpoint, args.data, args.split, args.data_dir or DEFAULT_DATA_DIR,
                             twin=args.twin, reference=args.reference, corruptions=args.corruptions,

@@ -343,7 +343,8 @@ def test_cli_errors_are_one_line(tiny, capsys):
     missing = str(tiny["root"] / "missing.pt")
     for args, words in [(["--corruptions", "fog"], "--corruptions: unknown corruption 'fog'; known: gaussian_noise"),
                         (["--severities", "1", "6"], "--severities: severity 6: must be a whole number from 1 to 5"),
-                        (["--per-class", "0"], "--per-class 0: must be 1 or more")]:
+                        (["--per-class", "0"], "--per-class 0: must be 1 or more"),
+                        (["--seed", "-1"], "--seed -1: must be 0 or more")]:
         code, out, err = _cli(capsys, "--checkpoint", missing, "--data", tiny["spec"], *args)
         assert code == 2 and out == ""
         assert err.strip().startswith(f"senet robustness: error: {words}") and err.count("\n") == 1

@@ -245,6 +245,8 @@ def robustness(checkpoint: str | os.PathLike, spec: str, split: str = "val",
     names, levels = check_request(corruptions, severities)
     if per_class is not None and per_class < 1:
         raise ValueError(f"per_class {per_class}: must be 1 or more")
+    if seed < 0:
+        raise ValueError(f"seed {seed}: must be 0 or more")
     paths = {"checkpoint": Path(checkpoint)}
     if twin is not None:
         paths["twin"] = Path(twin)
