@@ -272,7 +272,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _add_importance(sub: argparse._SubParsersAction) -> None:
-    from .analysis.importance import MAX_PER_CLASS
+    from .analysis.importance import CHECK_IMAGES, MAX_PER_CLASS
 
     p = sub.add_parser("importance", help="each SE channel's gate against its importance (the drop in the true "
                        "class's log-probability when its gate is set to 0)")
@@ -283,8 +283,8 @@ def _add_importance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-class", type=int, default=10,
                    help=f"images of each class in the sample (1 to {MAX_PER_CLASS}; default 10)")
     p.add_argument("--block", default=None, help="one SE block (default: every block)")
-    p.add_argument("--check-images", type=int, default=2,
-                   help="images on which exact ablation checks the first-order estimate (0 to 50; default 2)")
+    p.add_argument("--check-images", type=int, default=CHECK_IMAGES, help="images on which exact ablation checks "
+                   f"the first-order estimate (0 to 50; default {CHECK_IMAGES})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -343,7 +343,8 @@ def _importance_table(args: argparse.Namespace, result) -> None:
         interval_abs = f"[{num(b.interval_abs[0])}, {num(b.interval_abs[1])}]"
         print(f"{b.block:>16} {b.channels:>8} {num(b.spearman):>9} {interval:>16} {num(b.spearman_abs):>12} "
               f"{interval_abs:>16} {num(b.spearman_of_means):>9}  {check}")
-    print("disagreeing channels (mean gate, mean importance in nats; images where most: positions in the split):")
+    print("disagreeing channels, high and low as ranks among the block's channels (mean gate, mean importance in "
+          "nats; the images where they disagree most, by position in the split):")
     for b in result.blocks:
         for label, rows in (("high gate, ~no importance", b.high_gate_low_importance),
                             ("low gate, high importance", b.low_gate_high_importance)):

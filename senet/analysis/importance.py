@@ -37,9 +37,10 @@ from .profiles import sample_per_class
 
 __all__ = ["ImageImportance", "Agreement", "Disagreement", "BlockImportance", "GateImportance", "exact_importance",
            "first_order_importance", "image_importance", "gate_importance", "spearman", "rank_average",
-           "bootstrap_interval", "MAX_PER_CLASS"]
+           "bootstrap_interval", "MAX_PER_CLASS", "CHECK_IMAGES"]
 
 MAX_PER_CLASS = 1000  # the most images of each class a sample takes (CIFAR-10's val split holds ~500 a class)
+CHECK_IMAGES = 4      # images on which exact ablation checks the first-order estimate, by default
 
 
 # --------------------------------------------------------------------------- statistics
@@ -379,7 +380,7 @@ def _check_channels(width: int, most: int) -> np.ndarray:
 
 
 def gate_importance(checkpoint: Checkpoint, data: TensorDataset, per_class: int = 10, block: str | None = None,
-                    check_images: int = 2, check_channels: int = 64, batch_size: int = 50, top: int = 3,
+                    check_images: int = CHECK_IMAGES, check_channels: int = 64, batch_size: int = 50, top: int = 3,
                     n_resamples: int = 2000, seed: int = 0, progress: Progress | None = None) -> GateImportance:
     """Gate against importance, per SE block (or the one ``block``), over up to ``per_class`` images of each class
     of ``data`` (a seeded, stratified sample, as the ablation's). Importance is the first-order estimate; exact
