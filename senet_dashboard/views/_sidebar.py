@@ -38,12 +38,12 @@ def _open_checkpoint_file() -> None:
     if refusal:
         st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = refusal
         return
-    p = Path(text).expanduser()
+    p = Path(text).expanduser()  # messages echo what was typed, never the server's expanded home directory
     if not p.exists():
-        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = f"{p}: no such file"
+        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = f"{plain(text, links_only=True)}: no such file"
         return
     if not p.is_file():
-        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = f"{p}: not a file"
+        st.session_state[SidebarKeys.OPEN_CHECKPOINT_ERROR] = f"{plain(text, links_only=True)}: not a file"
         return
     try:
         load_entry(p)

@@ -140,10 +140,11 @@ def _open_typed_run() -> None:
     refusal = ui.demo().path_refusal(raw, "run directory")  # before looking at the path: says nothing about it
     if refusal:
         st.session_state[Keys.TRAIN_ERROR] = refusal
-    elif not p.is_dir():
-        st.session_state[Keys.TRAIN_ERROR] = f"{p}: no such directory"
+    elif not p.is_dir():  # the messages echo what was typed, never the server's expanded home directory
+        st.session_state[Keys.TRAIN_ERROR] = f"{fmt.plain(raw, links_only=True)}: no such directory"
     elif not any((p / f).is_file() for f in ("status.json", "metrics.jsonl", "config.json")):
-        st.session_state[Keys.TRAIN_ERROR] = f"{p}: not a run directory (no status.json, config.json or metrics.jsonl)"
+        st.session_state[Keys.TRAIN_ERROR] = (f"{fmt.plain(raw, links_only=True)}: not a run directory (no status.json, "
+                                              "config.json or metrics.jsonl)")
     else:
         _open_run(str(p.resolve()))
 

@@ -93,3 +93,23 @@ def test_a_nul_byte_in_the_address_is_one_error_and_the_session_goes_on(monkeypa
     shown = [e.value for e in at.error]
     assert shown and all("\n" not in e for e in shown), shown
     assert any("NUL byte" in e for e in shown), shown
+
+
+def test_a_refusal_echoes_the_typed_path_not_the_expanded_home_directory(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from senet_dashboard.views._loaders import SidebarKeys
+
+    home = tmp_path / "home-of-the-server"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SENET_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("SENET_DATA", "sample")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.text_input(key=SidebarKeys.OPEN_CHECKPOINT_PATH).set_value("~/secret/model.pt")
+    at.button(key=SidebarKeys.OPEN_CHECKPOINT_BUTTON).click().run()
+    shown = " ".join(e.value for e in at.error)
+    assert "~/secret/model.pt: no such file" in shown, shown
+    assert str(home) not in shown
