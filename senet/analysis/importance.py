@@ -14,6 +14,10 @@ removing it helps. It is measured two ways:
 :func:`gate_importance` runs the estimate over a deterministic per-class sample of a split, measures its agreement
 with exact ablation on a few of the images, and per block reports the Spearman rank correlation between gate and
 importance (per image, averaged, with a bootstrap interval over images) and the channels where the two disagree most.
+
+Read the two correlations differently. Against the signed importance, a positive correlation says that a high gate
+marks a channel that helps the true class. Against its magnitude, a positive one is partly built in: a channel whose
+gate is near 0 is already nearly removed, so removing it changes little, whatever the channel computes.
 """
 from __future__ import annotations
 
@@ -112,7 +116,8 @@ def _gate_multipliers(model: nn.Module, masks: dict[str, torch.Tensor],
 
     try:
         for name in masks:
-            handles.append(gate_module(blocks[name]).register_forward_hook(hook_for(name, _channels_last(blocks[name]))))
+            hook = hook_for(name, _channels_last(blocks[name]))
+            handles.append(gate_module(blocks[name]).register_forward_hook(hook))
         yield
     finally:
         for h in handles:
@@ -228,8 +233,8 @@ def image_importance(model: nn.Module, image: torch.Tensor, target: int, block: 
 @dataclass
 class Agreement:
     """How well the first-order estimate matches exact ablation on ``n_images`` images and ``channels`` of one
-    block's channels: Spearman per image (mean), the share of channels whose sign agrees (among those whose exact drop is above 1e-6 nats),
-    the mean absolute error and the mean absolute exact drop, both in nats."""
+    block's channels: Spearman per image (mean), the share of channels whose sign agrees (among those whose exact
+    drop is above 1e-6 nats), the mean absolute error and the mean absolute exact drop, both in nats."""
 
     block: str
     n_images: int
