@@ -78,12 +78,21 @@ class Keys:
     UNUSUAL: Final = "exc_unusual"
     UNUSUAL_CHANNELS: Final = "exc_unusual_channels"
     GALLERY_MORE: Final = "gallery_more"
+    # the Importance view: its per-class sample size, run button, chart, its last clicked point, image choice
+    IMP_PER_CLASS: Final = "exc_imp_per_class"
+    IMP_RUN: Final = "exc_imp_run"
+    IMP_CHART: Final = "exc_imp_chart"
+    IMP_LAST_POINT: Final = "exc_imp_last_point"
+    IMP_PICK: Final = "exc_imp_pick"
+    IMP_SHOW: Final = "exc_imp_show"
+    IMP_ABLATING: Final = "exc_imp_ablating"  # long work's names (see _progress)
+    IMP_ESTIMATING: Final = "exc_imp_estimating"
 
 
 # the explorer's views: address name -> label; the first is the default
 VIEWS: Final = {"image": "This image", "versus": "vs. its class", "classes": "Classes",
                 "channel": "One channel", "block": "Inside a block", "map": "Map", "spread": "Spread",
-                "split": "Across the split"}
+                "split": "Across the split", "importance": "Importance"}
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,13 @@ from senet_dashboard.views._inside import FEATURE_MAPS, inside_view
 from senet_dashboard.views._network import network_section
 from senet_dashboard.views._view_classes import classes_view, versus_view
 from senet_dashboard.views._view_image import image_view
+from senet_dashboard.views._view_importance import importance_view
 from senet_dashboard.views._view_split import split_view
 
 # widgets drawn in one view only: their values are kept while another view is shown
 KEPT = (Keys.CHANNEL, Keys.ORDER, Keys.PER_CLASS, Keys.SPREAD_CLASS, Keys.SPLIT_PER_CLASS, Keys.OFF,
-        Keys.MEAN_BLOCKS, Keys.MEAN_CLASS, Keys.PROFILE_DRAWING, Keys.PROFILE_CLASSES, Keys.BLOCK_ABLATION)
+        Keys.MEAN_BLOCKS, Keys.MEAN_CLASS, Keys.PROFILE_DRAWING, Keys.PROFILE_CLASSES, Keys.BLOCK_ABLATION,
+        Keys.IMP_PER_CLASS)
 
 
 def main() -> None:
@@ -79,6 +81,9 @@ def _view(view: str, ctx: PageContext, image: ChosenImage, result: Explanation) 
     outside the views' fragments, where its Stop button can end it (a click inside a fragment waits for the run)."""
     if view == "split":
         split_view(ctx)
+        return
+    if view == "importance":  # its own computations, not the class profiles
+        importance_view(ctx, image, result)
         return
     has_data = ui.split_data_reason(ctx.meta, ctx.spec) is None
     profile_data, error = profiles(ctx) if has_data else (None, None)

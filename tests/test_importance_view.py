@@ -1,0 +1,92 @@
+"""The explorer's *Importance* view (issue 30, part 1) through AppTest, on the shipped SE-ResNet-20 over the bundled
+sample: this image's gate against importance by ablation (the chart's points are exact_importance's drops, the
+caption gives the rank correlation and what it measures), and the estimate over the split on its button (the
+table's correlations are gate_importance's)."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, app_environment, no_exceptions, open_app, texts
+
+IMAGE = 7  # the sample's image the address opens
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """The shipped SE-ResNet-20, copied, over the bundled sample (500 val images), with caches of its own."""
+    tmp = tmp_path_factory.mktemp("importance_view")
+    checkpoints = tmp / "checkpoints"
+    checkpoints.mkdir()
+    shutil.copy2(ROOT / "checkpoints" / "se_resnet20.pt", checkpoints / "se_resnet20.pt")
+    with app_environment(checkpoints, tmp / "runs", "sample", tmp / "cache"):
+        yield {"checkpoint": checkpoints / "se_resnet20.pt", "cache": tmp / "cache"}
+
+
+def _loaded(env):
+    from senet import load_checkpoint
+    from senet.checkpoint import Checkpoint
+    from senet.data import load_split
+
+    ckpt = Checkpoint.from_meta(*load_checkpoint(env["checkpoint"]))
+    return ckpt, load_split("sample", "val", env["cache"])
+
+
+def _open(block: str = "stage3.block3"):
+    at = open_app("senet_dashboard/views/excitation.py", query={"view": "importance", "image": str(IMAGE),
+                                                                  "block": block})
+    no_exceptions(at)
+    assert not at.error, texts(at, "error")
+    return at
+
+
+def test_the_view_plots_this_images_ablation_and_says_its_rank_correlation(env):
+    from senet.analysis.importance import exact_importance, first_order_importance, spearman
+    from senet.data import normalize
+
+    at = _open()
+    assert at.segmented_control(key="exc_view").value == "Importance"
+    ckpt, data = _loaded(env)
+    x = normalize(data.images[IMAGE:IMAGE + 1], ckpt.mean, ckpt.std)
+    target = int(data.labels[IMAGE])
+    base, drops = exact_importance(ckpt.model, x, target, "stage3.block3")
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    ablation = next(t for t in spec["data"] if t["name"].startswith("by ablation"))
+    y = ablation["y"]
+    y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]) if isinstance(y, dict) else y
+    assert np.asarray(y, dtype=float) == pytest.approx(drops, abs=1e-6), "the points are the exact drops"
+    assert len(ablation["hovertext"]) == 64 and ablation["hovertext"][5].startswith("channel 5<br>gate ")
+    caption = next(c for c in texts(at, "caption") if "Spearman's rank correlation" in c)
+    rho_text = caption.split("**ρ = ")[1].split("**")[0]
+    _, g, _ = first_order_importance(ckpt.model, x, torch.tensor([target]), ["stage3.block3"])
+    assert float(rho_text) == pytest.approx(spearman(g["stage3.block3"][0], drops), abs=0.005)
+    assert "nats" in caption and "percentage points" in caption and data.classes[target] in caption
+
+
+def test_the_estimate_over_the_split_runs_on_its_button_and_matches_senet(env):
+    from senet.analysis.importance import gate_importance
+
+    at = _open("stage2.block1")
+    at.selectbox(key="exc_imp_per_class").set_value(10).run()
+    assert not at.dataframe, "nothing runs before the button"
+    at.button(key="exc_imp_run").click().run()
+    no_exceptions(at)
+    assert not at.error, texts(at, "error")
+    table = at.dataframe[0].value
+    ckpt, data = _loaded(env)
+    expected = gate_importance(ckpt, data, per_class=10)
+    assert list(table["block"]) == [b.block for b in expected.blocks]
+    assert list(table["ρ"]) == pytest.approx([b.spearman for b in expected.blocks], abs=1e-9)
+    assert list(table["estimate vs ablation ρ"]) == pytest.approx([a.spearman for a in expected.agreement], abs=1e-9)
+    disagree = expected.block("stage2.block1").low_gate_high_importance[0]
+    assert any(f"channel {disagree.channel}: mean gate" in c for c in texts(at, "caption"))
+    at.selectbox(key="exc_imp_pick").set_value((disagree.channel, disagree.images[0])).run()
+    at.button(key="exc_imp_show").click().run()
+    no_exceptions(at)
+    assert at.query_params["image"] in (str(disagree.images[0]), [str(disagree.images[0])])
+    assert at.session_state["exc_ch"] == disagree.channel, "Show follows the disagreeing channel"
