@@ -66,7 +66,7 @@ def _image_figure(found: ImageImportance, name: str, true_class: bool) -> None:
     width = len(found.gates)
     _point_clicked(found.block, width)
     followed = follow(found.block, width, int(np.argmax(found.exact)))
-    whose = f"the true class, {name}" if true_class else f"the predicted class, {name} (an upload has no true class)"
+    whose = f"the true class ({name})" if true_class else f"the predicted class ({name}; an upload has no true class)"
     st.plotly_chart(gate_importance_figure(found.gates, found.exact, found.estimate, followed, target_name=name),
                     key=Keys.IMP_CHART, on_select="rerun", selection_mode="points",
                     config={"displayModeBar": False})
@@ -75,12 +75,13 @@ def _image_figure(found: ImageImportance, name: str, true_class: bool) -> None:
     p0, p1 = math.exp(found.log_prob), math.exp(found.log_prob - found.exact[top])
     st.caption(
         f"One point per channel of {found.block} ({width}): its gate for this image against its **importance**, "
-        f"the drop in the log-probability of {whose} in nats when that gate alone is set to 0, measured by "
+        f"the drop in the log-probability of {whose}, in nats, when that gate alone is set to 0, measured by "
         f"ablation (one forward pass per channel; hollow: the first-order estimate). Spearman's rank "
         f"correlation of gate and importance over the channels: **ρ = {_rho(rho)}** (signed: +1 when a higher gate "
         f"always means a channel that helps more), **ρ = {_rho(rho_abs)}** against the drop's size. The most "
         f"important channel, {top}, costs {found.exact[top]:+.4f} nats: p({name}) from {p0:.1%} to {p1:.1%}, "
-        f"{100 * (p1 - p0):+.2f} percentage points. {READING} Click a point to follow its channel.")
+        f"{100 * (p1 - p0):+.2f} percentage points.")
+    st.caption(f"{READING} Click a point to follow its channel.")
 
 
 def _rho(value: float) -> str:
@@ -130,34 +131,40 @@ def _over_split(ctx: PageContext, block: str) -> None:
 def _split_table(found: GateImportance) -> None:
     """Per block: the rank correlations with their intervals, and the estimate's agreement with exact ablation."""
     agreement = {a.block: a for a in found.agreement}
-    rows = []
-    for b in found.blocks:
-        a = agreement.get(b.block)
-        rows.append({"block": b.block, "channels": b.channels, "ρ": b.spearman, "ρ 95%": _interval(b.interval),
-                     "ρ by size": b.spearman_abs, "by size 95%": _interval(b.interval_abs),
-                     "images": b.n_defined, "estimate vs ablation ρ": a.spearman if a else None,
-                     "signs agree": a.sign_agreement if a else None})
-    number = st.column_config.NumberColumn
+    rows = [{"block": b.block, "channels": b.channels, "signed": _with_interval(b.spearman, b.interval),
+             "size": _with_interval(b.spearman_abs, b.interval_abs), "images": b.n_defined,
+             "check": _check(agreement.get(b.block))} for b in found.blocks]
+    text = st.column_config.TextColumn
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
-        "ρ": number("ρ(gate, importance)", format="%+.3f", help="Spearman's rank correlation of the block's "
-                    "gates and its channels' importance within one image, averaged over the images"),
-        "ρ 95%": st.column_config.TextColumn("95% interval", help="Percentile bootstrap over the images"),
-        "ρ by size": number("ρ(gate, |importance|)", format="%+.3f",
-                            help="Against the importance's size: partly built in (a gate near 0 leaves little "
-                                 "to remove)"),
-        "by size 95%": st.column_config.TextColumn("95% interval"),
-        "images": number("images with a ρ", help="A constant gate or importance has no rank correlation"),
-        "estimate vs ablation ρ": number(format="%.2f", help=f"Spearman of the first-order estimate and exact "
-                                         f"ablation, on {len(found.check_positions)} of the images"),
-        "signs agree": number(format="percent", help="Share of channels whose estimate has the exact drop's sign")})
+        "signed": text("ρ(gate, importance) [95%]", help="Spearman's rank correlation of the block's gates and its "
+                       "channels' importance within one image, averaged over the images; a percentile bootstrap "
+                       "95% interval over the images"),
+        "size": text("ρ(gate, |importance|) [95%]", help="Against the importance's size: partly built in (a gate "
+                     "near 0 leaves little to remove)"),
+        "images": st.column_config.NumberColumn("images with a ρ", help="A constant gate or importance has no "
+                                                "rank correlation"),
+        "check": text("estimate vs ablation", help=f"On {len(found.check_positions)} of the images: Spearman of "
+                      "the first-order estimate and exact ablation, and the share of channels whose estimate has "
+                      "the exact drop's sign")})
     st.caption(f"{found.n:,} {found.split} images ({found.per_class} per class at most, a seeded sample). "
                "Importance: the drop in the true class's log-probability (nats) when a channel's gate alone is set "
-               f"to 0, by the first-order estimate. {READING}")
+               "to 0, by the first-order estimate. ρ by size is partly built in: a gate near 0 leaves little to "
+               "remove.")
 
 
-def _interval(bounds: tuple[float, float]) -> str:
+def _with_interval(value: float, bounds: tuple[float, float]) -> str:
+    """``'+0.014 [-0.033, +0.059]'``; a dash without a value."""
+    if math.isnan(value):
+        return "—"
     lo, hi = bounds
-    return "—" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
+    return f"{value:+.3f}" + ("" if math.isnan(lo) else f" [{lo:+.3f}, {hi:+.3f}]")
+
+
+def _check(agreement) -> str:
+    """The estimate's agreement with exact ablation: ``'ρ 0.85 · signs 86%'``."""
+    if agreement is None or math.isnan(agreement.spearman):
+        return "—"
+    return f"ρ {agreement.spearman:.2f} · signs {agreement.sign_agreement:.0%}"
 
 
 def _disagreements(ctx: PageContext, found: GateImportance, block: str, data) -> None:
