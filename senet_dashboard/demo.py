@@ -219,7 +219,8 @@ class DemoPolicy:
         result is ``cached``), else a one-line reason ending in ``way_out``."""
         if not self.enabled or cached or images * passes <= self.budget:
             return None
-        return (f"{what}: {images:,} images × {passes} pass{'es' if passes != 1 else ''} = {images * passes:,} image "
+        return (f"{what}: {images:,} image{'s' if images != 1 else ''} × {passes} pass{'es' if passes != 1 else ''} "
+                f"= {images * passes:,} image "
                 f"passes, over this public demo's budget of {self.budget:,} per computation, and not prepared "
                 f"beforehand; {way_out}")
 

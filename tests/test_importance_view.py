@@ -93,3 +93,16 @@ def test_the_estimate_over_the_split_runs_on_its_button_and_matches_senet(env):
     no_exceptions(at)
     assert at.query_params["image"] in (str(disagree.images[0]), [str(disagree.images[0])])
     assert at.session_state["exc_ch"] == disagree.channel, "Show follows the disagreeing channel"
+
+
+def test_in_a_public_demo_the_view_stays_within_the_budget(env, monkeypatch):
+    monkeypatch.setenv("SENET_DEMO", "1")
+    monkeypatch.setenv("SENET_DEMO_BUDGET", "40")  # a block of 16 channels (18 passes) fits; one of 64 does not
+    at = _open("stage3.block3")
+    refused = [c for c in texts(at, "caption") if "over this public demo's budget" in c]
+    assert refused and refused[0].startswith(":material/block: Ablating stage3.block3's channels one at a time: "
+                                             "1 image × 66 passes"), refused
+    assert not at.get("plotly_chart"), "nothing ran"
+    assert at.button(key="exc_imp_run").disabled, "the estimate over 100 images is over the budget too"
+    at = _open("stage1.block1")
+    assert at.get("plotly_chart") and not any("stage1.block1's channels" in c for c in texts(at, "caption"))
