@@ -75,3 +75,20 @@ def test_the_estimate_over_the_split_shows_its_counts_and_stop_ends_it(server):
         assert STOPPED.search(line.inner_text()), line.inner_text()
         assert not page.get_by_text("Where gate and importance disagree").count(), "nothing of it is shown"
         no_exception(page, "stopped estimate")
+
+
+def test_a_click_on_a_point_follows_its_channel(server):
+    with chromium_page(sync_api, width=1280, height=2400) as page:
+        goto(page, f"{server}/excitation?view=importance&image=7&block=stage3", "Excitation explorer")
+        page.get_by_text("Spearman's rank correlation").first.wait_for(timeout=180_000)
+        settle(page)
+        legend = page.locator(".js-plotly-plot .legend").first
+        before = re.search(r"channel (\d+) \(followed\)", legend.text_content())[1]
+        points = page.locator(".js-plotly-plot .scatterlayer .trace").first.locator(".point")
+        box = points.nth(0).bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        settle(page, 2.0)
+        after = re.search(r"channel (\d+) \(followed\)", legend.text_content())[1]
+        assert after != before, "the clicked channel is followed (ringed)"
+        assert f"channel={after}" in page.url, "and the address carries it"
+        no_exception(page, "point clicked")

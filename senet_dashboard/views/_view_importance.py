@@ -57,8 +57,9 @@ def _point_clicked(block: str, width: int) -> None:
     point = st.session_state[Keys.IMP_LAST_POINT] = points[0]
     channel = point.get("customdata")
     channel = channel[0] if isinstance(channel, list) and channel else channel
-    if isinstance(channel, (int, float)) and 0 <= channel < width:
+    if isinstance(channel, (int, float)) and 0 <= channel < width and channel != st.session_state.get(Keys.CHANNEL):
         st.session_state[Keys.CHANNEL] = int(channel)
+        st.rerun()  # the address and the page's other parts follow the channel
 
 
 def _image_figure(found: ImageImportance, name: str, true_class: bool) -> None:
