@@ -4,7 +4,8 @@ one-line error.
 Checkpoint cards (a checkpoint's ``meta``), ``status.json``, ``config.json``, each ``metrics.jsonl`` record and the
 gate files are written by senet, but any of them may be edited, damaged or crafted. Every reader checks what it
 read here, once, so pages and commands can rely on the types: a number is a finite int or float (or null, as
-senet writes a figure it has not measured), text is a string, and so on. Keys not named in a shape pass unchecked.
+senet writes a figure it has not measured; NaN where a diverged run measured it), a setting's number is finite,
+text is a string, and so on. Keys not named in a shape pass unchecked.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 from typing import Any, Callable, Mapping
 
 __all__ = ["RecordError", "check_record", "CARD", "STATUS", "METRICS", "EPOCH_ROW", "GATE_PROBE", "RECORDED_CONFIG",
-           "Kind", "NUMBER", "INTEGER", "TEXT", "FLAG", "OBJECT", "LIST"]
+           "Kind", "NUMBER", "FINITE", "INTEGER", "TEXT", "FLAG", "OBJECT", "LIST"]
 
 
 class RecordError(ValueError):
@@ -24,10 +25,15 @@ Kind = tuple[str, Callable[[Any], bool]]
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-NUMBER: Kind = ("a number", _number)  # an int or a finite float
+def _finite(v: Any) -> bool:
+    return _number(v) and math.isfinite(v)
+
+
+NUMBER: Kind = ("a number", _number)  # a measured figure: NaN is what a diverged run measured (shown as such)
+FINITE: Kind = ("a finite number", _finite)  # a setting
 INTEGER: Kind = ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
 TEXT: Kind = ("text", lambda v: isinstance(v, str))
 FLAG: Kind = ("true or false", lambda v: isinstance(v, bool))
@@ -68,8 +74,8 @@ GATE_PROBE: dict[str, Kind] = {"labels": INTEGERS, "classes": TEXTS}
 # :func:`senet.training.settings.config_shape`, and a test checks that the two agree.
 RECORDED_CONFIG: dict[str, Kind] = {
     "model": TEXT, "recipe": TEXT, "data": TEXT, "data_dir": TEXT, "dataset_name": TEXT, "epochs": INTEGER,
-    "batch_size": INTEGER, "lr": NUMBER, "momentum": NUMBER, "weight_decay": NUMBER, "label_smoothing": NUMBER,
-    "schedule": TEXT, "warmup_epochs": NUMBER, "start_lr_frac": NUMBER, "end_lr_frac": NUMBER, "val_size": NUMBER,
+    "batch_size": INTEGER, "lr": FINITE, "momentum": FINITE, "weight_decay": FINITE, "label_smoothing": FINITE,
+    "schedule": TEXT, "warmup_epochs": FINITE, "start_lr_frac": FINITE, "end_lr_frac": FINITE, "val_size": FINITE,
     "split_seed": INTEGER, "train_limit": INTEGER, "seed": INTEGER, "reduction": INTEGER, "width": INTEGER}
 
 

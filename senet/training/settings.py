@@ -25,7 +25,7 @@ import torch
 from ..data import DEFAULT_DATA_DIR, DataError, parse_spec, parse_val_size, val_size_value
 from ..models import list_models, model_spec
 from ..models.resnet import check_stages
-from ..records import FLAG, INTEGER, NUMBER, TEXT, Kind
+from ..records import FINITE, FLAG, INTEGER, TEXT, Kind
 
 __all__ = ["Setting", "setting", "TrainConfig", "config_shape", "ConfigError", "RECIPES", "FAMILY_RECIPES", "SCHEDULES",
            "make_config", "validate_config", "add_config_arguments", "config_overrides", "env_values", "config_flags",
@@ -516,6 +516,6 @@ def config_from_record(record: dict, cls: type = TrainConfig, **changes: Any) ->
 def config_shape() -> dict[str, Kind]:
     """``config.json``'s shape for :func:`senet.records.check_record`: each setting's kind as declared here (a
     float setting also takes an integer)."""
-    kinds = {int: INTEGER, float: NUMBER, str: TEXT, bool: FLAG}
+    kinds = {int: INTEGER, float: FINITE, str: TEXT, bool: FLAG}
     return {name: kinds[f.metadata["setting"].kind] for name, f in fields_by_name().items()
             if f.metadata["setting"].kind in kinds}

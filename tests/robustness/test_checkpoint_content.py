@@ -59,9 +59,10 @@ def test_unusable_content_is_refused_in_one_line(tmp_path: Path, change, words: 
 
 
 def test_info_json_prints_valid_json_when_a_recorded_figure_is_not_finite(tmp_path: Path) -> None:
-    path = _changed(tmp_path, lambda p: p["meta"].update(history={"val_acc": [0.5, float("nan")]}))
+    path = _changed(tmp_path, lambda p: p["meta"].update(
+        history=[{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": float("nan")}], val_loss=float("inf")))
     result = senet("info", "--checkpoint", str(path), "--json", cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     card = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
-    assert card["history"]["val_acc"] == [0.5, None]
+    assert [row["val_acc"] for row in card["history"]] == [0.5, None] and card["val_loss"] is None
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in card.values())

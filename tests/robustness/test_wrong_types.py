@@ -60,7 +60,7 @@ def test_the_shapes_accept_what_senet_writes(one_epoch_run: Path) -> None:
     check_record(json.loads((one_epoch_run / "config.json").read_text()), config_shape(), "config.json")
     records, _ = read_metrics(one_epoch_run / "metrics.jsonl")
     assert {r["type"] for r in records} >= {"step", "epoch"}, "every record senet wrote passes its shape"
-    with pytest.raises(RecordError, match=r"bad 'lr' \(expected a number, got inf\)"):
+    with pytest.raises(RecordError, match=r"bad 'lr' \(expected a finite number, got inf\)"):
         check_record({"lr": float("inf")}, config_shape(), "config.json")
 
 
