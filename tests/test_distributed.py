@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 if not TORCHRUN.exists():
     TORCHRUN = Path(shutil.which("torchrun") or "torchrun")
-RUN_FILES = sorted(["best.pt", "config.json", "last.pt", "metrics.jsonl", "status.json", "gates"])
+# .lock: rank 0 holds the run's lock while it trains
+RUN_FILES = sorted([".lock", "best.pt", "config.json", "last.pt", "metrics.jsonl", "status.json", "gates"])
 
 
 def make_noise_dataset(root: Path, classes: int = 4, per_class: int = 16, seed: int = 0) -> Path:
