@@ -128,9 +128,13 @@ def stop_run(run_dir: str | os.PathLike) -> bool:
 
 
 def log_tail(run_dir: str | os.PathLike, lines: int = 20, max_bytes: int = 16_384) -> str:
-    """The last ``lines`` lines of ``RUN_DIR/train.log`` ('' when there is none)."""
+    """The last ``lines`` lines of ``RUN_DIR/train.log`` ('' when there is none, or when it is a link to a file
+    outside the run directory: the page shows a run's own log, never another file on the server)."""
+    path = Path(run_dir) / "train.log"
     try:
-        with open(Path(run_dir) / "train.log", "rb") as f:
+        if path.is_symlink() and not path.resolve().is_relative_to(Path(run_dir).resolve()):
+            return ""
+        with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - max_bytes))

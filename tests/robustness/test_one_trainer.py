@@ -106,3 +106,19 @@ def test_a_killed_study_restarts_its_run_without_logging_a_step_twice(tmp_path: 
     assert result.returncode == 0, result.stderr
     (run_dir,) = (study / "runs").iterdir()
     assert _steps(run_dir) == [1, 2, 3], f"one record per step after the restart: {_steps(run_dir)}"
+
+
+def test_a_train_log_linked_outside_its_run_is_never_shown(tmp_path: Path) -> None:
+    from senet_dashboard.launcher import log_tail
+
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("API_KEY=do-not-show\n")
+    run_dir = tmp_path / "runs" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "train.log").symlink_to(secret)
+    assert log_tail(run_dir) == ""
+    (run_dir / "real.log").write_text("epoch 1\n")
+    (run_dir / "train.log").unlink()
+    (run_dir / "train.log").symlink_to(run_dir / "real.log")  # a link within the run is its own log
+    assert log_tail(run_dir) == "epoch 1"
