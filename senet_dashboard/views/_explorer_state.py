@@ -87,12 +87,19 @@ class Keys:
     IMP_SHOW: Final = "exc_imp_show"
     IMP_ABLATING: Final = "exc_imp_ablating"  # long work's names (see _progress)
     IMP_ESTIMATING: Final = "exc_imp_estimating"
+    # the Corruption view: its corruption, severity, chart, table of channels and the last row it followed
+    CORR_NAME: Final = "exc_corr_name"
+    CORR_SEVERITY: Final = "exc_corr_severity"
+    CORR_CHART: Final = "exc_corr_chart"
+    CORR_MOVED: Final = "exc_corr_moved"
+    CORR_LAST_ROW: Final = "exc_corr_last_row"
 
 
 # the explorer's views: address name -> label; the first is the default
 VIEWS: Final = {"image": "This image", "versus": "vs. its class", "classes": "Classes",
                 "channel": "One channel", "block": "Inside a block", "map": "Map", "spread": "Spread",
-                "split": "Across the split", "importance": "Importance"}
+                "split": "Across the split", "importance": "Importance",
+                "corruption": "Corruption"}
 
 
 @dataclass(frozen=True)

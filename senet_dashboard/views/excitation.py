@@ -23,6 +23,7 @@ from senet_dashboard.views._inside import FEATURE_MAPS, inside_view
 from senet_dashboard.views._network import network_section
 from senet_dashboard.views._view_classes import classes_view, versus_view
 from senet_dashboard.views._view_image import image_view
+from senet_dashboard.views._view_corruption import corruption_view
 from senet_dashboard.views._view_importance import importance_view
 from senet_dashboard.views._view_split import split_view
 
@@ -84,6 +85,9 @@ def _view(view: str, ctx: PageContext, image: ChosenImage, result: Explanation) 
         return
     if view == "importance":  # its own computations, not the class profiles
         importance_view(ctx, image, result)
+        return
+    if view == "corruption":  # two forward passes of this image, not the class profiles
+        corruption_view(ctx, image, result)
         return
     has_data = ui.split_data_reason(ctx.meta, ctx.spec) is None
     profile_data, error = profiles(ctx) if has_data else (None, None)
