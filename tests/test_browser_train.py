@@ -7,7 +7,6 @@ Skips (with the reason) when Chromium or Playwright is missing.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -16,24 +15,13 @@ import torch
 
 from browser_support import ARTIFACTS, CHROMIUM, chromium_page, dashboard, goto, no_exception, settle
 from conftest import ROOT, make_folder_dataset
+from test_run_story import StopAtStep
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 if not CHROMIUM.is_file():
     pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-
-class StopAtStep:
-    """SIGTERM before the ``step``-th batch: the run stops after that step."""
-
-    def __init__(self, step: int) -> None:
-        self.step, self.seen = step, 0
-
-    def on_batch(self, epoch: int, indices: torch.Tensor) -> None:
-        self.seen += 1
-        if self.seen == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def resumed_run(runs: Path, data: Path, cache: Path) -> Path:

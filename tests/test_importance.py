@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_folder_dataset
+from conftest import call_cli as call, make_folder_dataset
 from senet import create_model, save_checkpoint
 from senet.analysis.importance import (MAX_PER_CLASS, bootstrap_interval, exact_importance, first_order_importance,
                                        gate_importance, image_importance, rank_average, spearman)
 from senet.checkpoint import Checkpoint
-from senet.cli import main
 from senet.data import TensorDataset, normalize
 from senet.models import excitations, gate_overrides, se_blocks
 from senet.progress import Stopped
@@ -181,15 +180,6 @@ def test_gate_importance_refuses_bad_input_and_stops_between_batches(one_torch_t
 
 
 # --------------------------------------------------------------------------- command line
-def call(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def folder_run(tmp_path: Path) -> list[str]:
     """``importance`` arguments for a tiny folder dataset and an SE-ResNet-20 checkpoint with random SE weights."""

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from pathlib import Path
 
 import pytest
-import torch
 
 from browser_support import ARTIFACTS, CHROMIUM, chromium_page, dashboard, goto, settle
 from conftest import ROOT, make_folder_dataset
+from test_demo_leaks import save
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -41,18 +40,6 @@ if os.environ.get("SENET_TEST_BOOM"):
 
     _loaders.info_for = info_for
 '''
-
-
-def save(path: Path, classes=("blue", "green", "red"), **meta) -> Path:
-    from senet import create_model, save_checkpoint
-
-    torch.manual_seed(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, create_model("se_resnet20", num_classes=len(classes)), model_name="se_resnet20",
-                    model_options={"num_classes": len(classes), "reduction": 16}, classes=tuple(classes),
-                    val_acc=0.5, history=[{"epoch": 1, "train_loss": 1.2, "train_acc": 0.3, "val_loss": 1.1,
-                                           "val_acc": 0.4, "lr": 0.1}], **meta)
-    return path
 
 
 @pytest.fixture(scope="module")
