@@ -394,3 +394,25 @@ def test_no_class_gives_all_its_images_to_the_validation_split() -> None:
     even = torch.arange(10).repeat_interleave(500)
     _, val = stratified_split(even, 500, seed=0)
     assert torch.bincount(even[val]).tolist() == [50] * 10, "large classes are split as before"
+
+
+def test_an_image_edited_in_place_is_decoded_again_not_served_from_the_cache(tmp_path: Path) -> None:
+    """The decoded-data cache was keyed by folder times only: an image rewritten in place kept its old pixels."""
+    from PIL import Image
+
+    from senet.data import load_source
+
+    root = tmp_path / "data"
+    for k, cls in enumerate(("a", "b")):
+        (root / "train" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (32, 32), (40 * k, 10 * i, 0)).save(root / "train" / cls / f"{i}.png")
+    first = load_source(f"folder:{root}", "train", tmp_path / "cache")
+    target = root / "train" / "a" / "1.png"
+    folder_time = (root / "train" / "a").stat().st_mtime_ns
+    Image.new("RGB", (32, 32), (250, 250, 250)).save(target)  # rewritten in place: the folder's time stays
+    os.utime(root / "train" / "a", ns=(folder_time, folder_time))
+    second = load_source(f"folder:{root}", "train", tmp_path / "cache")
+    position = second.names.index("train/a/1.png") if second.names else 1
+    assert int(second.images[position].float().mean()) == 250, "the edited image is decoded again"
+    assert not torch.equal(first.images, second.images)
