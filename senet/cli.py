@@ -397,6 +397,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{key:<16} {meta[key]}")
     if recorded(meta, "acc_tta_source"):
         print(f"{'':<16} ({scored_split(meta)}_acc_tta {recorded(meta, 'acc_tta_source')})")
+    prints = meta.get("data_fingerprint")
+    if isinstance(prints, dict) and prints:  # the data by its content (senet.data.fingerprint)
+        print(f"{'data by content':<16} " + ", ".join(f"{split} {str(value).removeprefix('sha256:')[:12]}"
+                                                     for split, value in sorted(prints.items())))
     if meta.get("external"):
         print("\n".join(_external_lines(model, meta)))
     return 0

@@ -310,3 +310,13 @@ def test_the_card_and_confusion_call_the_sample_a_subset_never_the_checkpoints_o
     no_exceptions(at)
     assert any("a subset of this checkpoint's own held-out val split" in c for c in texts(at, "caption"))
     assert not any("own held-out validation images of sample" in str(m.help) for m in at.metric)
+
+
+def test_senet_info_prints_the_data_fingerprints(capsys):
+    from conftest import call_cli
+    from senet.data import recorded_fingerprints
+
+    code, out, _ = call_cli(capsys, "info", "--checkpoint", str(SHIPPED[0]))
+    record = recorded_fingerprints(_meta(SHIPPED[0]))
+    line = next(row for row in out.splitlines() if row.startswith("data by content"))
+    assert code == 0 and f"val {record['val'].removeprefix('sha256:')[:12]}" in line, line
