@@ -17,6 +17,7 @@ def block_shift_figure(blocks: list[str], mean_abs: list[float], cosine: list[fl
              for b, m, c in zip(blocks, mean_abs, cosine)]
     fig = go.Figure(go.Bar(
         x=blocks, y=mean_abs, name="mean |gate change|", hovertext=hover, hoverinfo="text",
+        text=[f"{m:.3f}" for m in mean_abs], textposition="outside", cliponaxis=False,
         marker=dict(color=[ACCENT if b == followed else PALETTE[0] for b in blocks])))
     return _layout(fig, None, height=height, showlegend=False,
                    xaxis=dict(title="SE block (input side first)"),

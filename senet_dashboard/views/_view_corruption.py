@@ -84,9 +84,9 @@ def _images(ctx: PageContext, image: ChosenImage, shift: ImageShift) -> None:
     top = shift.clean.predicted
     before, after = float(shift.clean.probs[top]), float(shift.corrupted.probs[top])
     kept = "keeps" if shift.corrupted.predicted == top else "changes"
-    truth = "" if image.true_class is None else f" (true class {fmt.plain(ctx.classes[image.true_class])})"
-    st.caption(f"{image.caption}{truth}. The corruption {kept} the prediction; p({fmt.plain(ctx.classes[top])}) "
-               f"goes from {before:.1%} to {after:.1%}, {100 * (after - before):+.1f} percentage points.")
+    st.caption(f"{image.caption}. The corruption {kept} the prediction; p({fmt.plain(ctx.classes[top])}), the "
+               f"original's predicted class, goes from {before:.1%} to {after:.1%}, "
+               f"{100 * (after - before):+.1f} percentage points.")
 
 
 def _moved(shift: ImageShift, block: str) -> None:
@@ -98,6 +98,7 @@ def _moved(shift: ImageShift, block: str) -> None:
         if picked != st.session_state.get(Keys.CORR_LAST_ROW):
             st.session_state[Keys.CORR_LAST_ROW] = picked
             pick(block, picked[-1])
+            st.rerun()  # the address and the page's other parts follow the channel
     st.markdown(f"**The {len(rows)} channels of {block} whose gates move most**")
     number = st.column_config.NumberColumn
     st.dataframe([{"channel": r["channel"], "before": r["before"], "after": r["after"], "change": r["change"]}
