@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -122,6 +123,17 @@ def app_environment(checkpoints: Path, runs: Path, data: str, data_dir: Path, **
         for k, v in values.items():
             mp.setenv(k, v)
         yield
+
+
+@contextlib.contextmanager
+def shipped_on_sample(tmp: Path, name: str = "se_resnet20") -> Iterator[dict]:
+    """A copy of shipped checkpoint ``name`` under ``tmp``, the dashboard's environment set to it over the bundled
+    sample with caches of its own: {"checkpoint": its path, "cache": the data directory}."""
+    checkpoints = tmp / "checkpoints"
+    checkpoints.mkdir()
+    shutil.copy2(ROOT / "checkpoints" / f"{name}.pt", checkpoints / f"{name}.pt")
+    with app_environment(checkpoints, tmp / "runs", "sample", tmp / "cache"):
+        yield {"checkpoint": checkpoints / f"{name}.pt", "cache": tmp / "cache"}
 
 
 def open_app(page: str | None = None, *, query: dict | None = None, split: str = "val", timeout: float = 180):

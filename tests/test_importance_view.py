@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, app_environment, no_exceptions, open_app, texts
+from conftest import no_exceptions, open_app, shipped_on_sample, texts
 
 IMAGE = 7  # the sample's image the address opens
 
@@ -20,12 +19,8 @@ IMAGE = 7  # the sample's image the address opens
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """The shipped SE-ResNet-20, copied, over the bundled sample (500 val images), with caches of its own."""
-    tmp = tmp_path_factory.mktemp("importance_view")
-    checkpoints = tmp / "checkpoints"
-    checkpoints.mkdir()
-    shutil.copy2(ROOT / "checkpoints" / "se_resnet20.pt", checkpoints / "se_resnet20.pt")
-    with app_environment(checkpoints, tmp / "runs", "sample", tmp / "cache"):
-        yield {"checkpoint": checkpoints / "se_resnet20.pt", "cache": tmp / "cache"}
+    with shipped_on_sample(tmp_path_factory.mktemp("importance_view")) as env:
+        yield env
 
 
 def _loaded(env):
