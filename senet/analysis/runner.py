@@ -24,7 +24,9 @@ from torch import nn
 from ..data import TensorDataset, normalize
 from ..models import capture_gates, gate_overrides
 
-__all__ = ["SplitOutputs", "run_over_split", "predict", "to_probabilities", "view_probabilities"]
+__all__ = ["SplitOutputs", "run_over_split", "predict", "to_probabilities", "view_probabilities", "PIXELS_PER_BATCH"]
+
+PIXELS_PER_BATCH = 250 * 32 * 32  # a batch of images larger than CIFAR's holds at most this many pixels per channel
 
 
 def to_probabilities(output: torch.Tensor) -> torch.Tensor:
@@ -108,9 +110,13 @@ def run_over_split(model: nn.Module, data: TensorDataset, mean: tuple[float, ...
     ``positions`` picks images of the split (default: all, in order); under ``torchrun`` rank ``r`` of
     ``world_size`` takes the ``r``-th of ``world_size`` contiguous, near-equal slices of them, so per-rank
     sums add up to the whole. ``overrides`` replaces gates (see :func:`senet.gate_overrides`); ``capture``
-    records each SE block's gate per image (of the plain view). ``tta``: the level, see the module's docstring. ``progress(done, total)`` is called
+    records each SE block's gate per image (of the plain view). For images larger than
+    32x32 ``batch_size`` is capped by :data:`PIXELS_PER_BATCH` (at least 16 images): 224x224 photos go 16 at a time. ``tta``: the level, see the module's docstring. ``progress(done, total)`` is called
     after each batch. ``amp_dtype`` runs the forward passes under autocast (CUDA training).
     """
+    pixels = int(data.images.shape[-2] * data.images.shape[-1])
+    if pixels > 32 * 32:  # photos: a batch of CIFAR's size would take gigabytes
+        batch_size = min(batch_size, max(16, PIXELS_PER_BATCH // pixels))
     chosen = torch.arange(len(data)) if positions is None else torch.as_tensor(positions, dtype=torch.long)
     n = len(chosen)
     chosen = chosen[rank * n // world_size:(rank + 1) * n // world_size]

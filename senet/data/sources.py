@@ -136,7 +136,10 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _check_same_classes(path: Path) -> None:
-    """A folder's test split must have exactly the train split's classes (labels are folder positions)."""
+    """A folder's test split must have exactly the train split's classes (labels are folder positions), when
+    it has a train split: a folder of test photos alone (an ImageNet model's validation photos) is read as it is."""
+    if not (path / "train").is_dir():
+        return
     train = [d.name for d in _class_dirs(folder_root(path, "train"))]
     test = [d.name for d in _class_dirs(folder_root(path, "test"))]
     if train != test:

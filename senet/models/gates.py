@@ -7,12 +7,15 @@ activation submodule (:func:`gate_module`: ``gate``, torchvision's
 ``scale_activation``, timm's SENet ``sigmoid``). A forward hook on it reads the
 gate without changing the output; a hook that returns a tensor replaces the
 gate, which is how :func:`gate_overrides` switches SE off or substitutes a
-profile. The project's blocks are named readably (``stage2.block2``), those of
-other libraries by their module path (``features.4.block.2``).
+profile. The project's blocks are named readably (``stage2.block2``); the SE blocks of another library's
+ResNet (timm's ``seresnet50``, ``legacy_seresnet50``, ...) as the SENet paper names them, ``SE_stage_block``
+(:func:`paper_names`: ``layer1.2`` is SE_2_3); other libraries' blocks by their module path
+(``features.4.block.2``).
 """
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import threading
 from typing import Iterator
@@ -22,7 +25,8 @@ from torch import nn
 
 from .se import ATTENTION_LAYERS
 
-__all__ = ["se_blocks", "excitations", "gate_overrides", "capture_gates", "block_name", "gate_module",
+__all__ = ["se_blocks", "excitations", "gate_overrides", "capture_gates", "block_name", "paper_names",
+           "module_paths", "gate_module",
            "block_channels", "block_reduction", "block_gate_range", "EXTERNAL_SE"]
 
 # Other libraries' SE modules: (module, class, the attribute holding the gate's activation, channels last).
@@ -115,13 +119,41 @@ def block_name(module_path: str, aliases: dict[str, str] | None = None) -> str:
     return ".".join(out) if out else "se"
 
 
-def se_blocks(model: nn.Module) -> dict[str, nn.Module]:
-    """The model's SE blocks, from input to output, keyed by readable name (the project's blocks) or by
-    module path (other libraries' SE modules)."""
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+_RESNET_SE_PATH = re.compile(r"layer([1-9])\.(\d+)\.(?:se|se_module)")  # an SE module inside a ResNet's residual block
+
+
+def paper_names(paths: list[str]) -> dict[str, str] | None:
+    """The SENet paper's names for the SE modules of a ResNet laid out as torchvision's (``layer1`` to
+    ``layer4``, one SE module per residual block): ``SE_stage_block``, with the paper's stages conv2 to conv5, so
+    ``layer1.2.se`` is SE_2_3 and ``layer4.2.se_module`` SE_5_3 (its Table 1 and Fig. 6 for SE-ResNet-50). None
+    when any path has another shape (the names would not be the paper's)."""
+    found = [_RESNET_SE_PATH.fullmatch(p) for p in paths]
+    if not paths or not all(found):
+        return None
+    return {p: f"SE_{int(m.group(1)) + 1}_{int(m.group(2)) + 1}" for p, m in zip(paths, found)}
+
+
+def _named_se_modules(model: nn.Module) -> dict[str, tuple[str, nn.Module]]:
+    """{name: (module path, module)} of the model's SE blocks, from input to output."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel (and a ClassSubset)
     aliases = getattr(model, "block_aliases", None)
-    return {(block_name(path, aliases) if isinstance(m, ATTENTION_LAYERS) else path): m
-            for path, m in model.named_modules() if _is_se(m)}
+    found = [(path, m) for path, m in model.named_modules() if _is_se(m)]
+    external = [path for path, m in found if not isinstance(m, ATTENTION_LAYERS)]
+    paper = paper_names(external) or {}
+    return {(block_name(path, aliases) if isinstance(m, ATTENTION_LAYERS) else paper.get(path, path)): (path, m)
+            for path, m in found}
+
+
+def se_blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's SE blocks, from input to output, keyed by readable name (the project's blocks), by the
+    paper's name (another library's ResNet, :func:`paper_names`) or by module path (other SE modules)."""
+    return {name: m for name, (_, m) in _named_se_modules(model).items()}
+
+
+def module_paths(model: nn.Module) -> dict[str, str]:
+    """Each SE block's name (as :func:`se_blocks` keys it) -> its module path in the model (``SE_2_3`` ->
+    ``layer1.2.se_module``), for pages that show both."""
+    return {name: path for name, (path, _) in _named_se_modules(model).items()}
 
 
 @contextlib.contextmanager

@@ -237,7 +237,7 @@ def data_available(spec: str | None = None) -> str | None:
         return None if SAMPLE_FILE.is_file() else f"sample: the bundled sample file {SAMPLE_FILE} is missing"
     if not path.is_dir():
         return f"folder:{path}: no such directory"
-    if not (path / "train").is_dir():
+    if not (path / "train").is_dir() and not (path / "test").is_dir():
         return f"folder:{path}: no 'train' folder (expected {path}/train/<class>/<image>)"
     return None
 
