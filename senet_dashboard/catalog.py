@@ -132,14 +132,13 @@ def external_entry(name: str) -> CheckpointEntry:
 
 
 def external_data_note(meta: dict, spec: str) -> str:
-    """Why split-wide views (class profiles, confusion, ablation over a split) are not offered for another
-    library's ImageNet model on ``spec``: one line."""
+    """Why split-wide views (class profiles, confusion, ablation over a split) need other data for another
+    library's ImageNet model than ``spec`` (not a photo folder): one line saying what they need."""
     _, h, w = meta.get("input_size", (3, 224, 224))
     return (f"{meta.get('model')} predicts {len(meta.get('classes', [])):,} ImageNet classes from {w}×{h} photos; "
-            "class profiles, confusion and split-wide ablation need labelled photos of some of those classes, "
-            "which the dashboard does not read yet (the data source here is read at 32×32). Uploaded photos work, "
-            f"and `senet evaluate --checkpoint {meta.get('model')} --data folder:PATH` judges the model on photos in "
-            "class folders named after its classes")
+            f"{spec} holds other classes, so class profiles, confusion and split-wide ablation need a data source "
+            "`folder:PATH` of photos in class folders named after some of its classes (`PATH/test/goldfish/` or "
+            "`PATH/test/n01443537/`, choose the split test; or `PATH/train/...`); uploaded photos work with any data")
 
 
 def default_entry(entries: list[CheckpointEntry]) -> CheckpointEntry | None:

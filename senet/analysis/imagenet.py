@@ -24,9 +24,10 @@ from torch import nn
 
 from ..checkpoint import Checkpoint
 from ..data import DataError, ImageError, TensorDataset, input_pixels, load_split, open_image, parse_spec
+from ..data.sources import folder_root
 
 __all__ = ["ClassSubset", "class_indices", "restrict_to", "external_split", "imagenet_wnids", "model_wnids",
-           "MAX_PHOTOS", "photo_bytes", "subset_names"]
+           "MAX_PHOTOS", "photo_bytes", "subset_names", "folder_classes"]
 
 MAX_PHOTOS = 2000  # photos of one split decoded at the model's input and held in memory
 WNIDS_FILE = Path(__file__).resolve().parents[1] / "data" / "imagenet-1k-wnids.txt"  # ImageNet-1k's order
@@ -39,10 +40,11 @@ def imagenet_wnids() -> tuple[str, ...]:
     return tuple(WNIDS_FILE.read_text().split())
 
 
-def model_wnids(checkpoint: Checkpoint) -> tuple[str, ...] | None:
-    """The WordNet id of each of the model's classes when it predicts ImageNet-1k's 1,000 classes, else None."""
-    dataset = str(checkpoint.card.get("weights_dataset") or "").lower().replace("_", "-")
-    if len(checkpoint.classes) == 1000 and dataset in ("imagenet-1k", "imagenet"):
+def model_wnids(classes: list[str], card: dict) -> tuple[str, ...] | None:
+    """The WordNet id of each of a model's ``classes`` when it predicts ImageNet-1k's 1,000 classes (its
+    ``card``, a checkpoint's metadata, says which weights' classes), else None."""
+    dataset = str(card.get("weights_dataset") or "").lower().replace("_", "-")
+    if len(classes) == 1000 and dataset in ("imagenet-1k", "imagenet"):
         return imagenet_wnids()
     return None
 
@@ -95,17 +97,33 @@ def class_indices(model_classes: list[str], folder_classes: list[str], label: st
 def restrict_to(checkpoint: Checkpoint, folder_classes: list[str]) -> Checkpoint:
     """The checkpoint judged among ``folder_classes`` only: a :class:`ClassSubset` of its model, those classes
     (as :func:`subset_names` names them)."""
-    indices = class_indices(list(checkpoint.classes), list(folder_classes), checkpoint.name, model_wnids(checkpoint))
+    indices = class_indices(list(checkpoint.classes), list(folder_classes), checkpoint.name,
+                            model_wnids(checkpoint.classes, checkpoint.card))
     names = subset_names(checkpoint, folder_classes, indices)
-    card = {**checkpoint.card, "class_subset": {"classes": names, "indices": indices, "of": len(checkpoint.classes)}}
+    card = {**checkpoint.card, "class_subset": {"classes": names, "folders": list(folder_classes),
+                                                "indices": indices, "of": len(checkpoint.classes)}}
     return Checkpoint(ClassSubset(checkpoint.model, indices).eval(), checkpoint.name, dict(checkpoint.options),
                       names, checkpoint.mean, checkpoint.std, checkpoint.input_size, card, checkpoint.path)
 
 
 def subset_names(checkpoint: Checkpoint, folder_classes: list[str], indices: list[int]) -> list[str]:
     """The folder's classes as pages and reports name them: a folder named by WordNet id as the model names the
-    class, with the id (``n01443537`` -> ``goldfish (n01443537)``); a folder named readably as it is."""
-    return [f"{checkpoint.classes[i]} ({c})" if _WNID.fullmatch(c) else c for c, i in zip(folder_classes, indices)]
+    class (``n01443537`` -> ``goldfish``; the card's ``class_subset`` keeps the folders' names); a folder named
+    readably as it is."""
+    return [checkpoint.classes[i] if _WNID.fullmatch(c) else c for c, i in zip(folder_classes, indices)]
+
+
+def folder_classes(spec: str, split: str) -> list[str]:
+    """The class folders of ``spec``'s part holding ``split`` (``PATH/test`` for test, else ``PATH/train``), by
+    name, without reading an image; DataError (one line) for a missing folder or part."""
+    kind, root = parse_spec(spec)
+    if kind != "folder":
+        raise DataError(f"{spec}: not a folder of photos (folder:PATH)")
+    part = folder_root(root, "test" if split == "test" else "train")
+    names = sorted(d.name for d in part.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not names:
+        raise DataError(f"{part}: no class subfolders (expected {part}/<class>/<image>)")
+    return names
 
 
 def external_split(checkpoint: Checkpoint, spec: str, split: str, data_dir: str | os.PathLike,

@@ -36,9 +36,14 @@ class PaperClass:
     wnid: str
 
     def matches(self, folder_class: str) -> bool:
-        """Whether a folder class (named readably, by WordNet id, or as ``goldfish (n01443537)``) is this one."""
-        text = folder_class.strip().lower().replace("_", " ").replace("-", " ")
-        return self.wnid in re.findall(r"n\d{8}", text) or text in (self.imagenet, self.paper)
+        """Whether a class (named readably, by WordNet id, or as ``goldfish n01443537``) is this one."""
+        text = _plain(folder_class)
+        return self.wnid in re.findall(r"n\d{8}", text) or text in (self.imagenet, self.paper) \
+            or text.startswith(f"{self.imagenet} n")
+
+
+def _plain(name: str) -> str:
+    return " ".join(name.strip().lower().replace("_", " ").replace("-", " ").split())
 
 
 # The paper says "plane"; ImageNet-1k's classes include airliner and warplane: airliner is taken (its commonest sense)
@@ -48,7 +53,8 @@ FIG7_CLASSES = (FIG6_CLASSES[0], FIG6_CLASSES[2])
 
 
 def paper_classes(folder_classes: list[str], wanted: tuple[PaperClass, ...] = FIG6_CLASSES) -> list[int]:
-    """The positions of the paper's classes among ``folder_classes``, in the paper's order (those present)."""
+    """The positions of the paper's classes among ``folder_classes`` (each a class's name, its folder's, or both
+    as ``"goldfish n01443537"``), in the paper's order (those present)."""
     found = []
     for paper_class in wanted:
         hits = [k for k, c in enumerate(folder_classes) if paper_class.matches(c)]
@@ -70,20 +76,20 @@ def resolve_blocks(asked: list[str] | None, blocks: list[str], default: tuple[st
     return list(dict.fromkeys(by_key[b.strip().lower()] for b in asked))
 
 
-def resolve_classes(asked: list[str] | None, classes: list[str],
-                    default: tuple[PaperClass, ...] = FIG6_CLASSES, most: int = 10) -> list[int]:
+def resolve_classes(asked: list[str] | None, classes: list[str], default: tuple[PaperClass, ...] = FIG6_CLASSES,
+                    most: int = 10, folders: list[str] | None = None) -> list[int]:
     """The classes to draw, as positions in ``classes``: ``asked`` (a class's name as the data names it, its
-    ImageNet name or WordNet id, or the paper's word), or the paper's ``default`` classes the data holds, or its
-    first ``most`` classes. ValueError (one line) naming a class the data lacks."""
+    class folder's name in ``folders`` such as a WordNet id, or the paper's word), or the paper's ``default``
+    classes the data holds, or its first ``most`` classes. ValueError (one line) naming a class the data lacks."""
+    named = [*zip(classes, folders or classes)]
+    both = [c if c == f else f"{c} {f}" for c, f in named]
     if not asked:
-        return paper_classes(classes, default) or list(range(min(most, len(classes))))
+        return paper_classes(both, default) or list(range(min(most, len(classes))))
     chosen = []
     for word in asked:
-        key = word.strip().lower().replace("_", " ").replace("-", " ")
-        hits = [k for k, c in enumerate(classes) if c.lower().replace("_", " ").replace("-", " ") == key]
-        hits = hits or [k for k, c in enumerate(classes)
-                        if PaperClass(key, key, key if re.fullmatch(r"n\d{8}", key) else "-").matches(c)]
-        hits = hits or paper_classes(classes, tuple(p for p in FIG6_CLASSES if key in (p.paper, p.imagenet, p.wnid)))
+        key = _plain(word)
+        hits = [k for k, (c, f) in enumerate(named) if key in (_plain(c), _plain(f))]
+        hits = hits or paper_classes(both, tuple(p for p in FIG6_CLASSES if key in (p.paper, p.imagenet, p.wnid)))
         if not hits:
             raise ValueError(f"class {word!r}: not among the data's {len(classes)} classes "
                              f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''})")

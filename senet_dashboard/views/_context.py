@@ -13,6 +13,7 @@ import streamlit as st
 
 from senet import CheckpointError
 from senet.checkpoint import Checkpoint
+from senet.analysis.imagenet import folder_classes, restrict_to
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._loaders import SidebarKeys
 
@@ -47,6 +48,20 @@ def _typed(path: str, stamp: float) -> Checkpoint:
     return Checkpoint.from_meta(*ui.load_entry(path))
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _among(path: str, stamp: float, classes: tuple[str, ...]) -> Checkpoint:
+    """Another library's ImageNet model judged among a photo folder's ``classes`` (its logits restricted)."""
+    return restrict_to(_typed(path, stamp), list(classes))
+
+
+def _checkpoint(path: str, stamp: float, meta: dict, spec: str, split: str) -> Checkpoint:
+    """The checkpoint the pages use: an ImageNet model on a photo folder of some of its classes is judged among
+    those classes (a k-way choice, as ``senet evaluate`` does), every page alike; otherwise as loaded."""
+    if meta.get("external") and ui.photo_reason(meta, spec, split) is None:
+        return _among(path, stamp, tuple(folder_classes(spec, split)))
+    return _typed(path, stamp)
+
+
 def page_context(show_error: bool = True) -> PageContext | None:
     """The sidebar's choice, or None after a message saying why there is none (no checkpoint, a broken one)."""
     path = ui.selected_path()
@@ -61,7 +76,8 @@ def page_context(show_error: bool = True) -> PageContext | None:
         if show_error:
             st.error(f"Cannot use this checkpoint: {str(exc).splitlines()[0]}", icon=":material/error:")
         return None
-    return PageContext(_typed(path, stamp), meta, path, stamp, ui.data_spec(), ui.split_choice())
+    spec, split = ui.data_spec(), ui.split_choice()
+    return PageContext(_checkpoint(path, stamp, meta, spec, split), meta, path, stamp, spec, split)
 
 
 def current_link() -> dict[str, str]:

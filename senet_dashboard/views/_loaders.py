@@ -22,6 +22,9 @@ from senet.recorded import scored_split
 from senet.data import (CIFAR_SOURCES, SAMPLE_FILE, TensorDataset, canonical_spec, cifar_complete, load_split,
                         parse_spec)
 from senet.analysis.evaluate import checkpoint_split_options, has_cached_evaluation
+from senet.analysis.imagenet import class_indices, external_split, folder_classes, model_wnids
+from senet.checkpoint import Checkpoint
+from senet_dashboard.views._progress import keep, run_with_progress, server_store
 from senet_dashboard.views._format import class_list, plain
 from senet_dashboard.demo import DEMO_ENV, DemoPolicy, images_within
 from senet_dashboard.launcher import list_run_rows
@@ -278,16 +281,72 @@ def load_data(split: str, meta: dict | None = None, spec: str | None = None) -> 
     if refusal:
         raise DataError(refusal)
     if meta and meta.get("external"):
-        raise DataError(external_data_note(meta, spec))
+        return photo_data(meta, spec, split)
     val_size, split_seed = checkpoint_split_options(meta or {})
     return _load_split(spec, split, str(settings().data_dir), val_size, split_seed, _source_stamp(spec),
                        download=not demo().enabled)  # a public demo downloads nothing, whatever the folder holds
 
 
+# --------------------------------------------------------------------------- an ImageNet model's photos
+PHOTOS_STOP = "decoding_photos"  # the name of its Stop (see _progress)
+
+
+def photo_reason(meta: dict, spec: str, split: str) -> str | None:
+    """None when another library's ImageNet model (``meta``) can be judged on ``split`` of ``spec``: a
+    ``folder:`` whose class folders are named after some of its classes (readably or by WordNet id); else one
+    line saying why not. Reads folder names only."""
+    try:
+        kind, _ = parse_spec(spec)
+    except DataError as exc:
+        return str(exc)
+    if kind != "folder":
+        return external_data_note(meta, spec)
+    reason = data_available(spec)
+    if reason:
+        return reason
+    try:
+        class_indices(list(meta["classes"]), folder_classes(spec, split), str(meta.get("model")),
+                      model_wnids(list(meta["classes"]), meta))
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def photo_data(meta: dict, spec: str, split: str) -> TensorDataset:
+    """The photos of ``split`` of a ``folder:`` for another library's ImageNet model: decoded once per server
+    at the model's input with its weights' resize, crop and interpolation (at most :data:`MAX_PHOTOS`, held in
+    memory; the last two kept), with progress and Stop; their classes as the restricted model names them.
+    Raises :class:`senet.DataError` with a one-line reason (also when stopped)."""
+    reason = photo_reason(meta, spec, split)
+    if reason:
+        raise DataError(reason)
+    _, path = parse_spec(spec)
+    part = path / ("test" if split == "test" else "train")
+    key = (model_key(meta["path"]), spec, split, part.stat().st_mtime)
+    if key in server_store("photos"):
+        return server_store("photos")[key]
+    checkpoint = Checkpoint.from_meta(*load_entry(meta["path"]))
+    val_size, split_seed = checkpoint_split_options(meta)
+    _, h, w = checkpoint.input_size
+    found = run_with_progress(PHOTOS_STOP, key, f"Decoding the {split} photos at {w}×{h}, as the model's weights "
+                              "prepare them", lambda report: external_split(
+                                  checkpoint, spec, split, settings().data_dir, val_size, split_seed,
+                                  progress=report)[1], unit="photos")
+    if found is None:
+        raise DataError(f"{spec}: decoding its {split} photos was stopped")
+    return keep("photos", key, found, max_entries=2)
+
+
 def get_data(split: str, meta: dict | None, what_still_works: str) -> TensorDataset | None:
     """:func:`load_data` or None after a message saying how to get data and what still works."""
-    if meta and meta.get("external"):  # an ImageNet model: the data sources hold other classes, at 32x32
-        st.info(f"{external_data_note(meta, data_spec())}.  \n{what_still_works}", icon=":material/info:")
+    if meta and meta.get("external"):  # an ImageNet model: photos of some of its classes, at its input size
+        reason = photo_reason(meta, data_spec(), split)
+        if reason is None:
+            try:
+                return load_data(split, meta)
+            except DataError as exc:
+                reason = str(exc)
+        st.info(f"{plain(reason, links_only=True)}.  \n{what_still_works}", icon=":material/info:")
         return None
     if split == "val" and meta and scored_split(meta) == "test":
         st.info("**No val split for this model:** it trained on every training image (validation size 0), so no "
@@ -326,14 +385,15 @@ def split_data_reason(meta: dict | None, spec: str | None = None) -> str | None:
     """None when split-wide work (class profiles, ablation over a split) can use the data source for this
     checkpoint, else a one-line reason: no data, or an ImageNet model whose classes the data does not hold."""
     if meta and meta.get("external"):
-        return external_data_note(meta, spec or data_spec())
+        return photo_reason(meta, spec or data_spec(), split_choice())
     return data_available(spec)
 
 
 def no_split_data_message(meta: dict | None, what_still_works: str) -> None:
     """:func:`no_data_message` for :func:`split_data_reason`: how to get data, or what an ImageNet model needs."""
     if meta and meta.get("external"):
-        st.info(f"{external_data_note(meta, data_spec())}.  \n{what_still_works}", icon=":material/info:")
+        reason = photo_reason(meta, data_spec(), split_choice()) or "no photos"
+        st.info(f"{plain(reason, links_only=True)}.  \n{what_still_works}", icon=":material/info:")
     else:
         no_data_message(data_available(), what_still_works)
 
