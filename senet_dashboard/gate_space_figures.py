@@ -79,18 +79,20 @@ def probe_figure(scores: list[ProbeScore], height: int = 300) -> go.Figure:
 
 
 def quantiles_figure(quantiles: np.ndarray, order: np.ndarray, title: str, gate_range: tuple[float, float],
-                     mean_all: np.ndarray | None = None, height: int = 300) -> go.Figure:
-    """One block's per-channel gate distribution for one class: the median (line) and the interquartile range
-    (band), channels in ``order``; ``mean_all``: the all-class mean, dashed."""
+                     mean_all: np.ndarray | None = None, height: int = 300,
+                     labels: tuple[str, str] = ("median", "25th–75th percentile"),
+                     sorted_by: str | None = "median") -> go.Figure:
+    """One block's per-channel gate distribution for one class: a line (``labels[0]``, the median) and a band
+    (``labels[1]``, the interquartile range) from ``quantiles`` (3, C): low, line, high; channels in ``order``
+    (``sorted_by`` names the line they are sorted by; None: index order); ``mean_all``: the all-class mean."""
     q1, med, q3 = (np.asarray(q)[order] for q in quantiles)
     x = np.arange(len(order))
     fig = _layout(go.Figure(), title, height, hovermode="closest")
     fig.add_scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([q3, q1[::-1]]), fill="toself",
-                    fillcolor="rgba(76,120,168,0.25)", line=dict(width=0), name="25th–75th percentile",
-                    hoverinfo="skip")
-    fig.add_scatter(x=x, y=med, mode="lines", name="median", line=dict(color=PALETTE[0], width=1.8),
+                    fillcolor="rgba(76,120,168,0.25)", line=dict(width=0), name=labels[1], hoverinfo="skip")
+    fig.add_scatter(x=x, y=med, mode="lines", name=labels[0], line=dict(color=PALETTE[0], width=1.8),
                     customdata=np.stack([order, q1, q3], axis=1),
-                    hovertemplate="channel %{customdata[0]}: median %{y:.3f}, quartiles %{customdata[1]:.3f}–"
+                    hovertemplate=f"channel %{{customdata[0]}}: {labels[0]} %{{y:.3f}}, band %{{customdata[1]:.3f}}–"
                                   "%{customdata[2]:.3f}<extra></extra>")
     if mean_all is not None:
         fig.add_scatter(x=x, y=np.asarray(mean_all)[order], mode="markers", name="all-class mean",
@@ -99,7 +101,10 @@ def quantiles_figure(quantiles: np.ndarray, order: np.ndarray, title: str, gate_
     if np.isfinite(high):
         fig.update_yaxes(range=[low - 0.02 * (high - low), high + 0.02 * (high - low)])
     fig.update_yaxes(title_text="gate")
-    fig.update_xaxes(title_text="channels, highest median first", showticklabels=False)
+    if sorted_by:
+        fig.update_xaxes(title_text=f"channels, highest {sorted_by} first", showticklabels=False)
+    else:
+        fig.update_xaxes(title_text="channel")
     return fig
 
 

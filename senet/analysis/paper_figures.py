@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .profiles import ClassProfiles
+from .saturation import class_mean_std, class_quantiles
 
 __all__ = ["AUTHORS_WEIGHTS", "FIG6_BLOCKS", "FIG7_BLOCKS", "PaperClass", "FIG6_CLASSES", "FIG7_CLASSES",
            "paper_classes", "resolve_blocks", "resolve_classes", "paper_figure_numbers", "weights_words"]
@@ -109,13 +110,12 @@ def paper_figure_numbers(profiles: ClassProfiles, blocks: list[str], classes: li
         gates = profiles._gates_of(block).astype(np.float64)
         per_class = {}
         for k in classes:
-            g = gates[labels == k]
-            if not len(g):
+            if not (labels == k).any():
                 continue
-            q25, median, q75 = np.percentile(g, [25, 50, 75], axis=0)
-            per_class[profiles.classes[k]] = {
-                "mean": g.mean(0).tolist(), "std": (g.std(0, ddof=1) if len(g) > 1 else np.zeros(g.shape[1])).tolist(),
-                "median": median.tolist(), "q25": q25.tolist(), "q75": q75.tolist()}
+            mean, std = class_mean_std(profiles, block, k)
+            q25, median, q75 = class_quantiles(profiles, block, k)
+            per_class[profiles.classes[k]] = {"mean": mean.tolist(), "std": std.tolist(), "median": median.tolist(),
+                                              "q25": q25.tolist(), "q75": q75.tolist()}
         out["blocks"][block] = {"channels": int(gates.shape[1]), "all": gates.mean(0).tolist(), "classes": per_class}
     return out
 

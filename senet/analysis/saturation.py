@@ -1,7 +1,8 @@
 """Spread and saturation of the gates (the SENet paper's Fig. 7 and its remark on the last stage).
 
 * :func:`class_quantiles`: for one block and one class, each channel's gate distribution over the class's
-  sampled images: the median and the quartiles, not only the mean.
+  sampled images: the median and the quartiles, not only the mean; :func:`class_mean_std` the paper's mean and
+  standard deviation.
 * :func:`saturation`: per block, the share of gates (over images and channels) near the bottom and the top of
   the gate's range, its spread across images, and flags for blocks whose gates are nearly constant, mostly
   saturated, or close to identity (nearly every gate near 1: the paper found its last SE block so, and
@@ -20,6 +21,7 @@ from .ablation import GateAblation
 from .profiles import CONSTANT_GATE_SPREAD, ClassProfiles
 
 __all__ = ["NEAR", "SATURATED_SHARE", "IDENTITY_SHARE", "CHEAP_REMOVAL_PTS", "BlockSaturation", "class_quantiles",
+           "class_mean_std",
            "saturation", "removal_verdicts"]
 
 NEAR = 0.05  # a gate within this distance of an end of its range counts as saturated there
@@ -38,6 +40,20 @@ def class_quantiles(profiles: ClassProfiles, block: str, cls: int) -> np.ndarray
         name = profiles.classes[cls] if 0 <= cls < len(profiles.classes) else cls
         raise ValueError(f"no sampled images of class {name!r}")
     return np.percentile(gates[members], [25, 50, 75], axis=0)
+
+
+def class_mean_std(profiles: ClassProfiles, block: str, cls: int) -> np.ndarray:
+    """(2, C): each channel's mean gate over the sampled images of class ``cls`` and its standard deviation
+    across them (n - 1 in the denominator; 0 for one image): the paper's Fig. 7.
+
+    Raises ``KeyError`` for an unknown block and ``ValueError`` for a class without sampled images."""
+    gates = profiles._gates_of(block).astype(np.float64)
+    members = np.asarray(profiles.labels) == cls
+    if not members.any():
+        name = profiles.classes[cls] if 0 <= cls < len(profiles.classes) else cls
+        raise ValueError(f"no sampled images of class {name!r}")
+    g = gates[members]
+    return np.stack([g.mean(0), g.std(0, ddof=1) if len(g) > 1 else np.zeros(g.shape[1])])
 
 
 @dataclass

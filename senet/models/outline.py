@@ -37,13 +37,16 @@ def network_outline(model: nn.Module) -> list[OutlineBlock]:
     return blocks
 
 
-def gate_position(model_name: str, options: dict) -> str:
+def gate_position(model_name: str, options: dict, block: str = "", module_path: str = "") -> str:
     """Where the gate acts, in words: from the model's ``se_position`` option (the project's ResNets), the
-    AirNet's conv groups, or the module path (other libraries' models)."""
+    AirNet's conv groups, or (other libraries' models) the ``module_path`` of ``block``."""
     if "airnet" in model_name:
         return "at the end of its conv group (conv, pool, BN, GELU, conv, BN, GELU), scaling the group's output"
     if model_name.startswith("seed"):
         return "in each residual block as the seed blog post places it (see the model card for its gate)"
     if "resnet" in model_name and ":" not in model_name:
         return POSITIONS.get(str(options.get("se_position", "standard")), POSITIONS["standard"])
+    if module_path and block != module_path:  # a ResNet's block, named as the SENet paper names it
+        return (f"where the library's ResNet applies its SE module `{module_path}`, named as the SENet paper names "
+                "it (SE_stage_block: stages conv2 to conv5, blocks from 1)")
     return "where the library's model applies its SE module (named by its module path)"

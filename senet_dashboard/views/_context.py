@@ -38,6 +38,12 @@ class PageContext:
         return self.checkpoint.classes
 
     @property
+    def card_folders(self) -> list[str] | None:
+        """The class folders' names behind :attr:`classes` for an ImageNet model judged among a photo folder's
+        classes (``n01443537`` behind ``goldfish``), else None."""
+        return (self.checkpoint.card.get("class_subset") or {}).get("folders")
+
+    @property
     def key(self) -> tuple:
         """What identifies a result computed over this context's data: checkpoint, its stamp, data, split."""
         return (self.path, self.stamp, self.spec, self.split)

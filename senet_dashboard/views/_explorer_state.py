@@ -42,6 +42,9 @@ class Keys:
     SPLIT_REQUESTED: Final = "exc_split_requested"
     SPLIT_RESULTS: Final = "exc_split_results"
     SPREAD_CLASS: Final = "exc_spread_class"
+    PAPER_FIG6: Final = "exc_paper_fig6"  # the Classes view draws the paper's Fig. 6 (its blocks and classes)
+    PAPER_FIG7: Final = "exc_paper_fig7"  # the Spread view draws the paper's Fig. 7 (its two blocks)
+    SPREAD_STATISTIC: Final = "exc_spread_statistic"  # median and quartiles, or the paper's mean and std
     # long work's names for its Stop and Run again buttons (see _progress)
     PROFILING: Final = "exc_profiling"
     RESPONDING: Final = "exc_responding"
@@ -75,6 +78,8 @@ class Keys:
     SPLITS: Final = "exc_splits"
     SPLITS_MAP: Final = "exc_splits_map"
     SPREAD_ABLATE: Final = "exc_spread_ablate"
+    FIG6_BUTTON: Final = "exc_fig6_button"
+    FIG7_BUTTON: Final = "exc_fig7_button"
     UNUSUAL: Final = "exc_unusual"
     UNUSUAL_CHANNELS: Final = "exc_unusual_channels"
     GALLERY_MORE: Final = "gallery_more"

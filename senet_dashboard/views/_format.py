@@ -114,3 +114,14 @@ def strip(images: list[torch.Tensor | np.ndarray], scale: int = 3, gap: int = 4)
         out.paste(t, (x, 0))
         x += t.width + gap
     return out
+
+
+def subset_note(card: dict) -> str | None:
+    """For another library's ImageNet model judged among a photo folder's classes (its ``class_subset``): what
+    its probabilities and accuracy mean, in one sentence; None for any other checkpoint."""
+    subset = card.get("class_subset")
+    if not subset:
+        return None
+    k = len(subset["classes"])
+    return (f"Among the data's {k} classes: the model's {subset['of']:,} ImageNet logits restricted to them, so "
+            f"each prediction is a {k}-way choice (not ImageNet top-1 or top-5)")

@@ -19,8 +19,9 @@ from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_cache import any_ablation
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, switch_view
 from senet_dashboard.views._view_split import GATE_OFF_CAVEAT, request_ablation
-from senet.analysis.saturation import IDENTITY_SHARE, NEAR, SATURATED_SHARE, class_quantiles, removal_verdicts, \
-    saturation
+from senet.analysis.paper_figures import FIG7_BLOCKS, FIG7_CLASSES, paper_classes, resolve_blocks, weights_words
+from senet.analysis.saturation import IDENTITY_SHARE, NEAR, SATURATED_SHARE, class_mean_std, class_quantiles, \
+    removal_verdicts, saturation
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -100,6 +101,20 @@ def _verdict_lines(rows, ablation: GateAblation | None) -> list[str]:
     return [f"- **{b}**: {v}" for b, v in verdicts.items()]
 
 
+MEDIAN_QUARTILES, MEAN_STD = "Median and quartiles", "Mean ± std (the paper's)"
+
+
+def draw_paper_fig7(on: bool, classes: list[str], folders: list[str] | None) -> None:
+    """The Fig. 7 button: the paper's two blocks, mean and std, and its class the data holds (else as chosen)."""
+    st.session_state[Keys.PAPER_FIG7] = on
+    if on:
+        st.session_state[Keys.SPREAD_STATISTIC] = MEAN_STD
+        found = paper_classes([c if c == f else f"{c} {f}" for c, f in zip(classes, folders or classes)],
+                              FIG7_CLASSES)
+        if found:
+            st.session_state[Keys.SPREAD_CLASS] = found[0]
+
+
 @st.fragment
 def spread_view(ctx: PageContext, image: ChosenImage, result: Explanation, profiles: ClassProfiles) -> None:
     """The paper's Fig. 7 for the diagram's block and a class, and every block's saturation."""
@@ -107,21 +122,50 @@ def spread_view(ctx: PageContext, image: ChosenImage, result: Explanation, profi
     gate_ranges = {b: block_gate_range(m) for b, m in se_blocks(ctx.checkpoint.model).items()}
     ablation = any_ablation(ctx)
     default_class = image.true_class if image.true_class is not None else result.predicted
-    block = st.session_state[Keys.BLOCK]
-    c1, _ = st.columns([2, 5], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([2, 3, 2], vertical_alignment="bottom")
     if st.session_state.get(Keys.SPREAD_CLASS, default_class) >= len(classes):
         st.session_state[Keys.SPREAD_CLASS] = default_class
     cls = c1.selectbox("Class", range(len(classes)), index=default_class, format_func=classes.__getitem__,
                        key=Keys.SPREAD_CLASS)
-    quantiles = class_quantiles(profiles, block, cls)
-    order = np.argsort(-quantiles[1], kind="stable")
-    st.plotly_chart(quantiles_figure(quantiles, order, f"{block}: each channel's gate over the "
-                                     f"{int(profiles.counts[cls])} sampled {classes[cls]} images",
-                                     gate_ranges.get(block, (0.0, 1.0)), profiles.overall[block]),
-                    key=Keys.QUANTILES)
-    st.caption("The paper's Fig. 7 for this model: per channel, the median gate over the class's images (line) and "
-               "its interquartile range (band), channels by median. A narrow band means the class gets the same "
-               "re-weighting in every image; grey dots: each channel's mean over all classes.")
+    st.session_state.setdefault(Keys.SPREAD_STATISTIC, MEDIAN_QUARTILES)
+    statistic = c2.segmented_control("Per channel", [MEDIAN_QUARTILES, MEAN_STD], key=Keys.SPREAD_STATISTIC,
+                                     required=True)
+    paper = bool(st.session_state.get(Keys.PAPER_FIG7))
+    c3.button("Only the diagram's block" if paper else "The paper's Fig. 7", key=Keys.FIG7_BUTTON,
+              icon=":material/auto_stories:", on_click=draw_paper_fig7,
+              args=(not paper, classes, ctx.card_folders),
+              help="The paper's Fig. 7: each channel's mean gate and its standard deviation over one class's images, "
+                   "in channel order, at SE_5_2 and SE_5_3 (SE-ResNet-50's last two blocks, or this model's last two) "
+                   "for goldfish (or plane) when the data holds it.")
+    blocks = list(gate_ranges)
+    drawn = resolve_blocks(None, blocks, FIG7_BLOCKS) if paper else [st.session_state[Keys.BLOCK]]
+    if paper and set(FIG7_BLOCKS) - set(drawn):
+        drawn = blocks[-2:]  # not the paper's SE-ResNet-50: this model's last two blocks
+    n = int(profiles.counts[cls])
+    if paper:
+        st.caption(f"**The paper's Fig. 7**, {fmt.plain(weights_words(ctx.checkpoint.name, ctx.checkpoint.card))}: "
+                   f"{', '.join(drawn)}, channels in index order, over the {n} sampled {fmt.plain(classes[cls])} "
+                   "images; the paper draws goldfish and plane (ImageNet's airliner).")
+    columns = st.columns(len(drawn)) if len(drawn) > 1 else [st.container()]
+    for column, block in zip(columns, drawn):
+        if statistic == MEAN_STD:
+            mean, std = class_mean_std(profiles, block, cls)
+            bands, labels = np.stack([mean - std, mean, mean + std]), ("mean", "mean ± 1 std")
+        else:
+            bands, labels = class_quantiles(profiles, block, cls), ("median", "25th–75th percentile")
+        order = np.arange(bands.shape[1]) if paper else np.argsort(-bands[1], kind="stable")
+        title = f"{block}: {classes[cls]}, {n} images" if len(drawn) > 1 else \
+            f"{block}: each channel's gate over the {n} sampled {classes[cls]} images"
+        column.plotly_chart(quantiles_figure(bands, order, title, gate_ranges.get(block, (0.0, 1.0)),
+                                             None if paper else profiles.overall[block], labels=labels,
+                                             sorted_by=None if paper
+                                             else labels[0]),
+                            key=f"{Keys.QUANTILES}_{block}")
+    spread = ("mean gate over the class's images (line) and one standard deviation either side" if statistic == MEAN_STD
+              else "median gate over the class's images (line) and its interquartile range")
+    st.caption(f"Per channel, the {spread} (band), channels {'in index order' if paper else 'by ' + labels[0]}. A "
+               "narrow band means the class gets the same re-weighting in every image"
+               + ("." if paper else "; grey dots: each channel's mean over all classes."))
     rows = saturation(profiles, gate_ranges)
     left, right = st.columns([3, 2], vertical_alignment="top")
     left.plotly_chart(saturation_figure(rows), key=Keys.SATURATION)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from senet.analysis.explanation import Explanation
+from senet.models.gates import module_paths
 from senet.models.outline import OutlineBlock, gate_position, network_outline
 from senet_dashboard.svg_figures import network_svg
 from senet_dashboard.views._context import PageContext
@@ -28,9 +29,11 @@ def network_section(ctx: PageContext, result: Explanation) -> OutlineBlock:
     st.pills("SE block", names, key=Keys.BLOCK, required=True, label_visibility="collapsed",
              format_func=_short, help="The block every view follows; its cell is outlined in red above.")
     block = next(b for b in outline if b.name == st.session_state[Keys.BLOCK])
+    paths = module_paths(ctx.checkpoint.model)
     st.caption(f"**{block.name}**: squeeze (mean over H×W) → FC {block.channels}→{block.hidden} → ReLU → FC "
                f"{block.hidden}→{block.channels} → gate, which scales the {block.channels} channels "
-               f"{gate_position(ctx.checkpoint.name, ctx.checkpoint.options)}. Cell colour: this image's mean gate "
+               f"{gate_position(ctx.checkpoint.name, ctx.checkpoint.options, block.name, paths.get(block.name, ''))}"
+               ". Cell colour: this image's mean gate "
                f"(0 dark, 1 yellow); hover a cell for its figures.")
     return block
 

@@ -158,7 +158,7 @@ def _metrics(ctx: PageContext, info: dict, tta: bool, match: DataMatch) -> None:
                 help=f"Macro precision {fmt.pct(info['macro']['precision'])}, macro recall "
                      f"{fmt.pct(info['macro']['recall'])} (recomputed now, {how}).")
     m[3].metric("Images", f"{info['n']:,}", help=f"The {split} split of {ctx.spec}, {how}")
-    st.caption(f"Data: {match.note}.")
+    st.caption(f"Data: {match.note}." + (f" {note}." if (note := fmt.subset_note(ctx.checkpoint.card)) else ""))
 
 
 def _cell_from_point(point: dict, classes: list[str]) -> tuple[int, int] | None:

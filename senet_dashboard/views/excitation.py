@@ -74,7 +74,8 @@ def _answer(ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
     right.markdown(f"Predicted **{fmt.plain(classes[pred])}** ({result.probs[pred]:.1%}) {verdict}")
     top = result.top(5)
     right.image(topk_svg(top), width="content",
-                caption="Top 5, softmax probability: " + " · ".join(f"{fmt.plain(name)} {p:.1%}" for name, p in top))
+                caption="Top 5, softmax probability: " + " · ".join(f"{fmt.plain(name)} {p:.1%}" for name, p in top)
+                + (f". {note}." if (note := fmt.subset_note(ctx.checkpoint.card)) else ""))
 
 
 def _view(view: str, ctx: PageContext, image: ChosenImage, result: Explanation) -> None:
