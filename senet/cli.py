@@ -353,6 +353,147 @@ def _importance_table(args: argparse.Namespace, result) -> None:
             print(f"{b.block:>16}  {label}: {cells}")
 
 
+MAX_PROFILE_IMAGES = 1000  # the most --per-class of senet profiles takes
+
+
+def _add_profiles(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profiles", help="the SENet paper's Fig. 6 (each channel's mean gate per class) and Fig. 7 "
+                       "(with its standard deviation over a class's images) for any model and data")
+    p.add_argument("--checkpoint", required=True, help="a senet checkpoint, or an ImageNet model such as "
+                   "timm:legacy_seresnet50 (the SENet authors' SE-ResNet-50 weights) on folder:PATH photos")
+    p.add_argument("--data", default=os.environ.get("SENET_DATA", "cifar10"), help=DATA_HELP)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--blocks", nargs="+", metavar="B", help="SE blocks to draw (default: the paper's when the model "
+                   "has them: SE_2_3 ... SE_5_3 for Fig. 6, SE_5_2 SE_5_3 for Fig. 7; else every block)")
+    p.add_argument("--classes", nargs="+", metavar="C", help="classes to draw, by name or WordNet id (default: the "
+                   "paper's the data holds: goldfish, pug, plane (airliner), cliff; else the first 10 / the first)")
+    p.add_argument("--per-class", type=int, default=50,
+                   help=f"images of each class in the sample (1 to {MAX_PROFILE_IMAGES}; default 50)")
+    p.add_argument("--figure", type=int, default=6, choices=(6, 7), help="6: mean gate per class and over all "
+                   "images; 7: one class's mean gate with its standard deviation (default 6)")
+    p.add_argument("--out", metavar="FILE", help="write the figure: FILE.png (150 dpi), .svg or .pdf")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _check_figure_out(out: str | None) -> None:
+    """Refuse an --out that cannot be written, before anything is computed."""
+    from .analysis.paper_plot import figure_format
+    from .files import check_replaceable
+
+    if out is None:
+        return
+    path = Path(out)
+    try:
+        figure_format(path)
+    except ValueError as exc:
+        raise UsageError(f"--out {exc}") from None
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: no directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write in {parent} (permission denied)")
+    try:
+        check_replaceable(path)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: {exc.strerror or exc}") from None
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from .analysis.evaluate import checkpoint_and_split
+    from .analysis.paper_figures import (FIG6_BLOCKS, FIG6_CLASSES, FIG7_BLOCKS, FIG7_CLASSES, paper_figure_numbers,
+                                         resolve_blocks, resolve_classes, weights_words)
+    from .analysis.profiles import class_profiles
+    from .checkpoint import CheckpointError
+    from .data import DEFAULT_DATA_DIR, DataError
+    from .models import se_blocks
+    from .models.gates import block_gate_range
+
+    if not 1 <= args.per_class <= MAX_PROFILE_IMAGES:
+        raise UsageError(f"--per-class {args.per_class}: must be 1 to {MAX_PROFILE_IMAGES}")
+    _check_figure_out(args.out)
+    try:
+        checkpoint, data = checkpoint_and_split(args.checkpoint, args.data, args.split,
+                                                args.data_dir or DEFAULT_DATA_DIR)
+    except (CheckpointError, DataError) as exc:
+        raise UsageError(_with_split_flag(exc)) from None
+    modules = se_blocks(checkpoint.model)
+    if not modules:
+        raise UsageError(f"{args.checkpoint}: the model has no SE blocks: there is no gate to draw")
+    fig6 = args.figure == 6
+    try:
+        blocks = resolve_blocks(args.blocks, list(modules), FIG6_BLOCKS if fig6 else FIG7_BLOCKS)
+    except ValueError as exc:
+        raise UsageError(f"--blocks: {exc}") from None
+    try:
+        folders = (checkpoint.card.get("class_subset") or {}).get("folders")  # an ImageNet model: WordNet ids
+        classes = resolve_classes(args.classes, list(data.classes), FIG6_CLASSES if fig6 else FIG7_CLASSES,
+                                  most=10 if fig6 else 1, folders=folders)
+    except ValueError as exc:
+        raise UsageError(f"--classes: {exc}") from None
+    profiles = class_profiles(checkpoint, data, per_class=args.per_class, progress=_stderr_progress("profiles"))
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    numbers = paper_figure_numbers(profiles, blocks, classes)
+    ranges = {b: block_gate_range(modules[b]) for b in blocks}
+    weights = weights_words(checkpoint.name, checkpoint.card)
+    if args.out:
+        _write_profiles_figure(args, numbers, weights, ranges)
+    if args.json:
+        print(json.dumps(_finite(dict(checkpoint=args.checkpoint, weights=weights, data=args.data, split=args.split,
+                                      figure=args.figure, per_class=args.per_class, out=args.out,
+                                      gate_ranges={b: list(r) for b, r in ranges.items()}, **numbers))))
+    elif not args.out:
+        _profiles_table(args, numbers, weights)
+    return 0
+
+
+def _write_profiles_figure(args: argparse.Namespace, numbers: dict, weights: str, ranges: dict) -> None:
+    from .analysis.paper_plot import paper_figure, write_paper_figure
+
+    fig = paper_figure(numbers, args.figure, weights=weights, data=args.data, split=args.split,
+                       per_class=args.per_class, gate_ranges=ranges)
+    try:
+        write_paper_figure(args.out, fig)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: {exc.strerror or exc}") from None
+    what = ("each channel's mean gate per class and over all images" if args.figure == 6 else
+            "each channel's mean gate with its standard deviation over a class's images")
+    line = (f"{args.out}: Fig. {args.figure} of {args.checkpoint} on {args.data} [{args.split}]: {what}; blocks "
+            f"{', '.join(numbers['blocks'])}; classes {', '.join(numbers['classes'])}; {numbers['all_images']} "
+            "images sampled")
+    print(line, file=sys.stderr if args.json else sys.stdout)
+
+
+def _profiles_table(args: argparse.Namespace, numbers: dict, weights: str) -> None:
+    """``senet profiles``'s text: per block, each class's mean gate over the channels (Fig. 7: with the channels'
+    mean standard deviation over the class's images), and the all-image line."""
+    classes = numbers["classes"]
+    fig7 = args.figure == 7
+    print(f"{args.checkpoint} on {args.data} [{args.split}, up to {args.per_class} images per class, "
+          f"{numbers['all_images']} images of {len(numbers['all_classes'])} classes]: Fig. {args.figure}")
+    print(f"weights: {weights}")
+    print("each cell: a class's mean gate averaged over the block's channels"
+          + (" \u00b1 the channels' mean standard deviation over its images" if fig7 else "")
+          + "; all: the mean over every sampled image of the data's classes; images per class: "
+          + ", ".join(f"{c} {n}" for c, n in numbers["images_per_class"].items()))
+    widths = [max(len(c), 14 if fig7 else 6) for c in classes]
+    print(f"{'block':>16} {'channels':>8} " + " ".join(f"{c:>{w}}" for c, w in zip(classes, widths))
+          + f" {'all':>6}")
+    for block, entry in numbers["blocks"].items():
+        cells = []
+        for c, w in zip(classes, widths):
+            stats = entry["classes"].get(c)
+            if stats is None:
+                cells.append(f"{'-':>{w}}")
+                continue
+            mean = sum(stats["mean"]) / len(stats["mean"])
+            cell = f"{mean:.3f} \u00b1 {sum(stats['std']) / len(stats['std']):.3f}" if fig7 else f"{mean:.3f}"
+            cells.append(f"{cell:>{w}}")
+        print(f"{block:>16} {entry['channels']:>8} " + " ".join(cells)
+              + f" {sum(entry['all']) / len(entry['all']):>6.3f}")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load_checkpoint, load_external_model
     from .models import create_model, list_models, model_info
@@ -953,6 +1094,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "saved before the final epoch by an older trainer), measure it on its validation split of DATA")
     p.add_argument("--data-dir", default=None)
     _add_importance(sub)
+    _add_profiles(sub)
     _add_robustness(sub)
     _add_import(sub)
     _add_dashboard(sub)
@@ -966,7 +1108,8 @@ def main(argv: list[str] | None = None, train_callbacks: tuple = ()) -> int:
     if getattr(args, "data_dir", None) is None and args.command in ("evaluate", "ablate", "export"):
         from .data import DEFAULT_DATA_DIR
         args.data_dir = DEFAULT_DATA_DIR
-    handler = {"train": lambda a: cmd_train(a, train_callbacks), "study": cmd_study, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "importance": cmd_importance, "info": cmd_info,
+    handler = {"train": lambda a: cmd_train(a, train_callbacks), "study": cmd_study, "evaluate": cmd_evaluate, "ablate": cmd_ablate, "importance": cmd_importance,
+               "profiles": cmd_profiles, "info": cmd_info,
                "excite": cmd_excite, "robustness": cmd_robustness, "export": cmd_export, "import": cmd_import,
                "dashboard": cmd_dashboard}[args.command]
     try:
