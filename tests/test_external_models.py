@@ -16,7 +16,7 @@ from torch import nn
 
 from senet import CheckpointError, excitations, gate_overrides, open_checkpoint, preprocess, se_blocks
 from senet.data import input_pixels
-from senet.models.gates import block_channels, block_gate_range, block_reduction, gate_module
+from senet.models.gates import block_channels, block_gate_range, block_reduction, gate_module, module_paths, paper_names
 
 SMALL_INPUT = (1, 3, 64, 64)  # the gates need no 224x224 input: keeps these tests fast
 
@@ -52,16 +52,19 @@ def no_downloads(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("name, se_types", FAMILIES, ids=[f[0].split("@")[0] for f in FAMILIES])
-def test_gates_of_every_se_module_are_found_named_by_path_and_in_range(name, se_types):
+def test_gates_of_every_se_module_are_found_named_and_in_range(name, se_types):
     ckpt = open_checkpoint(name)
     types = se_types()
-    expected = [path for path, m in ckpt.model.named_modules() if isinstance(m, types)]
+    paths = [path for path, m in ckpt.model.named_modules() if isinstance(m, types)]
     blocks = se_blocks(ckpt.model)
-    assert expected and list(blocks) == expected, "every SE module, in order, named by its module path"
+    named = module_paths(ckpt.model)
+    assert paths and list(named.values()) == paths, "every SE module, in order"
+    resnet = paths[0].startswith("layer")  # a ResNet's blocks: the paper's names, SE_stage_block
+    assert list(blocks) == (list(paper_names(paths).values()) if resnet else paths), "named by the paper or by path"
     modules = dict(ckpt.model.named_modules())
-    assert all(modules[n] is b for n, b in blocks.items())
+    assert all(modules[named[n]] is b for n, b in blocks.items())
     gates = excitations(ckpt.model, torch.rand(2, *SMALL_INPUT[1:]))
-    assert list(gates) == expected
+    assert list(gates) == list(blocks)
     for n, g in gates.items():
         low, high = block_gate_range(blocks[n])
         assert g.shape == (2, block_channels(blocks[n])), n
