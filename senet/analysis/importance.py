@@ -38,6 +38,7 @@ from ..models.gates import _channels_last, block_channels, gate_module
 from ..progress import Progress
 from .explanation import HOOK_LOCK
 from .profiles import sample_per_class
+from .runner import batch_for
 
 __all__ = ["ImageImportance", "Agreement", "Disagreement", "BlockImportance", "GateImportance", "exact_importance",
            "first_order_importance", "image_importance", "gate_importance", "spearman", "rank_average",
@@ -161,6 +162,7 @@ def exact_importance(model: nn.Module, image: torch.Tensor, target: int, block: 
     if len(chosen) and not (0 <= int(chosen.min()) and int(chosen.max()) < width):
         raise ValueError(f"channels of {block!r} must be 0 to {width - 1}")
     image = image.to(next(model.parameters()).device)
+    batch_size = batch_for(batch_size, image.shape[-2:])
     target_t = torch.tensor([target])
     with HOOK_LOCK, _eval_mode(model):
         base = float(_log_prob(model(image), target_t)[0])
@@ -412,6 +414,7 @@ def gate_importance(checkpoint: Checkpoint, data: TensorDataset, per_class: int 
     total, done = 3 * n + len(checks) * sum(len(c) for c in channels.values()), 0
     gates: dict[str, list[np.ndarray]] = {b: [] for b in names}
     imps: dict[str, list[np.ndarray]] = {b: [] for b in names}
+    batch_size = batch_for(batch_size, data.images.shape[-2:])
     for start in range(0, n, batch_size):
         idx = positions[start:start + batch_size]
         _, g, est = first_order_importance(model, normalize(data.images[idx], checkpoint.mean, checkpoint.std),

@@ -24,7 +24,7 @@ from torch import nn
 from ..data import TensorDataset, normalize
 from ..models import capture_gates, gate_overrides
 
-__all__ = ["SplitOutputs", "run_over_split", "predict", "to_probabilities", "view_probabilities", "PIXELS_PER_BATCH"]
+__all__ = ["SplitOutputs", "run_over_split", "predict", "to_probabilities", "view_probabilities", "PIXELS_PER_BATCH", "batch_for"]
 
 PIXELS_PER_BATCH = 250 * 32 * 32  # a batch of images larger than CIFAR's holds at most this many pixels per channel
 
@@ -71,6 +71,13 @@ def predict(model: nn.Module, batch: torch.Tensor, tta: int | bool = 0) -> torch
     return probs.cpu()
 
 
+def batch_for(batch_size: int, size: tuple[int, int] | torch.Size) -> int:
+    """``batch_size`` for images of ``size`` (H, W): as it is up to 32x32; for photos capped by
+    :data:`PIXELS_PER_BATCH` (at least 16 images), since a batch of CIFAR's size would take gigabytes."""
+    pixels = int(size[0]) * int(size[1])
+    return batch_size if pixels <= 32 * 32 else min(batch_size, max(16, PIXELS_PER_BATCH // pixels))
+
+
 @dataclass
 class SplitOutputs:
     """What :func:`run_over_split` returns for the images it ran: probabilities (N, K) float32, labels (N,),
@@ -110,13 +117,11 @@ def run_over_split(model: nn.Module, data: TensorDataset, mean: tuple[float, ...
     ``positions`` picks images of the split (default: all, in order); under ``torchrun`` rank ``r`` of
     ``world_size`` takes the ``r``-th of ``world_size`` contiguous, near-equal slices of them, so per-rank
     sums add up to the whole. ``overrides`` replaces gates (see :func:`senet.gate_overrides`); ``capture``
-    records each SE block's gate per image (of the plain view). For images larger than
-    32x32 ``batch_size`` is capped by :data:`PIXELS_PER_BATCH` (at least 16 images): 224x224 photos go 16 at a time. ``tta``: the level, see the module's docstring. ``progress(done, total)`` is called
+    records each SE block's gate per image (of the plain view). ``batch_size`` is capped
+    for photos (:func:`batch_for`): 224x224 photos go 16 at a time. ``tta``: the level, see the module's docstring. ``progress(done, total)`` is called
     after each batch. ``amp_dtype`` runs the forward passes under autocast (CUDA training).
     """
-    pixels = int(data.images.shape[-2] * data.images.shape[-1])
-    if pixels > 32 * 32:  # photos: a batch of CIFAR's size would take gigabytes
-        batch_size = min(batch_size, max(16, PIXELS_PER_BATCH // pixels))
+    batch_size = batch_for(batch_size, data.images.shape[-2:])
     chosen = torch.arange(len(data)) if positions is None else torch.as_tensor(positions, dtype=torch.long)
     n = len(chosen)
     chosen = chosen[rank * n // world_size:(rank + 1) * n // world_size]

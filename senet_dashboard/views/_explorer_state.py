@@ -90,6 +90,8 @@ class Keys:
     IMP_LAST_POINT: Final = "exc_imp_last_point"
     IMP_PICK: Final = "exc_imp_pick"
     IMP_SHOW: Final = "exc_imp_show"
+    IMP_IMAGE_RUN: Final = "exc_imp_image_run"  # the button that ablates a photo's block (minutes, so on request)
+    IMP_IMAGE_ASKED: Final = "exc_imp_image_asked"  # the ablation of one image asked for by that button
     IMP_ABLATING: Final = "exc_imp_ablating"  # long work's names (see _progress)
     IMP_ESTIMATING: Final = "exc_imp_estimating"
     # the Corruption view: its corruption, severity, chart, table of channels and the last row it followed

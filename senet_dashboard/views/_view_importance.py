@@ -19,8 +19,8 @@ from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views import _progress as progress
 from senet_dashboard.views._context import PageContext
 from senet_dashboard.views._explorer_state import ChosenImage, Keys, follow, pick
-from senet_dashboard.views._importance_cache import (ablation_passes, estimate_passes, image_importance,
-                                                     kept_estimate, split_estimate, split_key)
+from senet_dashboard.views._importance_cache import (ONE_IMAGE, ablation_passes, estimate_passes, image_importance,
+                                                     image_key, kept_estimate, split_estimate, split_key)
 
 PER_CLASS_CHOICES = (10, 20, 50)  # images per class of the estimate over the split
 READING = ("Read the two correlations differently: against the signed importance, a positive ρ says a high gate "
@@ -41,12 +41,33 @@ def importance_view(ctx: PageContext, image: ChosenImage, result: Explanation,
                                  way_out="choose a block with fewer channels in the diagram above")
     if over:
         st.caption(f":material/block: {over}")
-    else:
+    elif _asked_for(ctx, image, block, target):
         found = image_importance(ctx, image, block, target)
         if found is not None:
             _image_figure(found, name, image.true_class is not None)
     st.subheader("Over a sample of the split")
     _over_split(ctx, block)
+
+
+def _asked_for(ctx: PageContext, image: ChosenImage, block: str, target: int) -> bool:
+    """Whether this image's ablation runs now: at once for CIFAR-sized images (a few seconds), on a click for
+    photos, where one forward pass per channel takes minutes (2,050 passes of SE-ResNet-50 at 224x224 for SE_5_3)."""
+    key = image_key(ctx, image, block, target)
+    h, w = image.pixels.shape[-2:]
+    if h * w <= 32 * 32 or key in progress.server_store(ONE_IMAGE) or st.session_state.get(Keys.IMP_IMAGE_ASKED) == key:
+        return True
+    passes = ablation_passes(ctx, block)
+    row = st.container(horizontal=True, vertical_alignment="center")
+    row.caption(f"Ablating {block}'s {passes - 2:,} channels on this image takes {passes:,} forward passes of a "
+                f"{w}×{h} image, which can take minutes on a CPU; a bar shows the time left, and Stop ends it.",
+                width="content")
+    row.button("Ablate", key=Keys.IMP_IMAGE_RUN, icon=":material/play_arrow:", on_click=_ask, args=(key,))
+    return False
+
+
+def _ask(key: tuple) -> None:
+    st.session_state[Keys.IMP_IMAGE_ASKED] = key
+    progress.forget_stop(Keys.IMP_ABLATING)
 
 
 def _point_clicked(block: str, width: int) -> None:
