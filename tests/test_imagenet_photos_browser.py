@@ -140,7 +140,9 @@ def chart_texts(page, chart: str, part: str) -> list[str]:
 
 
 def shoot(page, name: str, width: int) -> None:
-    """A full-page screenshot: Streamlit scrolls inside its main area, so the viewport is stretched to its height."""
+    """A full-page screenshot, the mouse off any button: Streamlit scrolls inside its main area, so the viewport is
+    stretched to that area's height (at most 12,000 px)."""
+    page.mouse.move(1, 1)  # no button's tooltip over the page
     height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": width, "height": max(HEIGHT, min(int(height), 12_000))})
     page.wait_for_timeout(800)  # plotly redraws on resize
