@@ -7,8 +7,8 @@ over the images of one class (goldfish and plane, :data:`FIG7_CLASSES`). :func:`
 numbers for any model whose blocks carry the paper's names (:func:`senet.models.gates.paper_names`) or any blocks
 asked for, on the classes of a photo folder, from :func:`senet.analysis.profiles.class_profiles`.
 
-The paper's weights are the authors' own: timm's ``legacy_seresnet50`` converts their Caffe release
-(:data:`AUTHORS_WEIGHTS`); timm's ``seresnet50`` was retrained by timm.
+The paper's weights are the authors' own: timm's ``legacy_seresnet50`` serves their Caffe release as converted to
+PyTorch by Cadene's pretrained-models (:data:`AUTHORS_WEIGHTS`); timm's ``seresnet50`` was retrained by timm.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .saturation import class_mean_std, class_quantiles
 __all__ = ["AUTHORS_WEIGHTS", "FIG6_BLOCKS", "FIG7_BLOCKS", "PaperClass", "FIG6_CLASSES", "FIG7_CLASSES",
            "paper_classes", "resolve_blocks", "resolve_classes", "paper_figure_numbers", "weights_words"]
 
-AUTHORS_WEIGHTS = "timm:legacy_seresnet50"  # the SENet authors' SE-ResNet-50 weights, converted by timm
+AUTHORS_WEIGHTS = "timm:legacy_seresnet50"  # the SENet authors' SE-ResNet-50 weights, as timm serves them
 FIG6_BLOCKS = ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3")
 FIG7_BLOCKS = ("SE_5_2", "SE_5_3")
 
@@ -127,8 +127,8 @@ def weights_words(name: str, card: dict) -> str:
     if state == "random" or name.endswith("@random"):
         return f"{name}: random weights (no pretrained weights loaded): the gates mean nothing"
     if card.get("architecture") == "legacy_seresnet50" and card.get("source") == "timm":
-        return (f"{name}: the SENet authors' own SE-ResNet-50 weights (their Caffe release, converted by timm as "
-                f"{card.get('weights') or 'legacy_seresnet50'})")
+        return (f"{name}: the SENet authors' own SE-ResNet-50 weights (their Caffe release converted to PyTorch by "
+                f"Cadene's pretrained-models, served by timm as {card.get('weights') or 'legacy_seresnet50.in1k'})")
     if card.get("source") == "timm" and card.get("architecture") == "seresnet50":
         return f"{name}: timm's retrained SE-ResNet-50 weights ({card.get('weights')}), not the authors'"
     return f"{name}: {card.get('weights_note') or 'weights as loaded'}"
