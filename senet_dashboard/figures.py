@@ -81,7 +81,9 @@ def line_figure(title: str, x_title: str, y_title: str, height: int = 300) -> go
 
 def _short_names(names: list[str]) -> list[str]:
     """Tick labels for many blocks: ``stage2.block3`` -> ``s2.b3`` (the full name stays in the hover)."""
-    return [n.replace("stage", "s").replace("block", "b") for n in names] if len(names) > 4 else list(names)
+    if len(names) <= 4:
+        return list(names)
+    return [re.sub(r"\bblock(\d+)", r"b\1", re.sub(r"\bstage(\d+)", r"s\1", n)) for n in names]
 
 
 def _placeholder(fig: go.Figure, message: str) -> go.Figure:
@@ -316,9 +318,8 @@ def profiles_figure(profiles: dict[str, np.ndarray], overall: dict[str, np.ndarr
                              customdata=channels, xaxis=xa, yaxis=ya, name="this image", legendgroup="image",
                              showlegend=i == 0, marker=dict(color="black", size=4),
                              hovertemplate=f"{hover}this image %{{y:.3f}}<extra></extra>"))
-    if order:
-        _axis_note(layout, order_label)
-    layout.update(height=height + (46 if order else 20), margin=dict(l=10, r=10, t=80, b=46 if order else 10),
+    _axis_note(layout, f"{order_label if order else 'channel index'} · y: mean gate")
+    layout.update(height=height + 46, margin=dict(l=10, r=10, t=80, b=46),
                   hovermode="x", legend=dict(orientation="h", yref="container", y=1, yanchor="top", xanchor="left",
                                              x=0))
     return go.Figure(data=data, layout=layout)
@@ -357,7 +358,8 @@ def profiles_heatmap_figure(profiles: dict[str, np.ndarray], overall: dict[str, 
                                        "<extra></extra>"))
         layout[f"yaxis{ya[1:]}"] = dict(domain=layout[f"yaxis{ya[1:]}"]["domain"], anchor=xa, autorange="reversed",
                                         type="category", tickfont=dict(size=10 if many else 11),
-                                        showticklabels=i % columns == 0)
+                                        showticklabels=i % columns == 0,
+                                        **({} if many else dict(tickmode="array", tickvals=rows, ticktext=rows)))
     _axis_note(layout, order_label if order else "channel")
     layout.update(height=height + 46, margin=dict(l=10, r=10, t=30, b=46), hovermode="closest",
                   coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
@@ -542,7 +544,7 @@ def split_ablation_figure(table: list[dict], baseline: float, n: int, height: in
     fig = go.Figure(data=data, layout=layout)
     images = f"{n:,} {split} images" if split else f"{n:,} images"
     return _layout(fig, f"Over {images}, recomputed now (all gates on: {baseline:.2%}); both panels on one scale",
-                   height, hovermode="closest", margin=dict(l=10, r=10, t=60, b=10))
+                   height + 24, hovermode="closest", margin=dict(l=10, r=10, t=88, b=10))
 
 
 def intervention_figure(classes: list[str], before: np.ndarray, after: np.ndarray, height: int = 300,

@@ -89,14 +89,15 @@ def quantiles_figure(quantiles: np.ndarray, order: np.ndarray, title: str, gate_
     x = np.arange(len(order))
     fig = _layout(go.Figure(), title, height, hovermode="closest")
     fig.add_scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([q3, q1[::-1]]), fill="toself",
-                    fillcolor="rgba(76,120,168,0.25)", line=dict(width=0), name=labels[1], hoverinfo="skip")
-    fig.add_scatter(x=x, y=med, mode="lines", name=labels[0], line=dict(color=PALETTE[0], width=1.8),
+                    fillcolor="rgba(245,133,24,0.45)", line=dict(width=0), name=labels[1], hoverinfo="skip")
+    if mean_all is not None:  # under the line: with hundreds of channels the dots would hide it
+        fig.add_scatter(x=x, y=np.asarray(mean_all)[order], mode="markers", name="all-class mean",
+                        marker=dict(color="#999", size=3), hoverinfo="skip")
+    fig.add_scatter(x=x, y=med, mode="lines", name=labels[0],
+                    line=dict(color=PALETTE[0], width=1.8 if len(order) <= 256 else 0.8),
                     customdata=np.stack([order, q1, q3], axis=1),
                     hovertemplate=f"channel %{{customdata[0]}}: {labels[0]} %{{y:.3f}}, band %{{customdata[1]:.3f}}–"
                                   "%{customdata[2]:.3f}<extra></extra>")
-    if mean_all is not None:
-        fig.add_scatter(x=x, y=np.asarray(mean_all)[order], mode="markers", name="all-class mean",
-                        marker=dict(color="#555", size=3), hoverinfo="skip")
     low, high = gate_range
     if np.isfinite(high):
         fig.update_yaxes(range=[low - 0.02 * (high - low), high + 0.02 * (high - low)])

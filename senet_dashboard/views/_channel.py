@@ -109,7 +109,8 @@ def extremes_sentence(group: ExtremeGroup, of: str, classes: list[str]) -> str:
     shown_at = group.k - (group.n - group.at_value)
     return (f"{group.n} of the {of} have a gate from {low:.{GATE_DECIMALS}f} to {high:.{GATE_DECIMALS}f}: {spread}. "
             f"{group.at_value} of them share the {ordinal(group.k)} {rank} gate, {group.value:.{GATE_DECIMALS}f} "
-            f"to {GATE_DECIMALS} decimals; the {shown_at} of those shown hold their classes in proportion.")
+            f"to {GATE_DECIMALS} decimals; the {shown_at} of them shown {'is' if shown_at == 1 else 'are'} drawn "
+            "from their classes in proportion.")
 
 
 def ordinal(n: int) -> str:

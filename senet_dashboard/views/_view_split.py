@@ -53,6 +53,8 @@ def split_view(ctx: PageContext) -> None:
         return
     if ablation is None:  # stopped: a line says so
         return
+    if not computed:
+        st.rerun()  # drawn again from the session's results: the button above then says Done
     st.caption(f":material/warning: {GATE_OFF_CAVEAT} A large red cost says the later layers expect the "
                "re-weighting, not that SE is essential; the blue bars, which keep the gate within what the network "
                "saw, measure what the gate's dependence on the image is worth.")
