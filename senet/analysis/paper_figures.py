@@ -21,7 +21,8 @@ from .profiles import ClassProfiles
 from .saturation import class_mean_std, class_quantiles
 
 __all__ = ["AUTHORS_WEIGHTS", "FIG6_BLOCKS", "FIG7_BLOCKS", "PaperClass", "FIG6_CLASSES", "FIG7_CLASSES",
-           "paper_classes", "resolve_blocks", "resolve_classes", "paper_figure_numbers", "weights_words"]
+           "paper_classes", "resolve_blocks", "resolve_classes", "paper_figure_numbers", "weights_words",
+           "paper_weights"]
 
 AUTHORS_WEIGHTS = "timm:legacy_seresnet50"  # the SENet authors' SE-ResNet-50 weights, as timm serves them
 FIG6_BLOCKS = ("SE_2_3", "SE_3_4", "SE_4_6", "SE_5_1", "SE_5_2", "SE_5_3")
@@ -123,12 +124,19 @@ def paper_figure_numbers(profiles: ClassProfiles, blocks: list[str], classes: li
 def weights_words(name: str, card: dict) -> str:
     """Which weights model ``name`` (its ``card``: a checkpoint's metadata) has, in words: the authors' for
     ``legacy_seresnet50``."""
-    state = card.get("weights_state")
-    if state == "random" or name.endswith("@random"):
+    if card.get("weights_state") == "random" or name.endswith("@random"):
         return f"{name}: random weights (no pretrained weights loaded): the gates mean nothing"
-    if card.get("architecture") == "legacy_seresnet50" and card.get("source") == "timm":
-        return (f"{name}: the SENet authors' own SE-ResNet-50 weights (their Caffe release converted to PyTorch by "
-                f"Cadene's pretrained-models, served by timm as {card.get('weights') or 'legacy_seresnet50.in1k'})")
-    if card.get("source") == "timm" and card.get("architecture") == "seresnet50":
-        return f"{name}: timm's retrained SE-ResNet-50 weights ({card.get('weights')}), not the authors'"
-    return f"{name}: {card.get('weights_note') or 'weights as loaded'}"
+    return f"{name}: {paper_weights(card) or card.get('weights_note') or 'weights as loaded'}"
+
+
+def paper_weights(card: dict) -> str | None:
+    """Whose SE-ResNet-50 weights a pretrained timm model has, said plainly (the authors' for
+    ``legacy_seresnet50``, timm's own for ``seresnet50``); None for any other model or random weights."""
+    if card.get("source") != "timm" or card.get("weights_state") != "pretrained":
+        return None
+    if card.get("architecture") == "legacy_seresnet50":
+        return ("the SENet authors' own SE-ResNet-50 weights (their Caffe release converted to PyTorch by Cadene's "
+                f"pretrained-models, served by timm as {card.get('weights') or 'legacy_seresnet50.in1k'})")
+    if card.get("architecture") == "seresnet50":
+        return f"timm's retrained SE-ResNet-50 weights ({card.get('weights')}), not the authors'"
+    return None

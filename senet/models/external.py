@@ -37,7 +37,8 @@ SOURCES = ("torchvision", "timm")
 RANDOM = "random"  # the weights tag for a randomly initialised model
 TIMM_HINT = "timm is not installed; install it with pip install 'senet-explorer[timm]' (or pip install timm==1.0.31)"
 SUGGESTED = ("torchvision:mobilenet_v3_large", "torchvision:mobilenet_v3_small", "torchvision:efficientnet_b0",
-             "torchvision:regnet_y_400mf", "timm:seresnet50", "timm:legacy_seresnet18", "timm:efficientnet_b0")
+             "torchvision:regnet_y_400mf", "timm:legacy_seresnet50", "timm:seresnet50", "timm:legacy_seresnet18",
+             "timm:efficientnet_b0")  # timm:legacy_seresnet50: the SENet authors' own SE-ResNet-50 weights
 _SE_HINT = {"torchvision": "mobilenet_v3_*, efficientnet_*, efficientnet_v2_*, regnet_y_*",
             "timm": "seresnet*, seresnext*, legacy_se*, efficientnet_*, mobilenetv3_*, regnety_*"}
 

@@ -5,6 +5,7 @@ import streamlit as st
 
 from senet_dashboard.catalog import external_name
 from senet import CheckpointError
+from senet.analysis.paper_figures import paper_weights
 from senet.models.external import SUGGESTED, is_external
 from senet_dashboard.views import _loaders as ui
 from senet_dashboard.views._loaders import SidebarKeys
@@ -62,5 +63,7 @@ def weights_caption(name: str) -> None:
         st.error(str(exc), icon=":material/error:")
         return
     pretrained = meta.get("weights_state") == "pretrained"
-    st.caption(f"{':material/public:' if pretrained else ':material/warning:'} {meta.get('weights_note')}. "
+    whose = paper_weights(meta)
+    st.caption(f"{':material/public:' if pretrained else ':material/warning:'} {meta.get('weights_note')}"
+               f"{f': {whose}' if whose else ''}. "
                f"{len(meta['classes']):,} classes, {meta['input_size'][2]}×{meta['input_size'][1]} input.")
