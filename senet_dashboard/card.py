@@ -169,6 +169,16 @@ def has_test_split(spec: str, data_dir: str | os.PathLike) -> bool:
     return False
 
 
+def has_val_split(spec: str) -> bool:
+    """Whether the data source has training images to hold a val split out of (a ``folder:`` of test photos
+    alone, for an ImageNet model, has none)."""
+    try:
+        kind, path = parse_spec(spec)
+    except DataError:
+        return False
+    return (path / "train").is_dir() if kind == "folder" else True
+
+
 JPEG_SHIFT_NOTE = ("JPEG at quality 75 is a real shift: a ResNet-20 trained on the original CIFAR-10 scores 81% on "
                    "this copy's test split against 91.7% on the original, so these figures must not be assumed for "
                    "torchvision's original CIFAR-10 test split; a JPEG-trained model on the original is unmeasured here")

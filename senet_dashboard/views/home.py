@@ -12,7 +12,7 @@ from senet.progress import Progress, within
 from senet.analysis.compare import se_stage_terms
 from senet.recorded import recorded, scored_split
 from senet.training.runs import read_status
-from senet_dashboard.card import (data_statement, epoch_summary, has_test_split, loss_gap_note, not_compared_note, pts,
+from senet_dashboard.card import (data_statement, epoch_summary, has_test_split, has_val_split, loss_gap_note, not_compared_note, pts,
                                   recompute_scope)
 from senet_dashboard.curves import curves_from_checkpoint, format_duration
 from senet_dashboard.figures import epoch_figure, lr_figure
@@ -173,8 +173,9 @@ def _recomputed_metrics(ctx: PageContext, done: dict[str, tuple[float, int]], va
                    delta=f"{pts(acc, val)} vs recorded" if compare else None, delta_color="off", delta_arrow="off",
                    help=f"Accuracy on the {s} split of {spec} ({n:,} images), computed now on this machine from the "
                         "checkpoint's weights, without TTA" + why)
-    if match is not None:
-        st.caption(f"Data: {match.note}.")
+    note = fmt.subset_note(ctx.checkpoint.card)
+    if match is not None or note:
+        st.caption(" ".join(([f"Data: {match.note}."] if match is not None else []) + ([f"{note}."] if note else [])))
 
 
 def _data_match(ctx: PageContext, split: str) -> DataMatch | None:
@@ -216,6 +217,8 @@ def _recompute_button(ctx: PageContext, data_dir: str, done_key: tuple) -> None:
     spec, scored_on = ctx.spec, scored_split(ctx.meta)
     has_test = has_test_split(spec, data_dir)
     splits = ("val", "test") if has_test else ("val",)
+    if not has_val_split(spec):  # test photos alone
+        splits = ("test",) if has_test else ()
     if scored_on == "test":
         splits = ("test",) if has_test else ()
         if not has_test:
@@ -249,6 +252,9 @@ def _recompute_button(ctx: PageContext, data_dir: str, done_key: tuple) -> None:
     held, check = recompute_scope(ctx.meta, spec)
     if scored_on == "test":
         st.caption(f"On {spec}: the test split (this model trained on every training image; it has no val split).")
+    elif splits == ("test",):
+        st.caption(f"On {spec}: the test split ({spec} holds test images only, no train/ folder to hold a val split "
+                   "out of).")
     else:
         st.caption(f"On {spec}: {held}"
                    + (" and the test split. " if len(splits) == 2 else "; this data source has no test split. ") + check)
@@ -275,7 +281,8 @@ def _se_formula(ctx: PageContext, info: dict) -> None:
     body = " + ".join(fr"{n}\cdot{c}^2" for n, c, _ in terms)
     formula = fr"\frac{{2}}{{{r}}}\left({body}\right) = {info['se_formula']:,.0f}" if same_r else \
         fr"\sum_s \frac{{2}}{{r_s}} N_s C_s^2 = {info['se_formula']:,.0f}"
-    c1, c2 = st.columns([3, 2], vertical_alignment="center")
+    # four stages' terms (SE-ResNet-50) do not fit beside the caption at 1280 px: the formula then takes the width
+    c1, c2 = st.columns([3, 2], vertical_alignment="center") if len(terms) <= 3 else (st.container(), st.container())
     with c1:
         st.latex(r"\text{SE params} \approx " + formula.replace(",", "{,}"))
     with c2:
