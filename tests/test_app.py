@@ -1049,7 +1049,7 @@ def test_images_by_their_gates_map_probe_spread_and_removal(env):
     assert shown == sorted(profiles.positions.tolist()), "every sampled image is a point, named by its position"
     show_view(at, "Spread")
     spread = _chart(at, "each channel's gate over the")
-    assert spread["data"][1]["name"] == "median"
+    assert [t["name"] for t in spread["data"]] == ["25th–75th percentile", "all-class mean", "median"], "the line on top"
     assert any("Flags:" in m for m in texts(at, "markdown"))
     at.button(key="exc_spread_ablate").click().run()  # measures the removal cost with the split ablation
     no_exceptions(at)
