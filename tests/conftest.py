@@ -39,6 +39,29 @@ def make_folder_dataset(root: Path, classes: tuple[str, ...] = ("red", "green", 
     return root
 
 
+# ImageNet classes by WordNet id, as ImageNet names its class folders: the SENet paper's Fig. 6 classes and tabby
+IMAGENET_FOLDERS = {"n01443537": "goldfish", "n02110958": "pug", "n02123045": "tabby", "n02690373": "airliner",
+                    "n09246464": "cliff"}
+
+
+def make_photo_folder(root: Path, folders: tuple[str, ...] | list[str] = tuple(IMAGENET_FOLDERS), per_class: int = 2,
+                      parts: tuple[str, ...] = ("test",), size: tuple[int, int] = (120, 90),
+                      suffixes: tuple[str, ...] = (".JPEG",)) -> Path:
+    """Photos for an ImageNet model: ``root/<part>/<folder>/`` (``folders`` named by WordNet id or readably), each
+    ``size`` (width, height) of random pixels with one colour channel saturated per class, the file types taking
+    turns over ``suffixes``."""
+    rng = np.random.default_rng(0)
+    width, height = size
+    for part in parts:
+        for k, name in enumerate(folders):
+            (root / part / name).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                pixels[..., k % 3] = 255
+                Image.fromarray(pixels).save(root / part / name / f"{name}_{i}{suffixes[i % len(suffixes)]}")
+    return root
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny models train fastest on one thread, and do not fight other processes for the cores."""

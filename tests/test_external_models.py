@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import make_photo_folder
 from senet import CheckpointError, excitations, gate_overrides, open_checkpoint, preprocess, se_blocks
 from senet.data import input_pixels
 from senet.models.gates import block_channels, block_gate_range, block_reduction, gate_module, module_paths, paper_names
@@ -270,15 +271,7 @@ def test_cli_excite_names_imagenet_classes_and_says_the_weights_are_random(tmp_p
 def _imagenet_folder(root: Path, classes: tuple[str, ...] = ("goldfish", "tabby", "golden_retriever"),
                      per_class: int = 3) -> Path:
     """Photos in class folders named after ImageNet classes (any case, ``_`` for a space), train/ and test/."""
-    rng = np.random.default_rng(0)
-    for part in ("train", "test"):
-        for k, name in enumerate(classes):
-            (root / part / name).mkdir(parents=True)
-            for i in range(per_class):
-                arr = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
-                arr[..., k % 3] = 255
-                Image.fromarray(arr).save(root / part / name / f"{i}.png")
-    return root
+    return make_photo_folder(root, classes, per_class, parts=("train", "test"), suffixes=(".png",))
 
 
 def test_cli_evaluate_judges_an_imagenet_model_among_the_folders_classes(tmp_path, capsys):

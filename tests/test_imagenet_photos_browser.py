@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from browser_support import ARTIFACTS, CHROMIUM, chromium_page, dashboard, goto, no_exception, settle
-from conftest import ROOT
+from conftest import ROOT, make_photo_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,28 +39,11 @@ HEIGHT = 1400  # the viewport while a page is used; a screenshot stretches it to
 LONG = 300_000  # ms: the first page decodes the photos and profiles every class on a 2-core machine
 
 
-def make_photos(root: Path) -> Path:
-    """``root/test/<wnid>/*.JPEG``: 400x300 photos of coloured ellipses, a few per class."""
-    rng = np.random.default_rng(0)
-    for wnid in CLASSES:
-        folder = root / "test" / wnid
-        folder.mkdir(parents=True)
-        for i in range(PHOTOS_PER_CLASS):
-            img = Image.new("RGB", (400, 300), tuple(int(v) for v in rng.integers(0, 256, 3)))
-            draw = ImageDraw.Draw(img)
-            for _ in range(8):
-                x, y = int(rng.integers(0, 350)), int(rng.integers(0, 250))
-                draw.ellipse([x, y, x + int(rng.integers(20, 120)), y + int(rng.integers(20, 120))],
-                             fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-            img.save(folder / f"{wnid}_{i}.JPEG", quality=90)
-    return root
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A dashboard over the photo folder (its test split alone) with its own caches; yields (URL, data source)."""
     tmp = tmp_path_factory.mktemp("imagenet-photos-browser")
-    data = f"folder:{make_photos(tmp / 'photos')}"
+    data = f"folder:{make_photo_folder(tmp / 'photos', tuple(CLASSES), PHOTOS_PER_CLASS, size=(400, 300))}"
     env = dict(os.environ, SENET_DATA=data, SENET_CHECKPOINTS=str(tmp / "checkpoints"),
                SENET_RUNS=str(tmp / "runs"), SENET_DATA_DIR=str(tmp / "cache"), SENET_STUDIES=str(tmp / "studies"),
                PYTHONPATH=str(ROOT))

@@ -4,19 +4,15 @@ classes, the pages say what a k-way prediction means, and data the model cannot 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import app_environment, no_exceptions, open_app, texts
+from conftest import IMAGENET_FOLDERS, app_environment, make_photo_folder, no_exceptions, open_app, texts
 
 pytest.importorskip("timm", reason="timm is not installed (pip install 'senet-explorer[timm]')")
 
 MODEL = "timm:legacy_seresnet50@random"
-FOLDERS = {"n01443537": "goldfish", "n02110958": "pug", "n02690373": "airliner", "n09246464": "cliff",
-           "n02123045": "tabby"}
 EXCITATION = "senet_dashboard/views/excitation.py"
 
 
@@ -24,13 +20,7 @@ EXCITATION = "senet_dashboard/views/excitation.py"
 def photos(tmp_path_factory) -> dict:
     """Two photos per class in WordNet-id folders (test/ only), and the dashboard's folders."""
     tmp = tmp_path_factory.mktemp("imagenet-photos")
-    rng = np.random.default_rng(0)
-    for k, wnid in enumerate(FOLDERS):
-        (tmp / "photos" / "test" / wnid).mkdir(parents=True)
-        for i in range(2):
-            arr = rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)
-            arr[..., k % 3] = 255
-            Image.fromarray(arr).save(tmp / "photos" / "test" / wnid / f"{wnid}_{i}.JPEG")
+    make_photo_folder(tmp / "photos", size=(200, 150))
     return {"spec": f"folder:{tmp / 'photos'}", "tmp": tmp}
 
 
@@ -56,7 +46,7 @@ def _figures(at) -> list[dict]:
 def test_every_class_level_view_works_among_the_folders_classes(app):
     at = app()
     no_exceptions(at)
-    readable = sorted(FOLDERS.values(), key=lambda c: [k for k, v in FOLDERS.items() if v == c][0])
+    readable = [IMAGENET_FOLDERS[k] for k in sorted(IMAGENET_FOLDERS)]
     assert at.selectbox(key="exc_class").options == readable, "WordNet-id folders named as the model names them"
     assert any("5-way choice" in c for i in at.image for c in i.captions), "the prediction among the 5 classes"
     assert at.pills(key="exc_block").options[-1] == "SE_5_3", "the paper's block names"

@@ -4,13 +4,12 @@ folders (readable names or WordNet ids) judged among their classes, and the numb
 Offline: random weights (``@random``) and small synthetic photo folders."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from conftest import make_photo_folder
 from senet.analysis import imagenet
 from senet.analysis.imagenet import external_split, folder_classes, imagenet_wnids, model_wnids
 from senet.analysis.paper_figures import (FIG6_BLOCKS, FIG6_CLASSES, FIG7_BLOCKS, paper_classes, paper_figure_numbers,
@@ -28,18 +27,6 @@ pytest.importorskip("timm", reason="timm is not installed (pip install 'senet-ex
 # module gating its output of 256, 512, 1024 and 2048 channels through a bottleneck of r = 16.
 PAPER_STAGES = {2: (3, 256), 3: (4, 512), 4: (6, 1024), 5: (3, 2048)}
 PAPER_WNIDS = {"goldfish": "n01443537", "pug": "n02110958", "airliner": "n02690373", "cliff": "n09246464"}
-
-
-def photo_folder(root: Path, folders: tuple[str, ...], per_class: int = 2, part: str = "test") -> Path:
-    """Photos (JPEG, 120x90, a colour per class) in ``root/part/<folder>/``."""
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(folders):
-        (root / part / name).mkdir(parents=True)
-        for i in range(per_class):
-            arr = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
-            arr[..., k % 3] = 255
-            Image.fromarray(arr).save(root / part / name / f"{i}.JPEG")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +74,7 @@ def test_gates_read_and_overridden_by_the_papers_names(seresnet50):
 
 def test_wordnet_id_folders_are_matched_and_named_readably(tmp_path, seresnet50):
     folders = tuple(PAPER_WNIDS.values()) + ("tabby",)
-    root = photo_folder(tmp_path / "photos", folders)
+    root = make_photo_folder(tmp_path / "photos", folders)
     assert len(imagenet_wnids()) == 1000 and imagenet_wnids()[1] == "n01443537"
     assert model_wnids(seresnet50.classes, seresnet50.card) == imagenet_wnids()
     restricted, data = external_split(seresnet50, f"folder:{root}", "test", tmp_path / "dd")
@@ -101,7 +88,7 @@ def test_wordnet_id_folders_are_matched_and_named_readably(tmp_path, seresnet50)
 
 
 def test_a_folder_the_model_does_not_know_is_one_line(tmp_path, seresnet50):
-    root = photo_folder(tmp_path / "photos", ("n01443537", "n99999999"))
+    root = make_photo_folder(tmp_path / "photos", ("n01443537", "n99999999"))
     with pytest.raises(DataError) as info:
         external_split(seresnet50, f"folder:{root}", "test", tmp_path / "dd")
     message = str(info.value)
@@ -109,7 +96,7 @@ def test_a_folder_the_model_does_not_know_is_one_line(tmp_path, seresnet50):
 
 
 def test_a_split_of_too_many_photos_is_refused_before_decoding(tmp_path, seresnet50, monkeypatch):
-    root = photo_folder(tmp_path / "photos", ("goldfish", "pug"), per_class=3)
+    root = make_photo_folder(tmp_path / "photos", ("goldfish", "pug"), per_class=3)
     monkeypatch.setattr(imagenet, "MAX_PHOTOS", 5)
     decoded = []
     monkeypatch.setattr(imagenet, "input_pixels", lambda *a: decoded.append(1))
@@ -120,7 +107,7 @@ def test_a_split_of_too_many_photos_is_refused_before_decoding(tmp_path, seresne
 
 
 def test_a_folder_of_test_photos_alone_is_readable_and_listed_without_decoding(tmp_path):
-    root = photo_folder(tmp_path / "photos", ("goldfish", "pug"))
+    root = make_photo_folder(tmp_path / "photos", ("goldfish", "pug"))
     assert folder_classes(f"folder:{root}", "test") == ["goldfish", "pug"]
     assert len(load_split(f"folder:{root}", "test", tmp_path / "dd")) == 4, "no train/ beside test/ needed"
     with pytest.raises(DataError, match="no 'train' folder"):
@@ -128,7 +115,7 @@ def test_a_folder_of_test_photos_alone_is_readable_and_listed_without_decoding(t
 
 
 def test_decoding_reports_its_progress(tmp_path, seresnet50):
-    root = photo_folder(tmp_path / "photos", ("goldfish", "pug"), per_class=3)
+    root = make_photo_folder(tmp_path / "photos", ("goldfish", "pug"), per_class=3)
     reports = []
     external_split(seresnet50, f"folder:{root}", "test", tmp_path / "dd", progress=lambda d, t: reports.append((d, t)))
     assert reports == [(i, 6) for i in range(1, 7)]
@@ -156,7 +143,7 @@ def test_the_papers_blocks_and_classes_are_the_defaults_where_present():
 
 
 def test_fig6_and_fig7_numbers_are_the_class_profiles(tmp_path, seresnet50):
-    root = photo_folder(tmp_path / "photos", tuple(PAPER_WNIDS.values()), per_class=3)
+    root = make_photo_folder(tmp_path / "photos", tuple(PAPER_WNIDS.values()), per_class=3)
     restricted, data = external_split(seresnet50, f"folder:{root}", "test", tmp_path / "dd")
     profiles = class_profiles(restricted, data, per_class=3)
     blocks = resolve_blocks(None, list(se_blocks(restricted.model)))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import call_cli
+from conftest import call_cli, make_photo_folder
 
 MODEL = "timm:legacy_seresnet50@random"
 WNIDS = ("n01440764", "n01443537", "n02110958", "n02690373", "n09246464")  # tench, goldfish, pug, airliner, cliff
@@ -28,17 +28,8 @@ def matplotlib_home(tmp_path: Path, monkeypatch) -> None:
 
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
-    """PATH/test/<wnid>/: two small random-colour photos per class (a PNG and a JPEG), five classes."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "photos"
-    for wnid in WNIDS:
-        folder = root / "test" / wnid
-        folder.mkdir(parents=True)
-        for i, suffix in enumerate((".png", ".jpg")):
-            colour = rng.integers(0, 256, size=3)
-            pixels = np.clip(colour + rng.normal(0, 30, size=(40, 56, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i}{suffix}")
-    return root
+    """PATH/test/<wnid>/: two small photos per class (a PNG and a JPEG), five classes."""
+    return make_photo_folder(tmp_path / "photos", WNIDS, size=(56, 40), suffixes=(".png", ".jpg"))
 
 
 def profiles(capsys, photos: Path, *extra: str) -> tuple[int, str, str]:

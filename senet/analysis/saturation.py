@@ -30,16 +30,22 @@ IDENTITY_SHARE = 0.9  # "close to identity" when at least this share of its gate
 CHEAP_REMOVAL_PTS = 0.5  # switching SE off in a block is "cheap" when it costs at most this many points
 
 
-def class_quantiles(profiles: ClassProfiles, block: str, cls: int) -> np.ndarray:
-    """(3, C): the 25th, 50th and 75th percentile of each channel's gate over the sampled images of class ``cls``.
-
-    Raises ``KeyError`` for an unknown block and ``ValueError`` for a class without sampled images."""
-    gates = profiles._gates_of(block).astype(np.float32)
+def _class_gates(profiles: ClassProfiles, block: str, cls: int) -> np.ndarray:
+    """(n, C) float64: the gates of ``block`` of the sampled images of class ``cls``; KeyError for an unknown block,
+    ValueError for a class without sampled images."""
+    gates = profiles._gates_of(block)
     members = np.asarray(profiles.labels) == cls
     if not members.any():
         name = profiles.classes[cls] if 0 <= cls < len(profiles.classes) else cls
         raise ValueError(f"no sampled images of class {name!r}")
-    return np.percentile(gates[members], [25, 50, 75], axis=0)
+    return gates[members].astype(np.float64)
+
+
+def class_quantiles(profiles: ClassProfiles, block: str, cls: int) -> np.ndarray:
+    """(3, C): the 25th, 50th and 75th percentile of each channel's gate over the sampled images of class ``cls``.
+
+    Raises ``KeyError`` for an unknown block and ``ValueError`` for a class without sampled images."""
+    return np.percentile(_class_gates(profiles, block, cls), [25, 50, 75], axis=0)
 
 
 def class_mean_std(profiles: ClassProfiles, block: str, cls: int) -> np.ndarray:
@@ -47,12 +53,7 @@ def class_mean_std(profiles: ClassProfiles, block: str, cls: int) -> np.ndarray:
     across them (n - 1 in the denominator; 0 for one image): the paper's Fig. 7.
 
     Raises ``KeyError`` for an unknown block and ``ValueError`` for a class without sampled images."""
-    gates = profiles._gates_of(block).astype(np.float64)
-    members = np.asarray(profiles.labels) == cls
-    if not members.any():
-        name = profiles.classes[cls] if 0 <= cls < len(profiles.classes) else cls
-        raise ValueError(f"no sampled images of class {name!r}")
-    g = gates[members]
+    g = _class_gates(profiles, block, cls)
     return np.stack([g.mean(0), g.std(0, ddof=1) if len(g) > 1 else np.zeros(g.shape[1])])
 
 
