@@ -7,6 +7,7 @@ preceded the rewrite (commit 42965db) as a git worktree, then run both:
     .venv/bin/python benchmarks/explorer_browser.py \\
         --checkout before=/tmp/explorer-before --checkout after=/work/main \\
         [--sessions 8] [--seconds 60] [--clicks 10] [--width 1280 --height 900] [--json OUT.json]
+        [--data folder:PATH --query checkpoint=timm:legacy_seresnet50@random --query split=test --query view=classes]
 
 (``git -C /work/main worktree remove /tmp/explorer-before`` removes the worktree afterwards.)
 
@@ -245,14 +246,14 @@ def free_port() -> int:
 class Server:
     """``streamlit run app.py`` in one checkout, in its own process group."""
 
-    def __init__(self, checkout: Path, workdir: Path):
+    def __init__(self, checkout: Path, workdir: Path, data: str = "sample"):
         self.checkout = checkout
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         runs = workdir / "runs"
         runs.mkdir()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SENET_")}
-        self.env.update(SENET_DATA="sample", SENET_RUNS=str(runs), PYTHONPATH=str(checkout))
+        self.env.update(SENET_DATA=data, SENET_RUNS=str(runs), PYTHONPATH=str(checkout))
         self.log_path = workdir / "streamlit.log"
         self.proc: subprocess.Popen | None = None
 
@@ -336,7 +337,9 @@ async def open_explorer(browser, url: str, args, js_errors: list[str]):
     page = await context.new_page()
     page.on("pageerror", lambda exc: js_errors.append(" ".join(str(exc).split())[:300]))
     try:
-        await page.goto(f"{url}/excitation", wait_until="domcontentloaded", timeout=args.load_timeout * 1000)
+        query = "&".join(args.query or [])
+        await page.goto(f"{url}/excitation" + (f"?{query}" if query else ""), wait_until="domcontentloaded",
+                        timeout=args.load_timeout * 1000)
         handle = await page.wait_for_function(COMPLETE_JS, arg=[0, args.quiet_ms], timeout=args.load_timeout * 1000,
                                               polling=100)
     except Exception as exc:  # noqa: BLE001 -- playwright's errors; reported in the column
@@ -486,7 +489,7 @@ async def measure_checkout(name: str, checkout: Path, args) -> dict:
         result["errors"].append(f"{checkout}/app.py: no such file")
         return result
     workdir = Path(tempfile.mkdtemp(prefix=f"explorer-browser-{name}-"))
-    server = Server(checkout, workdir)
+    server = Server(checkout, workdir, args.data)
     result["senet_from"] = package_origin(checkout, server.env)
     result["server_log"] = str(server.log_path)
     try:
@@ -625,7 +628,8 @@ def print_report(report: dict, args) -> None:
           + " ".join(f"{x:.2f}" for x in m["loadavg_at_start"]))
     print(f"Python {m['python']}, Streamlit {m['streamlit']}, Chromium "
           f"{next((r.get('chromium_version') for r in results if r.get('chromium_version')), '–')} (headless) · "
-          f"server env SENET_DATA=sample, SENET_RUNS=<empty dir>, PYTHONPATH=<checkout> · "
+          f"server env SENET_DATA={args.data}, SENET_RUNS=<empty dir>, PYTHONPATH=<checkout> · "
+          + (f"address /excitation?{'&'.join(args.query)} · " if args.query else "") +
           f"complete = script run ended + no stale element + every Plotly chart drawn + DOM quiet "
           f"{args.quiet_ms:g} ms (time = first paint after the last mutation)\n")
     rows = table_rows(args)
@@ -683,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server-timeout", type=float, default=120, help="seconds for the server's health check (120)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (also kept after an error)")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    ap.add_argument("--data", default="sample", help="the servers' SENET_DATA (default sample), e.g. folder:PATH")
+    ap.add_argument("--query", action="append", metavar="K=V", help="an address parameter of /excitation (repeat), "
+                    "e.g. checkpoint=timm:legacy_seresnet50@random, split=test, view=classes")
     args = ap.parse_args(argv)
     checkouts = []
     for spec in args.checkout:

@@ -334,15 +334,16 @@ def profiles_heatmap_figure(profiles: dict[str, np.ndarray], overall: dict[str, 
     ``{3: "true"}``); ``order`` as in :func:`gate_heatmap_figure`. With hundreds of channels a line per class is a
     tangle; a colour per cell keeps every class and channel apart. With many classes (CIFAR-100) the rows are
     12 px and the blocks sit side by side (``columns``; default: up to 3, as many as leave about 3 px a channel),
-    rows aligned by class and named once at the left, so that 100 classes do not stack 100 rows per block."""
+    rows aligned by class and named once at the left, so that 100 classes do not stack 100 rows per block; with more
+    than 8 blocks, two a row."""
     names = list(profiles)
     marks = marks or {}
     top = ["this image"] if image_gates else []
     rows = top + ["all classes", " "] + [f"{c} · {marks[k]}" if k in marks else c for k, c in enumerate(classes)]
     many = len(classes) > MANY_CLASSES
-    if columns is None:
+    if columns is None:  # side by side when there are many classes, or many blocks (SE-ResNet-50's 16)
         widest = max((len(np.asarray(overall[n]).ravel()) for n in names), default=1)
-        columns = max(1, min(3, 900 // (3 * widest))) if many else 1
+        columns = max(1, min(3, 900 // (3 * widest))) if many else 2 if len(names) > 8 else 1
     row_px = min(row_px, 12) if many else row_px
     layout, refs, height = _grid(names, columns, row_px * len(rows) + 40, top=50)
     data = []
