@@ -228,11 +228,11 @@ def server(installed):
 
 
 @pytest.mark.slow
-def test_the_wheel_holds_the_dashboard_its_settings_and_the_sample(installed) -> None:
+def test_the_wheel_holds_the_dashboard_its_settings_the_sample_and_the_wordnet_ids(installed) -> None:
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     views = {f"senet_dashboard/views/{p.name}" for p in (ROOT / "senet_dashboard" / "views").glob("*.py")}
     needed = {"senet_dashboard/app.py", "senet_dashboard/streamlit.toml", "senet/data/cifar10-jpeg-val-sample.npz",
-              "senet/cli.py"} | views
+              "senet/data/imagenet-1k-wnids.txt", "senet/cli.py"} | views
     assert not needed - names, f"the wheel lacks {sorted(needed - names)}"
 
 
