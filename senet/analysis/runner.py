@@ -24,7 +24,8 @@ from torch import nn
 from ..data import TensorDataset, normalize
 from ..models import capture_gates, gate_overrides
 
-__all__ = ["SplitOutputs", "run_over_split", "predict", "to_probabilities", "view_probabilities", "PIXELS_PER_BATCH", "batch_for"]
+__all__ = ["SplitOutputs", "run_over_split", "predict", "to_probabilities", "view_probabilities", "PIXELS_PER_BATCH",
+           "batch_for"]
 
 PIXELS_PER_BATCH = 250 * 32 * 32  # a batch of images larger than CIFAR's holds at most this many pixels per channel
 
@@ -118,7 +119,8 @@ def run_over_split(model: nn.Module, data: TensorDataset, mean: tuple[float, ...
     ``world_size`` takes the ``r``-th of ``world_size`` contiguous, near-equal slices of them, so per-rank
     sums add up to the whole. ``overrides`` replaces gates (see :func:`senet.gate_overrides`); ``capture``
     records each SE block's gate per image (of the plain view). ``batch_size`` is capped
-    for photos (:func:`batch_for`): 224x224 photos go 16 at a time. ``tta``: the level, see the module's docstring. ``progress(done, total)`` is called
+    for photos (:func:`batch_for`): 224x224 photos go 16 at a time. ``tta``: the level, see the module's docstring.
+    ``progress(done, total)`` is called
     after each batch. ``amp_dtype`` runs the forward passes under autocast (CUDA training).
     """
     batch_size = batch_for(batch_size, data.images.shape[-2:])

@@ -39,7 +39,8 @@ def classes_view(ctx: PageContext, image: ChosenImage, result: Explanation, prof
             st.session_state.get(Keys.PROFILED):
         st.rerun()  # other profiles: the whole page, which computes them
     st.button("Every block, channels as chosen" if paper else "The paper's Fig. 6", icon=":material/auto_stories:",
-              key=Keys.FIG6_BUTTON, on_click=draw_paper_fig6, args=(not paper, ctx.classes, ctx.card_folders, image.key),
+              key=Keys.FIG6_BUTTON, on_click=draw_paper_fig6,
+              args=(not paper, ctx.classes, ctx.card_folders, image.key),
               help="Lines in channel order at the paper's six blocks of SE-ResNet-50 (SE_2_3, SE_3_4, SE_4_6, SE_5_1, "
                    "SE_5_2, SE_5_3) when the model has them, for its four classes (goldfish, pug, plane, cliff) when "
                    "the data holds them; otherwise every block and the data's first classes.")

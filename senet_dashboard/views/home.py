@@ -12,8 +12,8 @@ from senet.progress import Progress, within
 from senet.analysis.compare import se_stage_terms
 from senet.recorded import recorded, scored_split
 from senet.training.runs import read_status
-from senet_dashboard.card import (data_statement, epoch_summary, has_test_split, has_val_split, loss_gap_note, not_compared_note, pts,
-                                  recompute_scope)
+from senet_dashboard.card import (data_statement, epoch_summary, has_test_split, has_val_split, loss_gap_note,
+                                  not_compared_note, pts, recompute_scope)
 from senet_dashboard.curves import curves_from_checkpoint, format_duration
 from senet_dashboard.figures import epoch_figure, lr_figure
 from senet_dashboard.views import _format as fmt
