@@ -4,8 +4,8 @@
 mode no training starts or stops, nothing is downloaded, checkpoints, run and study directories open only under
 the *checkpoint roots* and ``folder:`` data only under the *data roots* (the path with its symlinks resolved; a
 ``..`` in it is refused outright), uploads are capped in bytes and pixels, and each split-wide computation
-(an evaluation, an ablation, class profiles) may take at most ``budget`` image passes unless its result was
-prepared beforehand (cached on disk). Every refusal is one line. Outside demo mode every check allows everything.
+(an evaluation, an ablation, class profiles) may take at most ``budget`` image passes (of a 32x32 image; a
+224x224 photo counts 49) unless its result was prepared beforehand (cached on disk). Every refusal is one line. Outside demo mode every check allows everything.
 
 This module never imports streamlit; ``views/_loaders.py`` wraps it for the pages.
 """
@@ -102,6 +102,14 @@ def _roots(raw: str, always: tuple[Path, ...] = ()) -> tuple[Path, ...]:
         if resolved not in out:
             out.append(resolved)
     return tuple(out)
+
+
+CIFAR_PIXELS = 32 * 32  # the budget counts passes of a CIFAR-sized image
+
+
+def pass_weight(pixels: int) -> int:
+    """How many 32x32 image passes one pass of an image of ``pixels`` pixels counts as (49 for 224x224)."""
+    return max(1, -(-int(pixels) // CIFAR_PIXELS))
 
 
 @dataclass(frozen=True)
@@ -214,18 +222,23 @@ class DemoPolicy:
         return None
 
     def split_work_refusal(self, what: str, images: int, passes: int = 1, cached: bool = False,
-                           way_out: str = "choose fewer images, or the sample data") -> str | None:
+                           way_out: str = "choose fewer images, or the sample data",
+                           pixels: int = CIFAR_PIXELS) -> str | None:
         """None if a split-wide computation of ``images`` x ``passes`` image passes may run (always when its
-        result is ``cached``), else a one-line reason ending in ``way_out``."""
-        if not self.enabled or cached or images * passes <= self.budget:
+        result is ``cached``), else a one-line reason ending in ``way_out``. An image of ``pixels`` pixels (a
+        224x224 photo) counts as :func:`pass_weight` passes of a 32x32 one."""
+        weight = pass_weight(pixels)
+        cost = images * passes * weight
+        if not self.enabled or cached or cost <= self.budget:
             return None
-        return (f"{what}: {images:,} image{'s' if images != 1 else ''} × {passes} pass{'es' if passes != 1 else ''} "
-                f"= {images * passes:,} image "
-                f"passes, over this public demo's budget of {self.budget:,} per computation, and not prepared "
-                f"beforehand; {way_out}")
+        each = f" × {weight} (each {pixels:,}-pixel image counts as {weight} of 32×32)" if weight > 1 else ""
+        return (f"{what}: {images:,} image{'s' if images != 1 else ''} × {passes} pass{'es' if passes != 1 else ''}"
+                f"{each} = {cost:,} image passes, over this public demo's budget of {self.budget:,} per computation, "
+                f"and not prepared beforehand; {way_out}")
 
-    def per_class_within_budget(self, passes: int, n_classes: int) -> int | None:
-        """The most images per class a computation of ``passes`` passes may take (None: no limit)."""
+    def per_class_within_budget(self, passes: int, n_classes: int, pixels: int = CIFAR_PIXELS) -> int | None:
+        """The most images per class a computation of ``passes`` passes over images of ``pixels`` pixels may take
+        (None: no limit)."""
         if not self.enabled:
             return None
-        return max(0, self.budget // max(1, passes * n_classes))
+        return max(0, self.budget // max(1, passes * n_classes * pass_weight(pixels)))

@@ -139,6 +139,15 @@ def test_split_wide_work_within_the_budget_or_prepared(tree):
     assert images_within([50, 3, 20], 10) == 23 and images_within([50, 3], None) == 53
 
 
+def test_a_photos_pass_counts_as_many_passes_of_a_cifar_image(tree):
+    p = policy(tree, SENET_DEMO_BUDGET="1000")
+    assert p.split_work_refusal("Class profiles", 20, pixels=32 * 32) is None, "20 CIFAR images fit"
+    why = p.split_work_refusal("Class profiles", 21, pixels=224 * 224)
+    assert "21 images × 1 pass × 49" in why and "1,029 image passes" in why and "\n" not in why, why
+    assert p.split_work_refusal("Class profiles", 20, pixels=224 * 224) is None, "20 x 49 = 980 fit"
+    assert p.per_class_within_budget(passes=1, n_classes=4, pixels=224 * 224) == 5, "1,000 // (4 x 49)"
+
+
 def test_cached_evaluation_is_found_only_once_prepared(tmp_path, tiny_checkpoint, tiny_folder):
     from senet import evaluate_checkpoint
     from senet.analysis.evaluate import has_cached_evaluation

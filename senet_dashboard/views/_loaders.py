@@ -107,14 +107,32 @@ def demo_budget() -> int | None:
 
 
 def split_work_refusal(what: str, images: int, passes: int = 1, cached: bool = False,
-                       way_out: str = "choose fewer images, or the sample data") -> str | None:
-    """None if a split-wide computation may run now, else a one-line reason (demo mode's budget)."""
-    return demo().split_work_refusal(what, images, passes, cached, way_out)
+                       way_out: str = "choose fewer images, or the sample data",
+                       meta: dict | None = None) -> str | None:
+    """None if a split-wide computation of the model of ``meta`` (default: the sidebar's) may run now, else a
+    one-line reason (demo mode's budget, which counts a photo's pass as several of a 32x32 image)."""
+    pixels = _input_pixels() if meta is None else _pixels(meta)
+    return demo().split_work_refusal(what, images, passes, cached, way_out, pixels)
 
 
 def per_class_within_budget(passes: int, n_classes: int) -> int | None:
     """The most images per class a computation of ``passes`` passes may take in demo mode (None: no limit)."""
-    return demo().per_class_within_budget(passes, n_classes)
+    return demo().per_class_within_budget(passes, n_classes, _input_pixels())
+
+
+def _input_pixels() -> int:
+    """The pixels of one input of the sidebar's model (32x32 when none can be read)."""
+    path = selected_path()
+    try:
+        _, meta = load_entry(path) if path else (None, {})
+    except CheckpointError:
+        return 32 * 32
+    return _pixels(meta)
+
+
+def _pixels(meta: dict) -> int:
+    _, h, w = meta.get("input_size", (3, 32, 32))
+    return int(h) * int(w)
 
 
 def subset_size(data: TensorDataset, per_class: int | None) -> int:

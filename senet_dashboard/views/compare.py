@@ -206,7 +206,7 @@ def _over_budget(row: dict, split: str, tta: bool = False, data=None) -> str | N
         return None  # the evaluation itself says what is wrong
     return ui.split_work_refusal(f"Evaluating {row['name']} on {split}", len(data), passes=2 if tta else 1,
                                  cached=ui.evaluation_cached(row["path"], split, tta, data),
-                                 way_out="the sample data source fits")
+                                 way_out="the sample data source fits", meta=row["meta"])
 
 
 def _table(w: Weighing) -> None:
