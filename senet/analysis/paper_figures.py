@@ -126,7 +126,8 @@ def weights_words(name: str, card: dict) -> str:
     ``legacy_seresnet50``."""
     if card.get("weights_state") == "random" or name.endswith("@random"):
         return f"{name}: random weights (no pretrained weights loaded): the gates mean nothing"
-    return f"{name}: {paper_weights(card) or card.get('weights_note') or 'weights as loaded'}"
+    own = "the checkpoint's own trained weights"
+    return f"{name}: {paper_weights(card) or card.get('weights_note') or own}"
 
 
 def paper_weights(card: dict) -> str | None:
