@@ -174,6 +174,15 @@ def open_app(page: str | None = None, *, query: dict | None = None, split: str =
     return at
 
 
+def open_view(view: str, **query: str):
+    """The Excitation explorer opened on ``view`` (its address name) with ``query`` (image, block, ...), checked to
+    show no exception and no error."""
+    at = open_app("senet_dashboard/views/excitation.py", query={"view": view, **query})
+    no_exceptions(at)
+    assert not at.error, texts(at, "error")
+    return at
+
+
 def texts(at, kind: str) -> list[str]:
     """The text of every element of one kind (``markdown``, ``caption``, ``error``, ...) on an AppTest page."""
     return [str(e.value) for e in getattr(at, kind)]

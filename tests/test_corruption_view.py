@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import no_exceptions, open_app, shipped_on_sample, texts
+from conftest import no_exceptions, open_view, shipped_on_sample, texts
 
 IMAGE = 7  # the sample's image the address opens
 
@@ -40,11 +40,7 @@ def _bars(at) -> np.ndarray:
 
 
 def _open():
-    at = open_app("senet_dashboard/views/excitation.py", query={"view": "corruption", "image": str(IMAGE),
-                                                                  "block": "stage3.block3"})
-    no_exceptions(at)
-    assert not at.error, texts(at, "error")
-    return at
+    return open_view("corruption", image=str(IMAGE), block="stage3.block3")
 
 
 def test_the_view_shows_image_shifts_prediction_and_block_shifts(env):

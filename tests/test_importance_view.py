@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import no_exceptions, open_app, shipped_on_sample, texts
+from conftest import no_exceptions, open_view, shipped_on_sample, texts
 
 IMAGE = 7  # the sample's image the address opens
 
@@ -33,11 +33,7 @@ def _loaded(env):
 
 
 def _open(block: str = "stage3.block3"):
-    at = open_app("senet_dashboard/views/excitation.py", query={"view": "importance", "image": str(IMAGE),
-                                                                  "block": block})
-    no_exceptions(at)
-    assert not at.error, texts(at, "error")
-    return at
+    return open_view("importance", image=str(IMAGE), block=block)
 
 
 def test_the_view_plots_this_images_ablation_and_says_its_rank_correlation(env):
